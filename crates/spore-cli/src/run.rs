@@ -1,0 +1,108 @@
+//! `spore run`: one sandbox, in this process, with the terminal as its stdio.
+
+use crate::flags;
+use anyhow::{Context, bail};
+use clap::Args;
+use spore_engine::{EngineConfig, SporeEngine};
+use spore_sandbox::{ExitStatus, Input, Invoke, Output, ProgramSource, Runnable, SandboxSpec, StdioSpec};
+use std::path::PathBuf;
+
+/// Run a wasm module or component as a sandbox.
+///
+/// Nothing of the host is visible unless granted: no files without --dir, no environment
+/// without --env, no sockets without --net.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore run hello.wasm
+  spore run -e GREETING=hi --env-file app.env app.wasm --verbose
+  spore run --dir ./site:/www:ro --dir /tmp/out:/out app.wasm
+  spore run --memory 64M --cpu-time 2s --timeout 5s app.wasm
+  spore run --net allow=db.internal:5432,10.0.0.0/8 client.wasm
+  spore run --invoke fib lib.wasm 20")]
+pub struct RunArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value). Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = flags::parse_env)]
+    env: Vec<(String, String)>,
+    /// Read environment variables from a file of KEY=VALUE lines (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Map a host directory: HOST[:GUEST][:ro]. GUEST defaults to HOST; `ro` denies writes.
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:ro]", value_parser = flags::parse_dir)]
+    dirs: Vec<spore_sandbox::Mount>,
+    /// Linear memory ceiling, e.g. 64M, 1G.
+    #[arg(long, value_name = "SIZE", value_parser = flags::parse_size)]
+    memory: Option<u64>,
+    /// CPU time the guest may use, e.g. 2s, 500ms (sleeping does not count).
+    #[arg(long, value_name = "DURATION", value_parser = flags::parse_duration)]
+    cpu_time: Option<std::time::Duration>,
+    /// Wall-clock limit from start to exit, e.g. 5s, 1m.
+    #[arg(long, value_name = "DURATION", value_parser = flags::parse_duration)]
+    timeout: Option<std::time::Duration>,
+    /// Network access: none (default), allow=HOST:PORT,... (connect), listen=ADDR:PORT,...
+    #[arg(long, value_name = "POLICY")]
+    net: Vec<String>,
+    /// Call this exported function (reactors and libraries) instead of `_start`; ARGS are its
+    /// parameters and its results are printed one per line.
+    #[arg(long, value_name = "EXPORT")]
+    invoke: Option<String>,
+    /// argv[0] as the guest sees it [default: the file name].
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
+    /// The .wasm file (core module or component, detected from its bytes).
+    #[arg(value_name = "FILE.wasm")]
+    file: PathBuf,
+    /// Arguments passed to the guest.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+impl RunArgs {
+    fn spec(&self) -> anyhow::Result<SandboxSpec> {
+        let mut spec = SandboxSpec {
+            program: ProgramSource::Path(self.file.clone()),
+            argv0: self.argv0.clone(),
+            ..Default::default()
+        };
+        for file in &self.env_file {
+            spec.env.extend(flags::read_env_file(file).map_err(anyhow::Error::msg)?);
+        }
+        spec.env.extend(self.env.iter().cloned());
+        spec.mounts = self.dirs.clone();
+        spec.limits.memory_bytes = self.memory;
+        spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
+        spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
+        for net in &self.net {
+            flags::apply_net(&mut spec.network, net).map_err(|e| anyhow::anyhow!("--net {e}"))?;
+        }
+        match &self.invoke {
+            Some(export) => spec.invoke = Some(Invoke { export: export.clone(), args: self.args.clone() }),
+            None => spec.args = self.args.clone(),
+        }
+        spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
+        Ok(spec)
+    }
+}
+
+pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
+    let spec = args.spec()?;
+    let name = args.file.display().to_string();
+    let bytes = match std::fs::read(&args.file) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("{name}: no such file"),
+        Err(err) => bail!("cannot read {name}: {err}"),
+    };
+    let engine = SporeEngine::new(EngineConfig { cache_dir: Some(cache_dir), ..EngineConfig::default() })?;
+    let program = engine.load(&bytes).with_context(|| name.clone())?;
+    let runnable = Runnable::new(&engine, program, &name)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = runtime.block_on(runnable.run(&spec))?;
+    for value in &report.results {
+        println!("{value}");
+    }
+    if !matches!(report.status, ExitStatus::Exited { .. }) {
+        eprintln!("spore: {name}: {}", report.status);
+    }
+    Ok(report.status.code())
+}

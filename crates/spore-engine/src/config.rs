@@ -1,0 +1,80 @@
+//! How the one engine of a process is shaped. The defaults suit a one-shot `spore run`; the
+//! daemon sizes a pool from its own configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where instance memories, tables and fiber stacks come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Allocation {
+    /// mmap per instance. Cheapest when a process runs one or a few instances (`spore run`).
+    OnDemand,
+    /// Preallocated slots, reused across instances. Cheapest per instance when many run,
+    /// and the only way to make instantiation a few microseconds.
+    Pooling(PoolConfig),
+}
+
+/// Capacity of the pooling allocator. Every number is a hard ceiling: the pool reserves address
+/// space for `instances × max_memory_bytes` up front, so size it from real needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Live instances at once (core instances; a component counts each core instance inside).
+    pub instances: u32,
+    /// Linear memories across all instances.
+    pub memories: u32,
+    /// Tables across all instances.
+    pub tables: u32,
+    /// Largest linear memory any instance may grow to; also the per-slot address reservation.
+    pub max_memory_bytes: u64,
+    /// Largest table (elements).
+    pub max_table_elements: usize,
+    /// Memories per core module.
+    pub max_memories_per_module: u32,
+    /// Tables per core module.
+    pub max_tables_per_module: u32,
+    /// Resident bytes of each memory kept after an instance ends, so the next one skips faults.
+    pub memory_keep_resident: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            instances: 1000,
+            memories: 1000,
+            tables: 1000,
+            max_memory_bytes: 64 << 20,
+            max_table_elements: 20_000,
+            max_memories_per_module: 1,
+            max_tables_per_module: 4,
+            memory_keep_resident: 0,
+        }
+    }
+}
+
+/// Everything that shapes the process's engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Instance allocation strategy.
+    pub allocation: Allocation,
+    /// Where compiled code is cached; `None` compiles in memory every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Period of the epoch ticker: the preemption slice, and the resolution of CPU-time limits.
+    pub epoch_tick: Duration,
+    /// Stack of each async fiber a guest runs on. Smaller fits more sandboxes; must exceed
+    /// `max_wasm_stack` plus host-call headroom.
+    pub async_stack_size: usize,
+    /// Deepest wasm stack a guest may use before a stack-overflow trap.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allocation: Allocation::OnDemand,
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            async_stack_size: 2 << 20,
+            max_wasm_stack: 1 << 20,
+        }
+    }
+}

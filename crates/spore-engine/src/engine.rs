@@ -1,0 +1,275 @@
+//! [`SporeEngine`]: the process's one wasmtime engine plus its compile cache.
+
+use crate::cache::{CacheOutcome, CompileCache, Lookup};
+use crate::config::{Allocation, EngineConfig, PoolConfig};
+use crate::detect::{WasmKind, detect};
+use crate::error::{EngineError, LoadError};
+use crate::ticker;
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
+
+/// The sha256 of a wasm binary: its identity in caches, stores and logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Lower-case hex, without the algorithm prefix (for file names).
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    /// The OCI form, `sha256:<hex>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Compiled code, ready to link: the form depends on the binary's kind.
+#[derive(Clone)]
+pub enum ProgramCode {
+    /// A core module.
+    Module(Module),
+    /// A component.
+    Component(Component),
+}
+
+/// A compiled wasm binary and what is known about it. Cheap to clone (reference-counted), so
+/// one `Program` serves every sandbox of the same digest.
+#[derive(Clone)]
+pub struct Program {
+    /// sha256 of the original wasm bytes.
+    pub digest: Digest,
+    /// Module or component.
+    pub kind: WasmKind,
+    /// The compiled code.
+    pub code: ProgramCode,
+    /// Whether this load hit the cache.
+    pub outcome: CacheOutcome,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program")
+            .field("digest", &self.digest)
+            .field("kind", &self.kind)
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}
+
+/// The one engine of a Spore process.
+#[derive(Clone)]
+pub struct SporeEngine {
+    engine: Engine,
+    cache: Option<CompileCache>,
+    config: EngineConfig,
+}
+
+impl SporeEngine {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let engine = Engine::new(&wasmtime_config(&config)).map_err(EngineError::Config)?;
+        let cache = match &config.cache_dir {
+            Some(root) => Some(
+                CompileCache::new(root, &engine)
+                    .map_err(|source| EngineError::CacheDir { path: root.clone(), source })?,
+            ),
+            None => None,
+        };
+        ticker::start(engine.weak(), config.epoch_tick);
+        Ok(SporeEngine { engine, cache, config })
+    }
+
+    /// The underlying wasmtime engine, for linkers and stores.
+    pub fn wasmtime(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration this engine was built from.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The compile cache, when one is configured.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// Turns wasm bytes into a [`Program`]: from the cache when a trusted entry exists,
+    /// otherwise compiled (and cached). Never executes an entry it could not verify.
+    pub fn load(&self, bytes: &[u8]) -> Result<Program, LoadError> {
+        let kind = detect(bytes)?;
+        let digest = Digest::of(bytes);
+        let Some(cache) = &self.cache else {
+            let code = self.compile_in_memory(kind, bytes)?;
+            return Ok(Program { digest, kind, code, outcome: CacheOutcome::Compiled });
+        };
+        let outcome = match cache.lookup(&self.engine, kind, &digest) {
+            Lookup::Hit(code) => {
+                tracing::debug!(%digest, "compile cache hit");
+                return Ok(Program { digest, kind, code, outcome: CacheOutcome::Hit });
+            }
+            Lookup::Miss => CacheOutcome::Compiled,
+            Lookup::Untrusted(reason) => {
+                tracing::warn!(%digest, path = %cache.artifact_path(&digest).display(), "compile cache entry rejected ({reason}); recompiling");
+                cache.evict(&digest);
+                CacheOutcome::Rebuilt { reason }
+            }
+        };
+        let started = std::time::Instant::now();
+        let artifact = match kind {
+            WasmKind::Module => self.engine.precompile_module(bytes),
+            WasmKind::Component => self.engine.precompile_component(bytes),
+        }
+        .map_err(|err| invalid(kind, err))?;
+        tracing::debug!(%digest, elapsed = ?started.elapsed(), "compiled");
+        if let Err(err) = cache.store(&digest, &artifact) {
+            // The run can proceed from memory; only the next start loses the shortcut.
+            tracing::warn!(dir = %cache.dir().display(), "cannot write the compile cache ({err}); continuing without it");
+        }
+        // SAFETY: `artifact` was produced by this very engine a moment ago.
+        let code = unsafe {
+            match kind {
+                WasmKind::Module => Module::deserialize(&self.engine, &artifact).map(ProgramCode::Module),
+                WasmKind::Component => Component::deserialize(&self.engine, &artifact).map(ProgramCode::Component),
+            }
+        }
+        .map_err(|err| invalid(kind, err))?;
+        Ok(Program { digest, kind, code, outcome })
+    }
+
+    fn compile_in_memory(&self, kind: WasmKind, bytes: &[u8]) -> Result<ProgramCode, LoadError> {
+        match kind {
+            WasmKind::Module => Module::from_binary(&self.engine, bytes).map(ProgramCode::Module),
+            WasmKind::Component => Component::from_binary(&self.engine, bytes).map(ProgramCode::Component),
+        }
+        .map_err(|err| invalid(kind, err))
+    }
+}
+
+fn invalid(kind: WasmKind, err: wasmtime::Error) -> LoadError {
+    LoadError::Invalid { kind: kind.as_str(), message: format!("{err:#}") }
+}
+
+/// The wasmtime settings every Spore engine shares; only allocation and stack sizes vary.
+fn wasmtime_config(config: &EngineConfig) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true)
+        .memory_init_cow(true)
+        .async_stack_size(config.async_stack_size)
+        .max_wasm_stack(config.max_wasm_stack);
+    if let Allocation::Pooling(pool) = &config.allocation {
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(pool)));
+        // With a pool, each memory slot reserves exactly what it may grow to: address space
+        // planned from the ceiling, not wasmtime's 4 GiB default.
+        c.memory_reservation(pool.max_memory_bytes);
+    }
+    c
+}
+
+fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
+    let mut p = PoolingAllocationConfig::new();
+    p.total_core_instances(pool.instances)
+        .total_component_instances(pool.instances)
+        .total_memories(pool.memories)
+        .total_tables(pool.tables)
+        .total_stacks(pool.instances)
+        .max_memory_size(pool.max_memory_bytes as usize)
+        .table_elements(pool.max_table_elements)
+        .max_memories_per_module(pool.max_memories_per_module)
+        .max_tables_per_module(pool.max_tables_per_module)
+        .linear_memory_keep_resident(pool.memory_keep_resident);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// `(module (func (export "_start")))`
+    const EMPTY_COMMAND: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00,
+        0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
+    ];
+
+    fn engine(cache: &Path) -> SporeEngine {
+        SporeEngine::new(EngineConfig { cache_dir: Some(cache.to_owned()), ..EngineConfig::default() }).unwrap()
+    }
+
+    #[test]
+    fn second_load_hits_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        assert_eq!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Compiled);
+        assert_eq!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn corrupt_truncated_and_foreign_entries_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let program = e.load(EMPTY_COMMAND).unwrap();
+        let path = e.cache().unwrap().artifact_path(&program.digest);
+        let good = std::fs::read(&path).unwrap();
+
+        // A flipped byte in the middle (machine code or metadata).
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(matches!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Rebuilt { .. }));
+        assert_eq!(std::fs::read(&path).unwrap(), good, "the entry is replaced by a good one");
+
+        // Truncated.
+        std::fs::write(&path, &good[..good.len() / 3]).unwrap();
+        assert!(matches!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Rebuilt { .. }));
+
+        // Foreign: something else entirely, with a checksum that matches it.
+        let foreign = b"\x7fELF not a wasmtime artifact".to_vec();
+        std::fs::write(&path, &foreign).unwrap();
+        let sum = path.with_extension("sum");
+        std::fs::write(&sum, hex::encode(Sha256::digest(&foreign))).unwrap();
+        let outcome = e.load(EMPTY_COMMAND).unwrap().outcome;
+        assert!(
+            matches!(&outcome, CacheOutcome::Rebuilt { reason } if reason.contains("rejected by the engine")),
+            "{outcome:?}"
+        );
+        assert_eq!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn concurrent_loads_of_one_wasm_leave_a_valid_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| e.load(EMPTY_COMMAND).unwrap());
+            }
+        });
+        assert_eq!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn invalid_wasm_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let err = e.load(&EMPTY_COMMAND[..20]).unwrap_err().to_string();
+        assert!(err.starts_with("invalid WebAssembly module"), "{err}");
+    }
+}

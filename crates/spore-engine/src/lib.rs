@@ -1,0 +1,22 @@
+//! Spore's engine layer: exactly one [`wasmtime::Engine`] per process, configured once for
+//! density (pooling or on-demand allocation, copy-on-write memory images, small fiber stacks)
+//! and preemption (epoch interruption driven by a single ticker thread), plus the things that
+//! must be decided *before* any sandbox exists: whether a blob is a core module or a component,
+//! and where its compiled code lives on disk.
+//!
+//! Everything above this crate (the sandbox, the CLI, the daemon) receives a [`Program`] — a
+//! compiled, ready-to-link module or component — and never calls the compiler itself. That is
+//! what keeps compilation to once per wasm digest.
+
+mod cache;
+mod config;
+mod detect;
+mod engine;
+mod error;
+mod ticker;
+
+pub use cache::{CacheOutcome, CompileCache};
+pub use config::{Allocation, EngineConfig, PoolConfig};
+pub use detect::{WasmKind, detect};
+pub use engine::{Digest, Program, ProgramCode, SporeEngine};
+pub use error::{EngineError, LoadError};

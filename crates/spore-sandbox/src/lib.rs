@@ -1,0 +1,21 @@
+//! The sandbox: one description ([`SandboxSpec`]) that every entry point builds — `spore run`,
+//! the daemon's API, the Kubernetes shim — and the one code path that turns it into a running,
+//! limited guest with exactly the capabilities the spec grants and nothing else.
+//!
+//! The flow is one way: a [`Program`](spore_engine::Program) (compiled once per digest) is
+//! linked into a [`Runnable`] (one `InstancePre` per program, shared), and each
+//! [`Runnable::run`] builds a fresh store and WASI context from a spec and drives the guest as
+//! an async task until it reports an [`ExitStatus`].
+
+mod limits;
+mod net;
+mod runner;
+mod spec;
+mod status;
+mod stdio;
+
+pub use net::{AddrRule, NetworkPolicy};
+pub use runner::{RunReport, Runnable, SandboxError};
+pub use spec::{Capabilities, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};
+pub use status::{ExitStatus, LimitKind, exit_code};
+pub use stdio::{Input, Output, StdioSpec};

@@ -1,0 +1,188 @@
+//! Enforcement of [`Limits`]: a [`ResourceLimiter`] for memory and tables, and a per-sandbox
+//! CPU meter read by the epoch callback.
+//!
+//! CPU time is measured, not estimated: every poll of the sandbox's future is bracketed by
+//! reads of the polling thread's CPU clock, so time a guest spends asleep or waiting on I/O
+//! costs nothing, and time it spends spinning is charged to it alone.
+
+use crate::spec::Limits;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use wasmtime::ResourceLimiter;
+
+/// Memory, table and instance ceilings of one store; remembers the first denied growth so a
+/// trap that follows can be reported as the memory limit it really is.
+pub(crate) struct Limiter {
+    memory_limit: Option<u64>,
+    memory_used: u64,
+    table_elements: usize,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    /// `(already used, asked for)` at the first denied memory growth.
+    pub(crate) memory_denied: Option<(u64, u64)>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Limiter {
+            memory_limit: limits.memory_bytes,
+            memory_used: 0,
+            table_elements: limits.max_table_elements,
+            instances: limits.max_instances,
+            tables: limits.max_tables,
+            memories: limits.max_memories,
+            memory_denied: None,
+        }
+    }
+
+    /// The configured memory ceiling, if any.
+    pub(crate) fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// Bytes of linear memory currently committed to the guest.
+    pub(crate) fn memory_used(&self) -> u64 {
+        self.memory_used
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let after = self.memory_used - current as u64 + desired as u64;
+        if let Some(limit) = self.memory_limit
+            && after > limit
+        {
+            self.memory_denied.get_or_insert((self.memory_used, after));
+            return Ok(false);
+        }
+        self.memory_used = after;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+/// The error the epoch callback raises when a sandbox has used up its CPU time.
+#[derive(Debug)]
+pub(crate) struct CpuTimeExceeded;
+
+impl std::fmt::Display for CpuTimeExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CPU time limit exceeded")
+    }
+}
+
+impl std::error::Error for CpuTimeExceeded {}
+
+/// CPU time consumed by one sandbox, in nanoseconds of thread CPU time.
+#[derive(Default)]
+pub(crate) struct CpuMeter {
+    used: AtomicU64,
+    /// Thread CPU clock at the start of the poll in progress; 0 when not being polled.
+    poll_start: AtomicU64,
+}
+
+impl CpuMeter {
+    /// CPU time so far, including the poll in progress when called from inside it.
+    pub(crate) fn used_ns(&self) -> u64 {
+        let used = self.used.load(Ordering::Relaxed);
+        match self.poll_start.load(Ordering::Relaxed) {
+            0 => used,
+            start => used + thread_cpu_ns().saturating_sub(start),
+        }
+    }
+}
+
+/// A future whose polls are charged to a [`CpuMeter`].
+pub(crate) struct Metered<F> {
+    inner: Pin<Box<F>>,
+    meter: Arc<CpuMeter>,
+}
+
+impl<F> Metered<F> {
+    pub(crate) fn new(inner: F, meter: Arc<CpuMeter>) -> Self {
+        Metered { inner: Box::pin(inner), meter }
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = thread_cpu_ns().max(1);
+        self.meter.poll_start.store(start, Ordering::Relaxed);
+        let out = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_ns().saturating_sub(start);
+        self.meter.poll_start.store(0, Ordering::Relaxed);
+        self.meter.used.fetch_add(spent, Ordering::Relaxed);
+        out
+    }
+}
+
+/// The calling thread's CPU clock.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Human-readable bytes for limit messages (binary units, as `--memory` takes them).
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_counts_all_memories_and_remembers_the_denial() {
+        let limits = Limits { memory_bytes: Some(3 << 16), ..Limits::default() };
+        let mut l = Limiter::new(&limits);
+        assert!(l.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(l.memory_growing(0, 2 << 16, None).unwrap());
+        assert!(!l.memory_growing(2 << 16, 3 << 16, None).unwrap());
+        assert_eq!(l.memory_denied, Some((3 << 16, 4 << 16)));
+        assert_eq!(l.memory_used(), 3 << 16);
+    }
+
+    #[test]
+    fn human_bytes_reads_like_the_flag() {
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(human_bytes(100), "100 B");
+    }
+}

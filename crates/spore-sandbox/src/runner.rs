@@ -1,0 +1,482 @@
+//! From a compiled [`Program`] and a [`SandboxSpec`] to an [`ExitStatus`].
+//!
+//! [`Runnable`] is built once per program: it links the program against WASI and keeps the
+//! resulting `InstancePre`, so every sandbox of the same wasm skips import resolution and type
+//! checking. [`Runnable::run`] is the per-sandbox part: a fresh store and WASI context from the
+//! spec, the limits wired into the store, and the guest driven as one async task.
+
+use crate::limits::{CpuMeter, CpuTimeExceeded, Limiter, Metered, human_bytes};
+use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
+use crate::status::{ExitStatus, LimitKind};
+use crate::stdio::Captured;
+use spore_engine::{Program, ProgramCode, SporeEngine};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component;
+use wasmtime::{ExternType, Instance, Store, Trap, UpdateDeadline, Val, ValType, WasmBacktrace};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// A sandbox could not be started as specified. (How a *started* guest ended is an
+/// [`ExitStatus`], never this.)
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The spec itself is wrong.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The program imports something Spore does not provide.
+    #[error(
+        "cannot link {program}: {message}. Spore provides WASI preview 1 (`wasi_snapshot_preview1`) to modules and WASI 0.2 (cli, clocks, filesystem, io, random, sockets) to components"
+    )]
+    Link {
+        /// Program name.
+        program: String,
+        /// wasmtime's description, naming the import.
+        message: String,
+    },
+    /// The memory limit is below what the module needs to even instantiate.
+    #[error(
+        "memory limit {limit} is below the {minimum} {program} declares as its minimum memory; raise --memory to at least {minimum}"
+    )]
+    MemoryBelowMinimum {
+        /// Program name.
+        program: String,
+        /// The limit, formatted.
+        limit: String,
+        /// The declared minimum, formatted.
+        minimum: String,
+    },
+    /// No command entry point and no `--invoke`.
+    #[error(
+        "{program} has no `{entry}` export, so it is not a command (it may be a reactor or library); run one of its functions with --invoke NAME. Exported functions: {exports}"
+    )]
+    NoEntryPoint {
+        /// Program name.
+        program: String,
+        /// The entry point that was looked for.
+        entry: &'static str,
+        /// Exported functions, comma-separated.
+        exports: String,
+    },
+    /// `--invoke` names an export that does not exist or is not a function.
+    #[error("{program} has no exported function `{export}`; exported functions: {exports}")]
+    NoSuchExport {
+        /// Program name.
+        program: String,
+        /// Requested export.
+        export: String,
+        /// Exported functions, comma-separated.
+        exports: String,
+    },
+    /// `--invoke` arguments do not fit the function's parameters.
+    #[error("--invoke {export}: {problem}")]
+    InvokeArgs {
+        /// Requested export.
+        export: String,
+        /// What does not fit.
+        problem: String,
+    },
+    /// Something Spore does not support yet for this kind of program.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A host resource named by the spec (stdio file, mount) could not be opened.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The guest could not be instantiated for a reason other than the above.
+    #[error("cannot start {program}: {message}")]
+    Instantiate {
+        /// Program name.
+        program: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// How the guest ended.
+    pub status: ExitStatus,
+    /// Return values of an `--invoke`d function, formatted.
+    pub results: Vec<String>,
+    /// Captured stdout, when the spec asked for a pipe.
+    pub stdout: Option<Vec<u8>>,
+    /// Captured stderr, when the spec asked for a pipe.
+    pub stderr: Option<Vec<u8>>,
+    /// CPU time the guest used.
+    pub cpu_time: Duration,
+    /// Wall-clock time from start to end.
+    pub wall_time: Duration,
+    /// Linear memory the guest had committed when it ended (memories never shrink, so this is
+    /// also its peak). Zero when it was stopped by the wall-clock timeout.
+    pub memory_bytes: u64,
+}
+
+/// Per-store state: WASI (the p1 context also serves components), limits and the CPU meter.
+pub(crate) struct SandboxState {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+    cpu: Arc<CpuMeter>,
+}
+
+impl WasiView for SandboxState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiView::ctx(&mut self.wasi)
+    }
+}
+
+enum Linked {
+    Module(wasmtime::InstancePre<SandboxState>),
+    /// `None` when the component does not export `wasi:cli/run` (not a command).
+    Component(Option<CommandPre<SandboxState>>),
+}
+
+/// A program linked once, ready to start any number of sandboxes.
+pub struct Runnable {
+    engine: SporeEngine,
+    program: Program,
+    name: String,
+    linked: Linked,
+}
+
+impl Runnable {
+    /// Links `program` against WASI. `name` is how messages refer to it (usually the file).
+    pub fn new(engine: &SporeEngine, program: Program, name: &str) -> Result<Self, SandboxError> {
+        let link_err =
+            |err: wasmtime::Error| SandboxError::Link { program: name.to_owned(), message: format!("{err:#}") };
+        let linked = match &program.code {
+            ProgramCode::Module(module) => {
+                let mut linker = wasmtime::Linker::new(engine.wasmtime());
+                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut SandboxState| &mut s.wasi)
+                    .map_err(link_err)?;
+                Linked::Module(linker.instantiate_pre(module).map_err(link_err)?)
+            }
+            ProgramCode::Component(comp) => {
+                let mut linker = component::Linker::new(engine.wasmtime());
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+                let pre = linker.instantiate_pre(comp).map_err(link_err)?;
+                Linked::Component(CommandPre::new(pre).ok())
+            }
+        };
+        Ok(Runnable { engine: engine.clone(), program, name: name.to_owned(), linked })
+    }
+
+    /// The program this runnable was linked from.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Runs one sandbox to completion. Errors mean it could not start; how it ended once
+    /// started is in the report's status.
+    pub async fn run(&self, spec: &SandboxSpec) -> Result<RunReport, SandboxError> {
+        spec.validate()?;
+        let started = Instant::now();
+        let meter = Arc::new(CpuMeter::default());
+        let (state, captured) = self.state(spec, meter.clone()).await?;
+        let mut store = Store::new(self.engine.wasmtime(), state);
+        store.limiter(|s| &mut s.limiter);
+        let cpu_limit_ns = spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000));
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            if let Some(limit) = cpu_limit_ns
+                && ctx.data().cpu.used_ns() > limit
+            {
+                return Err(wasmtime::Error::new(CpuTimeExceeded));
+            }
+            // Yield at every tick: the executor gets to run other sandboxes, and an outer
+            // timeout gets to fire even while this guest spins.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let drive = Metered::new(self.drive(store, spec), meter.clone());
+        let (status, results, memory_bytes) = match spec.limits.timeout_ms {
+            None => drive.await?,
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), drive).await {
+                Ok(ended) => ended?,
+                Err(_) => {
+                    let message = format!(
+                        "wall-clock timeout of {} reached; the guest was stopped (raise --timeout)",
+                        humantime::format_duration(Duration::from_millis(ms))
+                    );
+                    (ExitStatus::LimitExceeded { limit: LimitKind::Timeout, message }, Vec::new(), 0)
+                }
+            },
+        };
+        Ok(RunReport {
+            status,
+            results,
+            stdout: captured.stdout.map(|p| p.contents().to_vec()),
+            stderr: captured.stderr.map(|p| p.contents().to_vec()),
+            cpu_time: Duration::from_nanos(meter.used_ns()),
+            wall_time: started.elapsed(),
+            memory_bytes,
+        })
+    }
+
+    /// The per-sandbox WASI context: exactly what the spec grants.
+    async fn state(&self, spec: &SandboxSpec, cpu: Arc<CpuMeter>) -> Result<(SandboxState, Captured), SandboxError> {
+        let mut b = WasiCtxBuilder::new();
+        b.arg(spec.argv0.clone().unwrap_or_else(|| default_argv0(spec, &self.name)));
+        b.args(&spec.args);
+        for (k, v) in &spec.env {
+            b.env(k, v);
+        }
+        for m in &spec.mounts {
+            let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            b.preopened_dir(&m.host, &m.guest, perms).map_err(|err| SpecError::MountHost {
+                host: m.host.display().to_string(),
+                problem: format!("{err:#}"),
+            })?;
+        }
+        let captured = spec.stdio.apply(&mut b)?;
+        if spec.network.is_none() {
+            b.allow_tcp(false).allow_udp(false);
+        } else {
+            let policy = spec.network.resolve().await;
+            // wasmtime-wasi disables the protocols by default; the address check below is what
+            // grants or denies each use.
+            b.allow_tcp(true).allow_udp(true);
+            b.allow_ip_name_lookup(spec.network.needs_name_lookup());
+            b.socket_addr_check(move |addr, use_| {
+                let allowed = policy.allows(addr, use_);
+                if !allowed {
+                    tracing::warn!("network: denied {use_:?} {addr}: not granted by the sandbox's network policy (grant it with --net allow=HOST:PORT or listen=ADDR:PORT)");
+                }
+                Box::pin(async move { allowed })
+            });
+        }
+        let state = SandboxState { wasi: b.build_p1(), limiter: Limiter::new(&spec.limits), cpu };
+        Ok((state, captured))
+    }
+
+    /// Instantiates and calls the entry point, turning every ending into a status; also
+    /// returns the memory the guest ended with.
+    async fn drive(
+        &self,
+        mut store: Store<SandboxState>,
+        spec: &SandboxSpec,
+    ) -> Result<(ExitStatus, Vec<String>, u64), SandboxError> {
+        let (status, results) = self.call_entry(&mut store, spec).await?;
+        Ok((status, results, store.data().limiter.memory_used()))
+    }
+
+    async fn call_entry(
+        &self,
+        store: &mut Store<SandboxState>,
+        spec: &SandboxSpec,
+    ) -> Result<(ExitStatus, Vec<String>), SandboxError> {
+        match &self.linked {
+            Linked::Module(pre) => {
+                let instance = match pre.instantiate_async(&mut *store).await {
+                    Ok(instance) => instance,
+                    Err(err) => return self.instantiation_failed(store, err),
+                };
+                match &spec.invoke {
+                    Some(invoke) => self.invoke(store, instance, invoke).await,
+                    None => {
+                        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start").map_err(|_| {
+                            SandboxError::NoEntryPoint {
+                                program: self.name.clone(),
+                                entry: "_start",
+                                exports: self.exported_functions(),
+                            }
+                        })?;
+                        let result = start.call_async(&mut *store, ()).await;
+                        Ok((status_of(result.map(|()| 0), store), Vec::new()))
+                    }
+                }
+            }
+            Linked::Component(command) => {
+                if spec.invoke.is_some() {
+                    return Err(SandboxError::Unsupported(format!(
+                        "--invoke works on core modules; {} is a component — run it as a command (wasi:cli/run)",
+                        self.name
+                    )));
+                }
+                let Some(command) = command else {
+                    return Err(SandboxError::NoEntryPoint {
+                        program: self.name.clone(),
+                        entry: "wasi:cli/run",
+                        exports: self.exported_functions(),
+                    });
+                };
+                let command = match command.instantiate_async(&mut *store).await {
+                    Ok(command) => command,
+                    Err(err) => return self.instantiation_failed(store, err),
+                };
+                let result = command.wasi_cli_run().call_run(&mut *store).await;
+                Ok((status_of(result.map(|r| if r.is_ok() { 0 } else { 1 }), store), Vec::new()))
+            }
+        }
+    }
+
+    /// Calls a named export of a module (after `_initialize`, for reactors) with typed args.
+    async fn invoke(
+        &self,
+        store: &mut Store<SandboxState>,
+        instance: Instance,
+        invoke: &Invoke,
+    ) -> Result<(ExitStatus, Vec<String>), SandboxError> {
+        let func = instance.get_func(&mut *store, &invoke.export).ok_or_else(|| SandboxError::NoSuchExport {
+            program: self.name.clone(),
+            export: invoke.export.clone(),
+            exports: self.exported_functions(),
+        })?;
+        let ty = func.ty(&*store);
+        let params = parse_params(&invoke.export, ty.params(), &invoke.args)?;
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+            && let Err(err) = init.call_async(&mut *store, ()).await
+        {
+            return Ok((status_of(Err(err), store), Vec::new()));
+        }
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        match func.call_async(&mut *store, &params, &mut results).await {
+            Ok(()) => Ok((ExitStatus::Exited { code: 0 }, results.iter().map(format_val).collect())),
+            Err(err) => Ok((status_of(Err(err), store), Vec::new())),
+        }
+    }
+
+    fn instantiation_failed(
+        &self,
+        store: &Store<SandboxState>,
+        err: wasmtime::Error,
+    ) -> Result<(ExitStatus, Vec<String>), SandboxError> {
+        let limiter = &store.data().limiter;
+        if let (Some(limit), Some((_, asked))) = (limiter_limit(store), limiter.memory_denied) {
+            return Err(SandboxError::MemoryBelowMinimum {
+                program: self.name.clone(),
+                limit: human_bytes(limit),
+                minimum: human_bytes(asked),
+            });
+        }
+        if err.downcast_ref::<Trap>().is_some() || err.downcast_ref::<I32Exit>().is_some() {
+            // The start function ran and ended the guest: that is a run, not a setup failure.
+            return Ok((status_of(Err(err), store), Vec::new()));
+        }
+        Err(SandboxError::Instantiate { program: self.name.clone(), message: format!("{err:#}") })
+    }
+
+    /// Exported function names, for messages that suggest what to run instead.
+    fn exported_functions(&self) -> String {
+        let engine = self.engine.wasmtime();
+        let names: Vec<String> = match &self.program.code {
+            ProgramCode::Module(m) => {
+                m.exports().filter(|e| matches!(e.ty(), ExternType::Func(_))).map(|e| e.name().to_owned()).collect()
+            }
+            ProgramCode::Component(c) => c.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect(),
+        };
+        if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+    }
+}
+
+fn limiter_limit(store: &Store<SandboxState>) -> Option<u64> {
+    store.data().limiter.memory_limit()
+}
+
+fn default_argv0(spec: &SandboxSpec, name: &str) -> String {
+    match &spec.program {
+        ProgramSource::Path(p) => {
+            p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_owned())
+        }
+    }
+}
+
+/// Maps how a call ended to a status: the guest's exit code, a limit, or a trap.
+fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> ExitStatus {
+    let err = match result {
+        Ok(code) => return ExitStatus::Exited { code },
+        Err(err) => err,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return ExitStatus::Exited { code: exit.0 };
+    }
+    if err.downcast_ref::<CpuTimeExceeded>().is_some() {
+        let used = Duration::from_millis(store.data().cpu.used_ns() / 1_000_000);
+        let message = format!(
+            "CPU time limit reached after {} of CPU; the guest was stopped (raise --cpu-time)",
+            humantime::format_duration(used)
+        );
+        return ExitStatus::LimitExceeded { limit: LimitKind::CpuTime, message };
+    }
+    let trap = describe_trap(&err);
+    let limiter = &store.data().limiter;
+    if let (Some(limit), Some((used, asked))) = (limiter.memory_limit(), limiter.memory_denied) {
+        let message = format!(
+            "memory limit of {} reached: the guest had {} and asked for {} in all, was refused, then failed ({trap}); raise --memory",
+            human_bytes(limit),
+            human_bytes(used),
+            human_bytes(asked)
+        );
+        return ExitStatus::LimitExceeded { limit: LimitKind::Memory, message };
+    }
+    ExitStatus::Trapped { message: trap }
+}
+
+/// "wasm trap: <what> in function `<name>`" from the trap code and the innermost frames, so
+/// the user sees where in *their* code it happened (an `abort` alone says little).
+fn describe_trap(err: &wasmtime::Error) -> String {
+    let what = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("guest failed: {}", err.root_cause()),
+    };
+    let Some(bt) = err.downcast_ref::<WasmBacktrace>() else { return what };
+    let names: Vec<String> = bt
+        .frames()
+        .iter()
+        .take(3)
+        .map(|f| f.func_name().map_or_else(|| format!("#{}", f.func_index()), |n| n.to_owned()))
+        .collect();
+    match names.split_first() {
+        None => what,
+        Some((inner, [])) => format!("{what} in function `{inner}`"),
+        Some((inner, callers)) => format!("{what} in function `{inner}` (called from `{}`)", callers.join("` ← `")),
+    }
+}
+
+fn parse_params(
+    export: &str,
+    params: impl ExactSizeIterator<Item = ValType>,
+    args: &[String],
+) -> Result<Vec<Val>, SandboxError> {
+    let problem = |problem: String| SandboxError::InvokeArgs { export: export.to_owned(), problem };
+    let types: Vec<ValType> = params.collect();
+    if types.len() != args.len() {
+        return Err(problem(format!(
+            "takes {} argument(s) ({}), {} given",
+            types.len(),
+            types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
+            args.len()
+        )));
+    }
+    types
+        .iter()
+        .zip(args)
+        .map(|(ty, arg)| {
+            let bad = || problem(format!("argument {arg:?} is not a valid {ty}"));
+            Ok(match ty {
+                ValType::I32 => {
+                    Val::I32(arg.parse::<i32>().or_else(|_| arg.parse::<u32>().map(|v| v as i32)).map_err(|_| bad())?)
+                }
+                ValType::I64 => {
+                    Val::I64(arg.parse::<i64>().or_else(|_| arg.parse::<u64>().map(|v| v as i64)).map_err(|_| bad())?)
+                }
+                ValType::F32 => Val::F32(arg.parse::<f32>().map_err(|_| bad())?.to_bits()),
+                ValType::F64 => Val::F64(arg.parse::<f64>().map_err(|_| bad())?.to_bits()),
+                other => {
+                    return Err(problem(format!("parameters of type {other} cannot be given on the command line")));
+                }
+            })
+        })
+        .collect()
+}
+
+fn format_val(v: &Val) -> String {
+    match v {
+        Val::I32(v) => v.to_string(),
+        Val::I64(v) => v.to_string(),
+        Val::F32(bits) => f32::from_bits(*bits).to_string(),
+        Val::F64(bits) => f64::from_bits(*bits).to_string(),
+        Val::V128(v) => format!("{:#034x}", v.as_u128()),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,211 @@
+//! [`SandboxSpec`]: everything needed to run one guest, and nothing that depends on where it
+//! runs. It is plain data (serde) so the daemon can store it, the API can accept it, and the CLI
+//! can print it with `--json`.
+
+use crate::net::NetworkPolicy;
+use crate::stdio::StdioSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The one description of a sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// Which wasm to run.
+    pub program: ProgramSource,
+    /// `argv[0]` as the guest sees it; defaults to the program's file name.
+    pub argv0: Option<String>,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables; the guest sees nothing of the host's environment.
+    pub env: BTreeMap<String, String>,
+    /// Host directories made visible to the guest. Nothing else of the host filesystem is.
+    pub mounts: Vec<Mount>,
+    /// Where stdin comes from and stdout/stderr go.
+    pub stdio: StdioSpec,
+    /// Resource ceilings; `None` fields are unlimited.
+    pub limits: Limits,
+    /// Which sockets the guest may open. Empty means none.
+    pub network: NetworkPolicy,
+    /// Run a named export instead of the command entry point (reactors, libraries).
+    pub invoke: Option<Invoke>,
+    /// Host capabilities granted beyond WASI's CLI, filesystem and sockets (key-value, config,
+    /// HTTP); filled by later capability providers.
+    pub capabilities: Capabilities,
+}
+
+/// Where the program's bytes come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProgramSource {
+    /// A `.wasm` file on the host running the sandbox.
+    Path(PathBuf),
+}
+
+impl Default for ProgramSource {
+    fn default() -> Self {
+        ProgramSource::Path(PathBuf::new())
+    }
+}
+
+/// A host directory mapped into the guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Path the guest opens it by.
+    pub guest: String,
+    /// Whether the guest may create, write or delete under it.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Ceilings on what one sandbox may consume. Hitting one ends that sandbox alone, with its
+/// own exit status ([`crate::ExitStatus::LimitExceeded`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory, all memories together, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time the guest may burn, in milliseconds (sleeping does not count).
+    pub cpu_time_ms: Option<u64>,
+    /// Wall-clock time from start to exit, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Core instances (a component may contain several).
+    pub max_instances: usize,
+    /// Tables across all instances.
+    pub max_tables: usize,
+    /// Elements in any one table.
+    pub max_table_elements: usize,
+    /// Linear memories across all instances.
+    pub max_memories: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: None,
+            cpu_time_ms: None,
+            timeout_ms: None,
+            max_instances: 100,
+            max_tables: 100,
+            max_table_elements: 1_000_000,
+            max_memories: 100,
+        }
+    }
+}
+
+/// A named export to call, with its arguments in text form (parsed by the export's types).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invoke {
+    /// Export name.
+    pub export: String,
+    /// Arguments, one per parameter.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Capabilities granted to the sandbox beyond WASI's CLI, filesystem and sockets. Empty for
+/// now: key-value, config and HTTP add their grants here, so stored specs keep their shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capabilities {}
+
+/// A spec that cannot run as written.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// A mount's host directory is missing or not a directory.
+    #[error("mount {host}: {problem}; create it or fix the path")]
+    MountHost {
+        /// Host path as given.
+        host: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A mount's guest path is empty or relative in a way WASI cannot express.
+    #[error("mount {host}: guest path {guest:?} must be absolute (e.g. /data) or `.`")]
+    MountGuest {
+        /// Host path as given.
+        host: String,
+        /// Guest path as given.
+        guest: String,
+    },
+    /// An environment variable name is empty or contains `=` or NUL.
+    #[error("environment variable {name:?}: names must be non-empty and contain no `=` or NUL")]
+    EnvName {
+        /// The offending name.
+        name: String,
+    },
+    /// A limit of zero would stop the guest before it starts.
+    #[error("limit {name} must be greater than zero")]
+    ZeroLimit {
+        /// Which limit.
+        name: &'static str,
+    },
+}
+
+impl SandboxSpec {
+    /// Checks what can be checked before anything is instantiated, so a bad spec fails with a
+    /// message about the spec rather than an error from deep inside WASI.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        for m in &self.mounts {
+            let host = m.host.display().to_string();
+            match std::fs::metadata(&m.host) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(SpecError::MountHost { host, problem: "is not a directory".into() }),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(SpecError::MountHost { host, problem: "host path does not exist".into() });
+                }
+                Err(err) => return Err(SpecError::MountHost { host, problem: err.to_string() }),
+            }
+            if m.guest.is_empty() || !(m.guest.starts_with('/') || m.guest.starts_with('.')) {
+                return Err(SpecError::MountGuest { host, guest: m.guest.clone() });
+            }
+        }
+        for name in self.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(SpecError::EnvName { name: name.clone() });
+            }
+        }
+        let l = &self.limits;
+        for (name, value) in
+            [("memory_bytes", l.memory_bytes), ("cpu_time_ms", l.cpu_time_ms), ("timeout_ms", l.timeout_ms)]
+        {
+            if value == Some(0) {
+                return Err(SpecError::ZeroLimit { name });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json_and_rejects_unknown_fields() {
+        let mut spec = SandboxSpec { program: ProgramSource::Path("app.wasm".into()), ..Default::default() };
+        spec.args = vec!["a".into()];
+        spec.env.insert("K".into(), "V".into());
+        spec.limits.memory_bytes = Some(1 << 20);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), spec);
+        let err = serde_json::from_str::<SandboxSpec>(r#"{"programm": {"path": "x"}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `programm`"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_missing_mount() {
+        let spec = SandboxSpec {
+            mounts: vec![Mount { host: "/definitely/not/here".into(), guest: "/data".into(), read_only: false }],
+            ..Default::default()
+        };
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("/definitely/not/here") && err.contains("does not exist"), "{err}");
+    }
+}

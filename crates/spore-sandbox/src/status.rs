@@ -1,0 +1,95 @@
+//! How a sandbox ended, and the process exit code each ending maps to.
+//!
+//! The codes follow the conventions users already read: the guest's own code when it exits;
+//! 128+signal numbers for abnormal ends (as a shell reports a killed process), and Docker's
+//! 125 for "Spore itself could not run the program".
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Documented exit codes for endings that are not the guest's own `exit(n)`.
+pub mod exit_code {
+    /// The guest trapped (unreachable, out-of-bounds access, stack overflow…): 128 + SIGABRT,
+    /// as wasmtime reports a trap.
+    pub const TRAP: i32 = 134;
+    /// The guest needed more memory than its limit allowed: 128 + SIGKILL, as an OOM kill.
+    pub const MEMORY: i32 = 137;
+    /// The guest used up its CPU-time allowance: 128 + SIGXCPU, as RLIMIT_CPU reports it.
+    pub const CPU_TIME: i32 = 152;
+    /// The guest ran past its wall-clock timeout: 124, as coreutils `timeout` reports it.
+    pub const TIMEOUT: i32 = 124;
+    /// Spore could not start the program (bad flag, bad file, link error): as `docker run`.
+    pub const SPORE_ERROR: i32 = 125;
+}
+
+/// Which resource ceiling stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Linear memory (`--memory`).
+    Memory,
+    /// CPU time (`--cpu-time`).
+    CpuTime,
+    /// Wall-clock time (`--timeout`).
+    Timeout,
+}
+
+impl LimitKind {
+    /// The exit code this limit maps to.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            LimitKind::Memory => exit_code::MEMORY,
+            LimitKind::CpuTime => exit_code::CPU_TIME,
+            LimitKind::Timeout => exit_code::TIMEOUT,
+        }
+    }
+}
+
+/// How a guest's run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ExitStatus {
+    /// The guest returned from its entry point (code 0) or called `exit(code)`.
+    Exited {
+        /// The guest's exit code.
+        code: i32,
+    },
+    /// The guest trapped or a host call failed fatally.
+    Trapped {
+        /// The trap and the wasm function it happened in.
+        message: String,
+    },
+    /// A resource limit stopped the guest.
+    LimitExceeded {
+        /// Which limit.
+        limit: LimitKind,
+        /// What was exceeded, by how much, and which flag raises it.
+        message: String,
+    },
+}
+
+impl ExitStatus {
+    /// The process exit code for this ending.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitStatus::Exited { code } => *code,
+            ExitStatus::Trapped { .. } => exit_code::TRAP,
+            ExitStatus::LimitExceeded { limit, .. } => limit.exit_code(),
+        }
+    }
+
+    /// Whether the guest ended successfully.
+    pub fn success(&self) -> bool {
+        matches!(self, ExitStatus::Exited { code: 0 })
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited { code } => write!(f, "exited with code {code}"),
+            ExitStatus::Trapped { message } => write!(f, "{message} (exit code {})", exit_code::TRAP),
+            ExitStatus::LimitExceeded { limit, message } => write!(f, "{message} (exit code {})", limit.exit_code()),
+        }
+    }
+}
