@@ -83,6 +83,16 @@ pub enum SandboxError {
     /// A host resource named by the spec (stdio file, mount) could not be opened.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The engine's instance pool is full: a capacity problem, not a problem of this program.
+    #[error(
+        "cannot start {program}: no free instance slot ({message}); wait for sandboxes to end or raise the pool size"
+    )]
+    Capacity {
+        /// Program name.
+        program: String,
+        /// The pool's own description of the limit reached.
+        message: String,
+    },
     /// The guest could not be instantiated for a reason other than the above.
     #[error("cannot start {program}: {message}")]
     Instantiate {
@@ -184,9 +194,11 @@ impl Runnable {
             {
                 return Err(wasmtime::Error::new(CpuTimeExceeded));
             }
-            // Yield at every tick: the executor gets to run other sandboxes, and an outer
-            // timeout gets to fire even while this guest spins.
-            Ok(UpdateDeadline::Yield(1))
+            // Yield at every tick, so the executor runs other sandboxes and timers (an outer
+            // timeout) fire even while this guest spins. tokio's own yield is used because it
+            // defers the wake-up until after the runtime has polled its timers and I/O; a plain
+            // self-wake would let a spinning guest starve them.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         let drive = Metered::new(self.drive(store, spec), meter.clone());
         let (status, results, memory_bytes) = match spec.limits.timeout_ms {
@@ -348,6 +360,9 @@ impl Runnable {
                 limit: human_bytes(limit),
                 minimum: human_bytes(asked),
             });
+        }
+        if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return Err(SandboxError::Capacity { program: self.name.clone(), message: full.to_string() });
         }
         if err.downcast_ref::<Trap>().is_some() || err.downcast_ref::<I32Exit>().is_some() {
             // The start function ran and ended the guest: that is a run, not a setup failure.
