@@ -7,21 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `--memory 64M`: a byte count with an optional binary unit (K, M, G, with or without `i`/`B`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size; write e.g. 64M, 512K, 1G or a byte count");
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "ki" | "kib" => 10,
-        "m" | "mb" | "mi" | "mib" => 20,
-        "g" | "gb" | "gi" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    num.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(bad)
-}
+pub use spore_sandbox::parse_size;
 
 /// `--timeout 5s`, `--cpu-time 1500ms`: a duration with a unit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -61,7 +47,9 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// `--dir HOST[:GUEST][:ro|:rw]`. GUEST defaults to HOST's path as written; `ro` makes it
-/// read-only. Host paths containing `:` are not supported by this syntax.
+/// read-only. Host paths containing `:` are not supported by this syntax. Only the syntax is
+/// checked here: the host path is checked where the sandbox runs (this machine for `run`, the
+/// daemon's for `deploy`).
 pub fn parse_dir(s: &str) -> Result<Mount, String> {
     let mut parts: Vec<&str> = s.split(':').collect();
     let read_only = match parts.last() {
@@ -82,13 +70,6 @@ pub fn parse_dir(s: &str) -> Result<Mount, String> {
     };
     if host.is_empty() || guest.is_empty() {
         return Err(format!("{s:?}: write HOST[:GUEST][:ro], e.g. ./data:/data:ro"));
-    }
-    let meta = std::fs::metadata(host).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{s:?}: host path {host} does not exist; create it or fix the path"),
-        _ => format!("{s:?}: host path {host}: {e}"),
-    })?;
-    if !meta.is_dir() {
-        return Err(format!("{s:?}: host path {host} is not a directory; --dir maps directories"));
     }
     let guest = if guest.starts_with('/') || guest.starts_with('.') { guest.to_owned() } else { format!("/{guest}") };
     Ok(Mount { host: PathBuf::from(host), guest, read_only })
@@ -132,7 +113,6 @@ mod tests {
         assert_eq!((m.guest.as_str(), m.read_only), ("/data", true));
         let m = parse_dir(t).unwrap();
         assert_eq!((m.guest.as_str(), m.read_only), (t, false));
-        assert!(parse_dir("/no/such/dir:/d").unwrap_err().contains("does not exist"));
         assert!(parse_dir("a:b:c:d").unwrap_err().contains("HOST[:GUEST][:ro]"));
     }
 

@@ -1,6 +1,8 @@
 //! `spore`: WebAssembly containers. This file is the edge of the program — argument parsing,
 //! logging, and the mapping from outcomes to exit codes; each command lives in its own module.
 
+mod agent;
+mod client;
 mod compile;
 mod flags;
 mod paths;
@@ -14,6 +16,9 @@ use std::process::ExitCode;
 const EXAMPLES: &str = "\
 Examples:
   spore run hello.wasm                       run a WASI command (module or component)
+  spore daemon                               keep sandboxes alive, behind a local API
+  spore deploy --name ticker refdaemon.wasm  deploy to the daemon (--host for a remote one)
+  spore ps -a; spore logs -f ticker          watch it
   spore run --dir ./data:/data:ro app.wasm   map a host directory, read-only
   spore run --memory 64M --timeout 5s app.wasm arg1 arg2
   spore run --invoke add calc.wasm 2 3       call an exported function of a reactor
@@ -30,6 +35,18 @@ struct Cli {
     #[arg(long, global = true, env = "SPORE_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// Daemon to talk to: unix:///path/spore.sock or tcp://HOST:PORT [default: the local socket].
+    #[arg(long, global = true, env = "SPORE_HOST", value_name = "URL")]
+    host: Option<String>,
+
+    /// Bearer token for a daemon reached over TCP.
+    #[arg(long, global = true, env = "SPORE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +57,26 @@ struct Cli {
 enum Command {
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
+    Daemon(agent::DaemonArgs),
+    Deploy(agent::DeployArgs),
+    /// List sandboxes.
+    Ps(agent::PsArgs),
+    /// Start sandboxes.
+    Start(agent::NamesArgs),
+    /// Stop sandboxes (grace period, then kill).
+    Stop(agent::StopArgs),
+    /// Kill sandboxes now.
+    Kill(agent::NamesArgs),
+    /// Remove sandboxes and their logs.
+    Rm(agent::RmArgs),
+    /// Show sandboxes' full records as JSON.
+    Inspect(agent::NamesArgs),
+    /// Print a sandbox's logs.
+    Logs(agent::LogsArgs),
+    /// Show live figures.
+    Stats(agent::StatsArgs),
+    /// Stream sandbox events.
+    Events(agent::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,9 +98,12 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let cache_dir = paths::cache_dir(cli.cache_dir);
+    let json = cli.json;
     let result = match cli.command {
         Command::Run(args) => run::run(args, cache_dir),
         Command::Compile(args) => compile::compile(args, cache_dir),
+        Command::Daemon(args) => agent::daemon(args),
+        command => agent_command(command, cli.host.as_deref(), cli.token, json),
     };
     match result {
         Ok(code) => exit(code),
@@ -72,6 +112,27 @@ fn main() -> ExitCode {
             exit(exit_code::SPORE_ERROR)
         }
     }
+}
+
+/// The commands that talk to a daemon, on a small single-threaded runtime.
+fn agent_command(command: Command, host: Option<&str>, token: Option<String>, json: bool) -> anyhow::Result<i32> {
+    let client = client::Client::new(host, token)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match command {
+            Command::Deploy(args) => agent::deploy(&client, args, json).await,
+            Command::Ps(args) => agent::ps(&client, args, json).await,
+            Command::Start(args) => agent::each(&client, args, "start", json).await,
+            Command::Stop(args) => agent::stop(&client, args).await,
+            Command::Kill(args) => agent::each(&client, args, "kill", json).await,
+            Command::Rm(args) => agent::rm(&client, args).await,
+            Command::Inspect(args) => agent::each(&client, args, "inspect", json).await,
+            Command::Logs(args) => agent::logs(&client, args, json).await,
+            Command::Stats(args) => agent::stats(&client, args, json).await,
+            Command::Events(args) => agent::events(&client, args, json).await,
+            Command::Run(_) | Command::Compile(_) | Command::Daemon(_) => unreachable!("handled in main"),
+        }
+    })
 }
 
 /// Process exit codes are 8 bits on Unix; a guest's `exit(n)` is reported modulo 256, as a

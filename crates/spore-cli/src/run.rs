@@ -1,26 +1,16 @@
-//! `spore run`: one sandbox, in this process, with the terminal as its stdio.
+//! `spore run`: one sandbox, in this process, with the terminal as its stdio. Also home of
+//! [`SpecArgs`], the flags every command that describes a sandbox shares (`run`, `deploy`).
 
 use crate::flags;
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::{ExitStatus, Input, Invoke, Output, ProgramSource, Runnable, SandboxSpec, StdioSpec};
+use spore_sandbox::{ExitStatus, Input, Invoke, Output, ProgramSource, Runnable, SandboxSpec, SpecError, StdioSpec};
 use std::path::PathBuf;
 
-/// Run a wasm module or component as a sandbox.
-///
-/// Nothing of the host is visible unless granted: no files without --dir, no environment
-/// without --env, no sockets without --net.
+/// The flags that describe a sandbox: program, arguments, environment, mounts, limits, network.
 #[derive(Args)]
-#[command(after_help = "\
-Examples:
-  spore run hello.wasm
-  spore run -e GREETING=hi --env-file app.env app.wasm --verbose
-  spore run --dir ./site:/www:ro --dir /tmp/out:/out app.wasm
-  spore run --memory 64M --cpu-time 2s --timeout 5s app.wasm
-  spore run --net allow=db.internal:5432,10.0.0.0/8 client.wasm
-  spore run --invoke fib lib.wasm 20")]
-pub struct RunArgs {
+pub struct SpecArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value). Repeatable.
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = flags::parse_env)]
     env: Vec<(String, String)>,
@@ -51,19 +41,17 @@ pub struct RunArgs {
     argv0: Option<String>,
     /// The .wasm file (core module or component, detected from its bytes).
     #[arg(value_name = "FILE.wasm")]
-    file: PathBuf,
+    pub file: PathBuf,
     /// Arguments passed to the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     args: Vec<String>,
 }
 
-impl RunArgs {
-    fn spec(&self) -> anyhow::Result<SandboxSpec> {
-        let mut spec = SandboxSpec {
-            program: ProgramSource::Path(self.file.clone()),
-            argv0: self.argv0.clone(),
-            ..Default::default()
-        };
+impl SpecArgs {
+    /// The spec these flags describe, for `program`.
+    pub fn spec(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
+        let argv0 = self.argv0.clone().or_else(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned()));
+        let mut spec = SandboxSpec { program, argv0, ..Default::default() };
         for file in &self.env_file {
             spec.env.extend(flags::read_env_file(file).map_err(anyhow::Error::msg)?);
         }
@@ -79,19 +67,48 @@ impl RunArgs {
             Some(export) => spec.invoke = Some(Invoke { export: export.clone(), args: self.args.clone() }),
             None => spec.args = self.args.clone(),
         }
-        spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
         Ok(spec)
+    }
+
+    /// The wasm bytes, with a message naming the file when it cannot be read.
+    pub fn read_program(&self) -> anyhow::Result<Vec<u8>> {
+        let name = self.file.display();
+        match std::fs::read(&self.file) {
+            Ok(bytes) => Ok(bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("{name}: no such file"),
+            Err(err) => bail!("cannot read {name}: {err}"),
+        }
     }
 }
 
+/// Run a wasm module or component as a sandbox.
+///
+/// Nothing of the host is visible unless granted: no files without --dir, no environment
+/// without --env, no sockets without --net.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore run hello.wasm
+  spore run -e GREETING=hi --env-file app.env app.wasm --verbose
+  spore run --dir ./site:/www:ro --dir /tmp/out:/out app.wasm
+  spore run --memory 64M --cpu-time 2s --timeout 5s app.wasm
+  spore run --net allow=db.internal:5432,10.0.0.0/8 client.wasm
+  spore run --invoke fib lib.wasm 20")]
+pub struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
 pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
-    let spec = args.spec()?;
+    let args = args.spec;
+    let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
+    spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
+    spec.validate().map_err(|e| match e {
+        SpecError::MountHost { .. } => anyhow::anyhow!("--dir {e}"),
+        other => other.into(),
+    })?;
     let name = args.file.display().to_string();
-    let bytes = match std::fs::read(&args.file) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("{name}: no such file"),
-        Err(err) => bail!("cannot read {name}: {err}"),
-    };
+    let bytes = args.read_program()?;
     let engine = SporeEngine::new(EngineConfig { cache_dir: Some(cache_dir), ..EngineConfig::default() })?;
     let program = engine.load(&bytes).with_context(|| name.clone())?;
     let runnable = Runnable::new(&engine, program, &name)?;

@@ -24,6 +24,10 @@ pub struct PoolConfig {
     pub memories: u32,
     /// Tables across all instances.
     pub tables: u32,
+    /// Component instances (each may hold several core instances).
+    pub component_instances: u32,
+    /// Fiber stacks: one per guest running at once.
+    pub stacks: u32,
     /// Largest linear memory any instance may grow to; also the per-slot address reservation.
     pub max_memory_bytes: u64,
     /// Largest table (elements).
@@ -42,6 +46,8 @@ impl Default for PoolConfig {
             instances: 1000,
             memories: 1000,
             tables: 1000,
+            component_instances: 1000,
+            stacks: 1000,
             max_memory_bytes: 64 << 20,
             max_table_elements: 20_000,
             max_memories_per_module: 1,

@@ -185,10 +185,10 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
 fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
     let mut p = PoolingAllocationConfig::new();
     p.total_core_instances(pool.instances)
-        .total_component_instances(pool.instances)
+        .total_component_instances(pool.component_instances)
         .total_memories(pool.memories)
         .total_tables(pool.tables)
-        .total_stacks(pool.instances)
+        .total_stacks(pool.stacks)
         .max_memory_size(pool.max_memory_bytes as usize)
         .table_elements(pool.max_table_elements)
         .max_memories_per_module(pool.max_memories_per_module)

@@ -10,12 +10,15 @@
 mod limits;
 mod net;
 mod runner;
+mod sink;
 mod spec;
 mod status;
 mod stdio;
 
+pub use limits::{Meter, human_bytes, parse_size};
 pub use net::{AddrRule, NetworkPolicy};
 pub use runner::{RunReport, Runnable, SandboxError};
+pub use sink::{CaptureSink, OutputSink};
 pub use spec::{Capabilities, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};
 pub use status::{ExitStatus, LimitKind, exit_code};
-pub use stdio::{Input, Output, StdioSpec};
+pub use stdio::{Input, Output, Sinks, StdioSpec};

@@ -16,6 +16,7 @@ use wasmtime::ResourceLimiter;
 /// Memory, table and instance ceilings of one store; remembers the first denied growth so a
 /// trap that follows can be reported as the memory limit it really is.
 pub(crate) struct Limiter {
+    meter: Arc<Meter>,
     memory_limit: Option<u64>,
     memory_used: u64,
     table_elements: usize,
@@ -27,8 +28,9 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, meter: Arc<Meter>) -> Self {
         Limiter {
+            meter,
             memory_limit: limits.memory_bytes,
             memory_used: 0,
             table_elements: limits.max_table_elements,
@@ -60,6 +62,7 @@ impl ResourceLimiter for Limiter {
             return Ok(false);
         }
         self.memory_used = after;
+        self.meter.memory.store(after, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -92,17 +95,24 @@ impl std::fmt::Display for CpuTimeExceeded {
 
 impl std::error::Error for CpuTimeExceeded {}
 
-/// CPU time consumed by one sandbox, in nanoseconds of thread CPU time.
-#[derive(Default)]
-pub(crate) struct CpuMeter {
+/// Live usage of one sandbox: CPU time (nanoseconds of thread CPU time) and committed linear
+/// memory. Shared with the embedder so it can report stats while the guest runs.
+#[derive(Default, Debug)]
+pub struct Meter {
+    memory: AtomicU64,
     used: AtomicU64,
     /// Thread CPU clock at the start of the poll in progress; 0 when not being polled.
     poll_start: AtomicU64,
 }
 
-impl CpuMeter {
+impl Meter {
+    /// Linear memory committed to the guest now, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
+
     /// CPU time so far, including the poll in progress when called from inside it.
-    pub(crate) fn used_ns(&self) -> u64 {
+    pub fn cpu_ns(&self) -> u64 {
         let used = self.used.load(Ordering::Relaxed);
         match self.poll_start.load(Ordering::Relaxed) {
             0 => used,
@@ -111,14 +121,14 @@ impl CpuMeter {
     }
 }
 
-/// A future whose polls are charged to a [`CpuMeter`].
+/// A future whose polls are charged to a [`Meter`].
 pub(crate) struct Metered<F> {
     inner: Pin<Box<F>>,
-    meter: Arc<CpuMeter>,
+    meter: Arc<Meter>,
 }
 
 impl<F> Metered<F> {
-    pub(crate) fn new(inner: F, meter: Arc<CpuMeter>) -> Self {
+    pub(crate) fn new(inner: F, meter: Arc<Meter>) -> Self {
         Metered { inner: Box::pin(inner), meter }
     }
 }
@@ -148,8 +158,26 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Parses a size as users write it for `--memory` and in config files: `64M`, `512K`, `1G`,
+/// `64MiB` or a byte count (binary units). The error shows the accepted forms.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size; write e.g. 64M, 512K, 1G or a byte count");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "ki" | "kib" => 10,
+        "m" | "mb" | "mi" | "mib" => 20,
+        "g" | "gb" | "gi" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    num.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(bad)
+}
+
 /// Human-readable bytes for limit messages (binary units, as `--memory` takes them).
-pub(crate) fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -171,7 +199,7 @@ mod tests {
     #[test]
     fn memory_limit_counts_all_memories_and_remembers_the_denial() {
         let limits = Limits { memory_bytes: Some(3 << 16), ..Limits::default() };
-        let mut l = Limiter::new(&limits);
+        let mut l = Limiter::new(&limits, Arc::default());
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
         assert!(l.memory_growing(0, 2 << 16, None).unwrap());
         assert!(!l.memory_growing(2 << 16, 3 << 16, None).unwrap());

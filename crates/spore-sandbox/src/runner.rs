@@ -5,10 +5,10 @@
 //! checking. [`Runnable::run`] is the per-sandbox part: a fresh store and WASI context from the
 //! spec, the limits wired into the store, and the guest driven as one async task.
 
-use crate::limits::{CpuMeter, CpuTimeExceeded, Limiter, Metered, human_bytes};
+use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered, human_bytes};
 use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
 use crate::status::{ExitStatus, LimitKind};
-use crate::stdio::Captured;
+use crate::stdio::{Captured, Sinks};
 use spore_engine::{Program, ProgramCode, SporeEngine};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ pub struct RunReport {
 pub(crate) struct SandboxState {
     wasi: WasiP1Ctx,
     limiter: Limiter,
-    cpu: Arc<CpuMeter>,
+    cpu: Arc<Meter>,
 }
 
 impl WasiView for SandboxState {
@@ -180,17 +180,28 @@ impl Runnable {
     /// Runs one sandbox to completion. Errors mean it could not start; how it ended once
     /// started is in the report's status.
     pub async fn run(&self, spec: &SandboxSpec) -> Result<RunReport, SandboxError> {
+        self.run_with(spec, &Sinks::default(), &Arc::default()).await
+    }
+
+    /// [`Runnable::run`] with embedder-supplied output sinks and a [`Meter`] the embedder can
+    /// read while the sandbox runs (for live stats).
+    pub async fn run_with(
+        &self,
+        spec: &SandboxSpec,
+        sinks: &Sinks,
+        meter: &Arc<Meter>,
+    ) -> Result<RunReport, SandboxError> {
         spec.validate()?;
         let started = Instant::now();
-        let meter = Arc::new(CpuMeter::default());
-        let (state, captured) = self.state(spec, meter.clone()).await?;
+        let meter = meter.clone();
+        let (state, captured) = self.state(spec, sinks, meter.clone()).await?;
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);
         let cpu_limit_ns = spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
             if let Some(limit) = cpu_limit_ns
-                && ctx.data().cpu.used_ns() > limit
+                && ctx.data().cpu.cpu_ns() > limit
             {
                 return Err(wasmtime::Error::new(CpuTimeExceeded));
             }
@@ -217,16 +228,21 @@ impl Runnable {
         Ok(RunReport {
             status,
             results,
-            stdout: captured.stdout.map(|p| p.contents().to_vec()),
-            stderr: captured.stderr.map(|p| p.contents().to_vec()),
-            cpu_time: Duration::from_nanos(meter.used_ns()),
+            stdout: captured.stdout.map(|p| p.contents().0),
+            stderr: captured.stderr.map(|p| p.contents().0),
+            cpu_time: Duration::from_nanos(meter.cpu_ns()),
             wall_time: started.elapsed(),
             memory_bytes,
         })
     }
 
     /// The per-sandbox WASI context: exactly what the spec grants.
-    async fn state(&self, spec: &SandboxSpec, cpu: Arc<CpuMeter>) -> Result<(SandboxState, Captured), SandboxError> {
+    async fn state(
+        &self,
+        spec: &SandboxSpec,
+        sinks: &Sinks,
+        cpu: Arc<Meter>,
+    ) -> Result<(SandboxState, Captured), SandboxError> {
         let mut b = WasiCtxBuilder::new();
         b.arg(spec.argv0.clone().unwrap_or_else(|| default_argv0(spec, &self.name)));
         b.args(&spec.args);
@@ -240,7 +256,7 @@ impl Runnable {
                 problem: format!("{err:#}"),
             })?;
         }
-        let captured = spec.stdio.apply(&mut b)?;
+        let captured = spec.stdio.apply(&mut b, sinks)?;
         if spec.network.is_none() {
             b.allow_tcp(false).allow_udp(false);
         } else {
@@ -257,7 +273,7 @@ impl Runnable {
                 Box::pin(async move { allowed })
             });
         }
-        let state = SandboxState { wasi: b.build_p1(), limiter: Limiter::new(&spec.limits), cpu };
+        let state = SandboxState { wasi: b.build_p1(), limiter: Limiter::new(&spec.limits, cpu.clone()), cpu };
         Ok((state, captured))
     }
 
@@ -393,6 +409,7 @@ fn default_argv0(spec: &SandboxSpec, name: &str) -> String {
         ProgramSource::Path(p) => {
             p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_owned())
         }
+        ProgramSource::Digest(_) => name.to_owned(),
     }
 }
 
@@ -406,7 +423,7 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
         return ExitStatus::Exited { code: exit.0 };
     }
     if err.downcast_ref::<CpuTimeExceeded>().is_some() {
-        let used = Duration::from_millis(store.data().cpu.used_ns() / 1_000_000);
+        let used = Duration::from_millis(store.data().cpu.cpu_ns() / 1_000_000);
         let message = format!(
             "CPU time limit reached after {} of CPU; the guest was stopped (raise --cpu-time)",
             humantime::format_duration(used)

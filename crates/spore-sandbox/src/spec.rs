@@ -42,6 +42,8 @@ pub struct SandboxSpec {
 pub enum ProgramSource {
     /// A `.wasm` file on the host running the sandbox.
     Path(PathBuf),
+    /// A program the daemon stores by content, named by its digest (`sha256:<hex>`).
+    Digest(String),
 }
 
 impl Default for ProgramSource {

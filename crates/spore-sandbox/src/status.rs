@@ -14,6 +14,8 @@ pub mod exit_code {
     pub const TRAP: i32 = 134;
     /// The guest needed more memory than its limit allowed: 128 + SIGKILL, as an OOM kill.
     pub const MEMORY: i32 = 137;
+    /// The sandbox was stopped by an operator (kill, or stop past its grace period): 128 + SIGKILL.
+    pub const KILLED: i32 = 137;
     /// The guest used up its CPU-time allowance: 128 + SIGXCPU, as RLIMIT_CPU reports it.
     pub const CPU_TIME: i32 = 152;
     /// The guest ran past its wall-clock timeout: 124, as coreutils `timeout` reports it.
@@ -59,6 +61,11 @@ pub enum ExitStatus {
         /// The trap and the wasm function it happened in.
         message: String,
     },
+    /// An operator stopped the sandbox before the guest ended by itself.
+    Killed {
+        /// Who stopped it and why (kill, stop after the grace period, daemon shutdown).
+        message: String,
+    },
     /// A resource limit stopped the guest.
     LimitExceeded {
         /// Which limit.
@@ -74,6 +81,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited { code } => *code,
             ExitStatus::Trapped { .. } => exit_code::TRAP,
+            ExitStatus::Killed { .. } => exit_code::KILLED,
             ExitStatus::LimitExceeded { limit, .. } => limit.exit_code(),
         }
     }
@@ -89,6 +97,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Exited { code } => write!(f, "exited with code {code}"),
             ExitStatus::Trapped { message } => write!(f, "{message} (exit code {})", exit_code::TRAP),
+            ExitStatus::Killed { message } => write!(f, "{message} (exit code {})", exit_code::KILLED),
             ExitStatus::LimitExceeded { limit, message } => write!(f, "{message} (exit code {})", limit.exit_code()),
         }
     }

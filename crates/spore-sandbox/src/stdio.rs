@@ -1,13 +1,15 @@
 //! Where a sandbox's stdin comes from and its stdout/stderr go. Default: nothing in, output
 //! discarded — a sandbox sees no host terminal unless the spec says so.
 
+use crate::sink::{CaptureSink, OutputSink, SinkStream};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::{InputFile, OutputFile};
-use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryInputPipe, MemoryOutputPipe, SinkOutputStream};
+use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryInputPipe, SinkOutputStream};
 
-/// Largest output a [`Output::Pipe`] keeps; beyond it the guest's writes fail.
+/// Largest output a [`Output::Pipe`] keeps; the rest is dropped and counted.
 pub const PIPE_CAPACITY: usize = 4 << 20;
 
 /// The three standard streams.
@@ -52,16 +54,26 @@ pub enum Output {
     Pipe,
 }
 
+/// Sinks supplied by the embedder, overriding the spec's stdout/stderr (the daemon's logs).
+#[derive(Clone, Default)]
+pub struct Sinks {
+    /// Replaces the spec's stdout.
+    pub stdout: Option<Arc<dyn OutputSink>>,
+    /// Replaces the spec's stderr.
+    pub stderr: Option<Arc<dyn OutputSink>>,
+}
+
 /// Output pipes kept by the host while the guest runs, read when it ends.
 #[derive(Default)]
 pub(crate) struct Captured {
-    pub(crate) stdout: Option<MemoryOutputPipe>,
-    pub(crate) stderr: Option<MemoryOutputPipe>,
+    pub(crate) stdout: Option<Arc<CaptureSink>>,
+    pub(crate) stderr: Option<Arc<CaptureSink>>,
 }
 
 impl StdioSpec {
-    /// Wires the streams into a WASI context; returns the pipes to read after the run.
-    pub(crate) fn apply(&self, wasi: &mut WasiCtxBuilder) -> std::io::Result<Captured> {
+    /// Wires the streams into a WASI context (embedder sinks first); returns the pipes to read
+    /// after the run.
+    pub(crate) fn apply(&self, wasi: &mut WasiCtxBuilder, sinks: &Sinks) -> std::io::Result<Captured> {
         match &self.stdin {
             Input::Null => wasi.stdin(ClosedInputStream),
             Input::Inherit => wasi.inherit_stdin(),
@@ -69,20 +81,26 @@ impl StdioSpec {
             Input::Bytes(text) => wasi.stdin(MemoryInputPipe::new(text.clone().into_bytes())),
         };
         let mut captured = Captured::default();
-        match &self.stdout {
-            Output::Null => wasi.stdout(SinkOutputStream),
-            Output::Inherit => wasi.inherit_stdout(),
-            Output::File(path) => wasi.stdout(OutputFile::new(open_output(path)?)),
-            Output::Pipe => wasi.stdout(captured.stdout.insert(MemoryOutputPipe::new(PIPE_CAPACITY)).clone()),
+        match (&sinks.stdout, &self.stdout) {
+            (Some(sink), _) => wasi.stdout(SinkStream(sink.clone())),
+            (None, Output::Null) => wasi.stdout(SinkOutputStream),
+            (None, Output::Inherit) => wasi.inherit_stdout(),
+            (None, Output::File(path)) => wasi.stdout(OutputFile::new(open_output(path)?)),
+            (None, Output::Pipe) => wasi.stdout(SinkStream(captured.stdout.insert(capture()).clone())),
         };
-        match &self.stderr {
-            Output::Null => wasi.stderr(SinkOutputStream),
-            Output::Inherit => wasi.inherit_stderr(),
-            Output::File(path) => wasi.stderr(OutputFile::new(open_output(path)?)),
-            Output::Pipe => wasi.stderr(captured.stderr.insert(MemoryOutputPipe::new(PIPE_CAPACITY)).clone()),
+        match (&sinks.stderr, &self.stderr) {
+            (Some(sink), _) => wasi.stderr(SinkStream(sink.clone())),
+            (None, Output::Null) => wasi.stderr(SinkOutputStream),
+            (None, Output::Inherit) => wasi.inherit_stderr(),
+            (None, Output::File(path)) => wasi.stderr(OutputFile::new(open_output(path)?)),
+            (None, Output::Pipe) => wasi.stderr(SinkStream(captured.stderr.insert(capture()).clone())),
         };
         Ok(captured)
     }
+}
+
+fn capture() -> Arc<CaptureSink> {
+    Arc::new(CaptureSink::new(PIPE_CAPACITY))
 }
 
 fn open_input(path: &PathBuf) -> std::io::Result<std::fs::File> {

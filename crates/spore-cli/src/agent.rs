@@ -1,0 +1,497 @@
+//! The CLI as the daemon's agent: `spore daemon` itself, and `deploy`, `ps`, `start`, `stop`,
+//! `kill`, `rm`, `inspect`, `logs`, `stats`, `events` against a local or remote daemon.
+
+use crate::client::{Client, server_error};
+use crate::run::SpecArgs;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use spore_daemon::config::DaemonConfig;
+use spore_daemon::logs::{LogLine, Stream};
+use spore_daemon::model::{Created, Event, RestartPolicy, SandboxRecord, State, Stats, now_ms};
+use spore_engine::Digest;
+use spore_sandbox::ProgramSource;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Run the daemon in the foreground: many sandboxes in one process, behind a local API.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore daemon
+  spore daemon --data-dir /srv/spore --socket /run/spore/spore.sock
+  spore daemon --listen 0.0.0.0:7070 --token-file /etc/spore/token   # remote agents
+  spore daemon --config /etc/spore/daemon.toml")]
+pub struct DaemonArgs {
+    /// API socket (owner-only) [default: $XDG_RUNTIME_DIR/spore/spore.sock, /run/spore/spore.sock as root].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// State, programs, logs and compile cache [default: $XDG_DATA_HOME/spore, /var/lib/spore as root].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also serve the API on TCP (requires --token-file).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// File holding the bearer token TCP clients must send.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// TOML configuration ([pool], [logs], [engine]); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Live sandboxes at once (overrides [pool] sandboxes).
+    #[arg(long, value_name = "N")]
+    capacity: Option<u32>,
+}
+
+pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
+    let mut config = match &args.config {
+        Some(path) => DaemonConfig::from_file(path).map_err(anyhow::Error::msg)?,
+        None => DaemonConfig::default(),
+    };
+    if let Some(v) = args.socket {
+        config.socket = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if args.listen.is_some() {
+        config.listen = args.listen;
+    }
+    if args.token_file.is_some() {
+        config.token_file = args.token_file;
+    }
+    if let Some(n) = args.capacity {
+        config.pool.sandboxes = n;
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(spore_daemon::run(config)).map_err(anyhow::Error::msg)?;
+    Ok(0)
+}
+
+/// Deploy a wasm app to the daemon: upload by digest (skipped when it already has it), then
+/// create and start it. Deploying a name again replaces the old version.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore deploy --name ticker refdaemon.wasm 10
+  spore deploy --name web --replicas 3 --restart always --memory 32M app.wasm
+  spore --host tcp://gateway.local:7070 deploy --name sensor sensor.wasm")]
+pub struct DeployArgs {
+    /// App name; replicas are NAME-0, NAME-1, … [default: the file's stem].
+    #[arg(long)]
+    name: Option<String>,
+    /// Restart policy: no, always, on-failure, on-failure:N.
+    #[arg(long, default_value = "no")]
+    restart: RestartPolicy,
+    /// How many sandboxes to run.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// Label KEY=VALUE (repeatable), for `spore ps --filter`.
+    #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: write KEY=VALUE")),
+    }
+}
+
+/// The label that ties a deployed app's sandboxes together.
+const APP_LABEL: &str = "spore.app";
+
+pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::Result<i32> {
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    let bytes = args.spec.read_program()?;
+    let digest = Digest::of(&bytes).to_string();
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args.spec.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()),
+    };
+    let head = client.send(Method::HEAD, &format!("/v1/programs/{digest}"), None).await?;
+    if head.status() == StatusCode::NOT_FOUND {
+        let put = client
+            .send(
+                Method::PUT,
+                &format!("/v1/programs/{digest}"),
+                Some(("application/wasm", Bytes::from(bytes.clone()))),
+            )
+            .await?;
+        let status = put.status();
+        let body = put.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(server_error(status, &body).context(format!("uploading {}", args.spec.file.display())));
+        }
+        eprintln!("uploaded {} ({} KiB, {digest})", args.spec.file.display(), bytes.len().div_ceil(1024));
+    } else if head.status().is_success() {
+        eprintln!("the daemon already has {digest}; skipped the upload");
+    } else {
+        bail!("the daemon answered {} to a program lookup", head.status());
+    }
+
+    let spec = args.spec.spec(ProgramSource::Digest(digest))?;
+    let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    labels.insert(APP_LABEL.into(), json!(name));
+
+    // Replace what an earlier deploy of this name left running.
+    let old: Vec<SandboxRecord> = client
+        .json(Method::GET, &format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}"))), None)
+        .await?;
+    for record in &old {
+        client.json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force=true", record.id), None).await?;
+    }
+    let template = json!({ "name": name, "labels": labels, "spec": spec, "restart": args.restart });
+    let created: Vec<Created> = if args.replicas == 1 {
+        vec![client.json(Method::POST, "/v1/sandboxes", Some(template)).await?]
+    } else {
+        client
+            .json(Method::POST, "/v1/sandboxes/batch", Some(json!({ "template": template, "count": args.replicas })))
+            .await?
+    };
+    if json_out {
+        println!("{}", serde_json::to_string(&created)?);
+    } else {
+        if !old.is_empty() {
+            eprintln!("replaced {} sandbox(es) of {name}", old.len());
+        }
+        for c in &created {
+            println!("{}  {}", &c.id[..12], c.name);
+        }
+    }
+    Ok(0)
+}
+
+/// List sandboxes (running ones unless --all).
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  spore ps\n  spore ps -a --filter label=spore.app=web\n  spore ps --filter state=exited -q"
+)]
+pub struct PsArgs {
+    /// Show all sandboxes, not only running ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Filter: label=KEY=VALUE or state=created|running|restarting|exited (repeatable).
+    #[arg(short, long, value_name = "FILTER")]
+    filter: Vec<String>,
+    /// Print ids only.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result<i32> {
+    let mut query = Vec::new();
+    let mut state_given = false;
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("label", kv)) => query.push(format!("label={}", encode(kv))),
+            Some(("state", s)) => {
+                state_given = true;
+                query.push(format!("state={}", encode(s)));
+            }
+            _ => bail!("--filter {f:?}: write label=KEY=VALUE or state=STATE"),
+        }
+    }
+    if !args.all && !state_given {
+        query.push("state=running".into());
+    }
+    let records: Vec<SandboxRecord> =
+        client.json(Method::GET, &format!("/v1/sandboxes?{}", query.join("&")), None).await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else if args.quiet {
+        for r in &records {
+            println!("{}", &r.id[..12]);
+        }
+    } else {
+        println!("{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  PROGRAM", "ID", "NAME", "STATE", "STATUS", "RESTARTS");
+        for r in &records {
+            let program = match &r.spec.program {
+                ProgramSource::Digest(d) => d.get(..19).unwrap_or(d).to_owned(),
+                ProgramSource::Path(p) => p.display().to_string(),
+                _ => String::new(),
+            };
+            println!(
+                "{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  {program}",
+                &r.id[..12],
+                r.name,
+                r.state.as_str(),
+                status_text(r),
+                r.restarts
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn status_text(r: &SandboxRecord) -> String {
+    let ago = |t: Option<u64>| {
+        t.map(|t| {
+            humantime::format_duration(std::time::Duration::from_secs(now_ms().saturating_sub(t) / 1000)).to_string()
+        })
+    };
+    match r.state {
+        State::Running => format!("up {}", ago(r.started_at).unwrap_or_default()),
+        State::Created => "created".into(),
+        State::Restarting => format!("restarting (#{})", r.restarts),
+        State::Exited => {
+            let code = r.exit.as_ref().map(|e| e.code().to_string()).unwrap_or_else(|| "?".into());
+            format!("exited ({code}) {} ago", ago(r.finished_at).unwrap_or_default())
+        }
+    }
+}
+
+/// One or more sandboxes by id, id prefix or name.
+#[derive(Args)]
+pub struct NamesArgs {
+    /// Sandbox ids (or unique prefixes) or names.
+    #[arg(required = true, value_name = "SANDBOX")]
+    names: Vec<String>,
+}
+
+/// `start`, `kill`, `inspect`: the same request per name.
+pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool) -> anyhow::Result<i32> {
+    let mut failed = false;
+    for name in &args.names {
+        let result: anyhow::Result<SandboxRecord> = match action {
+            "inspect" => client.json(Method::GET, &format!("/v1/sandboxes/{}", encode(name)), None).await,
+            _ => client.json(Method::POST, &format!("/v1/sandboxes/{}/{action}", encode(name)), None).await,
+        };
+        match result {
+            Ok(record) if action == "inspect" || json_out => println!("{}", serde_json::to_string_pretty(&record)?),
+            Ok(_) => println!("{name}"),
+            Err(err) => {
+                eprintln!("spore: {name}: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Stop sandboxes: no more restarts, a grace period for the guest to finish, then kill.
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing (WASI has no signals: the guest is not notified).
+    #[arg(short = 't', long = "time", default_value_t = 10.0)]
+    time: f64,
+    #[command(flatten)]
+    names: NamesArgs,
+}
+
+pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
+    let mut failed = false;
+    for name in &args.names.names {
+        match client
+            .json::<SandboxRecord>(
+                Method::POST,
+                &format!("/v1/sandboxes/{}/stop?timeout={}", encode(name), args.time),
+                None,
+            )
+            .await
+        {
+            Ok(_) => println!("{name}"),
+            Err(err) => {
+                eprintln!("spore: {name}: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Remove sandboxes and their logs.
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill running sandboxes first.
+    #[arg(short, long)]
+    force: bool,
+    #[command(flatten)]
+    names: NamesArgs,
+}
+
+pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
+    let mut failed = false;
+    for name in &args.names.names {
+        match client
+            .json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force={}", encode(name), args.force), None)
+            .await
+        {
+            Ok(_) => println!("{name}"),
+            Err(err) => {
+                eprintln!("spore: {name}: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Print a sandbox's logs (stdout lines to stdout, stderr lines to stderr).
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  spore logs ticker\n  spore logs -f --tail 10 ticker\n  spore logs --since 5m -t ticker"
+)]
+pub struct LogsArgs {
+    /// Keep printing new lines while the sandbox runs.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Only lines since a time (RFC 3339), a duration back (10m), or Unix ms.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Prefix each line with its time.
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Sandbox id or name.
+    #[arg(value_name = "SANDBOX")]
+    name: String,
+}
+
+pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Result<i32> {
+    let mut query = Vec::new();
+    if args.follow {
+        query.push("follow=1".to_owned());
+    }
+    if let Some(n) = args.tail {
+        query.push(format!("tail={n}"));
+    }
+    if let Some(s) = &args.since {
+        query.push(format!("since={}", encode(s)));
+    }
+    let response = client
+        .send(Method::GET, &format!("/v1/sandboxes/{}/logs?{}", encode(&args.name), query.join("&")), None)
+        .await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await?.to_bytes();
+        return Err(server_error(status, &bytes));
+    }
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        pending.extend_from_slice(&data);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if json_out {
+                std::io::stdout().write_all(&line)?;
+                continue;
+            }
+            let Ok(line) = serde_json::from_slice::<LogLine>(&line) else { continue };
+            let text = if args.timestamps {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.t);
+                format!("{} {}\n", humantime::format_rfc3339_millis(t), line.m)
+            } else {
+                format!("{}\n", line.m)
+            };
+            match line.s {
+                Stream::Out => std::io::stdout().write_all(text.as_bytes())?,
+                Stream::Err | Stream::Spore => std::io::stderr().write_all(text.as_bytes())?,
+            }
+        }
+        std::io::stdout().flush()?;
+    }
+    Ok(0)
+}
+
+/// Live figures: memory, CPU time, uptime, restarts.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Sandboxes to show [default: all].
+    #[arg(value_name = "SANDBOX")]
+    names: Vec<String>,
+}
+
+pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::Result<i32> {
+    let stats: Vec<Stats> = if args.names.is_empty() {
+        client.json(Method::GET, "/v1/stats", None).await?
+    } else {
+        let mut out = Vec::new();
+        for name in &args.names {
+            out.push(client.json(Method::GET, &format!("/v1/sandboxes/{}/stats", encode(name)), None).await?);
+        }
+        out
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>12}",
+        "NAME", "STATE", "MEMORY", "CPU", "UPTIME", "RESTARTS", "LOG DROPPED"
+    );
+    for s in &stats {
+        println!(
+            "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>12}",
+            s.name,
+            s.state.as_str(),
+            spore_sandbox::human_bytes(s.memory_bytes),
+            format!("{:.1}ms", s.cpu_ms),
+            humantime::format_duration(std::time::Duration::from_secs(s.uptime_ms / 1000)).to_string(),
+            s.restarts,
+            s.log_dropped_bytes
+        );
+    }
+    Ok(0)
+}
+
+/// Stream events: created, started, exited, restarted, killed, removed.
+#[derive(Args)]
+pub struct EventsArgs {}
+
+pub async fn events(client: &Client, _args: EventsArgs, json_out: bool) -> anyhow::Result<i32> {
+    let response = client.send(Method::GET, "/v1/events", None).await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await?.to_bytes();
+        return Err(server_error(status, &bytes));
+    }
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        pending.extend_from_slice(&data);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
+            let Ok(event) = serde_json::from_str::<Event>(data.trim()) else { continue };
+            if json_out {
+                println!("{}", serde_json::to_string(&event)?);
+            } else {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.time);
+                let exit = event.exit.map(|e| format!(" ({e})")).unwrap_or_default();
+                println!(
+                    "{} {:<9} {} {}{exit}",
+                    humantime::format_rfc3339_millis(t),
+                    event.kind,
+                    event.name,
+                    &event.id[..12]
+                );
+            }
+            std::io::stdout().flush()?;
+        }
+    }
+    Ok(0)
+}
+
+/// Percent-encodes a query or path component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,129 @@
+//! The daemon client: HTTP/1.1 over the daemon's Unix socket, or over TCP with a bearer token.
+//! Every failure to reach the daemon says where it looked and how to start one.
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+
+/// Where the daemon is.
+#[derive(Clone, Debug)]
+pub enum Host {
+    /// `unix:///path/to/spore.sock`
+    Unix(PathBuf),
+    /// `tcp://host:port`
+    Tcp(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(p) => write!(f, "unix://{}", p.display()),
+            Host::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// A connection recipe for the daemon's API.
+pub struct Client {
+    host: Host,
+    token: Option<String>,
+}
+
+impl Client {
+    /// From `--host`/`SPORE_HOST` (default: the local daemon's socket) and `--token`/`SPORE_TOKEN`.
+    pub fn new(host: Option<&str>, token: Option<String>) -> anyhow::Result<Client> {
+        let host = match host {
+            None => Host::Unix(spore_daemon::config::default_paths().0),
+            Some(h) => {
+                if let Some(path) = h.strip_prefix("unix://") {
+                    Host::Unix(PathBuf::from(path))
+                } else if let Some(addr) = h.strip_prefix("tcp://") {
+                    Host::Tcp(addr.to_owned())
+                } else {
+                    bail!("--host {h:?}: write unix:///path/to/spore.sock or tcp://HOST:PORT")
+                }
+            }
+        };
+        Ok(Client { host, token })
+    }
+
+    /// Sends one request and returns the response, body unread.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let unreachable = |e: std::io::Error| {
+            anyhow!(
+                "cannot reach the spore daemon at {}: {e}. Start one with `spore daemon`, or point --host (SPORE_HOST) at a running one",
+                self.host
+            )
+        };
+        let mut builder = Request::builder().method(method).uri(path).header(hyper::header::HOST, "spore");
+        if let Some(token) = &self.token {
+            builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some((content_type, bytes)) => {
+                builder.header(hyper::header::CONTENT_TYPE, content_type).body(Full::new(bytes))
+            }
+            None => builder.body(Full::new(Bytes::new())),
+        }?;
+        let response = match &self.host {
+            Host::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(unreachable)?;
+                exchange(stream, request).await
+            }
+            Host::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(unreachable)?;
+                exchange(stream, request).await
+            }
+        };
+        response.with_context(|| format!("talking to the spore daemon at {}", self.host))
+    }
+
+    /// Sends a request and decodes a JSON answer; a non-2xx answer becomes its error message.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let body = body.map(|v| ("application/json", Bytes::from(serde_json::to_vec(&v).expect("json"))));
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(server_error(status, &bytes));
+        }
+        let bytes = if bytes.is_empty() { Bytes::from_static(b"null") } else { bytes };
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from the daemon: {}", String::from_utf8_lossy(&bytes)))
+    }
+}
+
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender.send_request(request).await?)
+}
+
+/// The daemon's `{"error": ...}` body as an error, or the status when there is none.
+pub fn server_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    if message.is_empty() { anyhow!("the daemon answered {status}") } else { anyhow!("{message}") }
+}

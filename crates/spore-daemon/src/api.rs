@@ -1,0 +1,346 @@
+//! The HTTP/JSON API (`/v1/...`), the same over the Unix socket and (with a token) over TCP.
+//! Handlers are thin: parse, call the supervisor, map its error to a status. Every error body
+//! is `{"error": "..."}` with a message that names the problem and the fix.
+
+use crate::logs::{LogLine, Stream};
+use crate::model::{BatchRequest, CreateRequest, State, now_ms};
+use crate::programs::ProgramError;
+use crate::supervisor::{SupError, Supervisor};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State as AxState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+type Sup = AxState<Arc<Supervisor>>;
+type Params = Query<Vec<(String, String)>>;
+
+/// An error response.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<SupError> for ApiError {
+    fn from(err: SupError) -> Self {
+        let status = match &err {
+            SupError::NotFound(_) => StatusCode::NOT_FOUND,
+            SupError::Ambiguous(_) | SupError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SupError::Program(ProgramError::Missing(_)) | SupError::Compile(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SupError::Program(ProgramError::Io(_)) | SupError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SupError::Program(_) => StatusCode::BAD_REQUEST,
+            SupError::NameTaken(_) | SupError::Conflict(_) => StatusCode::CONFLICT,
+            SupError::Capacity { .. } => StatusCode::TOO_MANY_REQUESTS,
+        };
+        ApiError(status, err.to_string())
+    }
+}
+
+impl From<ProgramError> for ApiError {
+    fn from(err: ProgramError) -> Self {
+        SupError::from(err).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body, naming the field or position on failure (serde's message does).
+fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn flag(params: &[(String, String)], key: &str) -> bool {
+    matches!(param(params, key), Some("" | "1" | "true" | "yes"))
+}
+
+/// The router, without authentication (the caller adds it for TCP).
+pub fn router(sup: Arc<Supervisor>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/programs/{digest}", get(get_program).head(has_program).put(put_program))
+        .route("/v1/sandboxes", get(list).post(create))
+        .route("/v1/sandboxes/batch", post(batch))
+        .route("/v1/sandboxes/{id}", get(inspect).delete(remove))
+        .route("/v1/sandboxes/{id}/start", post(start))
+        .route("/v1/sandboxes/{id}/stop", post(stop))
+        .route("/v1/sandboxes/{id}/kill", post(kill))
+        .route("/v1/sandboxes/{id}/logs", get(logs))
+        .route("/v1/sandboxes/{id}/stats", get(stats))
+        .route("/v1/stats", get(all_stats))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET /v1/openapi.json".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
+        .with_state(sup)
+}
+
+/// Bearer-token check for the TCP listener.
+pub async fn require_token(token: Arc<String>, req: Request, next: Next) -> Response {
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token; pass --token or set SPORE_TOKEN".into())
+                .into_response()
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn health(AxState(sup): Sup) -> Json<serde_json::Value> {
+    let counts: serde_json::Map<String, serde_json::Value> =
+        sup.counts().into_iter().map(|(s, n)| (s.as_str().to_owned(), n.into())).collect();
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "sandboxes": counts }))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+}
+
+async fn has_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult<StatusCode> {
+    Ok(if sup.programs().has(&digest)? { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
+async fn get_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult<Response> {
+    let bytes = sup.programs().get(&digest)?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let existed = sup.programs().has(&digest)?;
+    let store = sup.clone();
+    let d = digest.clone();
+    tokio::task::spawn_blocking(move || store.programs().put(&d, &body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    // Compile now: a wasm that does not compile is reported to the uploader, with the reason.
+    let compiling = sup.clone();
+    let d = digest.clone();
+    tokio::task::spawn_blocking(move || compiling.runnable(&d))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(json!({ "digest": digest }))).into_response())
+}
+
+async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
+    let mut labels = Vec::new();
+    let mut state = None;
+    for (k, v) in &params {
+        match k.as_str() {
+            "label" => {
+                let (lk, lv) = v
+                    .split_once('=')
+                    .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("label filter {v:?}: write KEY=VALUE")))?;
+                labels.push((lk.to_owned(), lv.to_owned()));
+            }
+            "state" => {
+                state = Some(match v.as_str() {
+                    "created" => State::Created,
+                    "running" => State::Running,
+                    "restarting" => State::Restarting,
+                    "exited" => State::Exited,
+                    other => {
+                        return Err(ApiError(
+                            StatusCode::BAD_REQUEST,
+                            format!("state filter {other:?}: use created, running, restarting or exited"),
+                        ));
+                    }
+                })
+            }
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {other:?}; use label or state"),
+                ));
+            }
+        }
+    }
+    Ok(Json(sup.list(&labels, state)).into_response())
+}
+
+async fn create(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
+    let req: CreateRequest = parse(&body)?;
+    let mut created = sup.create(vec![req]).await?;
+    Ok((StatusCode::CREATED, Json(created.remove(0))).into_response())
+}
+
+async fn batch(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
+    let req: BatchRequest = parse(&body)?;
+    if req.count == 0 || req.count > 1_000_000 {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "count must be between 1 and 1000000".into()));
+    }
+    let requests = (0..req.count)
+        .map(|i| {
+            let mut r = req.template.clone();
+            r.name = r.name.as_ref().map(|prefix| format!("{prefix}-{i}"));
+            r
+        })
+        .collect();
+    let created = sup.create(requests).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn inspect(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(sup.inspect(&id)?).into_response())
+}
+
+async fn remove(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<StatusCode> {
+    sup.remove(&id, flag(&params, "force")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(sup.start_sandbox(&id).await?).into_response())
+}
+
+async fn stop(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
+    let grace = match param(&params, "timeout") {
+        None => Duration::from_secs(10),
+        Some(t) => Duration::from_secs_f64(
+            t.parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("timeout {t:?}: seconds, e.g. 10 or 0.5")))?,
+        ),
+    };
+    Ok(Json(sup.stop(&id, grace).await?).into_response())
+}
+
+async fn kill(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(sup.kill(&id).await?).into_response())
+}
+
+async fn stats(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(sup.stats(&id)?).into_response())
+}
+
+async fn all_stats(AxState(sup): Sup) -> ApiResult<Response> {
+    let stats: Vec<_> = sup.list(&[], None).iter().filter_map(|r| sup.stats(&r.id).ok()).collect();
+    Ok(Json(stats).into_response())
+}
+
+/// `since`: RFC 3339 time, a duration back from now (`10m`), or Unix milliseconds.
+fn parse_since(s: &str) -> ApiResult<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms().saturating_sub(d.as_millis() as u64));
+    }
+    Err(ApiError(
+        StatusCode::BAD_REQUEST,
+        format!("since {s:?}: use an RFC 3339 time, a duration like 10m, or Unix ms"),
+    ))
+}
+
+async fn logs(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
+    let record = sup.inspect(&id)?;
+    let since = param(&params, "since").map(parse_since).transpose()?;
+    let tail = match param(&params, "tail") {
+        None | Some("all") => None,
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("tail {n:?}: a number or all")))?,
+        ),
+    };
+    let (want_out, want_err) = match (flag(&params, "stdout"), flag(&params, "stderr")) {
+        (false, false) => (true, true),
+        pair => pair,
+    };
+    let keep = move |l: &LogLine| match l.s {
+        Stream::Out => want_out,
+        Stream::Err => want_err,
+        Stream::Spore => true,
+    };
+    let follow = flag(&params, "follow") && record.state == State::Running;
+    // Subscribe before reading history, so no line falls between the two.
+    let live = follow.then(|| sup.logs().follow(&record.id));
+    let history: Vec<LogLine> = sup.logs().read(&record.id, since, tail).into_iter().filter(|l| keep(l)).collect();
+    let last = history.last().map(|l| l.n);
+    let head = futures_util::stream::iter(history.into_iter().map(ndjson));
+    let body = match live {
+        None => Body::from_stream(head),
+        Some(rx) => {
+            let tail = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+                let out = match item {
+                    Ok(line) if last.is_none_or(|n| line.n > n) && keep(&line) => Some(ndjson(line)),
+                    Ok(_) => None,
+                    Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(ndjson(LogLine {
+                        n: 0,
+                        t: now_ms(),
+                        s: Stream::Spore,
+                        m: format!("[spore: this follower fell behind and skipped {n} lines]"),
+                    })),
+                };
+                async move { out }
+            });
+            Body::from_stream(head.chain(tail))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+fn ndjson(line: LogLine) -> Result<Bytes, Infallible> {
+    let mut v = serde_json::to_vec(&line).expect("log lines serialize");
+    v.push(b'\n');
+    Ok(Bytes::from(v))
+}
+
+async fn events(AxState(sup): Sup) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = tokio_stream::wrappers::BroadcastStream::new(sup.subscribe());
+    let stream = rx.filter_map(|item| async move {
+        match item {
+            Ok(ev) => Some(Ok(SseEvent::default().event(ev.kind.clone()).json_data(&ev).expect("events serialize"))),
+            Err(_) => Some(Ok(SseEvent::default().event("lagged").data("events were skipped"))),
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn metrics(AxState(sup): Sup, _headers: HeaderMap) -> Response {
+    let counts = sup.counts();
+    let mut out = String::new();
+    out.push_str("# HELP spore_sandboxes Sandboxes by state.\n# TYPE spore_sandboxes gauge\n");
+    for state in [State::Created, State::Running, State::Restarting, State::Exited] {
+        out.push_str(&format!(
+            "spore_sandboxes{{state=\"{}\"}} {}\n",
+            state.as_str(),
+            counts.get(&state).unwrap_or(&0)
+        ));
+    }
+    let m = &sup.metrics;
+    for (name, help, value) in [
+        ("spore_sandbox_starts_total", "Guest runs started.", m.starts.load(Ordering::Relaxed)),
+        ("spore_sandbox_exits_total", "Guest runs ended.", m.exits.load(Ordering::Relaxed)),
+        ("spore_sandbox_restarts_total", "Restarts made by restart policies.", m.restarts.load(Ordering::Relaxed)),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

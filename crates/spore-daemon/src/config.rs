@@ -1,0 +1,110 @@
+//! The daemon's configuration: command-line flags over an optional TOML file over defaults.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything the daemon needs to start. Loaded from TOML (`--config`), then overridden by flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Unix socket of the API (mode 0600).
+    pub socket: PathBuf,
+    /// State database, programs, logs and compile cache live here.
+    pub data_dir: PathBuf,
+    /// Optional TCP address; requires `token_file`.
+    pub listen: Option<String>,
+    /// File holding the bearer token TCP clients must send.
+    pub token_file: Option<PathBuf>,
+    /// Sizes of the instance pool: the daemon's capacity.
+    pub pool: PoolSection,
+    /// Per-sandbox log files.
+    pub logs: LogSection,
+    /// Engine tuning.
+    pub engine: EngineSection,
+}
+
+/// `[pool]`: how many sandboxes may be alive at once, and how big each may get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSection {
+    /// Live sandboxes at once (instance slots). Creates beyond it get 429.
+    pub sandboxes: u32,
+    /// Largest linear memory of any sandbox, e.g. "4M"; also each slot's address reservation.
+    pub max_memory: String,
+    /// Stack of each sandbox's fiber, e.g. "256K"; the deepest wasm stack is half of it.
+    pub stack: String,
+}
+
+/// `[logs]`: rotation of per-sandbox logs and the flood bound.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Rotate a sandbox's log when it reaches this size, e.g. "1M".
+    pub max_size: String,
+    /// Rotated files kept per sandbox.
+    pub max_files: u32,
+    /// Bytes one sandbox may have waiting to be written; beyond it output is dropped and counted.
+    pub buffer_per_sandbox: String,
+}
+
+/// `[engine]`: preemption slice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Epoch tick, e.g. "10ms".
+    pub epoch_tick: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        let (socket, data_dir) = default_paths();
+        DaemonConfig {
+            socket,
+            data_dir,
+            listen: None,
+            token_file: None,
+            pool: PoolSection::default(),
+            logs: LogSection::default(),
+            engine: EngineSection::default(),
+        }
+    }
+}
+
+impl Default for PoolSection {
+    fn default() -> Self {
+        PoolSection { sandboxes: 10_000, max_memory: "4M".into(), stack: "256K".into() }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { max_size: "1M".into(), max_files: 2, buffer_per_sandbox: "256K".into() }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { epoch_tick: "10ms".into() }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/spore/spore.sock` and `$XDG_DATA_HOME/spore` for users;
+/// `/run/spore/spore.sock` and `/var/lib/spore` for root.
+pub fn default_paths() -> (PathBuf, PathBuf) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return (PathBuf::from("/run/spore/spore.sock"), PathBuf::from("/var/lib/spore"));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".local/share"));
+    (runtime.join("spore/spore.sock"), data.join("spore"))
+}
+
+impl DaemonConfig {
+    /// Reads a TOML config file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,154 @@
+//! `spore daemon`: one process that keeps many sandboxes alive — every sandbox an async task on
+//! one tokio runtime, sharing one pooling engine and one compiled program per digest — behind
+//! a local HTTP/JSON API, with state in a transactional database, logs on disk, restart
+//! policies, and recovery after the daemon itself restarts.
+//!
+//! Layering: [`api`] (HTTP) → [`supervisor`] (state machine, tasks) → `spore-sandbox` (runs a
+//! spec) → `spore-engine`; [`db`], [`logs`] and [`programs`] are the supervisor's storage.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod logs;
+pub mod model;
+pub mod programs;
+pub mod supervisor;
+pub mod syslimits;
+
+use config::DaemonConfig;
+use spore_engine::{Allocation, EngineConfig, PoolConfig, SporeEngine};
+use spore_sandbox::parse_size;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Runs the daemon until SIGINT or SIGTERM. Errors are complete sentences for the operator.
+pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    let max_memory = parse_size(&config.pool.max_memory).map_err(|e| format!("[pool] max_memory: {e}"))?;
+    let stack = parse_size(&config.pool.stack).map_err(|e| format!("[pool] stack: {e}"))? as usize;
+    let tick = humantime::parse_duration(&config.engine.epoch_tick).map_err(|e| format!("[engine] epoch_tick: {e}"))?;
+    let log_limits = logs::LogLimits {
+        max_size: parse_size(&config.logs.max_size).map_err(|e| format!("[logs] max_size: {e}"))?,
+        max_files: config.logs.max_files,
+        buffer_per_sandbox: parse_size(&config.logs.buffer_per_sandbox)
+            .map_err(|e| format!("[logs] buffer_per_sandbox: {e}"))? as usize,
+    };
+    let capacity = config.pool.sandboxes.max(1);
+
+    create_private_dir(&config.data_dir)?;
+    let limits = syslimits::check(capacity as u64, 2 * max_memory + stack as u64);
+    for note in &limits.notes {
+        tracing::info!("{note}");
+    }
+    for warning in &limits.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let pool = PoolConfig {
+        instances: capacity.saturating_mul(4),
+        memories: capacity.saturating_mul(2),
+        tables: capacity.saturating_mul(4),
+        component_instances: capacity,
+        stacks: capacity,
+        max_memory_bytes: max_memory,
+        ..PoolConfig::default()
+    };
+    let engine = SporeEngine::new(EngineConfig {
+        allocation: Allocation::Pooling(pool),
+        cache_dir: Some(config.data_dir.join("compiled")),
+        epoch_tick: tick,
+        async_stack_size: stack,
+        max_wasm_stack: stack / 2,
+    })
+    .map_err(|e| e.to_string())?;
+    let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
+    let programs =
+        programs::Programs::open(&config.data_dir.join("programs")).map_err(|e| format!("program store: {e}"))?;
+    let logs =
+        logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
+    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, capacity as usize);
+
+    let unix = bind_unix(&config.socket)?;
+    let app = api::router(sup.clone());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let unix_server = axum::serve(unix, app.clone()).into_future();
+    let tcp_server = match &config.listen {
+        None => None,
+        Some(addr) => {
+            let token_file = config.token_file.as_ref().ok_or_else(|| {
+                format!("--listen {addr} needs --token-file FILE: the TCP API only works with a bearer token")
+            })?;
+            let token = std::fs::read_to_string(token_file)
+                .map_err(|e| format!("--token-file {}: {e}", token_file.display()))?
+                .trim()
+                .to_owned();
+            if token.len() < 16 {
+                return Err(format!("--token-file {}: the token must be at least 16 characters", token_file.display()));
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--listen {addr}: cannot listen: {e}"))?;
+            let token = Arc::new(token);
+            let authed = app
+                .clone()
+                .layer(axum::middleware::from_fn(move |req, next| api::require_token(token.clone(), req, next)));
+            eprintln!(
+                "spore daemon: also listening on tcp://{} (bearer token required)",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            Some(axum::serve(listener, authed).into_future())
+        }
+    };
+    eprintln!("spore daemon: listening on unix://{} (capacity {capacity} sandboxes)", config.socket.display());
+    let servers = async {
+        match tcp_server {
+            Some(tcp) => tokio::try_join!(unix_server, tcp).map(|_| ()),
+            None => unix_server.await,
+        }
+    };
+    tokio::select! {
+        result = servers => result.map_err(|e| format!("API server failed: {e}"))?,
+        _ = &mut shutdown => {}
+    }
+    eprintln!("spore daemon: shutting down; running sandboxes will be brought back at the next start");
+    sup.shutdown().await;
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--data-dir {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("--data-dir {}: {e}", dir.display()))
+}
+
+/// Binds the owner-only API socket, replacing a stale socket file but never a live daemon's.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("--socket {}: {e}", path.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another spore daemon is already listening on {}; stop it or choose another --socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("--socket {}: cannot remove the stale socket: {e}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| format!("--socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("--socket {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,297 @@
+//! Per-sandbox logs: append-only JSON-lines files with size-based rotation, written by one
+//! thread for the whole daemon.
+//!
+//! The guest side never waits. A sandbox's sink frames its output into lines and hands them to
+//! the writer through a queue; each sandbox may have at most `buffer_per_sandbox` bytes queued.
+//! Beyond that, output is **dropped and counted**, not back-pressured: a log flood costs the
+//! flooding guest its excess lines (and a marker line says how many bytes went missing), while
+//! its neighbours and the daemon keep their pace. Followers (`logs -f`) get each line as it is
+//! written.
+//!
+//! File format, one object per line: `{"n":seq,"t":unix_ms,"s":"out"|"err"|"spore","m":text}`.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use spore_sandbox::OutputSink;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
+
+/// Longest line kept whole; a longer run without a newline is cut into lines of this size.
+const MAX_LINE: usize = 16 << 10;
+/// Open log files kept by the writer; more sandboxes than this reopen their file when they write.
+const OPEN_FILES: usize = 256;
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// The guest's stdout.
+    #[serde(rename = "out")]
+    Out,
+    /// The guest's stderr.
+    #[serde(rename = "err")]
+    Err,
+    /// Spore's own notes (dropped output).
+    #[serde(rename = "spore")]
+    Spore,
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Sequence number within the sandbox's log.
+    pub n: u64,
+    /// Unix milliseconds when the guest wrote it.
+    pub t: u64,
+    /// Stream.
+    pub s: Stream,
+    /// The text (invalid UTF-8 replaced).
+    pub m: String,
+}
+
+/// Rotation and flood limits.
+#[derive(Debug, Clone)]
+pub struct LogLimits {
+    /// Rotate at this size.
+    pub max_size: u64,
+    /// Rotated files kept.
+    pub max_files: u32,
+    /// Bytes one sandbox may have queued.
+    pub buffer_per_sandbox: usize,
+}
+
+enum Msg {
+    Line { log: Arc<SandboxLog>, stream: Stream, t: u64, text: Bytes },
+    Remove(String),
+}
+
+/// The daemon's log writer and reader.
+pub struct LogHub {
+    dir: PathBuf,
+    limits: LogLimits,
+    tx: mpsc::UnboundedSender<Msg>,
+    followers: Mutex<HashMap<String, broadcast::Sender<LogLine>>>,
+}
+
+/// One sandbox's log state, shared by its two sinks and the writer.
+pub struct SandboxLog {
+    id: String,
+    hub: Arc<LogHub>,
+    queued: AtomicUsize,
+    dropped: AtomicU64,
+    /// Dropped bytes not yet reported by a marker line.
+    unreported: AtomicU64,
+    next_seq: AtomicU64,
+    partial: [Mutex<Vec<u8>>; 2],
+}
+
+impl LogHub {
+    /// Starts the writer thread over `dir`.
+    pub fn start(dir: &Path, limits: LogLimits) -> std::io::Result<Arc<LogHub>> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(LogHub { dir: dir.to_owned(), limits, tx, followers: Mutex::new(HashMap::new()) });
+        let writer = Writer { hub: Arc::downgrade(&hub), dir: dir.to_owned(), files: HashMap::new() };
+        std::thread::Builder::new().name("spore-logs".into()).spawn(move || writer.run(rx))?;
+        Ok(hub)
+    }
+
+    /// The log of sandbox `id`, continuing its sequence numbers from what is on disk.
+    pub fn open(self: &Arc<Self>, id: &str) -> Arc<SandboxLog> {
+        let next = self.read(id, None, None).last().map_or(0, |l| l.n + 1);
+        Arc::new(SandboxLog {
+            id: id.to_owned(),
+            hub: self.clone(),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+            next_seq: AtomicU64::new(next),
+            partial: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+        })
+    }
+
+    fn file(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    fn rotated(&self, id: &str, n: u32) -> PathBuf {
+        self.dir.join(format!("{id}.log.{n}"))
+    }
+
+    /// Stored lines, oldest first: those after `since` (Unix ms), then only the last `tail`.
+    pub fn read(&self, id: &str, since: Option<u64>, tail: Option<usize>) -> Vec<LogLine> {
+        let mut files: Vec<PathBuf> = (1..=self.limits.max_files).rev().map(|n| self.rotated(id, n)).collect();
+        files.push(self.file(id));
+        let mut lines = Vec::new();
+        for path in files {
+            let Ok(file) = File::open(&path) else { continue };
+            for line in BufReader::new(file).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(parsed) = serde_json::from_str::<LogLine>(&line)
+                    && since.is_none_or(|s| parsed.t >= s)
+                {
+                    lines.push(parsed);
+                }
+            }
+        }
+        if let Some(tail) = tail {
+            let skip = lines.len().saturating_sub(tail);
+            lines.drain(..skip);
+        }
+        lines
+    }
+
+    /// Subscribes to lines of `id` written from now on.
+    pub fn follow(&self, id: &str) -> broadcast::Receiver<LogLine> {
+        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        followers.entry(id.to_owned()).or_insert_with(|| broadcast::channel(1024).0).subscribe()
+    }
+
+    /// Ends every follow of `id` (its last run is over, or it was removed).
+    pub fn close_followers(&self, id: &str) {
+        self.followers.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Deletes `id`'s files (after everything queued for it is written).
+    pub fn remove(&self, id: &str) {
+        self.close_followers(id);
+        let _ = self.tx.send(Msg::Remove(id.to_owned()));
+    }
+
+    fn publish(&self, id: &str, line: &LogLine) {
+        let followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = followers.get(id) {
+            let _ = tx.send(line.clone());
+        }
+    }
+}
+
+impl SandboxLog {
+    /// A sink for one of the guest's streams.
+    pub fn sink(self: &Arc<Self>, stream: Stream) -> Arc<dyn OutputSink> {
+        Arc::new(LogSink { log: self.clone(), stream })
+    }
+
+    /// Bytes of output dropped so far because the sandbox outpaced its log.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn emit(self: &Arc<Self>, stream: Stream, text: &[u8]) {
+        let budget = self.hub.limits.buffer_per_sandbox;
+        if self.queued.load(Ordering::Relaxed) + text.len() > budget {
+            self.dropped.fetch_add(text.len() as u64, Ordering::Relaxed);
+            self.unreported.fetch_add(text.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(text.len(), Ordering::Relaxed);
+        let msg =
+            Msg::Line { log: self.clone(), stream, t: crate::model::now_ms(), text: Bytes::copy_from_slice(text) };
+        let _ = self.hub.tx.send(msg);
+    }
+}
+
+struct LogSink {
+    log: Arc<SandboxLog>,
+    stream: Stream,
+}
+
+impl OutputSink for LogSink {
+    fn write(&self, bytes: &[u8]) {
+        let slot = if self.stream == Stream::Err { 1 } else { 0 };
+        let mut partial = self.log.partial[slot].lock().unwrap_or_else(|p| p.into_inner());
+        partial.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(pos) = partial[start..].iter().position(|&b| b == b'\n') {
+            self.log.emit(self.stream, &partial[start..start + pos]);
+            start += pos + 1;
+        }
+        while partial.len() - start >= MAX_LINE {
+            self.log.emit(self.stream, &partial[start..start + MAX_LINE]);
+            start += MAX_LINE;
+        }
+        partial.drain(..start);
+    }
+}
+
+struct Writer {
+    hub: std::sync::Weak<LogHub>,
+    dir: PathBuf,
+    files: HashMap<String, (BufWriter<File>, u64)>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            let Some(hub) = self.hub.upgrade() else { return };
+            match msg {
+                Msg::Remove(id) => {
+                    self.files.remove(&id);
+                    let _ = std::fs::remove_file(hub.file(&id));
+                    for n in 1..=hub.limits.max_files {
+                        let _ = std::fs::remove_file(hub.rotated(&id, n));
+                    }
+                }
+                Msg::Line { log, stream, t, text } => {
+                    log.queued.fetch_sub(text.len(), Ordering::Relaxed);
+                    let lost = log.unreported.swap(0, Ordering::Relaxed);
+                    if lost > 0 {
+                        let note = format!(
+                            "[spore: {lost} bytes of output dropped: the sandbox wrote faster than its log is stored]"
+                        );
+                        self.append(&hub, &log, Stream::Spore, t, note);
+                    }
+                    self.append(&hub, &log, stream, t, String::from_utf8_lossy(&text).into_owned());
+                }
+            }
+            // Flush when the queue is drained: batches writes under load, prompt when idle.
+            if rx.is_empty() {
+                for (file, _) in self.files.values_mut() {
+                    let _ = file.flush();
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, hub: &LogHub, log: &SandboxLog, s: Stream, t: u64, m: String) {
+        let line = LogLine { n: log.next_seq.fetch_add(1, Ordering::Relaxed), t, s, m };
+        let mut json = serde_json::to_vec(&line).expect("log lines always serialize");
+        json.push(b'\n');
+        if let Err(err) = self.write_rotating(hub, &log.id, &json) {
+            tracing::warn!(sandbox = %log.id, dir = %self.dir.display(), "cannot write log: {err}");
+        }
+        hub.publish(&log.id, &line);
+    }
+
+    fn write_rotating(&mut self, hub: &LogHub, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.files.contains_key(id) {
+            if self.files.len() >= OPEN_FILES {
+                let evict = self.files.keys().next().cloned().expect("non-empty");
+                self.files.remove(&evict);
+            }
+            let file = OpenOptions::new().create(true).append(true).open(hub.file(id))?;
+            let size = file.metadata()?.len();
+            self.files.insert(id.to_owned(), (BufWriter::with_capacity(8192, file), size));
+        }
+        let (file, size) = self.files.get_mut(id).expect("just inserted");
+        if *size > 0 && *size + bytes.len() as u64 > hub.limits.max_size {
+            self.files.remove(id);
+            for n in (1..hub.limits.max_files).rev() {
+                let _ = std::fs::rename(hub.rotated(id, n), hub.rotated(id, n + 1));
+            }
+            if hub.limits.max_files > 0 {
+                std::fs::rename(hub.file(id), hub.rotated(id, 1))?;
+            } else {
+                std::fs::remove_file(hub.file(id))?;
+            }
+            return self.write_rotating(hub, id, bytes);
+        }
+        file.write_all(bytes)?;
+        *size += bytes.len() as u64;
+        Ok(())
+    }
+}

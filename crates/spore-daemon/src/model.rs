@@ -1,0 +1,250 @@
+//! The daemon's vocabulary: what a sandbox record holds, what clients send, what events say.
+//! These types are the API's JSON and the database's rows alike, so there is one shape to learn.
+
+use serde::{Deserialize, Serialize};
+use spore_sandbox::{ExitStatus, SandboxSpec};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the operator wants for a sandbox; survives daemon restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    /// Keep it running (subject to its restart policy).
+    Running,
+    /// Leave it stopped.
+    Stopped,
+}
+
+/// Where a sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Created, never started.
+    Created,
+    /// Its guest is running.
+    Running,
+    /// Waiting out the back-off before a restart.
+    Restarting,
+    /// Its guest ended (see `exit`).
+    Exited,
+}
+
+impl State {
+    /// The word used in filters and `spore ps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// When to run a sandbox's guest again after it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    No,
+    /// After a non-zero ending, up to `max` times (unbounded when `None`).
+    OnFailure {
+        /// Most restarts.
+        max: Option<u32>,
+    },
+    /// After every ending, until stopped.
+    Always,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+
+    /// `no`, `always`, `on-failure` or `on-failure:N`, as docker writes them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "no" => Ok(RestartPolicy::No),
+            None if s == "always" => Ok(RestartPolicy::Always),
+            None if s == "on-failure" => Ok(RestartPolicy::OnFailure { max: None }),
+            Some(("on-failure", n)) => n
+                .parse()
+                .map(|n| RestartPolicy::OnFailure { max: Some(n) })
+                .map_err(|_| format!("restart policy {s:?}: the count after on-failure: must be a number")),
+            _ => Err(format!("restart policy {s:?}: write no, always, on-failure or on-failure:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::OnFailure { max: None } => f.write_str("on-failure"),
+            RestartPolicy::OnFailure { max: Some(n) } => write!(f, "on-failure:{n}"),
+        }
+    }
+}
+
+impl Serialize for RestartPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl RestartPolicy {
+    /// Whether a guest that ended with `status`, after `restarts` restarts, runs again.
+    pub fn should_restart(self, status: &ExitStatus, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure { max } => !status.success() && max.is_none_or(|m| restarts < m),
+        }
+    }
+
+    /// Back-off before restart number `n` (0-based): 100 ms doubling to at most 30 s, as a
+    /// crash-looping guest should cost little.
+    pub fn backoff(n: u32) -> Duration {
+        Duration::from_millis(100u64.saturating_mul(1 << n.min(9))).min(Duration::from_secs(30))
+    }
+}
+
+/// A sandbox as stored and as returned by `inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    /// 32 hex digits; any unique prefix of at least 4 also names it.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Free-form labels, for filtering (`app=web`).
+    pub labels: BTreeMap<String, String>,
+    /// What runs; `program` is always a digest of a stored program.
+    pub spec: SandboxSpec,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// What the operator asked for.
+    pub desired: Desired,
+    /// What is happening.
+    pub state: State,
+    /// How the last run ended.
+    pub exit: Option<ExitStatus>,
+    /// Restarts made by the policy so far.
+    pub restarts: u32,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    /// Unix milliseconds of the last start.
+    pub started_at: Option<u64>,
+    /// Unix milliseconds of the last ending.
+    pub finished_at: Option<u64>,
+}
+
+/// `POST /v1/sandboxes`: one sandbox.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// Unique name; generated when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The spec; its program must be a digest the daemon has (`PUT /v1/programs/...`).
+    pub spec: SandboxSpec,
+    /// Restart policy (default `no`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Start right away (default true).
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/sandboxes/batch`: many sandboxes from one template (fleet deploys).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The template; its `name`, when given, is a prefix: `NAME-0`, `NAME-1`, …
+    pub template: CreateRequest,
+    /// How many.
+    pub count: u32,
+}
+
+/// What a create returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Created {
+    /// The new sandbox's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Live figures of one sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: State,
+    /// Linear memory committed by the current (or last) run, bytes.
+    pub memory_bytes: u64,
+    /// CPU time of the current (or last) run, milliseconds.
+    pub cpu_ms: f64,
+    /// Time since the current run started, milliseconds (0 when not running).
+    pub uptime_ms: u64,
+    /// Restarts made by the policy.
+    pub restarts: u32,
+    /// Log bytes dropped because the sandbox wrote faster than they could be stored.
+    pub log_dropped_bytes: u64,
+}
+
+/// One thing that happened to a sandbox, as streamed by `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix milliseconds.
+    pub time: u64,
+    /// Sandbox id.
+    pub id: String,
+    /// Sandbox name.
+    pub name: String,
+    /// created, started, exited, restarted, stopped, killed, removed.
+    pub kind: String,
+    /// For `exited`: how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_parse_print_and_decide() {
+        for s in ["no", "always", "on-failure", "on-failure:3"] {
+            assert_eq!(s.parse::<RestartPolicy>().unwrap().to_string(), s);
+        }
+        assert!("sometimes".parse::<RestartPolicy>().unwrap_err().contains("on-failure:N"));
+        let fail = ExitStatus::Exited { code: 1 };
+        let ok = ExitStatus::Exited { code: 0 };
+        let p: RestartPolicy = "on-failure:2".parse().unwrap();
+        assert!(p.should_restart(&fail, 1) && !p.should_restart(&fail, 2) && !p.should_restart(&ok, 0));
+        assert!(RestartPolicy::Always.should_restart(&ok, 100));
+        assert_eq!(RestartPolicy::backoff(0), Duration::from_millis(100));
+        assert_eq!(RestartPolicy::backoff(20), Duration::from_secs(30));
+    }
+}

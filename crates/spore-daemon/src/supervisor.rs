@@ -1,0 +1,566 @@
+//! The supervisor: every sandbox's record in memory, one async task per running sandbox, the
+//! restart policy, and the one place state changes are made (then persisted and announced).
+//!
+//! Persistence rule: what the *operator* asked for (create, start, stop, remove) is committed
+//! before the API answers; what was *observed* (started, exited, restarted) is queued and
+//! group-committed. After a crash the daemon therefore knows every sandbox and what should be
+//! running, and runs exactly those again — at worst it re-runs a guest whose exit had not
+//! been committed yet.
+
+use crate::db::{Change, Db};
+use crate::logs::{LogHub, SandboxLog, Stream};
+use crate::model::*;
+use crate::programs::{ProgramError, Programs};
+use spore_engine::SporeEngine;
+use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, Sinks};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+/// Why a request could not be carried out; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum SupError {
+    /// No sandbox by that id, prefix or name.
+    #[error("no sandbox {0:?}; list them with `spore ps -a`")]
+    NotFound(String),
+    /// A prefix matching several sandboxes.
+    #[error("{0:?} matches several sandboxes; give more of the id or the name")]
+    Ambiguous(String),
+    /// Name taken.
+    #[error("the name {0:?} is already in use; remove that sandbox or choose another name")]
+    NameTaken(String),
+    /// Request content is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Program problems (missing, bad digest).
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// The program does not compile or link.
+    #[error("{0}")]
+    Compile(String),
+    /// Not in a state that allows the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// The daemon is at capacity.
+    #[error(
+        "at capacity: {live} of {capacity} sandboxes are running; stop some, or raise [pool] sandboxes in the daemon config"
+    )]
+    Capacity {
+        /// Running now.
+        live: usize,
+        /// Configured capacity.
+        capacity: usize,
+    },
+    /// The state database failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Guest runs started.
+    pub starts: AtomicU64,
+    /// Guest runs ended.
+    pub exits: AtomicU64,
+    /// Restarts made by policies.
+    pub restarts: AtomicU64,
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    stop: Arc<Notify>,
+    meter: Arc<Meter>,
+    since: Instant,
+}
+
+struct Entry {
+    record: Mutex<SandboxRecord>,
+    log: Arc<SandboxLog>,
+    running: Mutex<Option<Running>>,
+    /// Usage of the last finished run, kept for stats.
+    last: Mutex<Arc<Meter>>,
+}
+
+/// The daemon's sandboxes.
+pub struct Supervisor {
+    engine: SporeEngine,
+    programs: Programs,
+    db: Db,
+    logs: Arc<LogHub>,
+    events: broadcast::Sender<Event>,
+    runnables: Mutex<HashMap<String, Arc<Runnable>>>,
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    names: RwLock<HashMap<String, String>>,
+    capacity: usize,
+    live: std::sync::atomic::AtomicUsize,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Supervisor {
+    /// Builds the supervisor from stored records and brings back every sandbox that should run.
+    pub fn start(
+        engine: SporeEngine,
+        programs: Programs,
+        db: Db,
+        logs: Arc<LogHub>,
+        records: Vec<SandboxRecord>,
+        capacity: usize,
+    ) -> Arc<Supervisor> {
+        let sup = Arc::new(Supervisor {
+            engine,
+            programs,
+            db,
+            logs,
+            events: broadcast::channel(4096).0,
+            runnables: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::new()),
+            capacity,
+            live: Default::default(),
+            metrics: Metrics::default(),
+        });
+        let mut to_start = Vec::new();
+        for mut record in records {
+            if record.state == State::Running || record.state == State::Restarting {
+                // The daemon died under it: that run is over.
+                record.state = State::Exited;
+                record
+                    .exit
+                    .get_or_insert(ExitStatus::Killed { message: "the daemon stopped while it was running".into() });
+                record.finished_at.get_or_insert(now_ms());
+            }
+            if record.desired == Desired::Running {
+                to_start.push(record.id.clone());
+            }
+            sup.insert_entry(record);
+        }
+        let restored = to_start.len();
+        for id in to_start {
+            if let Err(err) = sup.launch(&id) {
+                tracing::error!(sandbox = %id, "cannot restart after daemon restart: {err}");
+            }
+        }
+        if restored > 0 {
+            tracing::info!("brought back {restored} sandboxes");
+        }
+        sup
+    }
+
+    fn insert_entry(&self, record: SandboxRecord) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            log: self.logs.open(&record.id),
+            running: Mutex::new(None),
+            last: Mutex::new(Arc::default()),
+            record: Mutex::new(record.clone()),
+        });
+        self.names.write().unwrap_or_else(|p| p.into_inner()).insert(record.name.clone(), record.id.clone());
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(record.id, entry.clone());
+        entry
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, record: &SandboxRecord, kind: &str) {
+        let exit = if kind == "exited" { record.exit.clone() } else { None };
+        let _ = self.events.send(Event {
+            time: now_ms(),
+            id: record.id.clone(),
+            name: record.name.clone(),
+            kind: kind.into(),
+            exit,
+        });
+    }
+
+    /// The program store.
+    pub fn programs(&self) -> &Programs {
+        &self.programs
+    }
+
+    /// The log hub.
+    pub fn logs(&self) -> &Arc<LogHub> {
+        &self.logs
+    }
+
+    /// Compiles (or fetches from cache) and links a stored program, once per digest.
+    pub fn runnable(&self, digest: &str) -> Result<Arc<Runnable>, SupError> {
+        if let Some(r) = lock(&self.runnables).get(digest) {
+            return Ok(r.clone());
+        }
+        let bytes = self.programs.get(digest)?;
+        let program = self.engine.load(&bytes).map_err(|e| SupError::Compile(format!("program {digest}: {e}")))?;
+        let runnable = Arc::new(
+            Runnable::new(&self.engine, program, &short(digest)).map_err(|e| SupError::Compile(e.to_string()))?,
+        );
+        lock(&self.runnables).insert(digest.to_owned(), runnable.clone());
+        Ok(runnable)
+    }
+
+    /// Resolves an id, a unique id prefix (4+ characters) or a name.
+    fn find(&self, key: &str) -> Result<Arc<Entry>, SupError> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get(key) {
+            return Ok(e.clone());
+        }
+        if let Some(id) = self.names.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            if let Some(e) = entries.get(id) {
+                return Ok(e.clone());
+            }
+        }
+        if key.len() >= 4 {
+            let mut matches = entries.iter().filter(|(id, _)| id.starts_with(key));
+            if let Some((_, e)) = matches.next() {
+                return match matches.next() {
+                    None => Ok(e.clone()),
+                    Some(_) => Err(SupError::Ambiguous(key.to_owned())),
+                };
+            }
+        }
+        Err(SupError::NotFound(key.to_owned()))
+    }
+
+    /// A sandbox's record.
+    pub fn inspect(&self, key: &str) -> Result<SandboxRecord, SupError> {
+        Ok(lock(&self.find(key)?.record).clone())
+    }
+
+    /// All records matching the label and state filters, oldest first.
+    pub fn list(&self, labels: &[(String, String)], state: Option<State>) -> Vec<SandboxRecord> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SandboxRecord> = entries
+            .values()
+            .map(|e| lock(&e.record).clone())
+            .filter(|r| labels.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.name.cmp(&b.name)));
+        out
+    }
+
+    /// Number of sandboxes by state, for `/metrics` and health.
+    pub fn counts(&self) -> HashMap<State, usize> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut counts = HashMap::new();
+        for e in entries.values() {
+            *counts.entry(lock(&e.record).state).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
+    pub async fn create(self: &Arc<Self>, requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
+        let starting = requests.iter().filter(|r| r.start).count();
+        self.check_capacity(starting)?;
+        let mut records = Vec::with_capacity(requests.len());
+        {
+            let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            for req in requests {
+                let ProgramSource::Digest(digest) = &req.spec.program else {
+                    return Err(SupError::Invalid(
+                        "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program".into(),
+                    ));
+                };
+                if !self.programs.has(digest)? {
+                    return Err(ProgramError::Missing(digest.clone()).into());
+                }
+                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let name = match req.name {
+                    Some(name) => {
+                        validate_name(&name)?;
+                        name
+                    }
+                    None => format!("sandbox-{}", &id[..8]),
+                };
+                if names.contains_key(&name) || !seen.insert(name.clone()) {
+                    return Err(SupError::NameTaken(name));
+                }
+                records.push(SandboxRecord {
+                    id,
+                    name,
+                    labels: req.labels,
+                    spec: req.spec,
+                    restart: req.restart,
+                    desired: if req.start { Desired::Running } else { Desired::Stopped },
+                    state: State::Created,
+                    exit: None,
+                    restarts: 0,
+                    created_at: now_ms(),
+                    started_at: None,
+                    finished_at: None,
+                });
+            }
+        }
+        // Compile and link before committing, so a bad program is an error now, not a crash loop.
+        for r in &records {
+            if let ProgramSource::Digest(d) = &r.spec.program {
+                self.runnable(d)?;
+            }
+        }
+        self.db.commit(records.iter().cloned().map(Change::Put).collect()).await.map_err(SupError::Storage)?;
+        let mut created = Vec::with_capacity(records.len());
+        for record in records {
+            let start = record.desired == Desired::Running;
+            created.push(Created { id: record.id.clone(), name: record.name.clone() });
+            self.announce(&record, "created");
+            let id = record.id.clone();
+            self.insert_entry(record);
+            if start {
+                self.launch(&id)?;
+            }
+        }
+        Ok(created)
+    }
+
+    fn check_capacity(&self, more: usize) -> Result<(), SupError> {
+        let live = self.live.load(Ordering::Relaxed);
+        if live + more > self.capacity {
+            return Err(SupError::Capacity { live, capacity: self.capacity });
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped or exited sandbox (durably marking it to be kept running).
+    pub async fn start_sandbox(self: &Arc<Self>, key: &str) -> Result<SandboxRecord, SupError> {
+        let entry = self.find(key)?;
+        if lock(&entry.running).is_some() {
+            return Ok(lock(&entry.record).clone());
+        }
+        self.check_capacity(1)?;
+        let record = {
+            let mut r = lock(&entry.record);
+            r.desired = Desired::Running;
+            r.restarts = 0;
+            r.clone()
+        };
+        self.db.commit(vec![Change::Put(record.clone())]).await.map_err(SupError::Storage)?;
+        self.launch(&record.id)?;
+        Ok(lock(&entry.record).clone())
+    }
+
+    /// Spawns the run loop of a sandbox whose record says it should run.
+    fn launch(self: &Arc<Self>, id: &str) -> Result<(), SupError> {
+        let entry = self.find(id)?;
+        let mut running = lock(&entry.running);
+        if running.is_some() {
+            return Ok(());
+        }
+        let digest = match &lock(&entry.record).spec.program {
+            ProgramSource::Digest(d) => d.clone(),
+            _ => return Err(SupError::Invalid("stored spec without a program digest".into())),
+        };
+        let runnable = self.runnable(&digest)?;
+        let stop = Arc::new(Notify::new());
+        let meter = Arc::new(Meter::default());
+        let task = tokio::spawn(run_loop(self.clone(), entry.clone(), runnable, stop.clone()));
+        self.live.fetch_add(1, Ordering::Relaxed);
+        *running = Some(Running { task, stop, meter, since: Instant::now() });
+        Ok(())
+    }
+
+    /// Stops a sandbox: no more restarts; waits up to `grace` for the guest to end by itself
+    /// (WASI has no signals, so this suits jobs about to finish), then kills it.
+    pub async fn stop(&self, key: &str, grace: Duration) -> Result<SandboxRecord, SupError> {
+        let entry = self.find(key)?;
+        let record = {
+            let mut r = lock(&entry.record);
+            r.desired = Desired::Stopped;
+            r.clone()
+        };
+        self.db.commit(vec![Change::Put(record)]).await.map_err(SupError::Storage)?;
+        let handle = lock(&entry.running).as_ref().map(|r| r.stop.clone());
+        if let Some(stop) = handle {
+            stop.notify_one();
+            let deadline = Instant::now() + grace;
+            while lock(&entry.running).is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if lock(&entry.running).is_some() {
+                self.kill_entry(
+                    &entry,
+                    format!("stopped: still running after the {} grace period", humantime::format_duration(grace)),
+                )
+                .await;
+            }
+        }
+        Ok(lock(&entry.record).clone())
+    }
+
+    /// Kills a sandbox's guest now. It stays stopped.
+    pub async fn kill(&self, key: &str) -> Result<SandboxRecord, SupError> {
+        let entry = self.find(key)?;
+        let record = {
+            let mut r = lock(&entry.record);
+            r.desired = Desired::Stopped;
+            r.clone()
+        };
+        self.db.commit(vec![Change::Put(record)]).await.map_err(SupError::Storage)?;
+        self.kill_entry(&entry, "killed by request".into()).await;
+        Ok(lock(&entry.record).clone())
+    }
+
+    async fn kill_entry(&self, entry: &Arc<Entry>, message: String) {
+        let Some(running) = lock(&entry.running).take() else { return };
+        running.task.abort();
+        let _ = running.task.await;
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        *lock(&entry.last) = running.meter.clone();
+        let record = {
+            let mut r = lock(&entry.record);
+            r.state = State::Exited;
+            r.exit = Some(ExitStatus::Killed { message });
+            r.finished_at = Some(now_ms());
+            r.clone()
+        };
+        self.metrics.exits.fetch_add(1, Ordering::Relaxed);
+        self.db.queue(Change::Put(record.clone()));
+        self.announce(&record, "exited");
+        self.announce(&record, "killed");
+        self.logs.close_followers(&record.id);
+    }
+
+    /// Removes a sandbox (`force` kills a running one first) and its logs.
+    pub async fn remove(&self, key: &str, force: bool) -> Result<(), SupError> {
+        let entry = self.find(key)?;
+        if lock(&entry.running).is_some() {
+            if !force {
+                return Err(SupError::Conflict(format!(
+                    "sandbox {} is running; stop it first or remove with force",
+                    lock(&entry.record).name
+                )));
+            }
+            self.kill_entry(&entry, "killed: removed".into()).await;
+        }
+        let record = lock(&entry.record).clone();
+        self.db.commit(vec![Change::Delete(record.id.clone())]).await.map_err(SupError::Storage)?;
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&record.id);
+        self.names.write().unwrap_or_else(|p| p.into_inner()).remove(&record.name);
+        self.logs.remove(&record.id);
+        self.announce(&record, "removed");
+        Ok(())
+    }
+
+    /// Live figures of one sandbox.
+    pub fn stats(&self, key: &str) -> Result<Stats, SupError> {
+        let entry = self.find(key)?;
+        let record = lock(&entry.record).clone();
+        let (meter, uptime) = match &*lock(&entry.running) {
+            Some(r) if record.state == State::Running => (r.meter.clone(), r.since.elapsed().as_millis() as u64),
+            _ => (lock(&entry.last).clone(), 0),
+        };
+        Ok(Stats {
+            id: record.id,
+            name: record.name,
+            state: record.state,
+            memory_bytes: meter.memory_bytes(),
+            cpu_ms: meter.cpu_ns() as f64 / 1e6,
+            uptime_ms: uptime,
+            restarts: record.restarts,
+            log_dropped_bytes: entry.log.dropped(),
+        })
+    }
+
+    /// Stops every running guest (daemon shutdown). Records keep `desired`, so they come back.
+    pub async fn shutdown(&self) {
+        let entries: Vec<Arc<Entry>> =
+            self.entries.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for entry in entries {
+            self.kill_entry(&entry, "the daemon shut down".into()).await;
+        }
+    }
+}
+
+/// One sandbox's life: run, record the ending, restart per policy with back-off, until it
+/// should stop.
+async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnable>, stop: Arc<Notify>) {
+    let sinks = Sinks { stdout: Some(entry.log.sink(Stream::Out)), stderr: Some(entry.log.sink(Stream::Err)) };
+    loop {
+        let (spec, record) = {
+            let mut r = lock(&entry.record);
+            r.state = State::Running;
+            r.started_at = Some(now_ms());
+            r.exit = None;
+            (r.spec.clone(), r.clone())
+        };
+        sup.db.queue(Change::Put(record.clone()));
+        sup.metrics.starts.fetch_add(1, Ordering::Relaxed);
+        sup.announce(&record, "started");
+        let meter = Arc::new(Meter::default());
+        if let Some(r) = lock(&entry.running).as_mut() {
+            r.meter = meter.clone();
+            r.since = Instant::now();
+        }
+        let status = match runnable.run_with(&spec, &sinks, &meter).await {
+            Ok(report) => report.status,
+            Err(err) => ExitStatus::Trapped { message: format!("could not start: {err}") },
+        };
+        sup.metrics.exits.fetch_add(1, Ordering::Relaxed);
+        let (record, again) = {
+            let mut r = lock(&entry.record);
+            r.state = State::Exited;
+            r.finished_at = Some(now_ms());
+            r.exit = Some(status.clone());
+            let again = r.desired == Desired::Running && r.restart.should_restart(&status, r.restarts);
+            if again {
+                r.state = State::Restarting;
+                r.restarts += 1;
+            }
+            (r.clone(), again)
+        };
+        sup.db.queue(Change::Put(record.clone()));
+        sup.announce(&record, "exited");
+        if !again {
+            break;
+        }
+        sup.metrics.restarts.fetch_add(1, Ordering::Relaxed);
+        sup.announce(&record, "restarted");
+        tokio::select! {
+            _ = tokio::time::sleep(RestartPolicy::backoff(record.restarts - 1)) => {}
+            _ = stop.notified() => {
+                let record = {
+                    let mut r = lock(&entry.record);
+                    r.state = State::Exited;
+                    r.clone()
+                };
+                sup.db.queue(Change::Put(record));
+                break;
+            }
+        }
+    }
+    // The run is over: free the slot and end follows (unless a kill already did).
+    if let Some(running) = lock(&entry.running).take() {
+        *lock(&entry.last) = running.meter;
+        sup.live.fetch_sub(1, Ordering::Relaxed);
+    }
+    sup.logs.close_followers(&lock(&entry.record).id);
+}
+
+fn validate_name(name: &str) -> Result<(), SupError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(SupError::Invalid(format!(
+            "name {name:?}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )))
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest.get(..19).unwrap_or(digest).to_owned()
+}
