@@ -67,3 +67,158 @@ pub fn wat_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
     std::fs::write(&path, wat::parse_str(wat).expect("test WAT must parse")).unwrap();
     path
 }
+
+/// A real `spore daemon` on a socket in a temp dir; killed (by PID) when dropped.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<std::process::Child>,
+    pub extra: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts a daemon with `extra` flags and waits until its API answers.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let mut d = Daemon {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("spore.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// (Re)starts the daemon process on the same socket and data dir.
+    pub fn spawn(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spore"))
+            .arg("daemon")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start spore daemon");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if http(&self.socket(), "GET", "/v1/health", None).0 == 200 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the daemon did not come up; its log:\n{}", self.log());
+    }
+
+    /// The daemon's own stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the daemon, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// `spore --host <this daemon> ARGS`.
+    pub fn cli(&self) -> Command {
+        let mut cmd = spore();
+        cmd.env("SPORE_HOST", self.host());
+        cmd
+    }
+
+    /// Runs `spore ARGS` against this daemon.
+    pub fn run<I, S>(&self, args: I) -> Seen
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Seen::from(self.cli().args(args).output().unwrap())
+    }
+
+    /// `inspect` as JSON.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let (status, body) = http(&self.socket(), "GET", &format!("/v1/sandboxes/{name}"), None);
+        assert_eq!(status, 200, "inspect {name}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `inspect` until `pred` holds (or fails after `secs`).
+    pub fn wait_for(&self, name: &str, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let record = self.inspect(name);
+            if pred(&record) {
+                return record;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name} never reached the expected state: {record:#}");
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The `error` message of an API error body.
+pub fn error_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One HTTP/1.1 request over a Unix socket, answered with (status, body); 0 when unreachable.
+pub fn http(socket: &Path, method: &str, path: &str, body: Option<(&str, &[u8])>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else { return (0, String::new()) };
+    let (ctype, bytes) = body.unwrap_or(("application/json", b""));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: spore\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    let mut raw = Vec::new();
+    let exchanged = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(bytes))
+        .and_then(|()| stream.read_to_end(&mut raw));
+    if exchanged.is_err() {
+        return (0, String::new());
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -29,7 +29,7 @@ pub struct DaemonConfig {
 pub struct PoolSection {
     /// Live sandboxes at once (instance slots). Creates beyond it get 429.
     pub sandboxes: u32,
-    /// Largest linear memory of any sandbox, e.g. "4M"; also each slot's address reservation.
+    /// Largest linear memory of any sandbox, e.g. "64M"; also each slot's address reservation.
     pub max_memory: String,
     /// Stack of each sandbox's fiber, e.g. "256K"; the deepest wasm stack is half of it.
     pub stack: String,
@@ -72,7 +72,7 @@ impl Default for DaemonConfig {
 
 impl Default for PoolSection {
     fn default() -> Self {
-        PoolSection { sandboxes: 10_000, max_memory: "4M".into(), stack: "256K".into() }
+        PoolSection { sandboxes: 10_000, max_memory: "64M".into(), stack: "256K".into() }
     }
 }
 

@@ -96,6 +96,7 @@ pub struct Supervisor {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
     capacity: usize,
+    max_memory: u64,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -114,6 +115,7 @@ impl Supervisor {
         logs: Arc<LogHub>,
         records: Vec<SandboxRecord>,
         capacity: usize,
+        max_memory: u64,
     ) -> Arc<Supervisor> {
         let sup = Arc::new(Supervisor {
             engine,
@@ -125,6 +127,7 @@ impl Supervisor {
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             capacity,
+            max_memory,
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -272,10 +275,19 @@ impl Supervisor {
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program".into(),
                     ));
                 };
+                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
+                if let Some(limit) = req.spec.limits.memory_bytes
+                    && limit > self.max_memory
+                {
+                    return Err(SupError::Invalid(format!(
+                        "spec.limits.memory_bytes {} is more than this daemon's largest sandbox memory, {} ([pool] max_memory)",
+                        spore_sandbox::human_bytes(limit),
+                        spore_sandbox::human_bytes(self.max_memory)
+                    )));
+                }
                 if !self.programs.has(digest)? {
                     return Err(ProgramError::Missing(digest.clone()).into());
                 }
-                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {

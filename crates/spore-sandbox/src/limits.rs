@@ -53,8 +53,19 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let after = self.memory_used - current as u64 + desired as u64;
+        // `maximum` is the most this memory can ever hold: its declared maximum, or the size of
+        // its pool slot. A growth past it fails regardless; recording it here means the guest's
+        // ending is reported as the memory limit it is, with the limit that really applied.
+        if let Some(max) = maximum
+            && desired > max
+        {
+            let effective = self.memory_limit.map_or(max as u64, |l| l.min(max as u64));
+            self.memory_limit = Some(effective);
+            self.memory_denied.get_or_insert((self.memory_used, after));
+            return Ok(false);
+        }
         if let Some(limit) = self.memory_limit
             && after > limit
         {

@@ -1,0 +1,368 @@
+//! `spore daemon` end to end: the real daemon binary, driven over its socket by the real CLI
+//! (and by raw HTTP where the API itself is under test).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use support::*;
+
+fn g(name: &str) -> String {
+    guest(name).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn lifecycle_deploy_ps_logs_stop_start_kill_rm() {
+    let d = Daemon::start(&[]);
+    let seen = d.run(["deploy", "--name", "hello", &g("hello")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(seen.stdout.ends_with("  hello\n"), "{seen:?}");
+    let record = d.wait_for("hello", 10, |r| r["state"] == "exited");
+    assert_eq!(record["exit"], serde_json::json!({"kind": "exited", "code": 0}));
+    assert_eq!(d.run(["logs", "hello"]).stdout, "Hello from Spore!\n");
+
+    // A second deploy of the same bytes skips the upload.
+    let seen = d.run(["deploy", "--name", "hello2", &g("hello")]);
+    assert!(seen.stderr.contains("already has sha256:"), "{seen:?}");
+
+    assert_eq!(d.run(["deploy", "--name", "ticker", &g("refdaemon"), "1"]).code, 0);
+    d.wait_for("ticker", 10, |r| r["state"] == "running");
+    let ps = d.run(["ps"]);
+    assert!(ps.stdout.contains("ticker") && !ps.stdout.contains("hello"), "ps shows running ones only: {ps:?}");
+    let ps = d.run(["ps", "-a"]);
+    assert!(ps.stdout.contains("hello") && ps.stdout.contains("exited (0)"), "{ps:?}");
+
+    let seen = d.run(["stop", "-t", "0.2", "ticker"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let record = d.inspect("ticker");
+    assert_eq!((record["state"].as_str(), record["desired"].as_str()), (Some("exited"), Some("stopped")));
+    assert_eq!(record["exit"]["kind"], "killed", "{record:#}");
+
+    assert_eq!(d.run(["start", "ticker"]).code, 0);
+    d.wait_for("ticker", 10, |r| r["state"] == "running");
+    assert_eq!(d.run(["kill", "ticker"]).code, 0);
+    assert_eq!(d.inspect("ticker")["exit"]["message"], "killed by request");
+
+    let seen = d.run(["rm", "ticker"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = d.run(["inspect", "ticker"]);
+    assert_eq!(seen.code, 1, "{seen:?}");
+    assert!(seen.stderr.contains("no sandbox \"ticker\""), "{seen:?}");
+    assert!(!d.dir.path().join("data/logs").read_dir().unwrap().any(|e| {
+        let id = record["id"].as_str().unwrap().to_owned();
+        e.unwrap().file_name().to_string_lossy().starts_with(&id)
+    }));
+}
+
+#[test]
+fn rm_refuses_a_running_sandbox_without_force() {
+    let d = Daemon::start(&[]);
+    d.run(["deploy", "--name", "t", &g("refdaemon"), "5"]);
+    d.wait_for("t", 10, |r| r["state"] == "running");
+    let seen = d.run(["rm", "t"]);
+    assert_eq!(seen.code, 1, "{seen:?}");
+    assert!(seen.stderr.contains("is running; stop it first"), "{seen:?}");
+    assert_eq!(d.run(["rm", "-f", "t"]).code, 0);
+}
+
+#[test]
+fn deploying_a_name_again_replaces_the_old_version() {
+    let d = Daemon::start(&[]);
+    d.run(["deploy", "--name", "web", "--replicas", "3", &g("refdaemon"), "5"]);
+    let first: Vec<String> =
+        (0..3).map(|i| d.inspect(&format!("web-{i}"))["id"].as_str().unwrap().to_owned()).collect();
+    let seen = d.run(["deploy", "--name", "web", "--replicas", "2", &g("refdaemon"), "7"]);
+    assert!(seen.stderr.contains("replaced 3 sandbox(es) of web"), "{seen:?}");
+    let (_, body) = http(&d.socket(), "GET", "/v1/sandboxes?label=spore.app%3Dweb", None);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 2);
+    for r in &list {
+        assert!(!first.contains(&r["id"].as_str().unwrap().to_owned()));
+        assert_eq!(r["spec"]["args"], serde_json::json!(["7"]));
+    }
+}
+
+#[test]
+fn logs_tail_and_follow() {
+    let d = Daemon::start(&[]);
+    d.run(["deploy", "--name", "ticker", &g("refdaemon"), "1"]);
+    let mut follower = d.cli().args(["logs", "-f", "ticker"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    for expected in ["tick 0", "tick 1", "tick 2"] {
+        assert_eq!(lines.next().unwrap().unwrap(), expected);
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let tail = d.run(["logs", "--tail", "1", "ticker"]);
+    assert_eq!(tail.stdout.lines().count(), 1, "{tail:?}");
+    assert!(tail.stdout.starts_with("tick "), "{tail:?}");
+    let stamped = d.run(["logs", "-t", "--tail", "1", "ticker"]);
+    assert!(stamped.stdout.contains('T') && stamped.stdout.contains("Z tick "), "{stamped:?}");
+
+    // Following a sandbox that ends stops when it ends.
+    d.run(["deploy", "--name", "short", &g("hello")]);
+    d.wait_for("short", 10, |r| r["state"] == "exited");
+    let seen = d.run(["logs", "-f", "short"]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
+}
+
+#[test]
+fn restart_policies() {
+    let d = Daemon::start(&[]);
+    d.run(["deploy", "--name", "flaky", "--restart", "on-failure:2", &g("exit-code"), "3"]);
+    let r = d.wait_for("flaky", 20, |r| r["state"] == "exited" && r["restarts"] == 2);
+    assert_eq!(r["exit"]["code"], 3);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(d.inspect("flaky")["restarts"], 2, "no third restart");
+    assert_eq!(d.run(["logs", "flaky"]).stdout, "exiting with 3\n".repeat(3));
+
+    d.run(["deploy", "--name", "fine", "--restart", "on-failure", &g("hello")]);
+    let r = d.wait_for("fine", 10, |r| r["state"] == "exited");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(r["restarts"], 0, "a success is not a failure");
+
+    d.run(["deploy", "--name", "loop", "--restart", "always", &g("hello")]);
+    d.wait_for("loop", 20, |r| r["restarts"].as_u64() >= Some(3));
+    assert_eq!(d.run(["stop", "-t", "1", "loop"]).code, 0);
+    let stopped = d.inspect("loop")["restarts"].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(d.inspect("loop")["restarts"].as_u64().unwrap(), stopped, "stop ends the restarts");
+
+    let events = d.run(["ps", "-a", "--json"]);
+    assert!(events.stdout.contains("\"restart\": \"always\""), "{events:?}");
+}
+
+#[test]
+fn sandboxes_survive_a_sigkill_of_the_daemon_exactly_once() {
+    let mut d = Daemon::start(&[]);
+    // Upload the program once, then create sandboxes one by one over raw HTTP while the daemon
+    // is killed at an arbitrary moment.
+    let wasm = std::fs::read(guest("refdaemon")).unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&wasm));
+    let (status, body) = http(&d.socket(), "PUT", &format!("/v1/programs/{digest}"), Some(("application/wasm", &wasm)));
+    assert_eq!(status, 201, "{body}");
+    let socket = d.socket();
+    let creator = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let body = format!(r#"{{"name":"s-{i}","spec":{{"program":{{"digest":"{digest}"}},"args":["10"]}}}}"#);
+            match http(&socket, "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes()))).0 {
+                201 => acknowledged.push(format!("s-{i}")),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    d.kill9();
+    let acknowledged = creator.join().unwrap();
+    assert!(acknowledged.len() > 5, "the daemon should have created some before the kill");
+
+    d.spawn();
+    let (_, body) = http(&d.socket(), "GET", "/v1/sandboxes", None);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = list.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "no sandbox duplicated");
+    for name in &acknowledged {
+        assert!(unique.contains(name.as_str()), "acknowledged sandbox {name} was lost");
+    }
+    // Everything that should run runs again (acknowledged ones plus any committed but unanswered).
+    for r in &list {
+        let name = r["name"].as_str().unwrap();
+        d.wait_for(name, 20, |r| r["state"] == "running");
+    }
+    let logs = d.run(["logs", acknowledged[0].as_str()]);
+    assert!(logs.stdout.starts_with("tick 0\n"), "{logs:?}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn tcp_requires_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start(&["--listen", &addr, "--token-file", token_file.to_str().unwrap()]);
+    let tcp = format!("tcp://{addr}");
+    let seen = Seen::from(spore().args(["--host", &tcp, "ps"]).output().unwrap());
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("missing or wrong bearer token"), "{seen:?}");
+    let seen = Seen::from(spore().args(["--host", &tcp, "--token", "wrong-token-wrong-token", "ps"]).output().unwrap());
+    assert!(seen.stderr.contains("bearer token"), "{seen:?}");
+    let seen =
+        Seen::from(spore().args(["--host", &tcp, "ps"]).env("SPORE_TOKEN", "s3cret-token-for-tests").output().unwrap());
+    assert_eq!(seen.code, 0, "{seen:?}");
+    drop(d);
+
+    // --listen without a token file is refused at start.
+    let seen = Seen::from(
+        spore()
+            .args(["daemon", "--listen", "127.0.0.1:0", "--socket"])
+            .arg(dir.path().join("x.sock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("x"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("needs --token-file"), "{seen:?}");
+}
+
+#[test]
+fn the_socket_is_owner_only_and_a_second_daemon_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start(&[]);
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let seen = Seen::from(
+        spore()
+            .arg("daemon")
+            .arg("--socket")
+            .arg(d.socket())
+            .arg("--data-dir")
+            .arg(d.dir.path().join("other"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("another spore daemon is already listening"), "{seen:?}");
+}
+
+#[test]
+fn runaways_are_stopped_by_their_limits_while_a_neighbour_keeps_going() {
+    let d = Daemon::start(&[]);
+    d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]);
+    d.wait_for("neighbour", 10, |r| r["state"] == "running");
+    let flood_started = now_ms();
+    d.run(["deploy", "--name", "spin", "--cpu-time", "500ms", &g("spin")]);
+    d.run(["deploy", "--name", "bomb", "--memory", "16M", &g("membomb")]);
+    d.run(["deploy", "--name", "flood", "--timeout", "3s", &g("flood")]);
+
+    let spin = d.wait_for("spin", 20, |r| r["state"] == "exited");
+    assert_eq!(spin["exit"]["limit"], "cpu_time", "{spin:#}");
+    let bomb = d.wait_for("bomb", 20, |r| r["state"] == "exited");
+    assert_eq!(bomb["exit"]["limit"], "memory", "{bomb:#}");
+    let flood = d.wait_for("flood", 20, |r| r["state"] == "exited");
+    assert_eq!(flood["exit"]["limit"], "timeout", "{flood:#}");
+    let flood_ended = now_ms();
+
+    let stats = d.run(["--json", "stats", "flood"]);
+    let stats: Vec<serde_json::Value> = serde_json::from_str(&stats.stdout).unwrap();
+    assert!(stats[0]["log_dropped_bytes"].as_u64().unwrap() > 0, "the flood's excess is dropped and counted");
+    let flood_log = d.run(["logs", "flood"]);
+    assert!(flood_log.stderr.contains("bytes of output dropped"), "a marker says so");
+
+    // The neighbour kept ticking through the whole episode and the API kept answering.
+    let (_, body) = http(&d.socket(), "GET", &format!("/v1/sandboxes/neighbour/logs?since={flood_started}"), None);
+    let during: Vec<u64> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| l["t"].as_u64().unwrap())
+        .filter(|&t| t <= flood_ended)
+        .collect();
+    assert!(during.len() >= 2, "the neighbour logged during the flood: {body}");
+    assert_eq!(d.inspect("neighbour")["state"], "running");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn bad_requests_get_4xx_with_the_reason_and_the_daemon_lives_on() {
+    let d = Daemon::start(&["--capacity", "2"]);
+    let s = d.socket();
+    let post = |path: &str, body: &str| http(&s, "POST", path, Some(("application/json", body.as_bytes())));
+
+    let (status, body) = post("/v1/sandboxes", "{not json");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid request body"), "{body}");
+    let (status, body) = post("/v1/sandboxes", r#"{"spec": {"program": {"digest": "sha256:00"}}, "colour": "red"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown field `colour`"), "{body}");
+    let (status, body) = post("/v1/sandboxes", r#"{"spec": {"programm": {}}}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown field `programm`"), "{body}");
+
+    let missing = format!("sha256:{}", "ab".repeat(32));
+    let (status, body) = post("/v1/sandboxes", &format!(r#"{{"spec": {{"program": {{"digest": "{missing}"}}}}}}"#));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("is not on this daemon") && body.contains("upload it first"), "{body}");
+
+    let (status, body) = http(&s, "GET", "/v1/sandboxes/nope", None);
+    assert_eq!(status, 404);
+    assert!(error_of(&body).contains("no sandbox \"nope\""), "{body}");
+    assert_eq!(http(&s, "GET", "/v1/nothing", None).0, 404);
+
+    // A wasm that does not compile: the compile error comes back with the upload.
+    let mut broken = std::fs::read(guest("hello")).unwrap();
+    broken.truncate(broken.len() / 2);
+    let digest = format!("sha256:{}", sha256_hex(&broken));
+    let (status, body) = http(&s, "PUT", &format!("/v1/programs/{digest}"), Some(("application/wasm", &broken)));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invalid WebAssembly module"), "{body}");
+    let (status, body) =
+        http(&s, "PUT", &format!("/v1/programs/{missing}"), Some(("application/wasm", b"\0asm\x01\0\0\0")));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("does not match its digest"), "{body}");
+
+    let (status, body) = post(
+        "/v1/sandboxes",
+        &format!(
+            r#"{{"spec": {{"program": {{"digest": "{missing}"}}, "limits": {{"memory_bytes": 1099511627776}}}}}}"#
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("more than this daemon's largest sandbox memory"), "{body}");
+
+    // Over capacity: 429 with the reason, and nothing half-created.
+    let seen = d.run(["deploy", "--name", "many", "--replicas", "3", &g("refdaemon"), "5"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("at capacity: 0 of 2 sandboxes are running"), "{seen:?}");
+    let (_, body) = http(&s, "GET", "/v1/sandboxes", None);
+    assert_eq!(body, "[]");
+
+    assert_eq!(http(&s, "GET", "/v1/health", None).0, 200, "the daemon survived all of it");
+}
+
+#[test]
+fn health_openapi_metrics_and_events() {
+    let d = Daemon::start(&[]);
+    let (status, body) = http(&d.socket(), "GET", "/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/sandboxes/{id}/logs"].is_object());
+
+    let mut events = d.cli().args(["events"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    d.run(["deploy", "--name", "hello", &g("hello")]);
+    let kinds: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    events.kill().unwrap();
+    events.wait().unwrap();
+    assert!(kinds[0].contains(" created ") && kinds[0].contains("hello"), "{kinds:?}");
+    assert!(kinds[1].contains(" started "), "{kinds:?}");
+    assert!(kinds[2].contains(" exited ") && kinds[2].contains("exited with code 0"), "{kinds:?}");
+
+    let (_, metrics) = http(&d.socket(), "GET", "/metrics", None);
+    assert!(metrics.contains("spore_sandboxes{state=\"exited\"} 1"), "{metrics}");
+    assert!(metrics.contains("spore_sandbox_starts_total 1"), "{metrics}");
+}
+
+#[test]
+fn no_daemon_means_a_message_saying_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = spore_run(["--host", &format!("unix://{}/none.sock", dir.path().display()), "ps"]);
+    assert_eq!(seen.code, 125);
+    assert!(seen.stderr.contains("cannot reach the spore daemon") && seen.stderr.contains("spore daemon"), "{seen:?}");
+}
