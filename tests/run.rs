@@ -325,7 +325,7 @@ fn bad_input_gets_a_clear_message() {
     let h = h.to_str().unwrap();
     assert_clear_error(
         &spore_run(["run", "--dir", "/no/such/dir:/data", h]),
-        &["--dir", "/no/such/dir does not exist"],
+        &["--dir /no/such/dir: host path does not exist"],
     );
     assert_clear_error(&spore_run(["run", "--env", "=oops", h]), &["--env", "name is empty"]);
     assert_clear_error(&spore_run(["run", "--memory", "lots", h]), &["--memory", "64M"]);

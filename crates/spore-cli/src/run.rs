@@ -104,7 +104,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     spec.validate().map_err(|e| match e {
-        SpecError::MountHost { .. } => anyhow::anyhow!("--dir {e}"),
+        SpecError::MountHost { host, problem } => anyhow::anyhow!("--dir {host}: {problem}; create it or fix the path"),
         other => other.into(),
     })?;
     let name = args.file.display().to_string();
