@@ -354,9 +354,14 @@ fn health_openapi_metrics_and_events() {
     assert!(kinds[1].contains(" started "), "{kinds:?}");
     assert!(kinds[2].contains(" exited ") && kinds[2].contains("exited with code 0"), "{kinds:?}");
 
+    d.run(["deploy", "--name", "ticker", &g("refdaemon"), "5"]);
+    d.wait_for("ticker", 10, |r| r["state"] == "running");
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let (_, metrics) = http(&d.socket(), "GET", "/metrics", None);
     assert!(metrics.contains("spore_sandboxes{state=\"exited\"} 1"), "{metrics}");
-    assert!(metrics.contains("spore_sandbox_starts_total 1"), "{metrics}");
+    assert!(metrics.contains("spore_sandboxes{state=\"running\"} 1"), "{metrics}");
+    assert!(metrics.contains("spore_sandbox_starts_total 2"), "{metrics}");
+    assert!(metrics.contains("spore_start_latency_seconds{quantile=\"0.5\"} 0.0"), "{metrics}");
 }
 
 #[test]

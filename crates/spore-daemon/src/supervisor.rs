@@ -74,7 +74,10 @@ struct Running {
     task: JoinHandle<()>,
     stop: Arc<Notify>,
     meter: Arc<Meter>,
+    /// Start of the current run (for uptime).
     since: Instant,
+    /// When the create or start request launched it (for create→running latency).
+    launched: Instant,
 }
 
 struct Entry {
@@ -378,7 +381,8 @@ impl Supervisor {
         let meter = Arc::new(Meter::default());
         let task = tokio::spawn(run_loop(self.clone(), entry.clone(), runnable, stop.clone()));
         self.live.fetch_add(1, Ordering::Relaxed);
-        *running = Some(Running { task, stop, meter, since: Instant::now() });
+        let now = Instant::now();
+        *running = Some(Running { task, stop, meter, since: now, launched: now });
         Ok(())
     }
 
@@ -484,6 +488,23 @@ impl Supervisor {
         })
     }
 
+    /// Create→running latencies of the running sandboxes' first runs (launch to guest code
+    /// entered), sorted; what `/metrics` summarises.
+    pub fn start_latencies(&self) -> Vec<Duration> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Duration> = entries
+            .values()
+            .filter_map(|e| {
+                let running = lock(&e.running);
+                let r = running.as_ref()?;
+                (r.since == r.launched).then_some(())?;
+                Some(r.meter.entered()?.saturating_duration_since(r.launched))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Stops every running guest (daemon shutdown). Records keep `desired`, so they come back.
     pub async fn shutdown(&self) {
         let entries: Vec<Arc<Entry>> =
@@ -512,7 +533,9 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
         let meter = Arc::new(Meter::default());
         if let Some(r) = lock(&entry.running).as_mut() {
             r.meter = meter.clone();
-            r.since = Instant::now();
+            if record.restarts > 0 {
+                r.since = Instant::now();
+            }
         }
         let status = match runnable.run_with(&spec, &sinks, &meter).await {
             Ok(report) => report.status,

@@ -110,6 +110,8 @@ impl std::error::Error for CpuTimeExceeded {}
 /// memory. Shared with the embedder so it can report stats while the guest runs.
 #[derive(Default, Debug)]
 pub struct Meter {
+    /// When the guest's entry point was entered: instantiation done, guest code about to run.
+    entered: std::sync::OnceLock<std::time::Instant>,
     memory: AtomicU64,
     used: AtomicU64,
     /// Thread CPU clock at the start of the poll in progress; 0 when not being polled.
@@ -117,6 +119,15 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// When the guest started running its own code, if it has.
+    pub fn entered(&self) -> Option<std::time::Instant> {
+        self.entered.get().copied()
+    }
+
+    pub(crate) fn mark_entered(&self) {
+        let _ = self.entered.set(std::time::Instant::now());
+    }
+
     /// Linear memory committed to the guest now, in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)

@@ -309,6 +309,7 @@ impl Runnable {
                                 exports: self.exported_functions(),
                             }
                         })?;
+                        store.data().cpu.mark_entered();
                         let result = start.call_async(&mut *store, ()).await;
                         Ok((status_of(result.map(|()| 0), store), Vec::new()))
                     }
@@ -332,6 +333,7 @@ impl Runnable {
                     Ok(command) => command,
                     Err(err) => return self.instantiation_failed(store, err),
                 };
+                store.data().cpu.mark_entered();
                 let result = command.wasi_cli_run().call_run(&mut *store).await;
                 Ok((status_of(result.map(|r| if r.is_ok() { 0 } else { 1 }), store), Vec::new()))
             }
@@ -357,6 +359,7 @@ impl Runnable {
         {
             return Ok((status_of(Err(err), store), Vec::new()));
         }
+        store.data().cpu.mark_entered();
         let mut results = vec![Val::I32(0); ty.results().len()];
         match func.call_async(&mut *store, &params, &mut results).await {
             Ok(()) => Ok((ExitStatus::Exited { code: 0 }, results.iter().map(format_val).collect())),
