@@ -347,7 +347,10 @@ async fn metrics(AxState(sup): Sup, _headers: HeaderMap) -> Response {
         out.push_str("# HELP spore_start_latency_seconds Create-to-running latency (launch to guest code entered) of running sandboxes.\n# TYPE spore_start_latency_seconds summary\n");
         for q in [0.5, 0.9, 0.99] {
             let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-            out.push_str(&format!("spore_start_latency_seconds{{quantile=\"{q}\"}} {:.9}\n", latencies[i].as_secs_f64()));
+            out.push_str(&format!(
+                "spore_start_latency_seconds{{quantile=\"{q}\"}} {:.9}\n",
+                latencies[i].as_secs_f64()
+            ));
         }
         out.push_str(&format!("spore_start_latency_seconds_count {}\n", latencies.len()));
     }
