@@ -25,7 +25,7 @@ pub fn compile(args: CompileArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
         let started = std::time::Instant::now();
         let program = engine.load(&bytes).with_context(|| file.display().to_string())?;
         let elapsed = started.elapsed();
-        let artifact = cache.artifact_path(&program.digest);
+        let artifact = cache.artifact_path(&program.digest).unwrap_or_default();
         let outcome = match &program.outcome {
             CacheOutcome::Hit => "cached",
             CacheOutcome::Compiled => "compiled",

@@ -56,7 +56,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let engine = SporeEngine::new(EngineConfig {
         allocation: Allocation::Pooling(pool),
         cache_dir: Some(config.data_dir.join("compiled")),
-        epoch_tick: tick,
+        epoch_tick: Some(tick),
         async_stack_size: stack,
         max_wasm_stack: stack / 2,
     })

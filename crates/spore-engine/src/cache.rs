@@ -2,15 +2,20 @@
 //! compatibility hash, loaded by mmap so the second run of a wasm compiles nothing and many
 //! processes share the same code pages.
 //!
-//! Layout: `<root>/<engine-hash>/<wasm-sha256>.cwasm` and, beside it, `<wasm-sha256>.sum`
-//! holding the sha256 of the `.cwasm`. wasmtime itself rejects artifacts from another engine
-//! version or configuration, but it cannot see a flipped bit in machine code; the `.sum` can.
-//! An entry is trusted only when both agree, and otherwise rebuilt. Both files are written to
-//! a temporary name and renamed, so concurrent writers never expose half a file.
+//! Layout, under `<root>/<engine-hash>/`:
+//! - `<checksum>.cwasm` — a compiled artifact, named by the XXH3-128 checksum of its bytes;
+//! - `<wasm-sha256>.ref` — which artifact belongs to that wasm (its checksum).
+//!
+//! An artifact is written (temp file, rename) before the ref that names it, so a reader that
+//! finds a ref always finds a complete artifact, and concurrent writers can never expose a
+//! mismatched pair. On every load the artifact's bytes are checked against the checksum in its
+//! name: wasmtime itself rejects artifacts from another engine version or configuration, but it
+//! cannot see a flipped bit in machine code. (A checksum, not a cryptographic hash, is the right
+//! tool: it guards against disks and interrupted writes — whoever could forge it could rewrite
+//! the ref too — and costs a fraction of a sha256 on every start.)
 
 use crate::detect::WasmKind;
 use crate::engine::{Digest, ProgramCode};
-use sha2::{Digest as _, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,30 +64,38 @@ impl CompileCache {
         &self.dir
     }
 
-    /// Path of the compiled artifact for `digest`.
-    pub fn artifact_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", digest.hex()))
+    fn ref_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.ref", digest.hex()))
     }
 
-    fn sum_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.sum", digest.hex()))
+    fn artifact_file(&self, checksum: &str) -> PathBuf {
+        self.dir.join(format!("{checksum}.cwasm"))
+    }
+
+    /// Path of the compiled artifact cached for `digest`, if there is one.
+    pub fn artifact_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let checksum = std::fs::read_to_string(self.ref_path(digest)).ok()?;
+        Some(self.artifact_file(checksum.trim()))
     }
 
     pub(crate) fn lookup(&self, engine: &Engine, kind: WasmKind, digest: &Digest) -> Lookup {
-        let artifact = self.artifact_path(digest);
-        let expected = match std::fs::read_to_string(self.sum_path(digest)) {
+        let expected = match std::fs::read_to_string(self.ref_path(digest)) {
             Ok(sum) => sum.trim().to_owned(),
-            Err(_) if !artifact.exists() => return Lookup::Miss,
-            Err(err) => return Lookup::Untrusted(format!("checksum file unreadable: {err}")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(err) => return Lookup::Untrusted(format!("reference unreadable: {err}")),
         };
+        if !is_checksum(&expected) {
+            return Lookup::Untrusted(format!("reference holds {expected:.40?}, not a checksum"));
+        }
+        let artifact = self.artifact_file(&expected);
         let bytes = match std::fs::read(&artifact) {
             Ok(bytes) => bytes,
             Err(err) => return Lookup::Untrusted(format!("artifact unreadable: {err}")),
         };
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = checksum(&bytes);
         if actual != expected {
             return Lookup::Untrusted(format!(
-                "checksum mismatch (expected {expected:.12}…, found {actual:.12}…): corrupt or truncated"
+                "checksum mismatch (expected {expected}, found {actual}): corrupt or truncated"
             ));
         }
         drop(bytes);
@@ -103,18 +116,29 @@ impl CompileCache {
         }
     }
 
-    /// Stores `artifact` for `digest`: artifact first, then its checksum, each by rename.
+    /// Stores `artifact` for `digest`: the artifact under its checksum first, then the ref.
     pub(crate) fn store(&self, digest: &Digest, artifact: &[u8]) -> std::io::Result<()> {
-        let sum = hex::encode(Sha256::digest(artifact));
-        write_atomically(&self.dir, &self.artifact_path(digest), artifact)?;
-        write_atomically(&self.dir, &self.sum_path(digest), sum.as_bytes())
+        let sum = checksum(artifact);
+        write_atomically(&self.dir, &self.artifact_file(&sum), artifact)?;
+        write_atomically(&self.dir, &self.ref_path(digest), sum.as_bytes())
     }
 
-    /// Removes an untrusted entry so it is never read again.
+    /// Forgets an untrusted entry (its ref, and the artifact it named) so it is never read again.
     pub(crate) fn evict(&self, digest: &Digest) {
-        let _ = std::fs::remove_file(self.sum_path(digest));
-        let _ = std::fs::remove_file(self.artifact_path(digest));
+        if let Some(artifact) = self.artifact_path(digest) {
+            let _ = std::fs::remove_file(artifact);
+        }
+        let _ = std::fs::remove_file(self.ref_path(digest));
     }
+}
+
+fn is_checksum(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The integrity checksum that names each artifact: XXH3-128, 32 hex digits.
+pub(crate) fn checksum(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
 fn write_atomically(dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {

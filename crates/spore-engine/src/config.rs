@@ -64,8 +64,10 @@ pub struct EngineConfig {
     pub allocation: Allocation,
     /// Where compiled code is cached; `None` compiles in memory every time.
     pub cache_dir: Option<PathBuf>,
-    /// Period of the epoch ticker: the preemption slice, and the resolution of CPU-time limits.
-    pub epoch_tick: Duration,
+    /// Period of the epoch ticker: the preemption slice, and the resolution of CPU-time limits
+    /// and timeouts. `None` starts no ticker: guests are then never preempted, which only suits
+    /// a process running one guest without time limits (a plain `spore run`).
+    pub epoch_tick: Option<Duration>,
     /// Stack of each async fiber a guest runs on. Smaller fits more sandboxes; must exceed
     /// `max_wasm_stack` plus host-call headroom.
     pub async_stack_size: usize,
@@ -78,7 +80,7 @@ impl Default for EngineConfig {
         EngineConfig {
             allocation: Allocation::OnDemand,
             cache_dir: None,
-            epoch_tick: Duration::from_millis(10),
+            epoch_tick: Some(Duration::from_millis(10)),
             async_stack_size: 2 << 20,
             max_wasm_stack: 1 << 20,
         }

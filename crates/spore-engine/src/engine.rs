@@ -91,7 +91,9 @@ impl SporeEngine {
             ),
             None => None,
         };
-        ticker::start(engine.weak(), config.epoch_tick);
+        if let Some(tick) = config.epoch_tick {
+            ticker::start(engine.weak(), tick);
+        }
         Ok(SporeEngine { engine, cache, config })
     }
 
@@ -126,7 +128,7 @@ impl SporeEngine {
             }
             Lookup::Miss => CacheOutcome::Compiled,
             Lookup::Untrusted(reason) => {
-                tracing::warn!(%digest, path = %cache.artifact_path(&digest).display(), "compile cache entry rejected ({reason}); recompiling");
+                tracing::warn!(%digest, dir = %cache.dir().display(), "compile cache entry rejected ({reason}); recompiling");
                 cache.evict(&digest);
                 CacheOutcome::Rebuilt { reason }
             }
@@ -225,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(dir.path());
         let program = e.load(EMPTY_COMMAND).unwrap();
-        let path = e.cache().unwrap().artifact_path(&program.digest);
+        let path = e.cache().unwrap().artifact_path(&program.digest).unwrap();
         let good = std::fs::read(&path).unwrap();
 
         // A flipped byte in the middle (machine code or metadata).
@@ -240,11 +242,11 @@ mod tests {
         std::fs::write(&path, &good[..good.len() / 3]).unwrap();
         assert!(matches!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Rebuilt { .. }));
 
-        // Foreign: something else entirely, with a checksum that matches it.
+        // Foreign: something else entirely, under a name and ref that match it.
         let foreign = b"\x7fELF not a wasmtime artifact".to_vec();
-        std::fs::write(&path, &foreign).unwrap();
-        let sum = path.with_extension("sum");
-        std::fs::write(&sum, hex::encode(Sha256::digest(&foreign))).unwrap();
+        let sum = crate::cache::checksum(&foreign);
+        std::fs::write(e.cache().unwrap().dir().join(format!("{sum}.cwasm")), &foreign).unwrap();
+        std::fs::write(e.cache().unwrap().dir().join(format!("{}.ref", program.digest.hex())), &sum).unwrap();
         let outcome = e.load(EMPTY_COMMAND).unwrap().outcome;
         assert!(
             matches!(&outcome, CacheOutcome::Rebuilt { reason } if reason.contains("rejected by the engine")),
