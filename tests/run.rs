@@ -263,14 +263,16 @@ fn concurrent_first_runs_share_one_cache_safely() {
                 .arg(guest("nbody"))
                 .arg("10")
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "-0.169075164\n-0.169073022\n");
+        let seen = Seen::from(child.wait_with_output().unwrap());
+        assert_eq!(seen.code, 0, "{seen:?}");
+        assert_eq!(seen.stdout, "-0.169075164\n-0.169073022\n");
+        assert_eq!(seen.stderr, "", "racing writers must never make a reader see a bad entry: {seen:?}");
     }
     let seen = Seen::from(spore_with_cache(cache.path()).arg("compile").arg(guest("nbody")).output().unwrap());
     assert!(seen.stdout.contains("already compiled"), "{seen:?}");
