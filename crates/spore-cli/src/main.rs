@@ -87,16 +87,7 @@ fn main() -> ExitCode {
             return if err.use_stderr() { ExitCode::from(exit_code::SPORE_ERROR as u8) } else { ExitCode::SUCCESS };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SPORE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
+    init_logging();
     let cache_dir = paths::cache_dir(cli.cache_dir);
     let json = cli.json;
     let result = match cli.command {
@@ -111,6 +102,20 @@ fn main() -> ExitCode {
             eprintln!("spore: {err:#}");
             exit(exit_code::SPORE_ERROR)
         }
+    }
+}
+
+/// Logs go to stderr: warnings by default, or what `SPORE_LOG` selects (e.g. `debug`,
+/// `spore_engine=debug`). The default skips parsing a filter, which a one-shot run notices.
+fn init_logging() {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time();
+    match std::env::var("SPORE_LOG") {
+        Ok(filter) if !filter.is_empty() => builder.with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init(),
+        _ => builder.with_max_level(tracing::Level::WARN).init(),
     }
 }
 

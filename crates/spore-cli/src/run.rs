@@ -5,8 +5,12 @@ use crate::flags;
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::{ExitStatus, Input, Invoke, Output, ProgramSource, Runnable, SandboxSpec, SpecError, StdioSpec};
+use spore_sandbox::{
+    ExitStatus, Input, Invoke, Output, OutputSink, ProgramSource, Runnable, SandboxSpec, Sinks, SpecError, StdioSpec,
+};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The flags that describe a sandbox: program, arguments, environment, mounts, limits, network.
 #[derive(Args)]
@@ -120,16 +124,37 @@ pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
     let runnable = Runnable::new(&engine, program, &name)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    let report = runtime.block_on(runnable.run(&spec))?;
+    // The terminal's streams, written synchronously from the guest's own thread: one guest in
+    // the foreground has nobody to wait for, and this spares a writer thread per stream.
+    let sinks = Sinks { stdout: Some(Arc::new(Terminal::Stdout)), stderr: Some(Arc::new(Terminal::Stderr)) };
+    let report = runtime.block_on(runnable.run_with(&spec, &sinks, &Arc::default()))?;
     for value in &report.results {
         println!("{value}");
     }
     if !matches!(report.status, ExitStatus::Exited { .. }) {
         eprintln!("spore: {name}: {}", report.status);
     }
-    // The guest's output is written (the runtime finished its writes above). Exit now rather
-    // than unwinding the engine, module and code mappings one by one: the kernel frees them
+    // Everything the guest wrote is written (the sinks are synchronous). Exit now rather than
+    // unwinding the runtime, engine, module and code mappings one by one: the kernel frees them
     // at once, and a one-shot run saves a good part of its remaining time.
-    drop(runtime);
     std::process::exit(report.status.code() & 0xff)
+}
+
+/// The process's own stdout or stderr as a guest output sink, unbuffered like a WASI stream.
+enum Terminal {
+    Stdout,
+    Stderr,
+}
+
+impl OutputSink for Terminal {
+    fn write(&self, bytes: &[u8]) {
+        // A closed pipe (`spore run app.wasm | head -1`) is not the guest's problem: the bytes
+        // go nowhere, as they would with a closed terminal.
+        let _ = match self {
+            Terminal::Stdout => {
+                std::io::stdout().lock().write_all(bytes).and_then(|()| std::io::stdout().lock().flush())
+            }
+            Terminal::Stderr => std::io::stderr().lock().write_all(bytes),
+        };
+    }
 }
