@@ -131,6 +131,13 @@ fn sleeping_costs_no_cpu_time() {
 }
 
 #[test]
+fn the_lean_reference_daemon_ticks_until_stopped() {
+    let seen = spore_run(["run", "--timeout", "1500ms", guest("refdaemon-lean").to_str().unwrap(), "1"]);
+    assert_eq!(seen.code, 124, "{seen:?}");
+    assert_eq!(seen.stdout, "tick 0\ntick 1\n", "{seen:?}");
+}
+
+#[test]
 fn memory_limit_stops_a_memory_bomb_with_its_own_code() {
     let seen = spore_run(["run", "--memory", "32M", guest("membomb").to_str().unwrap()]);
     assert_eq!(seen.code, 137, "{seen:?}");

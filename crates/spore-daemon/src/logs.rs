@@ -100,9 +100,10 @@ impl LogHub {
         Ok(hub)
     }
 
-    /// The log of sandbox `id`, continuing its sequence numbers from what is on disk.
-    pub fn open(self: &Arc<Self>, id: &str) -> Arc<SandboxLog> {
-        let next = self.read(id, None, None).last().map_or(0, |l| l.n + 1);
+    /// The log of sandbox `id`: a new one (`existing` false) starts at sequence 0; a stored
+    /// sandbox continues its numbering from what is on disk.
+    pub fn open(self: &Arc<Self>, id: &str, existing: bool) -> Arc<SandboxLog> {
+        let next = if existing { self.read(id, None, None).last().map_or(0, |l| l.n + 1) } else { 0 };
         Arc::new(SandboxLog {
             id: id.to_owned(),
             hub: self.clone(),

@@ -147,7 +147,7 @@ impl Supervisor {
             if record.desired == Desired::Running {
                 to_start.push(record.id.clone());
             }
-            sup.insert_entry(record);
+            sup.insert_entry(record, true);
         }
         let restored = to_start.len();
         for id in to_start {
@@ -161,9 +161,9 @@ impl Supervisor {
         sup
     }
 
-    fn insert_entry(&self, record: SandboxRecord) -> Arc<Entry> {
+    fn insert_entry(&self, record: SandboxRecord, existing: bool) -> Arc<Entry> {
         let entry = Arc::new(Entry {
-            log: self.logs.open(&record.id),
+            log: self.logs.open(&record.id, existing),
             running: Mutex::new(None),
             last: Mutex::new(Arc::default()),
             record: Mutex::new(record.clone()),
@@ -331,7 +331,7 @@ impl Supervisor {
             created.push(Created { id: record.id.clone(), name: record.name.clone() });
             self.announce(&record, "created");
             let id = record.id.clone();
-            self.insert_entry(record);
+            self.insert_entry(record, false);
             if start {
                 self.launch(&id)?;
             }
