@@ -118,7 +118,7 @@ async fn density(socket: &str, pid: &str, wasm: &str, arg: &str, steps: &str) ->
     let (base_rss, base_pss, base_maps) =
         (proc_kib(pid, "status", "VmRSS:"), proc_kib(pid, "smaps_rollup", "Pss:"), maps(pid));
     println!(
-        "| 0 (idle daemon) | {:.1} MiB | {:.1} MiB | – | – | {base_maps} | – | – | – |",
+        "| 0 (idle daemon) | {:.1} MiB | {:.1} MiB | – | – | {base_maps} | – |",
         base_rss as f64 / 1024.0,
         base_pss as f64 / 1024.0
     );

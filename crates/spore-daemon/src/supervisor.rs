@@ -2,8 +2,8 @@
 //! restart policy, and the one place state changes are made (then persisted and announced).
 //!
 //! Persistence rule: what the *operator* asked for (create, start, stop, remove) is committed
-//! before the API answers; what was *observed* (started, exited, restarted) is queued and
-//! group-committed. After a crash the daemon therefore knows every sandbox and what should be
+//! before the API answers; how runs *ended* (exited, restarted, killed) is queued and
+//! group-committed; starts are not written at all. After a crash the daemon therefore knows every sandbox and what should be
 //! running, and runs exactly those again — at worst it re-runs a guest whose exit had not
 //! been committed yet.
 
@@ -527,7 +527,8 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             r.exit = None;
             (r.spec.clone(), r.clone())
         };
-        sup.db.queue(Change::Put(record.clone()));
+        // Not persisted: after a crash a sandbox runs again because it is *desired* running,
+        // whatever state was last stored; its ending (below) is what the record must keep.
         sup.metrics.starts.fetch_add(1, Ordering::Relaxed);
         sup.announce(&record, "started");
         let meter = Arc::new(Meter::default());
