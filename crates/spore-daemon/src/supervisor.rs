@@ -297,7 +297,12 @@ impl Supervisor {
                         validate_name(&name)?;
                         name
                     }
-                    None => format!("sandbox-{}", &id[..8]),
+                    // Twelve hex digits, as docker shows ids; the whole id (unique) if even
+                    // that is taken, so a generated name never collides.
+                    None => match format!("sandbox-{}", &id[..12]) {
+                        short if !names.contains_key(&short) && !seen.contains(&short) => short,
+                        _ => format!("sandbox-{id}"),
+                    },
                 };
                 if names.contains_key(&name) || !seen.insert(name.clone()) {
                     return Err(SupError::NameTaken(name));
