@@ -259,15 +259,32 @@ pub struct NamesArgs {
 
 /// `start`, `kill`, `inspect`: the same request per name.
 pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool) -> anyhow::Result<i32> {
+    let (method, suffix) = match action {
+        "inspect" => (Method::GET, String::new()),
+        _ => (Method::POST, format!("/{action}")),
+    };
+    let print_record = action == "inspect" || json_out;
+    per_name(&args.names, |name| {
+        let (client, method, path) = (client, method.clone(), format!("/v1/sandboxes/{}{suffix}", encode(name)));
+        async move {
+            let record: SandboxRecord = client.json(method, &path, None).await?;
+            Ok(if print_record { serde_json::to_string_pretty(&record)? } else { name.to_owned() })
+        }
+    })
+    .await
+}
+
+/// Runs `request` for every name, printing what it returns or the error, one line per name
+/// (docker's habit); the exit code is 1 if any failed.
+async fn per_name<'a, F, Fut>(names: &'a [String], request: F) -> anyhow::Result<i32>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
     let mut failed = false;
-    for name in &args.names {
-        let result: anyhow::Result<SandboxRecord> = match action {
-            "inspect" => client.json(Method::GET, &format!("/v1/sandboxes/{}", encode(name)), None).await,
-            _ => client.json(Method::POST, &format!("/v1/sandboxes/{}/{action}", encode(name)), None).await,
-        };
-        match result {
-            Ok(record) if action == "inspect" || json_out => println!("{}", serde_json::to_string_pretty(&record)?),
-            Ok(_) => println!("{name}"),
+    for name in names {
+        match request(name).await {
+            Ok(line) => println!("{line}"),
             Err(err) => {
                 eprintln!("spore: {name}: {err:#}");
                 failed = true;
@@ -288,24 +305,12 @@ pub struct StopArgs {
 }
 
 pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
-    let mut failed = false;
-    for name in &args.names.names {
-        match client
-            .json::<SandboxRecord>(
-                Method::POST,
-                &format!("/v1/sandboxes/{}/stop?timeout={}", encode(name), args.time),
-                None,
-            )
-            .await
-        {
-            Ok(_) => println!("{name}"),
-            Err(err) => {
-                eprintln!("spore: {name}: {err:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
+    per_name(&args.names.names, |name| async move {
+        let path = format!("/v1/sandboxes/{}/stop?timeout={}", encode(name), args.time);
+        client.json::<SandboxRecord>(Method::POST, &path, None).await?;
+        Ok(name.to_owned())
+    })
+    .await
 }
 
 /// Remove sandboxes and their logs.
@@ -319,20 +324,12 @@ pub struct RmArgs {
 }
 
 pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
-    let mut failed = false;
-    for name in &args.names.names {
-        match client
-            .json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force={}", encode(name), args.force), None)
-            .await
-        {
-            Ok(_) => println!("{name}"),
-            Err(err) => {
-                eprintln!("spore: {name}: {err:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
+    per_name(&args.names.names, |name| async move {
+        let path = format!("/v1/sandboxes/{}?force={}", encode(name), args.force);
+        client.json::<Value>(Method::DELETE, &path, None).await?;
+        Ok(name.to_owned())
+    })
+    .await
 }
 
 /// Print a sandbox's logs (stdout lines to stdout, stderr lines to stderr).

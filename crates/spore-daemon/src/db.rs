@@ -15,8 +15,8 @@ const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes"
 
 /// A change to the stored state.
 pub enum Change {
-    /// Insert or replace a record.
-    Put(SandboxRecord),
+    /// Insert or replace a record. (Boxed: changes are queued by the thousand.)
+    Put(Box<SandboxRecord>),
     /// Remove a record by id.
     Delete(String),
 }

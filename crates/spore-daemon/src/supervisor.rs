@@ -219,10 +219,10 @@ impl Supervisor {
         if let Some(e) = entries.get(key) {
             return Ok(e.clone());
         }
-        if let Some(id) = self.names.read().unwrap_or_else(|p| p.into_inner()).get(key) {
-            if let Some(e) = entries.get(id) {
-                return Ok(e.clone());
-            }
+        if let Some(id) = self.names.read().unwrap_or_else(|p| p.into_inner()).get(key)
+            && let Some(e) = entries.get(id)
+        {
+            return Ok(e.clone());
         }
         if key.len() >= 4 {
             let mut matches = entries.iter().filter(|(id, _)| id.starts_with(key));
@@ -329,7 +329,10 @@ impl Supervisor {
                 self.runnable(d)?;
             }
         }
-        self.db.commit(records.iter().cloned().map(Change::Put).collect()).await.map_err(SupError::Storage)?;
+        self.db
+            .commit(records.iter().cloned().map(|r| Change::Put(Box::new(r))).collect())
+            .await
+            .map_err(SupError::Storage)?;
         let mut created = Vec::with_capacity(records.len());
         for record in records {
             let start = record.desired == Desired::Running;
@@ -365,7 +368,7 @@ impl Supervisor {
             r.restarts = 0;
             r.clone()
         };
-        self.db.commit(vec![Change::Put(record.clone())]).await.map_err(SupError::Storage)?;
+        self.db.commit(vec![Change::Put(Box::new(record.clone()))]).await.map_err(SupError::Storage)?;
         self.launch(&record.id)?;
         Ok(lock(&entry.record).clone())
     }
@@ -395,12 +398,7 @@ impl Supervisor {
     /// (WASI has no signals, so this suits jobs about to finish), then kills it.
     pub async fn stop(&self, key: &str, grace: Duration) -> Result<SandboxRecord, SupError> {
         let entry = self.find(key)?;
-        let record = {
-            let mut r = lock(&entry.record);
-            r.desired = Desired::Stopped;
-            r.clone()
-        };
-        self.db.commit(vec![Change::Put(record)]).await.map_err(SupError::Storage)?;
+        self.want_stopped(&entry).await?;
         let handle = lock(&entry.running).as_ref().map(|r| r.stop.clone());
         if let Some(stop) = handle {
             stop.notify_one();
@@ -422,14 +420,20 @@ impl Supervisor {
     /// Kills a sandbox's guest now. It stays stopped.
     pub async fn kill(&self, key: &str) -> Result<SandboxRecord, SupError> {
         let entry = self.find(key)?;
+        self.want_stopped(&entry).await?;
+        self.kill_entry(&entry, "killed by request".into()).await;
+        Ok(lock(&entry.record).clone())
+    }
+
+    /// Durably records that the operator wants `entry` stopped (so no restart, now or after a
+    /// daemon restart, brings it back).
+    async fn want_stopped(&self, entry: &Arc<Entry>) -> Result<(), SupError> {
         let record = {
             let mut r = lock(&entry.record);
             r.desired = Desired::Stopped;
             r.clone()
         };
-        self.db.commit(vec![Change::Put(record)]).await.map_err(SupError::Storage)?;
-        self.kill_entry(&entry, "killed by request".into()).await;
-        Ok(lock(&entry.record).clone())
+        self.db.commit(vec![Change::Put(Box::new(record))]).await.map_err(SupError::Storage)
     }
 
     async fn kill_entry(&self, entry: &Arc<Entry>, message: String) {
@@ -446,7 +450,7 @@ impl Supervisor {
             r.clone()
         };
         self.metrics.exits.fetch_add(1, Ordering::Relaxed);
-        self.db.queue(Change::Put(record.clone()));
+        self.db.queue(Change::Put(Box::new(record.clone())));
         self.announce(&record, "exited");
         self.announce(&record, "killed");
         self.logs.close_followers(&record.id);
@@ -560,7 +564,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             }
             (r.clone(), again)
         };
-        sup.db.queue(Change::Put(record.clone()));
+        sup.db.queue(Change::Put(Box::new(record.clone())));
         sup.announce(&record, "exited");
         if !again {
             break;
@@ -575,7 +579,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
                     r.state = State::Exited;
                     r.clone()
                 };
-                sup.db.queue(Change::Put(record));
+                sup.db.queue(Change::Put(Box::new(record)));
                 break;
             }
         }
