@@ -133,6 +133,29 @@ fn restart_policies() {
 }
 
 #[test]
+fn config_defaults_apply_to_creates_that_leave_them_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(&config, "[defaults]\nmemory = \"16M\"\nrestart = \"on-failure:1\"\n").unwrap();
+    let d = Daemon::start(&["--config", config.to_str().unwrap()]);
+    d.run(["deploy", "--name", "bomb", &g("membomb")]);
+    let r = d.wait_for("bomb", 20, |r| r["state"] == "exited" && r["restarts"] == 1);
+    assert_eq!(r["exit"]["limit"], "memory", "{r:#}");
+    assert_eq!(r["spec"]["limits"]["memory_bytes"], 16 << 20);
+    assert_eq!(r["restart"], "on-failure:1");
+    // What the request says wins over the defaults.
+    d.run(["deploy", "--name", "ok", "--restart", "no", "--memory", "32M", &g("hello")]);
+    let r = d.wait_for("ok", 10, |r| r["state"] == "exited");
+    assert_eq!((r["restart"].as_str(), r["spec"]["limits"]["memory_bytes"].as_u64()), (Some("no"), Some(32 << 20)));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[defaults]\nmemroy = \"1M\"\n").unwrap();
+    let seen = spore_run(["daemon", "--config", bad.to_str().unwrap()]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("unknown field `memroy`"), "{seen:?}");
+}
+
+#[test]
 fn sandboxes_survive_a_sigkill_of_the_daemon_exactly_once() {
     let mut d = Daemon::start(&[]);
     // Upload the program once, then create sandboxes one by one over raw HTTP while the daemon

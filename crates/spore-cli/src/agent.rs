@@ -84,9 +84,10 @@ pub struct DeployArgs {
     /// App name; replicas are NAME-0, NAME-1, … [default: the file's stem].
     #[arg(long)]
     name: Option<String>,
-    /// Restart policy: no, always, on-failure, on-failure:N.
-    #[arg(long, default_value = "no")]
-    restart: RestartPolicy,
+    /// Restart policy: no, always, on-failure, on-failure:N [default: the daemon's
+    /// `[defaults] restart`, else no].
+    #[arg(long)]
+    restart: Option<RestartPolicy>,
     /// How many sandboxes to run.
     #[arg(long, default_value_t = 1)]
     replicas: u32,
@@ -149,7 +150,10 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
     for record in &old {
         client.json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force=true", record.id), None).await?;
     }
-    let template = json!({ "name": name, "labels": labels, "spec": spec, "restart": args.restart });
+    let mut template = json!({ "name": name, "labels": labels, "spec": spec });
+    if let Some(restart) = args.restart {
+        template["restart"] = json!(restart);
+    }
     let created: Vec<Created> = if args.replicas == 1 {
         vec![client.json(Method::POST, "/v1/sandboxes", Some(template)).await?]
     } else {

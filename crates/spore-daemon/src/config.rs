@@ -21,6 +21,23 @@ pub struct DaemonConfig {
     pub logs: LogSection,
     /// Engine tuning.
     pub engine: EngineSection,
+    /// What a create that does not say gets.
+    pub defaults: DefaultsSection,
+}
+
+/// `[defaults]`: limits and restart policy for sandboxes whose create request leaves them
+/// unset — so an operator can cap every vendor's app without trusting each deploy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultsSection {
+    /// Memory limit, e.g. "16M".
+    pub memory: Option<String>,
+    /// CPU-time limit, e.g. "10s".
+    pub cpu_time: Option<String>,
+    /// Wall-clock limit, e.g. "1h".
+    pub timeout: Option<String>,
+    /// Restart policy: no, always, on-failure, on-failure:N.
+    pub restart: Option<String>,
 }
 
 /// `[pool]`: how many sandboxes may be alive at once, and how big each may get.
@@ -66,6 +83,7 @@ impl Default for DaemonConfig {
             pool: PoolSection::default(),
             logs: LogSection::default(),
             engine: EngineSection::default(),
+            defaults: DefaultsSection::default(),
         }
     }
 }

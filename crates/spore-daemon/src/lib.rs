@@ -34,6 +34,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
             .map_err(|e| format!("[logs] buffer_per_sandbox: {e}"))? as usize,
     };
     let capacity = config.pool.sandboxes.max(1);
+    let defaults = parse_defaults(&config.defaults)?;
 
     create_private_dir(&config.data_dir)?;
     let limits = syslimits::check(capacity as u64, 2 * max_memory + stack as u64);
@@ -66,7 +67,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         programs::Programs::open(&config.data_dir.join("programs")).map_err(|e| format!("program store: {e}"))?;
     let logs =
         logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
-    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, capacity as usize, max_memory);
+    let sup =
+        supervisor::Supervisor::start(engine, programs, db, logs, records, capacity as usize, max_memory, defaults);
 
     let unix = bind_unix(&config.socket)?;
     let app = api::router(sup.clone());
@@ -115,6 +117,30 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     sup.shutdown().await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+fn parse_defaults(d: &config::DefaultsSection) -> Result<model::Defaults, String> {
+    let ms = |v: &Option<String>, key: &str| -> Result<Option<u64>, String> {
+        v.as_deref()
+            .map(|s| {
+                humantime::parse_duration(s)
+                    .map(|d| d.as_millis().max(1) as u64)
+                    .map_err(|e| format!("[defaults] {key}: {e}"))
+            })
+            .transpose()
+    };
+    Ok(model::Defaults {
+        memory_bytes: d.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("[defaults] memory: {e}"))?,
+        cpu_time_ms: ms(&d.cpu_time, "cpu_time")?,
+        timeout_ms: ms(&d.timeout, "timeout")?,
+        restart: d
+            .restart
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| format!("[defaults] {e}"))?
+            .unwrap_or_default(),
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), String> {

@@ -156,9 +156,9 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     /// The spec; its program must be a digest the daemon has (`PUT /v1/programs/...`).
     pub spec: SandboxSpec,
-    /// Restart policy (default `no`).
+    /// Restart policy; the daemon's `[defaults] restart` (else `no`) when absent.
     #[serde(default)]
-    pub restart: RestartPolicy,
+    pub restart: Option<RestartPolicy>,
     /// Start right away (default true).
     #[serde(default = "yes")]
     pub start: bool,
@@ -222,6 +222,30 @@ pub struct Event {
     /// For `exited`: how.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitStatus>,
+}
+
+/// The daemon's `[defaults]`, parsed: applied to creates that leave these unset.
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU-time limit in milliseconds.
+    pub cpu_time_ms: Option<u64>,
+    /// Wall-clock limit in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+}
+
+impl Defaults {
+    /// Fills what `req` leaves unset.
+    pub fn apply(&self, req: &mut CreateRequest) {
+        let l = &mut req.spec.limits;
+        l.memory_bytes = l.memory_bytes.or(self.memory_bytes);
+        l.cpu_time_ms = l.cpu_time_ms.or(self.cpu_time_ms);
+        l.timeout_ms = l.timeout_ms.or(self.timeout_ms);
+        req.restart.get_or_insert(self.restart);
+    }
 }
 
 /// Now, in Unix milliseconds.

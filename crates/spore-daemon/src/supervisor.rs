@@ -100,6 +100,7 @@ pub struct Supervisor {
     names: RwLock<HashMap<String, String>>,
     capacity: usize,
     max_memory: u64,
+    defaults: Defaults,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -119,6 +120,7 @@ impl Supervisor {
         records: Vec<SandboxRecord>,
         capacity: usize,
         max_memory: u64,
+        defaults: Defaults,
     ) -> Arc<Supervisor> {
         let sup = Arc::new(Supervisor {
             engine,
@@ -131,6 +133,7 @@ impl Supervisor {
             names: RwLock::new(HashMap::new()),
             capacity,
             max_memory,
+            defaults,
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -272,7 +275,8 @@ impl Supervisor {
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
-            for req in requests {
+            for mut req in requests {
+                self.defaults.apply(&mut req);
                 let ProgramSource::Digest(digest) = &req.spec.program else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program".into(),
@@ -312,7 +316,7 @@ impl Supervisor {
                     name,
                     labels: req.labels,
                     spec: req.spec,
-                    restart: req.restart,
+                    restart: req.restart.unwrap_or_default(),
                     desired: if req.start { Desired::Running } else { Desired::Stopped },
                     state: State::Created,
                     exit: None,
