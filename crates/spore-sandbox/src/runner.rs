@@ -459,7 +459,10 @@ fn describe_trap(err: &wasmtime::Error) -> String {
         .frames()
         .iter()
         .take(3)
-        .map(|f| f.func_name().map_or_else(|| format!("#{}", f.func_index()), |n| n.to_owned()))
+        .map(|f| {
+            f.func_name()
+                .map_or_else(|| format!("#{}", f.func_index()), |n| format!("{:#}", rustc_demangle::demangle(n)))
+        })
         .collect();
     match names.split_first() {
         None => what,
