@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use spore_image::StoreError;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,7 +41,10 @@ impl From<SupError> for ApiError {
             SupError::NotFound(_) => StatusCode::NOT_FOUND,
             SupError::Ambiguous(_) | SupError::Invalid(_) => StatusCode::BAD_REQUEST,
             SupError::Program(ProgramError::Missing(_)) | SupError::Compile(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            SupError::Program(ProgramError::Io(_)) | SupError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SupError::Program(ProgramError::Store(StoreError::Io(_))) | SupError::Storage(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            SupError::Program(ProgramError::Store(StoreError::TooLarge { .. })) => StatusCode::PAYLOAD_TOO_LARGE,
             SupError::Program(_) => StatusCode::BAD_REQUEST,
             SupError::NameTaken(_) | SupError::Conflict(_) => StatusCode::CONFLICT,
             SupError::Capacity { .. } => StatusCode::TOO_MANY_REQUESTS,

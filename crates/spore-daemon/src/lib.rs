@@ -67,8 +67,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         programs::Programs::open(&config.data_dir.join("programs")).map_err(|e| format!("program store: {e}"))?;
     let logs =
         logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
-    let sup =
-        supervisor::Supervisor::start(engine, programs, db, logs, records, capacity as usize, max_memory, defaults);
+    let policy = supervisor::Policy { capacity: capacity as usize, max_memory, defaults };
+    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, policy);
 
     let unix = bind_unix(&config.socket)?;
     let app = api::router(sup.clone());

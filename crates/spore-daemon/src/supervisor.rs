@@ -88,6 +88,16 @@ struct Entry {
     last: Mutex<Arc<Meter>>,
 }
 
+/// What the daemon allows: how many sandboxes, how large, and what a create gets by default.
+pub struct Policy {
+    /// Live sandboxes at once.
+    pub capacity: usize,
+    /// Largest memory limit a sandbox may ask for (the pool slot).
+    pub max_memory: u64,
+    /// Applied to creates that leave limits or the restart policy unset.
+    pub defaults: Defaults,
+}
+
 /// The daemon's sandboxes.
 pub struct Supervisor {
     engine: SporeEngine,
@@ -98,9 +108,7 @@ pub struct Supervisor {
     runnables: Mutex<HashMap<String, Arc<Runnable>>>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
-    capacity: usize,
-    max_memory: u64,
-    defaults: Defaults,
+    policy: Policy,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -118,9 +126,7 @@ impl Supervisor {
         db: Db,
         logs: Arc<LogHub>,
         records: Vec<SandboxRecord>,
-        capacity: usize,
-        max_memory: u64,
-        defaults: Defaults,
+        policy: Policy,
     ) -> Arc<Supervisor> {
         let sup = Arc::new(Supervisor {
             engine,
@@ -131,9 +137,7 @@ impl Supervisor {
             runnables: Mutex::new(HashMap::new()),
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            capacity,
-            max_memory,
-            defaults,
+            policy,
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -276,7 +280,7 @@ impl Supervisor {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
             for mut req in requests {
-                self.defaults.apply(&mut req);
+                self.policy.defaults.apply(&mut req);
                 let ProgramSource::Digest(digest) = &req.spec.program else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program".into(),
@@ -284,12 +288,12 @@ impl Supervisor {
                 };
                 req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
                 if let Some(limit) = req.spec.limits.memory_bytes
-                    && limit > self.max_memory
+                    && limit > self.policy.max_memory
                 {
                     return Err(SupError::Invalid(format!(
                         "spec.limits.memory_bytes {} is more than this daemon's largest sandbox memory, {} ([pool] max_memory)",
                         spore_sandbox::human_bytes(limit),
-                        spore_sandbox::human_bytes(self.max_memory)
+                        spore_sandbox::human_bytes(self.policy.max_memory)
                     )));
                 }
                 if !self.programs.has(digest)? {
@@ -353,8 +357,8 @@ impl Supervisor {
 
     fn check_capacity(&self, more: usize) -> Result<(), SupError> {
         let live = self.live.load(Ordering::Relaxed);
-        if live + more > self.capacity {
-            return Err(SupError::Capacity { live, capacity: self.capacity });
+        if live + more > self.policy.capacity {
+            return Err(SupError::Capacity { live, capacity: self.policy.capacity });
         }
         Ok(())
     }

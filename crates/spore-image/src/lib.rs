@@ -1,0 +1,10 @@
+//! Images, from the bottom up. This first layer is what every later one stands on: the
+//! content-addressed store that the CLI and the daemon share (every blob verified against its
+//! digest and size before it is visible), and the extraction of layer tarballs that refuses
+//! anything reaching outside the target directory.
+
+mod extract;
+mod store;
+
+pub use extract::{ExtractError, extract_layer};
+pub use store::{ContentStore, StoreError};

@@ -1,0 +1,202 @@
+//! The content store: `<root>/blobs/sha256/<hex>`, each blob written once, by digest.
+//!
+//! A blob becomes visible only after its bytes were hashed and sized while being written to a
+//! temporary file in the same directory, fsynced, and renamed into place: a reader never sees a
+//! partial or unverified blob, a crash leaves at worst a stray temporary file, and two writers
+//! of the same blob race harmlessly (the same bytes land under the same name).
+
+use sha2::{Digest as _, Sha256};
+use spore_engine::Digest;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Blobs larger than this are refused unless the store is opened with another cap.
+pub const DEFAULT_MAX_BLOB: u64 = 1 << 30;
+
+/// A directory of blobs by sha256.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    blobs: PathBuf,
+    max_blob: u64,
+}
+
+/// A blob could not be stored or read. Nothing is stored when a put fails.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Not of the form `sha256:<64 hex>`.
+    #[error("{0:?} is not a digest; write sha256:<64 lowercase hex digits>")]
+    BadDigest(String),
+    /// The bytes hash to something else.
+    #[error("content does not match its digest: expected {expected}, got {actual}; nothing was stored")]
+    DigestMismatch {
+        /// The digest the caller named.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// The bytes are not as long as announced.
+    #[error("content of {digest} is {actual} bytes, but {expected} were announced; nothing was stored")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// Announced size.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// Over the configured cap.
+    #[error("content of {digest} is larger than the {cap}-byte limit for one blob; nothing was stored")]
+    TooLarge {
+        /// The blob.
+        digest: Digest,
+        /// The cap.
+        cap: u64,
+    },
+    /// Not in the store.
+    #[error("{0} is not in the store")]
+    Missing(Digest),
+    /// Disk trouble.
+    #[error("content store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ContentStore {
+    /// Opens (and creates) a store under `root`.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        let blobs = root.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        Ok(ContentStore { blobs, max_blob: DEFAULT_MAX_BLOB })
+    }
+
+    /// The same store with another cap on a single blob's size.
+    pub fn with_max_blob(mut self, bytes: u64) -> Self {
+        self.max_blob = bytes;
+        self
+    }
+
+    /// Parses a digest as users and registries write it.
+    pub fn digest(s: &str) -> Result<Digest, StoreError> {
+        Digest::parse(s).ok_or_else(|| StoreError::BadDigest(s.to_owned()))
+    }
+
+    /// Where a blob lives (whether or not it is there).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    /// Whether the blob is stored.
+    pub fn has(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    /// Stores `bytes` as `digest`, verifying it.
+    pub fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_reader(digest, Some(bytes.len() as u64), bytes).map(|_| ())
+    }
+
+    /// Streams a blob into the store, hashing and counting as it goes; `size`, when known
+    /// (from a manifest), must match too. Returns the size stored.
+    pub fn put_reader(&self, digest: &Digest, size: Option<u64>, mut reader: impl Read) -> Result<u64, StoreError> {
+        if let Some(size) = size
+            && size > self.max_blob
+        {
+            return Err(StoreError::TooLarge { digest: *digest, cap: self.max_blob });
+        }
+        if self.has(digest) {
+            // Already verified when it was stored; drain nothing, trust the name.
+            return Ok(std::fs::metadata(self.path(digest))?.len());
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.blobs)?;
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > self.max_blob {
+                return Err(StoreError::TooLarge { digest: *digest, cap: self.max_blob });
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+        }
+        if let Some(expected) = size
+            && expected != total
+        {
+            return Err(StoreError::SizeMismatch { digest: *digest, expected, actual: total });
+        }
+        let actual = Digest::from_bytes(hasher.finalize().into());
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch { expected: *digest, actual });
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.path(digest)).map_err(|e| e.error)?;
+        Ok(total)
+    }
+
+    /// A stored blob's bytes.
+    pub fn get(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        std::fs::read(self.path(digest)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing(*digest),
+            _ => StoreError::Io(e),
+        })
+    }
+
+    /// Removes a blob (no error when it is already gone).
+    pub fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(digest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn stores_verified_blobs_once() {
+        let (_d, s) = store();
+        let digest = Digest::of(b"hello");
+        s.put(&digest, b"hello").unwrap();
+        assert!(s.has(&digest));
+        assert_eq!(s.get(&digest).unwrap(), b"hello");
+        s.put(&digest, b"hello").unwrap();
+        s.delete(&digest).unwrap();
+        assert!(matches!(s.get(&digest), Err(StoreError::Missing(_))));
+    }
+
+    #[test]
+    fn a_bad_blob_leaves_nothing_behind() {
+        let (d, s) = store();
+        let digest = Digest::of(b"hello");
+        let err = s.put(&digest, b"jello").unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was stored"));
+        let err = s.put_reader(&digest, Some(4), &b"hello"[..]).unwrap_err();
+        assert!(matches!(err, StoreError::SizeMismatch { expected: 4, actual: 5, .. }), "{err}");
+        let capped = s.clone().with_max_blob(3);
+        assert!(matches!(capped.put(&digest, b"hello"), Err(StoreError::TooLarge { .. })));
+        assert!(matches!(capped.put_reader(&digest, None, &b"hello"[..]), Err(StoreError::TooLarge { .. })));
+        assert_eq!(std::fs::read_dir(d.path().join("blobs/sha256")).unwrap().count(), 0, "no blob, no temp file");
+    }
+
+    #[test]
+    fn digests_are_parsed_strictly() {
+        assert!(ContentStore::digest(&Digest::of(b"x").to_string()).is_ok());
+        for bad in
+            ["sha256:abc", "md5:00", "sha256:ABCDEF0000000000000000000000000000000000000000000000000000000000", ""]
+        {
+            assert!(matches!(ContentStore::digest(bad), Err(StoreError::BadDigest(_))), "{bad}");
+        }
+    }
+}
