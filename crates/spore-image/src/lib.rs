@@ -1,10 +1,14 @@
 //! Images, from the bottom up. This first layer is what every later one stands on: the
 //! content-addressed store that the CLI and the daemon share (every blob verified against its
-//! digest and size before it is visible), and the extraction of layer tarballs that refuses
-//! anything reaching outside the target directory.
+//! digest and size before it is visible; names kept in a refs index changed under a file
+//! lock), image references parsed and normalised as docker does, and the extraction of layer
+//! tarballs that refuses anything reaching outside the target directory.
 
 mod extract;
+mod reference;
+mod refs;
 mod store;
 
 pub use extract::{ExtractError, extract_layer};
+pub use reference::{DEFAULT_REGISTRY, Reference, ReferenceError};
 pub use store::{ContentStore, StoreError};

@@ -16,6 +16,7 @@ pub const DEFAULT_MAX_BLOB: u64 = 1 << 30;
 /// A directory of blobs by sha256.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
+    root: PathBuf,
     blobs: PathBuf,
     max_blob: u64,
 }
@@ -55,6 +56,14 @@ pub enum StoreError {
     /// Not in the store.
     #[error("{0} is not in the store")]
     Missing(Digest),
+    /// The refs index is not readable JSON.
+    #[error("the refs index {path} is damaged ({message}); move it aside and re-tag or pull the images it named")]
+    BadIndex {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Disk trouble.
     #[error("content store: {0}")]
     Io(#[from] std::io::Error),
@@ -65,7 +74,12 @@ impl ContentStore {
     pub fn open(root: &Path) -> std::io::Result<Self> {
         let blobs = root.join("blobs/sha256");
         std::fs::create_dir_all(&blobs)?;
-        Ok(ContentStore { blobs, max_blob: DEFAULT_MAX_BLOB })
+        Ok(ContentStore { root: root.to_owned(), blobs, max_blob: DEFAULT_MAX_BLOB })
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The same store with another cap on a single blob's size.
