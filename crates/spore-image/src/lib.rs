@@ -4,11 +4,13 @@
 //! lock), image references parsed and normalised as docker does, and the extraction of layer
 //! tarballs that refuses anything reaching outside the target directory.
 
+mod compat;
 mod extract;
 mod reference;
 mod refs;
 mod store;
 
+pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use extract::{ExtractError, extract_layer};
 pub use reference::{DEFAULT_REGISTRY, Reference, ReferenceError};
 pub use store::{ContentStore, StoreError};
