@@ -6,11 +6,13 @@
 
 mod compat;
 mod extract;
+mod open;
 mod reference;
 mod refs;
 mod store;
 
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use extract::{ExtractError, extract_layer};
+pub use open::{ImageError, OpenedImage, open_image};
 pub use reference::{DEFAULT_REGISTRY, Reference, ReferenceError};
 pub use store::{ContentStore, StoreError};

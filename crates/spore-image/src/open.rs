@@ -1,0 +1,331 @@
+//! Reading an image back: from a manifest (or an index naming one) in the store to what a
+//! sandbox needs — the wasm to run, the files beside it, and the process settings.
+//!
+//! Accepted, as seen in the wild: OCI and Docker v2 manifests and indexes/manifest lists; the
+//! *compat* image (tar layers, config `architecture: wasm`), runwasi's wasm-layer images and
+//! `application/vnd.wasm.content.layer.v1+wasm` layers, and the CNCF Wasm artifact
+//! (`application/vnd.wasm.config.v0+json` with one `application/wasm` layer).
+
+use crate::store::{ContentStore, StoreError};
+use serde::Deserialize;
+use spore_engine::Digest;
+use std::path::PathBuf;
+
+/// Manifest media types read here.
+pub const MANIFEST_TYPES: &[&str] =
+    &["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
+/// Index media types read here (a platform with `architecture: wasm` is chosen).
+pub const INDEX_TYPES: &[&str] =
+    &["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+/// Config media types of images whose layers are file trees.
+const TREE_CONFIGS: &[&str] =
+    &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
+/// The CNCF Wasm artifact's config.
+pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// Tar layers (a trailing `+gzip` or `.gzip` is read too).
+const TAR_LAYERS: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+];
+/// Layers that are a wasm binary themselves.
+const WASM_LAYERS: &[&str] = &[
+    "application/wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/vnd.w3c.wasm.module.v1+wasm",
+];
+
+/// An image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Store trouble (missing blob, disk).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Not valid JSON, or not the shape its media type promises.
+    #[error("{what} {digest} is malformed: {message}")]
+    Malformed {
+        /// "manifest", "index" or "config".
+        what: &'static str,
+        /// Its digest.
+        digest: Digest,
+        /// What is wrong.
+        message: String,
+    },
+    /// A media type Spore does not read.
+    #[error("{what} media type {media_type:?} is not supported; Spore reads {supported}")]
+    UnknownMediaType {
+        /// Manifest, config or layer.
+        what: &'static str,
+        /// The type found.
+        media_type: String,
+        /// What would have been accepted.
+        supported: String,
+    },
+    /// An index with no wasm platform.
+    #[error("index {0} has no wasm image (no platform with architecture wasm); it is not a Spore-runnable image")]
+    NoWasmPlatform(Digest),
+    /// Nothing says what to run.
+    #[error("image {0} has no wasm to run: its config has no Entrypoint or Cmd, and it has no wasm layer")]
+    NoEntrypoint(Digest),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct Platform {
+    architecture: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    config: Option<Process>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Process {
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    env: Option<Vec<String>>,
+    #[serde(default)]
+    working_dir: Option<String>,
+}
+
+/// What an image asks to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedImage {
+    /// The (platform) manifest's digest.
+    pub manifest: Digest,
+    /// `wasip1`, `wasip2`, `wasi`… as the config says (may be empty).
+    pub os: String,
+    /// Tar layers to unpack, in order, into the image's read-only root.
+    pub tree_layers: Vec<Digest>,
+    /// A layer that is the wasm itself, when the image has one.
+    pub wasm_layer: Option<Digest>,
+    /// Entrypoint followed by Cmd: the argv the image asks for.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// Working directory inside the image.
+    pub working_dir: Option<String>,
+}
+
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str, digest: Digest) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Malformed { what, digest, message: e.to_string() })
+}
+
+fn digest_of(d: &Descriptor, what: &'static str, within: Digest) -> Result<Digest, ImageError> {
+    Digest::parse(&d.digest).ok_or_else(|| ImageError::Malformed {
+        what,
+        digest: within,
+        message: format!("descriptor digest {:?} is not sha256:<hex>", d.digest),
+    })
+}
+
+/// The digest of a config or layer descriptor, checking the stored blob has the size the
+/// manifest gives it (the digest was checked when it was stored).
+fn stored_blob(store: &ContentStore, d: &Descriptor, manifest: Digest) -> Result<Digest, ImageError> {
+    let digest = digest_of(d, "manifest", manifest)?;
+    let actual = std::fs::metadata(store.path(&digest)).map_err(|_| StoreError::Missing(digest))?.len();
+    if actual != d.size {
+        return Err(ImageError::Malformed {
+            what: "manifest",
+            digest: manifest,
+            message: format!("it gives {digest} a size of {} bytes, but the blob has {actual}", d.size),
+        });
+    }
+    Ok(digest)
+}
+
+fn unknown(what: &'static str, media_type: &str, supported: &[&[&str]]) -> ImageError {
+    ImageError::UnknownMediaType {
+        what,
+        media_type: media_type.to_owned(),
+        supported: supported.iter().flat_map(|s| s.iter()).copied().collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// Reads the image whose manifest or index is `digest` in `store`.
+pub fn open_image(store: &ContentStore, digest: Digest) -> Result<OpenedImage, ImageError> {
+    let bytes = store.get(&digest)?;
+    let top: Manifest = parse(&bytes, "manifest", digest)?;
+    let is_index = top.media_type.as_deref().is_some_and(|m| INDEX_TYPES.contains(&m))
+        || (top.config.is_none() && !top.manifests.is_empty());
+    if is_index {
+        let chosen = top
+            .manifests
+            .iter()
+            .find(|m| m.platform.as_ref().is_some_and(|p| p.architecture == "wasm"))
+            .ok_or(ImageError::NoWasmPlatform(digest))?;
+        return open_image(store, digest_of(chosen, "index", digest)?);
+    }
+    if let Some(m) = top.media_type.as_deref()
+        && !MANIFEST_TYPES.contains(&m)
+    {
+        return Err(unknown("manifest", m, &[MANIFEST_TYPES, INDEX_TYPES]));
+    }
+    let config_desc = top.config.as_ref().ok_or_else(|| ImageError::Malformed {
+        what: "manifest",
+        digest,
+        message: "it has no config descriptor".into(),
+    })?;
+    let config: Config = if TREE_CONFIGS.contains(&config_desc.media_type.as_str()) {
+        let config_digest = stored_blob(store, config_desc, digest)?;
+        parse(&store.get(&config_digest)?, "config", config_digest)?
+    } else if config_desc.media_type == WASM_CONFIG {
+        Config::default()
+    } else {
+        return Err(unknown("config", &config_desc.media_type, &[TREE_CONFIGS, &[WASM_CONFIG]]));
+    };
+    let mut tree_layers = Vec::new();
+    let mut wasm_layer = None;
+    for layer in &top.layers {
+        let d = stored_blob(store, layer, digest)?;
+        if WASM_LAYERS.contains(&layer.media_type.as_str()) {
+            wasm_layer = Some(d);
+        } else if TAR_LAYERS.contains(&layer.media_type.as_str()) {
+            tree_layers.push(d);
+        } else {
+            return Err(unknown("layer", &layer.media_type, &[TAR_LAYERS, WASM_LAYERS]));
+        }
+    }
+    let process = config.config.unwrap_or_default();
+    let argv: Vec<String> =
+        process.entrypoint.unwrap_or_default().into_iter().chain(process.cmd.unwrap_or_default()).collect();
+    if argv.is_empty() && wasm_layer.is_none() {
+        return Err(ImageError::NoEntrypoint(digest));
+    }
+    Ok(OpenedImage {
+        manifest: digest,
+        os: config.os,
+        tree_layers,
+        wasm_layer,
+        argv,
+        env: process.env.unwrap_or_default(),
+        working_dir: process.working_dir,
+    })
+}
+
+impl OpenedImage {
+    /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and
+    /// rename, so a half-unpacked root is never used) and returns it.
+    pub fn rootfs(&self, store: &ContentStore) -> Result<PathBuf, ImageError> {
+        let dir = store.root().join("rootfs");
+        let done = dir.join(self.manifest.hex());
+        if done.is_dir() {
+            return Ok(done);
+        }
+        std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
+        let tmp = tempfile::tempdir_in(&dir).map_err(StoreError::from)?;
+        for layer in &self.tree_layers {
+            let file = std::fs::File::open(store.path(layer)).map_err(|_| StoreError::Missing(*layer))?;
+            crate::extract_layer(std::io::BufReader::new(file), tmp.path()).map_err(|e| ImageError::Malformed {
+                what: "manifest",
+                digest: self.manifest,
+                message: format!("layer {layer}: {e}"),
+            })?;
+        }
+        match std::fs::rename(tmp.keep(), &done) {
+            Ok(()) => Ok(done),
+            // Another process unpacked the same image meanwhile: theirs is as good.
+            Err(_) if done.is_dir() => Ok(done),
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CompatImage;
+
+    #[test]
+    fn a_compat_image_opens_to_its_argv_env_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let mut image = CompatImage { os: "wasip1".into(), entrypoint: vec!["/app.wasm".into()], ..Default::default() };
+        image.cmd = vec!["--port".into(), "80".into()];
+        image.env = vec!["A=1".into()];
+        image.files.insert("/app.wasm".into(), (b"\0asm\x01\0\0\0".to_vec(), 0o755));
+        let written = image.write(&store).unwrap();
+        let opened = open_image(&store, written.manifest).unwrap();
+        assert_eq!(opened.argv, ["/app.wasm", "--port", "80"]);
+        assert_eq!((opened.os.as_str(), opened.env.as_slice()), ("wasip1", &["A=1".to_owned()][..]));
+        let root = opened.rootfs(&store).unwrap();
+        assert_eq!(std::fs::read(root.join("app.wasm")).unwrap(), b"\0asm\x01\0\0\0");
+        assert_eq!(opened.rootfs(&store).unwrap(), root, "unpacked once");
+    }
+
+    #[test]
+    fn an_artifact_and_an_index_open_to_the_wasm_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let put = |bytes: &[u8]| {
+            let d = Digest::of(bytes);
+            store.put(&d, bytes).unwrap();
+            d
+        };
+        let wasm = put(b"\0asm\x01\0\0\0");
+        let config = put(b"{}");
+        let manifest = put(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+                "config":{{"mediaType":"{WASM_CONFIG}","digest":"{config}","size":2}},
+                "layers":[{{"mediaType":"application/wasm","digest":"{wasm}","size":8}}]}}"#
+        )
+        .as_bytes());
+        let index = put(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}},
+                {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest}","size":1,"platform":{{"architecture":"wasm","os":"wasip1"}}}}]}}"#,
+                "0".repeat(64)
+            )
+            .as_bytes(),
+        );
+        let opened = open_image(&store, index).unwrap();
+        assert_eq!((opened.manifest, opened.wasm_layer), (manifest, Some(wasm)));
+    }
+
+    #[test]
+    fn unknown_media_types_list_the_supported_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let m = br#"{"schemaVersion":2,"mediaType":"application/x-mystery","config":{"mediaType":"x","digest":"sha256:00","size":0}}"#;
+        let d = Digest::of(m);
+        store.put(&d, m).unwrap();
+        let err = open_image(&store, d).unwrap_err().to_string();
+        assert!(err.contains("\"application/x-mystery\" is not supported") && err.contains(MANIFEST_TYPES[0]), "{err}");
+        let junk = b"not json";
+        let d = Digest::of(junk);
+        store.put(&d, junk).unwrap();
+        assert!(open_image(&store, d).unwrap_err().to_string().contains("is malformed"));
+    }
+}
