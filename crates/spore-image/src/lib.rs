@@ -6,6 +6,7 @@
 
 mod compat;
 mod extract;
+mod layout;
 mod open;
 mod reference;
 mod refs;
@@ -13,6 +14,7 @@ mod store;
 
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use extract::{ExtractError, extract_layer};
+pub use layout::{LayoutError, REF_NAME, export_layout, import_layout};
 pub use open::{ImageError, OpenedImage, open_image};
 pub use reference::{DEFAULT_REGISTRY, Reference, ReferenceError};
 pub use store::{ContentStore, StoreError};
