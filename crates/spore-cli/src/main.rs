@@ -5,6 +5,7 @@ mod agent;
 mod client;
 mod compile;
 mod flags;
+mod images;
 mod paths;
 mod run;
 
@@ -43,6 +44,10 @@ struct Cli {
     #[arg(long, global = true, env = "SPORE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
 
+    /// Local image store [default: the daemon's data dir + /store, e.g. ~/.local/share/spore/store].
+    #[arg(long, global = true, env = "SPORE_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -77,6 +82,16 @@ enum Command {
     Stats(agent::StatsArgs),
     /// Stream sandbox events.
     Events(agent::EventsArgs),
+    /// Load images from an OCI layout.
+    Load(images::LoadArgs),
+    /// Save an image as an OCI layout.
+    Save(images::SaveArgs),
+    /// List images in the local store.
+    Images(images::ImagesArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Remove image names.
+    Rmi(images::RmiArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,8 +105,14 @@ fn main() -> ExitCode {
     init_logging();
     let cache_dir = paths::cache_dir(cli.cache_dir);
     let json = cli.json;
+    let store_dir = cli.store.unwrap_or_else(|| spore_daemon::config::default_paths().1.join("store"));
     let result = match cli.command {
-        Command::Run(args) => run::run(args, cache_dir),
+        Command::Run(args) => run::run(args, cache_dir, &store_dir),
+        Command::Load(args) => images::load(args, &store_dir),
+        Command::Save(args) => images::save(args, &store_dir),
+        Command::Images(args) => images::images(args, &store_dir, json),
+        Command::Tag(args) => images::tag(args, &store_dir),
+        Command::Rmi(args) => images::rmi(args, &store_dir),
         Command::Compile(args) => compile::compile(args, cache_dir),
         Command::Daemon(args) => agent::daemon(args),
         command => agent_command(command, cli.host.as_deref(), cli.token, json),
@@ -135,7 +156,7 @@ fn agent_command(command: Command, host: Option<&str>, token: Option<String>, js
             Command::Logs(args) => agent::logs(&client, args, json).await,
             Command::Stats(args) => agent::stats(&client, args, json).await,
             Command::Events(args) => agent::events(&client, args, json).await,
-            Command::Run(_) | Command::Compile(_) | Command::Daemon(_) => unreachable!("handled in main"),
+            _ => unreachable!("local commands are handled in main"),
         }
     })
 }

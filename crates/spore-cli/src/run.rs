@@ -40,13 +40,14 @@ pub struct SpecArgs {
     /// parameters and its results are printed one per line.
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
-    /// argv[0] as the guest sees it [default: the file name].
+    /// argv[0] as the guest sees it [default: the file name, or the image's entrypoint].
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
-    /// The .wasm file (core module or component, detected from its bytes).
-    #[arg(value_name = "FILE.wasm")]
+    /// The .wasm file (core module or component, detected from its bytes) — or, for `run`, an
+    /// image in the local store, whose files become the sandbox's read-only `/`.
+    #[arg(value_name = "FILE.wasm|IMAGE")]
     pub file: PathBuf,
-    /// Arguments passed to the guest.
+    /// Arguments passed to the guest (for an image: they replace its Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     args: Vec<String>,
 }
@@ -103,16 +104,28 @@ pub struct RunArgs {
     spec: SpecArgs,
 }
 
-pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
+pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path) -> anyhow::Result<i32> {
     let args = args.spec;
+    // FILE.wasm, or else an image in the local store.
+    let image = if args.file.is_file() || args.file.extension().is_some_and(|e| e == "wasm") {
+        None
+    } else {
+        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir)?)
+    };
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
+    if let Some(image) = &image {
+        apply_image(&mut spec, image, &args);
+    }
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     spec.validate().map_err(|e| match e {
         SpecError::MountHost { host, problem } => anyhow::anyhow!("--dir {host}: {problem}; create it or fix the path"),
         other => other.into(),
     })?;
     let name = args.file.display().to_string();
-    let bytes = args.read_program()?;
+    let bytes = match image {
+        Some(image) => image.wasm,
+        None => args.read_program()?,
+    };
     // One guest, in the foreground: the epoch ticker is only needed to enforce time limits.
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
     let mut config = EngineConfig { cache_dir: Some(cache_dir), ..EngineConfig::default() };
@@ -138,6 +151,31 @@ pub fn run(args: RunArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
     // unwinding the runtime, engine, module and code mappings one by one: the kernel frees them
     // at once, and a one-shot run saves a good part of its remaining time.
     std::process::exit(report.status.code() & 0xff)
+}
+
+/// An image's settings under the command line's: its argv (user arguments replace Cmd), its
+/// environment (flags win), and its files as the sandbox's read-only `/`.
+fn apply_image(spec: &mut SandboxSpec, image: &crate::images::RunnableImage, args: &SpecArgs) {
+    let o = &image.opened;
+    if let Some(first) = o.argv.first() {
+        spec.argv0 = Some(args.argv0.clone().unwrap_or_else(|| first.clone()));
+    }
+    if spec.invoke.is_none() {
+        let fixed = o.argv.iter().take(o.entrypoint_len.max(1)).skip(1).cloned();
+        let rest: Vec<String> = if args.args.is_empty() {
+            o.argv.iter().skip(o.entrypoint_len.max(1)).cloned().collect()
+        } else {
+            args.args.clone()
+        };
+        spec.args = fixed.chain(rest).collect();
+    }
+    let mut env: std::collections::BTreeMap<String, String> =
+        o.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    env.extend(std::mem::take(&mut spec.env));
+    spec.env = env;
+    if let Some(root) = &image.rootfs {
+        spec.mounts.insert(0, spore_sandbox::Mount { host: root.clone(), guest: "/".into(), read_only: true });
+    }
 }
 
 /// The process's own stdout or stderr as a guest output sink, unbuffered like a WASI stream.

@@ -132,6 +132,9 @@ pub struct OpenedImage {
     pub wasm_layer: Option<Digest>,
     /// Entrypoint followed by Cmd: the argv the image asks for.
     pub argv: Vec<String>,
+    /// How many leading `argv` elements are the Entrypoint (the rest is Cmd, which a user's
+    /// arguments replace, as with docker).
+    pub entrypoint_len: usize,
     /// `KEY=VALUE` environment.
     pub env: Vec<String>,
     /// Working directory inside the image.
@@ -218,8 +221,9 @@ pub fn open_image(store: &ContentStore, digest: Digest) -> Result<OpenedImage, I
         }
     }
     let process = config.config.unwrap_or_default();
-    let argv: Vec<String> =
-        process.entrypoint.unwrap_or_default().into_iter().chain(process.cmd.unwrap_or_default()).collect();
+    let entrypoint = process.entrypoint.unwrap_or_default();
+    let entrypoint_len = entrypoint.len();
+    let argv: Vec<String> = entrypoint.into_iter().chain(process.cmd.unwrap_or_default()).collect();
     if argv.is_empty() && wasm_layer.is_none() {
         return Err(ImageError::NoEntrypoint(digest));
     }
@@ -229,6 +233,7 @@ pub fn open_image(store: &ContentStore, digest: Digest) -> Result<OpenedImage, I
         tree_layers,
         wasm_layer,
         argv,
+        entrypoint_len,
         env: process.env.unwrap_or_default(),
         working_dir: process.working_dir,
     })

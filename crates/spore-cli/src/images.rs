@@ -1,0 +1,204 @@
+//! The local image store from the command line: `load`, `save`, `images`, `tag`, `rmi`, and
+//! the resolution of an image reference for `spore run`.
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use spore_image::{ContentStore, OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
+use std::path::{Path, PathBuf};
+
+/// The store at `dir`.
+pub fn open_store(dir: &Path) -> anyhow::Result<ContentStore> {
+    ContentStore::open(dir).with_context(|| format!("cannot open the image store at {}", dir.display()))
+}
+
+/// Load images from an OCI layout (a directory, or a .tar of one).
+#[derive(Args)]
+#[command(after_help = "Examples:\n  spore load -i ./hello-layout\n  spore load -i hello.tar")]
+pub struct LoadArgs {
+    /// The layout directory or tar file.
+    #[arg(short, long, value_name = "DIR|FILE.tar")]
+    input: PathBuf,
+}
+
+pub fn load(args: LoadArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let store = open_store(store_dir)?;
+    let meta = std::fs::metadata(&args.input).with_context(|| format!("-i {}", args.input.display()))?;
+    let loaded = if meta.is_dir() {
+        import_layout(&store, &args.input)
+    } else {
+        let tmp = tempfile::tempdir_in(store.root())?;
+        let file = std::fs::File::open(&args.input).with_context(|| format!("-i {}", args.input.display()))?;
+        extract_layer(std::io::BufReader::new(file), tmp.path())
+            .with_context(|| format!("-i {}", args.input.display()))?;
+        import_layout(&store, tmp.path())
+    }
+    .with_context(|| format!("loading {}", args.input.display()))?;
+    for name in loaded {
+        println!("Loaded image: {name}");
+    }
+    Ok(0)
+}
+
+/// Save an image as an OCI layout (a directory, or a .tar of one).
+#[derive(Args)]
+#[command(after_help = "Examples:\n  spore save hello -o ./hello-layout\n  spore save hello -o hello.tar")]
+pub struct SaveArgs {
+    /// The image.
+    image: String,
+    /// Where: a directory, or a path ending in .tar.
+    #[arg(short, long, value_name = "DIR|FILE.tar")]
+    output: PathBuf,
+}
+
+pub fn save(args: SaveArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let store = open_store(store_dir)?;
+    let (name, manifest) = resolve(&store, &args.image, store_dir)?;
+    if args.output.extension().is_some_and(|e| e == "tar") {
+        let tmp = tempfile::tempdir_in(store.root())?;
+        export_layout(&store, &name, manifest, tmp.path())?;
+        let mut tar = tar::Builder::new(
+            std::fs::File::create(&args.output).with_context(|| format!("-o {}", args.output.display()))?,
+        );
+        tar.mode(tar::HeaderMode::Deterministic);
+        tar.append_dir_all(".", tmp.path())?;
+        tar.finish()?;
+    } else {
+        export_layout(&store, &name, manifest, &args.output)
+            .with_context(|| format!("-o {}", args.output.display()))?;
+    }
+    println!("Saved {name} to {}", args.output.display());
+    Ok(0)
+}
+
+/// List images in the local store.
+#[derive(Args)]
+pub struct ImagesArgs {}
+
+pub fn images(_args: ImagesArgs, store_dir: &Path, json: bool) -> anyhow::Result<i32> {
+    let store = open_store(store_dir)?;
+    let mut rows = Vec::new();
+    for (name, digest) in store.refs()? {
+        let size: u64 = open_image(&store, digest)
+            .map(|o| blobs_of(&o).iter().filter_map(|d| std::fs::metadata(store.path(d)).ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+            + std::fs::metadata(store.path(&digest)).map(|m| m.len()).unwrap_or(0);
+        rows.push((name, digest, size));
+    }
+    if json {
+        let list: Vec<_> =
+            rows.iter().map(|(n, d, s)| serde_json::json!({"name": n, "digest": d.to_string(), "size": s})).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(0);
+    }
+    println!("{:<50}  {:<19}  {:>10}", "IMAGE", "DIGEST", "SIZE");
+    for (name, digest, size) in rows {
+        println!("{name:<50}  {:<19}  {:>10}", &digest.to_string()[..19], spore_sandbox::human_bytes(size));
+    }
+    Ok(0)
+}
+
+fn blobs_of(o: &OpenedImage) -> Vec<spore_engine::Digest> {
+    o.tree_layers.iter().copied().chain(o.wasm_layer).collect()
+}
+
+/// Give an image another name.
+#[derive(Args)]
+pub struct TagArgs {
+    /// Existing image.
+    source: String,
+    /// New name.
+    target: String,
+}
+
+pub fn tag(args: TagArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let store = open_store(store_dir)?;
+    let (_, manifest) = resolve(&store, &args.source, store_dir)?;
+    let target: Reference = args.target.parse()?;
+    store.set_ref(&target, manifest)?;
+    Ok(0)
+}
+
+/// Remove image names (their blobs stay until pruned).
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Image names.
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+pub fn rmi(args: RmiArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let store = open_store(store_dir)?;
+    let mut failed = false;
+    for image in &args.images {
+        let result =
+            image.parse::<Reference>().map_err(anyhow::Error::from).and_then(|r| match store.remove_ref(&r)? {
+                Some(_) => Ok(r),
+                None => Err(anyhow!("no such image in the local store")),
+            });
+        match result {
+            Ok(r) => println!("Untagged: {r}"),
+            Err(e) => {
+                eprintln!("spore: {image}: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// A reference and the manifest it names in the local store, or a message saying how to get it.
+pub fn resolve(
+    store: &ContentStore,
+    image: &str,
+    store_dir: &Path,
+) -> anyhow::Result<(Reference, spore_engine::Digest)> {
+    let reference: Reference = image.parse()?;
+    if let Some(digest) = reference.digest
+        && store.has(&digest)
+    {
+        return Ok((reference, digest));
+    }
+    match store.resolve(&reference)? {
+        Some(digest) => Ok((reference, digest)),
+        None => bail!(
+            "{image}: no such file, and no image {reference} in the local store ({}); load one with `spore load -i LAYOUT`",
+            store_dir.display()
+        ),
+    }
+}
+
+/// What `spore run IMAGE` needs: the wasm bytes, the image's root (for a compat image), argv
+/// and environment.
+pub struct RunnableImage {
+    pub wasm: Vec<u8>,
+    pub rootfs: Option<PathBuf>,
+    pub opened: OpenedImage,
+}
+
+pub fn for_run(image: &str, store_dir: &Path) -> anyhow::Result<RunnableImage> {
+    let store = open_store(store_dir)?;
+    let (_, manifest) = resolve(&store, image, store_dir)?;
+    let opened = open_image(&store, manifest)?;
+    if let Some(layer) = opened.wasm_layer {
+        return Ok(RunnableImage { wasm: store.get(&layer)?, rootfs: None, opened });
+    }
+    let root = opened.rootfs(&store)?;
+    let entry = opened.argv.first().ok_or_else(|| anyhow!("{image}: the image names no entrypoint"))?;
+    let inside = match (entry.starts_with('/'), &opened.working_dir) {
+        (false, Some(wd)) => Path::new(wd).join(entry),
+        _ => PathBuf::from(entry),
+    };
+    let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+    // Resolve inside the image only: a symlink on the way could point anywhere on this host.
+    let mut at = root.clone();
+    for c in rel.components() {
+        at.push(c);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{image}: the entrypoint {entry} goes through a symlink; Spore runs the wasm file itself, name it directly"
+            );
+        }
+    }
+    let wasm = std::fs::read(&at).with_context(|| format!("{image}: entrypoint {entry} is not in the image"))?;
+    Ok(RunnableImage { wasm, rootfs: Some(root), opened })
+}

@@ -1,0 +1,92 @@
+//! Images in the local store, end to end: an OCI layout loaded, listed, run (its files as a
+//! read-only `/`), saved, tagged and untagged through the real binary.
+
+mod support;
+
+use spore_image::{CompatImage, ContentStore, Reference, export_layout};
+use support::*;
+
+/// A compat image around the `fs` guest, with a file of its own and a default Cmd, written as
+/// an OCI layout into `dir`.
+fn layout(dir: &std::path::Path) -> std::path::PathBuf {
+    let staging = ContentStore::open(&dir.join("staging")).unwrap();
+    let mut image = CompatImage { os: "wasip1".into(), ..Default::default() };
+    image.files.insert("/bin/fs.wasm".into(), (std::fs::read(guest("fs")).unwrap(), 0o755));
+    image.files.insert("/etc/greeting.txt".into(), (b"hello from the image\n".to_vec(), 0o644));
+    image.entrypoint = vec!["/bin/fs.wasm".into()];
+    image.cmd = vec!["cat".into(), "/etc/greeting.txt".into()];
+    image.env = vec!["FROM_IMAGE=yes".into()];
+    let written = image.write(&staging).unwrap();
+    let name: Reference = "localhost:5000/demo/fs:v1".parse().unwrap();
+    let out = dir.join("layout");
+    export_layout(&staging, &name, written.manifest, &out).unwrap();
+    out
+}
+
+fn with_store(store: &std::path::Path) -> std::process::Command {
+    let mut cmd = spore();
+    cmd.env("SPORE_STORE", store);
+    cmd
+}
+
+#[test]
+fn load_list_run_save_tag_rmi() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let layout = layout(dir.path());
+    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+
+    let seen = run(&["load", "-i", layout.to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert_eq!(seen.stdout, "Loaded image: localhost:5000/demo/fs:v1\n");
+    let seen = run(&["images"]);
+    assert!(seen.stdout.contains("localhost:5000/demo/fs:v1") && seen.stdout.contains("sha256:"), "{seen:?}");
+
+    // The image's Cmd runs by default and reads the image's own file.
+    let seen = run(&["run", "localhost:5000/demo/fs:v1"]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "hello from the image\n"), "{seen:?}");
+    // Arguments replace Cmd; the root is read-only.
+    let seen = run(&["run", "localhost:5000/demo/fs:v1", "write", "/new.txt", "x"]);
+    assert_eq!(seen.code, 1, "{seen:?}");
+    assert!(seen.stderr.contains("fs write"), "{seen:?}");
+    let seen = run(&["run", "localhost:5000/demo/fs:v1", "ls", "/"]);
+    assert_eq!(seen.stdout, "bin\netc\n", "{seen:?}");
+
+    // Save as a tar, load into another store, run there.
+    let tarball = dir.path().join("fs.tar");
+    assert_eq!(run(&["save", "localhost:5000/demo/fs:v1", "-o", tarball.to_str().unwrap()]).code, 0);
+    let other = dir.path().join("other");
+    let seen = Seen::from(with_store(&other).args(["load", "-i", tarball.to_str().unwrap()]).output().unwrap());
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = Seen::from(with_store(&other).args(["run", "localhost:5000/demo/fs:v1"]).output().unwrap());
+    assert_eq!(seen.stdout, "hello from the image\n", "{seen:?}");
+
+    assert_eq!(run(&["tag", "localhost:5000/demo/fs:v1", "fs:latest"]).code, 0);
+    assert_eq!(run(&["run", "fs"]).stdout, "hello from the image\n");
+    let seen = run(&["rmi", "fs"]);
+    assert_eq!(seen.stdout, "Untagged: docker.io/library/fs:latest\n", "{seen:?}");
+    let seen = run(&["run", "fs"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains("no image docker.io/library/fs:latest in the local store")
+            && seen.stderr.contains("spore load"),
+        "{seen:?}"
+    );
+    let seen = run(&["rmi", "fs"]);
+    assert_eq!(seen.code, 1, "{seen:?}");
+}
+
+#[test]
+fn bad_layouts_and_names_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+    let seen = run(&["load", "-i", dir.path().to_str().unwrap()]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("is not an OCI image layout"), "{seen:?}");
+    let seen = run(&["run", "Not/Valid:"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("image reference \"Not/Valid:\""), "{seen:?}");
+    let seen = run(&["run", "missing.wasm"]);
+    assert!(seen.stderr.contains("missing.wasm: no such file"), "{seen:?}");
+}
