@@ -20,6 +20,7 @@ Examples:
   spore daemon                               keep sandboxes alive, behind a local API
   spore deploy --name ticker refdaemon.wasm  deploy to the daemon (--host for a remote one)
   spore ps -a; spore logs -f ticker          watch it
+  spore load -i hello.tar; spore run hello   run an image from an OCI layout
   spore run --dir ./data:/data:ro app.wasm   map a host directory, read-only
   spore run --memory 64M --timeout 5s app.wasm arg1 arg2
   spore run --invoke add calc.wasm 2 3       call an exported function of a reactor
