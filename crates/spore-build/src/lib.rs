@@ -1,7 +1,10 @@
 //! `spore build`: a `Sporefile` — Dockerfile syntax, the subset that makes sense without a
-//! Linux kernel — turned into an image. This first part is the parser: instructions with their
-//! line numbers, and every instruction that needs a kernel refused with the line and the reason.
+//! Linux kernel — turned into an image: the parser (instructions with their line numbers, every
+//! instruction that needs a kernel refused with the line and the reason) and the planner that
+//! reads the build context into a compat image.
 
+mod builder;
 mod sporefile;
 
+pub use builder::{BuildError, BuildOptions, Planned, plan};
 pub use sporefile::{Instruction, Line, ParseError, Sporefile, substitute};

@@ -34,6 +34,8 @@ pub struct CompatImage {
     pub working_dir: Option<String>,
     /// `Labels`.
     pub labels: BTreeMap<String, String>,
+    /// `ExposedPorts` (`8080`, `9090/udp`).
+    pub exposed_ports: Vec<String>,
     /// `wasip1` for core modules, `wasip2` for components.
     pub os: String,
 }
@@ -106,6 +108,10 @@ impl CompatImage {
             );
         if let Some(dir) = &self.working_dir {
             process = process.working_dir(dir.clone());
+        }
+        if !self.exposed_ports.is_empty() {
+            let ports = self.exposed_ports.iter().map(|p| if p.contains('/') { p.clone() } else { format!("{p}/tcp") });
+            process = process.exposed_ports(ports.collect::<Vec<_>>());
         }
         let config = ImageConfigurationBuilder::default()
             .architecture(Arch::Wasm)
