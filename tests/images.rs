@@ -90,3 +90,55 @@ fn bad_layouts_and_names_are_refused_clearly() {
     let seen = run(&["run", "missing.wasm"]);
     assert!(seen.stderr.contains("missing.wasm: no such file"), "{seen:?}");
 }
+
+#[test]
+fn build_is_reproducible_precompiles_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cache = dir.path().join("cache");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("target")).unwrap();
+    std::fs::copy(guest("hello"), ctx.join("target/hello.wasm")).unwrap();
+    std::fs::write(ctx.join("README.md"), "not in the image").unwrap();
+    std::fs::write(ctx.join(".sporeignore"), "README.md\n").unwrap();
+    std::fs::write(
+        ctx.join("Sporefile"),
+        "FROM scratch\nCOPY target/hello.wasm /hello.wasm\nENTRYPOINT [\"/hello.wasm\"]\n",
+    )
+    .unwrap();
+    let build = || {
+        Seen::from(
+            spore_with_cache(&cache)
+                .env("SPORE_STORE", &store)
+                .args(["build", "-t", "hello:v1"])
+                .arg(&ctx)
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = build();
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stdout.contains("Tagged docker.io/library/hello:v1") && first.stdout.contains("Built sha256:"),
+        "{first:?}"
+    );
+    let second = build();
+    assert_eq!(first.stdout, second.stdout, "same inputs, same digest");
+
+    // The build precompiled the entrypoint: the first run is a cache hit.
+    let seen = Seen::from(
+        spore_with_cache(&cache)
+            .env("SPORE_STORE", &store)
+            .env("SPORE_LOG", "debug")
+            .args(["run", "hello:v1"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(seen.stdout, "Hello from Spore!\n", "{seen:?}");
+    assert!(seen.stderr.contains("compile cache hit"), "{seen:?}");
+
+    std::fs::write(ctx.join("Sporefile"), "FROM scratch\nRUN cargo build\n").unwrap();
+    let seen = build();
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("Sporefile line 2: RUN needs a Linux kernel"), "{seen:?}");
+}

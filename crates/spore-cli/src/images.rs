@@ -11,6 +11,71 @@ pub fn open_store(dir: &Path) -> anyhow::Result<ContentStore> {
     ContentStore::open(dir).with_context(|| format!("cannot open the image store at {}", dir.display()))
 }
 
+/// Build an image from a Sporefile (Dockerfile syntax, without RUN).
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore build -t hello:v1 .
+  spore build -f deploy/Sporefile --build-arg VERSION=2.0 -t ghcr.io/acme/app:2.0 .
+
+A Sporefile:
+  FROM scratch
+  COPY target/wasm32-wasip1/release/app.wasm /app.wasm
+  ENV LEVEL=info
+  ENTRYPOINT [\"/app.wasm\"]")]
+pub struct BuildArgs {
+    /// The Sporefile [default: CONTEXT/Sporefile].
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Name (and tag) for the image; repeatable.
+    #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// Value for an ARG: KEY=VALUE; repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = crate::flags::parse_env)]
+    build_args: Vec<(String, String)>,
+    /// Image format: compat (runs on containerd's wasm shims too). The CNCF artifact is not
+    /// written yet.
+    #[arg(long, default_value = "compat", value_name = "compat|artifact")]
+    format: String,
+    /// The build context: what COPY can see.
+    #[arg(value_name = "CONTEXT")]
+    context: PathBuf,
+}
+
+pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::Result<i32> {
+    if args.format != "compat" {
+        bail!(
+            "--format {}: Spore writes the compat format for now (the CNCF artifact is read, not yet written)",
+            args.format
+        );
+    }
+    let tags: Vec<Reference> = args.tags.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
+    let store = open_store(store_dir)?;
+    let opts = spore_build::BuildOptions {
+        sporefile: args.file.clone().unwrap_or_else(|| args.context.join("Sporefile")),
+        context: args.context.clone(),
+        build_args: args.build_args.into_iter().collect(),
+    };
+    let planned = spore_build::plan(&opts, &store)?;
+    for warning in &planned.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let written = planned.image.write(&store)?;
+    // Compile now, so the image's first run starts from the cache.
+    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig {
+        cache_dir: Some(cache_dir),
+        epoch_tick: None,
+        ..Default::default()
+    })?;
+    engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
+    for tag in &tags {
+        store.set_ref(tag, written.manifest)?;
+        println!("Tagged {tag}");
+    }
+    println!("Built {} ({} bytes, {})", written.manifest, written.total_size, planned.image.os);
+    Ok(0)
+}
+
 /// Load images from an OCI layout (a directory, or a .tar of one).
 #[derive(Args)]
 #[command(after_help = "Examples:\n  spore load -i ./hello-layout\n  spore load -i hello.tar")]

@@ -20,6 +20,7 @@ Examples:
   spore daemon                               keep sandboxes alive, behind a local API
   spore deploy --name ticker refdaemon.wasm  deploy to the daemon (--host for a remote one)
   spore ps -a; spore logs -f ticker          watch it
+  spore build -t hello .; spore run hello    build an image from a Sporefile, run it
   spore load -i hello.tar; spore run hello   run an image from an OCI layout
   spore run --dir ./data:/data:ro app.wasm   map a host directory, read-only
   spore run --memory 64M --timeout 5s app.wasm arg1 arg2
@@ -83,6 +84,8 @@ enum Command {
     Stats(agent::StatsArgs),
     /// Stream sandbox events.
     Events(agent::EventsArgs),
+    /// Build an image from a Sporefile.
+    Build(images::BuildArgs),
     /// Load images from an OCI layout.
     Load(images::LoadArgs),
     /// Save an image as an OCI layout.
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
     let store_dir = cli.store.unwrap_or_else(|| spore_daemon::config::default_paths().1.join("store"));
     let result = match cli.command {
         Command::Run(args) => run::run(args, cache_dir, &store_dir),
+        Command::Build(args) => images::build(args, &store_dir, cache_dir),
         Command::Load(args) => images::load(args, &store_dir),
         Command::Save(args) => images::save(args, &store_dir),
         Command::Images(args) => images::images(args, &store_dir, json),
