@@ -142,3 +142,31 @@ fn build_is_reproducible_precompiles_and_runs() {
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("Sporefile line 2: RUN needs a Linux kernel"), "{seen:?}");
 }
+
+#[test]
+fn build_an_artifact_of_a_component_and_run_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("hello-p2"), ctx.join("hello.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Sporefile"),
+        "FROM scratch\nCOPY hello.wasm /hello.wasm\nENV GREETING=Hi\nENTRYPOINT [\"/hello.wasm\"]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+    let seen = run(&["build", "--format", "artifact", "-t", "hello-p2", ctx.to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(seen.stdout.contains("wasip2, artifact"), "{seen:?}");
+    assert!(seen.stderr.contains("no place for ENV"), "{seen:?}");
+    let seen = run(&["run", "hello-p2", "a"]);
+    assert_eq!(seen.stdout, "Hello from a component! args=[\"a\"]\n", "{seen:?}");
+
+    std::fs::write(ctx.join("extra.txt"), "x").unwrap();
+    std::fs::write(ctx.join("Sporefile"), "FROM scratch\nCOPY hello.wasm extra.txt /\nENTRYPOINT [\"/hello.wasm\"]\n")
+        .unwrap();
+    let seen = run(&["build", "--format", "artifact", ctx.to_str().unwrap()]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("holds only the wasm") && seen.stderr.contains("/extra.txt"), "{seen:?}");
+}

@@ -33,8 +33,8 @@ pub struct BuildArgs {
     /// Value for an ARG: KEY=VALUE; repeatable.
     #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = crate::flags::parse_env)]
     build_args: Vec<(String, String)>,
-    /// Image format: compat (runs on containerd's wasm shims too). The CNCF artifact is not
-    /// written yet.
+    /// Image format: compat (the wasm and its files; runs on containerd's wasm shims too) or
+    /// artifact (the CNCF Wasm OCI artifact: the wasm alone).
     #[arg(long, default_value = "compat", value_name = "compat|artifact")]
     format: String,
     /// The build context: what COPY can see.
@@ -43,11 +43,8 @@ pub struct BuildArgs {
 }
 
 pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::Result<i32> {
-    if args.format != "compat" {
-        bail!(
-            "--format {}: Spore writes the compat format for now (the CNCF artifact is read, not yet written)",
-            args.format
-        );
+    if args.format != "compat" && args.format != "artifact" {
+        bail!("--format {}: write compat (the default) or artifact", args.format);
     }
     let tags: Vec<Reference> = args.tags.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
     let store = open_store(store_dir)?;
@@ -60,19 +57,60 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
     for warning in &planned.warnings {
         eprintln!("warning: {warning}");
     }
-    let written = planned.image.write(&store)?;
     // Compile now, so the image's first run starts from the cache.
     let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig {
         cache_dir: Some(cache_dir),
         epoch_tick: None,
         ..Default::default()
     })?;
-    engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
+    let program = engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
+    let image = &planned.image;
+    let written = if args.format == "compat" {
+        image.write(&store)?
+    } else {
+        if image.files.len() > 1 {
+            let others: Vec<&str> =
+                image.files.keys().map(String::as_str).filter(|f| image.files[*f].0 != planned.entry_wasm).collect();
+            bail!(
+                "--format artifact holds only the wasm, but the Sporefile also puts {} in the image; build the compat format for images with files",
+                others.join(", ")
+            );
+        }
+        let dropped: Vec<&str> = [
+            ("ENV", !image.env.is_empty()),
+            ("CMD", !image.cmd.is_empty()),
+            ("WORKDIR", image.working_dir.is_some()),
+            ("LABEL", !image.labels.is_empty()),
+            ("EXPOSE", !image.exposed_ports.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if !dropped.is_empty() {
+            eprintln!(
+                "warning: the artifact format has no place for {}; they are not in the image",
+                dropped.join(", ")
+            );
+        }
+        let component = match &program.code {
+            spore_engine::ProgramCode::Component(c) => {
+                let ty = c.component_type();
+                let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
+                Some((
+                    names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                    names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                ))
+            }
+            spore_engine::ProgramCode::Module(_) => None,
+        };
+        spore_image::ArtifactImage { wasm: planned.entry_wasm.clone(), os: image.os.clone(), component }
+            .write(&store)?
+    };
     for tag in &tags {
         store.set_ref(tag, written.manifest)?;
         println!("Tagged {tag}");
     }
-    println!("Built {} ({} bytes, {})", written.manifest, written.total_size, planned.image.os);
+    println!("Built {} ({} bytes, {}, {})", written.manifest, written.total_size, image.os, args.format);
     Ok(0)
 }
 

@@ -4,6 +4,7 @@
 //! lock), image references parsed and normalised as docker does, and the extraction of layer
 //! tarballs that refuses anything reaching outside the target directory.
 
+mod artifact;
 mod compat;
 mod extract;
 mod layout;
@@ -12,6 +13,7 @@ mod reference;
 mod refs;
 mod store;
 
+pub use artifact::ArtifactImage;
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use extract::{ExtractError, extract_layer};
 pub use layout::{LayoutError, REF_NAME, export_layout, import_layout};
