@@ -282,26 +282,6 @@ pub fn for_run(image: &str, store_dir: &Path) -> anyhow::Result<RunnableImage> {
     let store = open_store(store_dir)?;
     let (_, manifest) = resolve(&store, image, store_dir)?;
     let opened = open_image(&store, manifest)?;
-    if let Some(layer) = opened.wasm_layer {
-        return Ok(RunnableImage { wasm: store.get(&layer)?, rootfs: None, opened });
-    }
-    let root = opened.rootfs(&store)?;
-    let entry = opened.argv.first().ok_or_else(|| anyhow!("{image}: the image names no entrypoint"))?;
-    let inside = match (entry.starts_with('/'), &opened.working_dir) {
-        (false, Some(wd)) => Path::new(wd).join(entry),
-        _ => PathBuf::from(entry),
-    };
-    let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
-    // Resolve inside the image only: a symlink on the way could point anywhere on this host.
-    let mut at = root.clone();
-    for c in rel.components() {
-        at.push(c);
-        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            bail!(
-                "{image}: the entrypoint {entry} goes through a symlink; Spore runs the wasm file itself, name it directly"
-            );
-        }
-    }
-    let wasm = std::fs::read(&at).with_context(|| format!("{image}: entrypoint {entry} is not in the image"))?;
-    Ok(RunnableImage { wasm, rootfs: Some(root), opened })
+    let (wasm, rootfs) = opened.entrypoint_wasm(&store).with_context(|| image.to_owned())?;
+    Ok(RunnableImage { wasm, rootfs, opened })
 }

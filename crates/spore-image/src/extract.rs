@@ -160,16 +160,26 @@ fn link_stays_inside(target: &Path, base: &Path) -> bool {
 
 /// Refuses `rel` if any directory on its way inside `dest` is a symlink.
 fn check_no_symlink_on_the_way(dest: &Path, rel: &Path, shown: &str) -> Result<(), ExtractError> {
-    let mut at = dest.to_path_buf();
+    match symlink_on_the_way(dest, rel, false) {
+        Some(link) => Err(ExtractError::ThroughSymlink { entry: shown.to_owned(), link }),
+        None => Ok(()),
+    }
+}
+
+/// The first symlink met walking `rel` down from `root` (its path below `root`), checking the
+/// last component too when `including_last`. Anything read or written through such a link
+/// could land anywhere on the host, so callers refuse it.
+pub(crate) fn symlink_on_the_way(root: &Path, rel: &Path, including_last: bool) -> Option<String> {
     let parts: Vec<_> = rel.components().collect();
-    for c in &parts[..parts.len().saturating_sub(1)] {
+    let checked = if including_last { parts.len() } else { parts.len().saturating_sub(1) };
+    let mut at = root.to_path_buf();
+    for c in &parts[..checked] {
         at.push(c);
         if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            let link = at.strip_prefix(dest).unwrap_or(&at).display().to_string();
-            return Err(ExtractError::ThroughSymlink { entry: shown.to_owned(), link });
+            return Some(at.strip_prefix(root).unwrap_or(&at).display().to_string());
         }
     }
-    Ok(())
+    None
 }
 
 /// Later layers and entries replace earlier ones; a directory stays (its contents merge).

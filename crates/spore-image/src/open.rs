@@ -68,6 +68,19 @@ pub enum ImageError {
     /// Nothing says what to run.
     #[error("image {0} has no wasm to run: its config has no Entrypoint or Cmd, and it has no wasm layer")]
     NoEntrypoint(Digest),
+    /// The entrypoint is reached through a symlink, which could point anywhere on the host.
+    #[error(
+        "the entrypoint {entry} goes through the symlink {link}; Spore runs the wasm file itself, name it directly"
+    )]
+    EntrypointThroughSymlink {
+        /// The entrypoint as the image names it.
+        entry: String,
+        /// The symlink on its way.
+        link: String,
+    },
+    /// The entrypoint file is not in the image.
+    #[error("the entrypoint {0} is not in the image")]
+    EntrypointMissing(String),
 }
 
 #[derive(Deserialize)]
@@ -240,6 +253,26 @@ pub fn open_image(store: &ContentStore, digest: Digest) -> Result<OpenedImage, I
 }
 
 impl OpenedImage {
+    /// The wasm to run and, for an image of files, its unpacked root: the wasm layer when the
+    /// image has one, else the entrypoint's file, resolved inside the root only.
+    pub fn entrypoint_wasm(&self, store: &ContentStore) -> Result<(Vec<u8>, Option<PathBuf>), ImageError> {
+        if let Some(layer) = self.wasm_layer {
+            return Ok((store.get(&layer)?, None));
+        }
+        let root = self.rootfs(store)?;
+        let entry = self.argv.first().ok_or(ImageError::NoEntrypoint(self.manifest))?;
+        let inside = match (entry.starts_with('/'), &self.working_dir) {
+            (false, Some(wd)) => std::path::Path::new(wd).join(entry),
+            _ => PathBuf::from(entry),
+        };
+        let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+        if let Some(link) = crate::extract::symlink_on_the_way(&root, &rel, true) {
+            return Err(ImageError::EntrypointThroughSymlink { entry: entry.clone(), link });
+        }
+        let wasm = std::fs::read(root.join(&rel)).map_err(|_| ImageError::EntrypointMissing(entry.clone()))?;
+        Ok((wasm, Some(root)))
+    }
+
     /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and
     /// rename, so a half-unpacked root is never used) and returns it.
     pub fn rootfs(&self, store: &ContentStore) -> Result<PathBuf, ImageError> {
@@ -287,6 +320,23 @@ mod tests {
         let root = opened.rootfs(&store).unwrap();
         assert_eq!(std::fs::read(root.join("app.wasm")).unwrap(), b"\0asm\x01\0\0\0");
         assert_eq!(opened.rootfs(&store).unwrap(), root, "unpacked once");
+    }
+
+    #[test]
+    fn an_entrypoint_through_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let mut image =
+            CompatImage { os: "wasip1".into(), entrypoint: vec!["/bin/app.wasm".into()], ..Default::default() };
+        image.files.insert("/bin/app.wasm".into(), (b"\0asm\x01\0\0\0".to_vec(), 0o755));
+        let opened = open_image(&store, image.write(&store).unwrap().manifest).unwrap();
+        assert_eq!(opened.entrypoint_wasm(&store).unwrap().0, b"\0asm\x01\0\0\0");
+        // Swap the directory for a link to somewhere on the host.
+        let root = opened.rootfs(&store).unwrap();
+        std::fs::remove_dir_all(root.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", root.join("bin")).unwrap();
+        let err = opened.entrypoint_wasm(&store).unwrap_err().to_string();
+        assert!(err.contains("goes through the symlink bin"), "{err}");
     }
 
     #[test]
