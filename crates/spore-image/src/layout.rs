@@ -5,6 +5,7 @@
 //! writer — a layout with a wrong digest or size loses nothing and stores nothing of that blob —
 //! and names each manifest by its `org.opencontainers.image.ref.name` annotation.
 
+use crate::doc::Document;
 use crate::open::{ImageError, open_image};
 use crate::reference::Reference;
 use crate::store::{ContentStore, StoreError};
@@ -42,6 +43,7 @@ pub fn import_layout(store: &ContentStore, dir: &Path) -> Result<Vec<String>, La
         digest: index_digest,
         message: e.to_string(),
     })?;
+    let _gc = store.gc_guard()?;
     let mut loaded = Vec::new();
     for m in index["manifests"].as_array().into_iter().flatten() {
         let malformed = |message: String| ImageError::Malformed { what: "index", digest: index_digest, message };
@@ -69,20 +71,12 @@ pub fn import_layout(store: &ContentStore, dir: &Path) -> Result<Vec<String>, La
 /// Copies a manifest (or index) and everything it names from the layout into the store.
 fn copy_tree(store: &ContentStore, dir: &Path, digest: Digest, size: Option<u64>) -> Result<(), LayoutError> {
     copy_blob(store, dir, digest, size)?;
-    let doc: serde_json::Value = serde_json::from_slice(&store.get(&digest)?).unwrap_or_default();
-    for m in doc["manifests"].as_array().into_iter().flatten() {
-        if let Some(d) = m["digest"].as_str().and_then(Digest::parse) {
-            copy_tree(store, dir, d, m["size"].as_u64())?;
-        }
+    let doc = Document::parse(&store.get(&digest)?, digest)?;
+    for m in &doc.manifests {
+        copy_tree(store, dir, m.digest(digest)?, Some(m.size))?;
     }
-    for d in doc["config"]
-        .as_object()
-        .into_iter()
-        .chain(doc["layers"].as_array().into_iter().flatten().filter_map(|l| l.as_object()))
-    {
-        if let Some(digest) = d.get("digest").and_then(|v| v.as_str()).and_then(Digest::parse) {
-            copy_blob(store, dir, digest, d.get("size").and_then(|v| v.as_u64()))?;
-        }
+    for blob in doc.blobs() {
+        copy_blob(store, dir, blob.digest(digest)?, Some(blob.size))?;
     }
     Ok(())
 }

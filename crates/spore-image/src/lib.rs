@@ -6,7 +6,9 @@
 
 mod artifact;
 mod compat;
+mod doc;
 mod extract;
+mod gc;
 mod layout;
 mod open;
 mod reference;
@@ -15,8 +17,10 @@ mod store;
 
 pub use artifact::ArtifactImage;
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
+pub use doc::{Descriptor, Document, Platform};
 pub use extract::{ExtractError, extract_layer};
+pub use gc::{GcGuard, Pruned};
 pub use layout::{LayoutError, REF_NAME, export_layout, import_layout};
-pub use open::{ImageError, OpenedImage, open_image};
+pub use open::{INDEX_TYPES, ImageError, MANIFEST_TYPES, OpenedImage, open_image};
 pub use reference::{DEFAULT_REGISTRY, Reference, ReferenceError};
-pub use store::{ContentStore, StoreError};
+pub use store::{BlobWriter, ContentStore, StoreError};

@@ -6,6 +6,7 @@
 //! `application/vnd.wasm.content.layer.v1+wasm` layers, and the CNCF Wasm artifact
 //! (`application/vnd.wasm.config.v0+json` with one `application/wasm` layer).
 
+use crate::doc::{Descriptor, Document};
 use crate::store::{ContentStore, StoreError};
 use serde::Deserialize;
 use spore_engine::Digest;
@@ -83,34 +84,6 @@ pub enum ImageError {
     EntrypointMissing(String),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize)]
-struct Platform {
-    architecture: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
 #[derive(Deserialize, Default)]
 struct Config {
     #[serde(default)]
@@ -158,18 +131,10 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str, digest: Di
     serde_json::from_slice(bytes).map_err(|e| ImageError::Malformed { what, digest, message: e.to_string() })
 }
 
-fn digest_of(d: &Descriptor, what: &'static str, within: Digest) -> Result<Digest, ImageError> {
-    Digest::parse(&d.digest).ok_or_else(|| ImageError::Malformed {
-        what,
-        digest: within,
-        message: format!("descriptor digest {:?} is not sha256:<hex>", d.digest),
-    })
-}
-
 /// The digest of a config or layer descriptor, checking the stored blob has the size the
 /// manifest gives it (the digest was checked when it was stored).
 fn stored_blob(store: &ContentStore, d: &Descriptor, manifest: Digest) -> Result<Digest, ImageError> {
-    let digest = digest_of(d, "manifest", manifest)?;
+    let digest = d.digest(manifest)?;
     let actual = std::fs::metadata(store.path(&digest)).map_err(|_| StoreError::Missing(digest))?.len();
     if actual != d.size {
         return Err(ImageError::Malformed {
@@ -191,17 +156,9 @@ fn unknown(what: &'static str, media_type: &str, supported: &[&[&str]]) -> Image
 
 /// Reads the image whose manifest or index is `digest` in `store`.
 pub fn open_image(store: &ContentStore, digest: Digest) -> Result<OpenedImage, ImageError> {
-    let bytes = store.get(&digest)?;
-    let top: Manifest = parse(&bytes, "manifest", digest)?;
-    let is_index = top.media_type.as_deref().is_some_and(|m| INDEX_TYPES.contains(&m))
-        || (top.config.is_none() && !top.manifests.is_empty());
-    if is_index {
-        let chosen = top
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| p.architecture == "wasm"))
-            .ok_or(ImageError::NoWasmPlatform(digest))?;
-        return open_image(store, digest_of(chosen, "index", digest)?);
+    let top = Document::parse(&store.get(&digest)?, digest)?;
+    if top.is_index() {
+        return open_image(store, top.wasm_platform(digest)?.digest(digest)?);
     }
     if let Some(m) = top.media_type.as_deref()
         && !MANIFEST_TYPES.contains(&m)

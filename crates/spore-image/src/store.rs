@@ -111,43 +111,40 @@ impl ContentStore {
     /// Streams a blob into the store, hashing and counting as it goes; `size`, when known
     /// (from a manifest), must match too. Returns the size stored.
     pub fn put_reader(&self, digest: &Digest, size: Option<u64>, mut reader: impl Read) -> Result<u64, StoreError> {
-        if let Some(size) = size
-            && size > self.max_blob
-        {
-            return Err(StoreError::TooLarge { digest: *digest, cap: self.max_blob });
-        }
         if self.has(digest) {
             // Already verified when it was stored; drain nothing, trust the name.
             return Ok(std::fs::metadata(self.path(digest))?.len());
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.blobs)?;
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
+        let mut writer = self.writer(digest, size)?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = reader.read(&mut buf)?;
             if n == 0 {
                 break;
             }
-            total += n as u64;
-            if total > self.max_blob {
-                return Err(StoreError::TooLarge { digest: *digest, cap: self.max_blob });
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])?;
+            writer.write(&buf[..n])?;
         }
-        if let Some(expected) = size
-            && expected != total
+        writer.commit()
+    }
+
+    /// A writer for a blob that arrives in pieces (from a registry, say): every piece is
+    /// hashed and counted, and [`BlobWriter::commit`] makes it visible only if digest and size
+    /// match. Dropping the writer without committing leaves nothing behind.
+    pub fn writer(&self, digest: &Digest, size: Option<u64>) -> Result<BlobWriter, StoreError> {
+        if let Some(size) = size
+            && size > self.max_blob
         {
-            return Err(StoreError::SizeMismatch { digest: *digest, expected, actual: total });
+            return Err(StoreError::TooLarge { digest: *digest, cap: self.max_blob });
         }
-        let actual = Digest::from_bytes(hasher.finalize().into());
-        if actual != *digest {
-            return Err(StoreError::DigestMismatch { expected: *digest, actual });
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(digest)).map_err(|e| e.error)?;
-        Ok(total)
+        Ok(BlobWriter {
+            tmp: tempfile::NamedTempFile::new_in(&self.blobs)?,
+            hasher: Sha256::new(),
+            total: 0,
+            digest: *digest,
+            size,
+            cap: self.max_blob,
+            dest: self.path(digest),
+        })
     }
 
     /// A stored blob's bytes.
@@ -164,6 +161,56 @@ impl ContentStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+}
+
+/// A blob being written: see [`ContentStore::writer`].
+pub struct BlobWriter {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    total: u64,
+    digest: Digest,
+    size: Option<u64>,
+    cap: u64,
+    dest: PathBuf,
+}
+
+impl BlobWriter {
+    /// Appends bytes; fails as soon as the blob outgrows its announced size or the cap.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.total += bytes.len() as u64;
+        if self.total > self.cap {
+            return Err(StoreError::TooLarge { digest: self.digest, cap: self.cap });
+        }
+        if let Some(expected) = self.size
+            && self.total > expected
+        {
+            return Err(StoreError::SizeMismatch { digest: self.digest, expected, actual: self.total });
+        }
+        self.hasher.update(bytes);
+        self.tmp.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.total
+    }
+
+    /// Checks size and digest, then makes the blob visible. Returns its size.
+    pub fn commit(self) -> Result<u64, StoreError> {
+        if let Some(expected) = self.size
+            && expected != self.total
+        {
+            return Err(StoreError::SizeMismatch { digest: self.digest, expected, actual: self.total });
+        }
+        let actual = Digest::from_bytes(self.hasher.finalize().into());
+        if actual != self.digest {
+            return Err(StoreError::DigestMismatch { expected: self.digest, actual });
+        }
+        self.tmp.as_file().sync_all()?;
+        self.tmp.persist(&self.dest).map_err(|e| e.error)?;
+        Ok(self.total)
     }
 }
 
