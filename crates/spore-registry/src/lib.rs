@@ -1,1 +1,503 @@
-//! placeholder
+//! Moving images between OCI registries and Spore's content store.
+//!
+//! The wire protocol is `oci-client`'s (token and basic auth, chunked uploads); what is Spore's
+//! own is the walk: which documents and blobs an image needs, which of them the other side
+//! already has, and that nothing unverified or half-pulled becomes visible. A pull writes every
+//! blob through the store's verifying writer (digest and size against the manifest), holds the
+//! store's GC lock while the image is unnamed, and names it only once the whole image opens;
+//! when anything fails, the blobs it added are removed again. A push sends only the blobs the
+//! registry lacks, then the manifest, then the tag.
+
+mod auth;
+mod progress;
+
+pub use auth::{AuthError, AuthFiles};
+pub use progress::Progress;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use spore_engine::Digest;
+use spore_image::{
+    ContentStore, Descriptor, Document, INDEX_TYPES, ImageError, MANIFEST_TYPES, Reference, StoreError, open_image,
+};
+use std::collections::BTreeSet;
+
+/// Manifests larger than this are refused, as docker and containerd do.
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) spoken to over plain HTTP. Loopback registries always are.
+    pub insecure: Vec<String>,
+    /// Where credentials are read and stored.
+    pub auth: AuthFiles,
+}
+
+/// A registry operation failed. Nothing is named in the store when a pull fails.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// 401/403.
+    #[error(
+        "{registry} refused access to {reference} ({detail}); log in with `spore login {registry}`, or check the credentials stored for it"
+    )]
+    Unauthorized {
+        /// The registry.
+        registry: String,
+        /// What was asked for.
+        reference: String,
+        /// What the registry said.
+        detail: String,
+    },
+    /// No such repository, tag or manifest.
+    #[error("{reference}: not found in {registry} ({detail})")]
+    NotFound {
+        /// The registry.
+        registry: String,
+        /// What was asked for.
+        reference: String,
+        /// What the registry said.
+        detail: String,
+    },
+    /// Connection trouble.
+    #[error("cannot reach the registry {registry}: {detail}{hint}")]
+    Unreachable {
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        detail: String,
+        /// How to fix it, when there is an obvious way.
+        hint: &'static str,
+    },
+    /// Any other answer.
+    #[error("{registry}: {detail}")]
+    Protocol {
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A manifest that is too big or does not match the digest it was asked for by.
+    #[error("{reference}: {detail}")]
+    BadManifest {
+        /// What was asked for.
+        reference: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The image read is not one Spore runs (media types, JSON, no wasm platform).
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Verification (digest, size, cap) or disk trouble.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Credentials file trouble.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// What a pull or push did.
+#[derive(Debug, Clone)]
+pub struct Transferred {
+    /// The digest the reference names (an index or a manifest).
+    pub digest: Digest,
+    /// Blobs moved.
+    pub moved: usize,
+    /// Blobs skipped because the other side had them.
+    pub skipped: usize,
+    /// Bytes moved.
+    pub bytes: u64,
+}
+
+/// A client for the registries one command talks to.
+pub struct Registry {
+    options: RegistryOptions,
+}
+
+impl Registry {
+    /// A client with these options.
+    pub fn new(options: RegistryOptions) -> Self {
+        Registry { options }
+    }
+
+    /// Whether `registry` is spoken to over plain HTTP.
+    pub fn is_insecure(&self, registry: &str) -> bool {
+        let host = match registry.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
+        };
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        loopback || self.options.insecure.iter().any(|i| i == registry || i == host)
+    }
+
+    fn client(&self, registry: &str) -> Client {
+        let protocol = if self.is_insecure(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
+        Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            user_agent: concat!("spore/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        })
+    }
+
+    /// Connects and authenticates for `op` on `reference`'s repository.
+    async fn connect(&self, reference: &Reference, op: RegistryOperation) -> Result<Session, RegistryError> {
+        let client = self.client(&reference.registry);
+        let auth = self.options.auth.lookup(&reference.registry)?;
+        let session = Session { client, auth, reference: reference.clone(), insecure: self.is_insecure(&reference.registry) };
+        session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
+        Ok(session)
+    }
+
+    /// Checks credentials against `registry` (as `docker login` does) and stores them.
+    pub async fn login(&self, registry: &str, user: &str, password: &str) -> Result<(), RegistryError> {
+        let probe: Reference = format!("{registry}/spore-login-probe:latest").parse().map_err(|e| {
+            RegistryError::Protocol { registry: registry.to_owned(), detail: format!("not a registry name: {e}") }
+        })?;
+        let client = self.client(registry);
+        let auth = RegistryAuth::Basic(user.to_owned(), password.to_owned());
+        let session = Session { client, auth, reference: probe, insecure: self.is_insecure(registry) };
+        // A token registry checks the credentials when it issues the token; a basic-auth one
+        // only when they are used, so a catalog request (which needs them) follows.
+        let token = session.client.auth(&session.oci(None), &session.auth, RegistryOperation::Pull).await;
+        match token {
+            Ok(Some(_)) => {}
+            Ok(None) => match session.client.catalog(&session.oci(None), &session.auth, Some(1), None).await {
+                Ok(_) => {}
+                Err(e) => match session.error(e) {
+                    e @ RegistryError::Unauthorized { .. } | e @ RegistryError::Unreachable { .. } => return Err(e),
+                    // Some registries hide the catalog; the credentials were accepted.
+                    _ => {}
+                },
+            },
+            Err(e) => return Err(session.error(e)),
+        }
+        self.options.auth.store(registry, user, password)?;
+        Ok(())
+    }
+
+    /// Forgets the credentials Spore stored for `registry`.
+    pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
+        Ok(self.options.auth.remove(registry)?)
+    }
+
+    /// Pulls `reference` into `store` and names it there. For an index, the index and its wasm
+    /// platform's manifest are pulled (other platforms are not Spore's to run).
+    pub async fn pull(
+        &self,
+        store: &ContentStore,
+        reference: &Reference,
+        progress: &Progress,
+    ) -> Result<Transferred, RegistryError> {
+        let session = self.connect(reference, RegistryOperation::Pull).await?;
+        let _gc = store.gc_guard()?;
+        let mut added = Added { store, blobs: Vec::new() };
+        let (top, doc) = session.manifest(store, &mut added, reference.digest, None).await?;
+        let manifest = if doc.is_index() {
+            let entry = doc.wasm_platform(top)?;
+            let digest = entry.digest(top)?;
+            session.manifest(store, &mut added, Some(digest), Some(entry.size)).await?
+        } else {
+            (top, doc)
+        };
+        // Refuse what Spore cannot read before downloading layers.
+        check_types(&manifest.1, manifest.0)?;
+        let mut done = Transferred { digest: top, moved: 0, skipped: 0, bytes: 0 };
+        for blob in manifest.1.blobs() {
+            let digest = blob.digest(manifest.0)?;
+            if store.has(&digest) {
+                done.skipped += 1;
+                continue;
+            }
+            let bar = progress.blob("Pulling", &digest, blob.size);
+            done.bytes += session.blob(store, &mut added, digest, blob, &bar).await?;
+            done.moved += 1;
+            bar.finish("Pulled", blob.size);
+        }
+        open_image(store, top)?;
+        store.set_ref(reference, top)?;
+        added.blobs.clear();
+        Ok(done)
+    }
+
+    /// Pushes the image `local` (a manifest or index in `store`) as `target`.
+    pub async fn push(
+        &self,
+        store: &ContentStore,
+        local: Digest,
+        target: &Reference,
+        progress: &Progress,
+    ) -> Result<Transferred, RegistryError> {
+        let opened = open_image(store, local)?;
+        let top = Document::parse(&store.get(&local)?, local)?;
+        // An index travels whole when every manifest it names is here; otherwise (a pulled
+        // multi-platform index holds only its wasm manifest) the wasm manifest goes alone.
+        let whole = top.is_index() && top.manifests.iter().all(|m| m.digest(local).is_ok_and(|d| store.has(&d)));
+        let (root, children) = if !top.is_index() {
+            (local, vec![])
+        } else if whole {
+            (local, top.manifests.iter().map(|m| m.digest(local)).collect::<Result<Vec<_>, _>>()?)
+        } else {
+            (opened.manifest, vec![])
+        };
+        let session = self.connect(target, RegistryOperation::Push).await?;
+        let mut done = Transferred { digest: root, moved: 0, skipped: 0, bytes: 0 };
+        let mut sent = BTreeSet::new();
+        for manifest in children.iter().copied().chain(std::iter::once(root)) {
+            let bytes = store.get(&manifest)?;
+            let doc = Document::parse(&bytes, manifest)?;
+            for blob in doc.blobs() {
+                let digest = blob.digest(manifest)?;
+                if !sent.insert(digest) {
+                    continue;
+                }
+                let bar = progress.blob("Pushing", &digest, blob.size);
+                if session.client.blob_exists(&session.oci(None), &digest.to_string()).await.map_err(|e| session.error(e))? {
+                    done.skipped += 1;
+                    bar.finish("Already exists", blob.size);
+                    continue;
+                }
+                session.upload(store, digest, &bar).await?;
+                done.moved += 1;
+                done.bytes += blob.size;
+                bar.finish("Pushed", blob.size);
+            }
+            let media_type = doc.media_type.clone().unwrap_or_else(|| {
+                if doc.is_index() { INDEX_TYPES[0] } else { MANIFEST_TYPES[0] }.to_owned()
+            });
+            // Children by digest; the root by the tag asked for (or its digest).
+            let name = if manifest == root { target.tag.clone().map_or(Some(root), |_| None) } else { Some(manifest) };
+            let content_type = media_type.parse().map_err(|_| RegistryError::BadManifest {
+                reference: manifest.to_string(),
+                detail: format!("media type {media_type:?} cannot be sent as a header"),
+            })?;
+            session
+                .client
+                .push_manifest_raw(&session.oci(name), bytes, content_type)
+                .await
+                .map_err(|e| session.error(e))?;
+        }
+        Ok(done)
+    }
+}
+
+/// One repository on one registry, authenticated.
+struct Session {
+    client: Client,
+    auth: RegistryAuth,
+    reference: Reference,
+    insecure: bool,
+}
+
+impl Session {
+    /// The oci-client reference for the repository, at `digest` or else at the tag.
+    fn oci(&self, digest: Option<Digest>) -> oci_client::Reference {
+        let r = &self.reference;
+        match (digest, &r.tag) {
+            (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
+            (None, Some(tag)) => match r.digest {
+                Some(d) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
+                None => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), tag.clone()),
+            },
+            (None, None) => oci_client::Reference::with_digest(
+                r.registry.clone(),
+                r.repository.clone(),
+                r.digest.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Fetches a manifest or index (by `digest`, or by the reference's tag), verifies it
+    /// against the digest (and size) it was asked for by, and stores it.
+    async fn manifest(
+        &self,
+        store: &ContentStore,
+        added: &mut Added<'_>,
+        digest: Option<Digest>,
+        size: Option<u64>,
+    ) -> Result<(Digest, Document), RegistryError> {
+        let accept: Vec<&str> = MANIFEST_TYPES.iter().chain(INDEX_TYPES).copied().collect();
+        let oref = self.oci(digest);
+        let (bytes, _) = self.client.pull_manifest_raw(&oref, &self.auth, &accept).await.map_err(|e| self.error(e))?;
+        let bad = |detail: String| RegistryError::BadManifest { reference: oref.whole(), detail };
+        if bytes.len() > MAX_MANIFEST {
+            return Err(bad(format!("the registry sent a manifest of {} bytes; the limit is {MAX_MANIFEST}", bytes.len())));
+        }
+        let actual = Digest::of(&bytes);
+        if let Some(expected) = digest.or(self.reference.digest)
+            && expected != actual
+        {
+            return Err(bad(format!("the registry sent content with digest {actual}, not {expected}")));
+        }
+        if let Some(size) = size
+            && size != bytes.len() as u64
+        {
+            return Err(bad(format!("the index gives it {size} bytes, but the registry sent {}", bytes.len())));
+        }
+        let doc = Document::parse(&bytes, actual)?;
+        if !store.has(&actual) {
+            store.put(&actual, &bytes)?;
+            added.blobs.push(actual);
+        }
+        Ok((actual, doc))
+    }
+
+    /// Streams one blob into the store through its verifying writer.
+    async fn blob(
+        &self,
+        store: &ContentStore,
+        added: &mut Added<'_>,
+        digest: Digest,
+        desc: &Descriptor,
+        bar: &progress::BlobProgress,
+    ) -> Result<u64, RegistryError> {
+        let mut writer = store.writer(&digest, Some(desc.size))?;
+        let digest_text = digest.to_string();
+        let mut stream =
+            self.client.pull_blob_stream(&self.oci(None), digest_text.as_str()).await.map_err(|e| self.error(e))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Unreachable {
+                registry: self.reference.registry.clone(),
+                detail: format!("while downloading {digest}: {e}"),
+                hint: "",
+            })?;
+            writer.write(&chunk)?;
+            bar.advance(chunk.len() as u64);
+        }
+        let size = writer.commit()?;
+        added.blobs.push(digest);
+        Ok(size)
+    }
+
+    /// Uploads one stored blob in chunks (the registry checks the digest at the end).
+    async fn upload(
+        &self,
+        store: &ContentStore,
+        digest: Digest,
+        bar: &progress::BlobProgress,
+    ) -> Result<(), RegistryError> {
+        let file = tokio::fs::File::open(store.path(&digest)).await.map_err(|_| StoreError::Missing(digest))?;
+        let size = file.metadata().await.map_err(StoreError::from)?.len();
+        let bar_counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = bar_counter.clone();
+        // 1 MiB reads; oci-client groups them into its upload chunks.
+        let stream = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(OciDistributionError::IoError(e)), file)),
+            }
+        })
+        .inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        self.client
+            .push_blob_stream(&self.oci(None), stream, &digest.to_string(), Some(size))
+            .await
+            .map_err(|e| self.error(e))?;
+        bar.advance(bar_counter.load(std::sync::atomic::Ordering::Relaxed));
+        Ok(())
+    }
+
+    /// A registry answer as a message naming the registry and saying what to do.
+    fn error(&self, err: OciDistributionError) -> RegistryError {
+        let registry = self.reference.registry.clone();
+        let reference = self.reference.to_string();
+        let unauthorized = |detail: String| RegistryError::Unauthorized {
+            registry: registry.clone(),
+            reference: reference.clone(),
+            detail,
+        };
+        let not_found =
+            |detail: String| RegistryError::NotFound { registry: registry.clone(), reference: reference.clone(), detail };
+        match err {
+            OciDistributionError::UnauthorizedError { .. } => unauthorized("401 Unauthorized".into()),
+            OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail),
+            OciDistributionError::ImageManifestNotFoundError(detail) => not_found(detail),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let detail = envelope
+                    .errors
+                    .iter()
+                    .map(|e| format!("{:?}: {}", e.code, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+                    unauthorized(detail)
+                } else if codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
+                            | OciErrorCode::BlobUnknown
+                    )
+                }) {
+                    not_found(detail)
+                } else {
+                    RegistryError::Protocol { registry, detail }
+                }
+            }
+            OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message),
+            OciDistributionError::ServerError { code: 404, message, .. } => not_found(message),
+            OciDistributionError::RequestError(e) => {
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    detail.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                let hint = if self.insecure {
+                    "; is the registry running there?"
+                } else {
+                    "; if it serves plain HTTP, mark it insecure with --insecure-registry (or SPORE_INSECURE_REGISTRIES)"
+                };
+                RegistryError::Unreachable { registry, detail, hint }
+            }
+            other => RegistryError::Protocol { registry, detail: other.to_string() },
+        }
+    }
+}
+
+/// Blobs a pull added, removed again unless the pull completes (then the list is emptied).
+struct Added<'a> {
+    store: &'a ContentStore,
+    blobs: Vec<Digest>,
+}
+
+impl Drop for Added<'_> {
+    fn drop(&mut self) {
+        for d in &self.blobs {
+            let _ = self.store.delete(d);
+        }
+    }
+}
+
+/// Fails early, naming the media type, for manifests Spore cannot run.
+fn check_types(doc: &Document, digest: Digest) -> Result<(), RegistryError> {
+    if let Some(m) = doc.media_type.as_deref()
+        && !MANIFEST_TYPES.contains(&m)
+    {
+        return Err(ImageError::UnknownMediaType {
+            what: "manifest",
+            media_type: m.to_owned(),
+            supported: MANIFEST_TYPES.join(", "),
+        }
+        .into());
+    }
+    if doc.config.is_none() {
+        return Err(ImageError::Malformed { what: "manifest", digest, message: "it has no config descriptor".into() }
+            .into());
+    }
+    Ok(())
+}
