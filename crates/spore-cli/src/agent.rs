@@ -108,38 +108,54 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// The label that ties a deployed app's sandboxes together.
 const APP_LABEL: &str = "spore.app";
 
-pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::Result<i32> {
-    if args.replicas == 0 {
-        bail!("--replicas must be at least 1");
-    }
-    let bytes = args.spec.read_program()?;
+/// Uploads the spec's wasm file unless the daemon has its digest; returns the digest.
+async fn upload(client: &Client, spec: &SpecArgs) -> anyhow::Result<String> {
+    let bytes = spec.read_program()?;
     let digest = Digest::of(&bytes).to_string();
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => args.spec.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()),
-    };
     let head = client.send(Method::HEAD, &format!("/v1/programs/{digest}"), None).await?;
     if head.status() == StatusCode::NOT_FOUND {
         let put = client
-            .send(
-                Method::PUT,
-                &format!("/v1/programs/{digest}"),
-                Some(("application/wasm", Bytes::from(bytes.clone()))),
-            )
+            .send(Method::PUT, &format!("/v1/programs/{digest}"), Some(("application/wasm", Bytes::from(bytes.clone()))))
             .await?;
         let status = put.status();
         let body = put.into_body().collect().await?.to_bytes();
         if !status.is_success() {
-            return Err(server_error(status, &body).context(format!("uploading {}", args.spec.file.display())));
+            return Err(server_error(status, &body).context(format!("uploading {}", spec.file.display())));
         }
-        eprintln!("uploaded {} ({} KiB, {digest})", args.spec.file.display(), bytes.len().div_ceil(1024));
+        eprintln!("uploaded {} ({} KiB, {digest})", spec.file.display(), bytes.len().div_ceil(1024));
     } else if head.status().is_success() {
         eprintln!("the daemon already has {digest}; skipped the upload");
     } else {
         bail!("the daemon answered {} to a program lookup", head.status());
     }
+    Ok(digest)
+}
 
-    let spec = args.spec.spec(ProgramSource::Digest(digest))?;
+pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::Result<i32> {
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    let image = (!args.spec.is_file()).then(|| args.spec.file.to_string_lossy().into_owned());
+    let name = match (&args.name, &image) {
+        (Some(n), _) => n.clone(),
+        // The repository's last part: ghcr.io/acme/web:v2 → web.
+        (None, Some(image)) => image
+            .parse::<spore_image::Reference>()?
+            .repository
+            .rsplit('/')
+            .next()
+            .unwrap_or("app")
+            .to_owned(),
+        (None, None) => {
+            args.spec.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into())
+        }
+    };
+    let program = match &image {
+        // The daemon resolves (and pulls) the image itself, into its own store.
+        Some(image) => ProgramSource::Image(image.clone()),
+        None => ProgramSource::Digest(upload(client, &args.spec).await?),
+    };
+    let spec = args.spec.spec(program)?;
     let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     labels.insert(APP_LABEL.into(), json!(name));
 
@@ -151,6 +167,9 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
         client.json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force=true", record.id), None).await?;
     }
     let mut template = json!({ "name": name, "labels": labels, "spec": spec });
+    if image.is_some() {
+        template["pull"] = json!(spore_registry::PullPolicy::from(args.spec.pull));
+    }
     if let Some(restart) = args.restart {
         template["restart"] = json!(restart);
     }
@@ -221,6 +240,7 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
             let program = match &r.spec.program {
                 ProgramSource::Digest(d) => d.get(..19).unwrap_or(d).to_owned(),
                 ProgramSource::Path(p) => p.display().to_string(),
+                ProgramSource::Image(i) => i.clone(),
                 _ => String::new(),
             };
             println!(
@@ -261,13 +281,59 @@ pub struct NamesArgs {
     names: Vec<String>,
 }
 
-/// `start`, `kill`, `inspect`: the same request per name.
+/// What `spore inspect` looks at.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectType {
+    /// A daemon sandbox.
+    Sandbox,
+    /// An image in the local store.
+    Image,
+}
+
+/// Show sandboxes' records or images' details as JSON.
+#[derive(Args)]
+#[command(after_help = "\
+A name is looked up as a sandbox on the daemon first, then as a local image (as docker does);
+--type picks one.
+
+Examples:
+  spore inspect ticker
+  spore inspect --type image localhost:5000/hello:v1")]
+pub struct InspectArgs {
+    /// Only this kind of object.
+    #[arg(long = "type", value_enum)]
+    kind: Option<InspectType>,
+    /// Sandbox ids, names, or images.
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+}
+
+/// `spore inspect`: sandboxes from the daemon, else images from the local store.
+pub async fn inspect(client: &Client, args: InspectArgs, store_dir: &std::path::Path) -> anyhow::Result<i32> {
+    per_name(&args.names, |name| async move {
+        let sandbox = match args.kind {
+            Some(InspectType::Image) => Err(anyhow::anyhow!("not looked up as a sandbox")),
+            _ => client.json::<SandboxRecord>(Method::GET, &format!("/v1/sandboxes/{}", encode(name)), None).await,
+        };
+        match (sandbox, args.kind) {
+            (Ok(record), _) => Ok(serde_json::to_string_pretty(&record)?),
+            (Err(e), Some(InspectType::Sandbox)) => Err(e),
+            (Err(sandbox_err), _) => match crate::images::inspect_one(name, store_dir) {
+                Ok(doc) => Ok(serde_json::to_string_pretty(&doc)?),
+                Err(image_err) if args.kind.is_none() => {
+                    bail!("no such sandbox ({sandbox_err:#}) and no such image ({image_err:#})")
+                }
+                Err(image_err) => Err(image_err),
+            },
+        }
+    })
+    .await
+}
+
+/// `start`, `kill`: the same request per name.
 pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool) -> anyhow::Result<i32> {
-    let (method, suffix) = match action {
-        "inspect" => (Method::GET, String::new()),
-        _ => (Method::POST, format!("/{action}")),
-    };
-    let print_record = action == "inspect" || json_out;
+    let (method, suffix) = (Method::POST, format!("/{action}"));
+    let print_record = json_out;
     per_name(&args.names, |name| {
         let (client, method, path) = (client, method.clone(), format!("/v1/sandboxes/{}{suffix}", encode(name)));
         async move {

@@ -65,6 +65,8 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
     })?;
     let program = engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
     let image = &planned.image;
+    // Blobs are written before the tag names them: keep a concurrent prune off them.
+    let _gc = store.gc_guard()?;
     let written = if args.format == "compat" {
         image.write(&store)?
     } else {
@@ -264,7 +266,7 @@ pub fn resolve(
     match store.resolve(&reference)? {
         Some(digest) => Ok((reference, digest)),
         None => bail!(
-            "{image}: no such file, and no image {reference} in the local store ({}); load one with `spore load -i LAYOUT`",
+            "{image}: no such file, and no image {reference} in the local store ({}); pull it with `spore pull {reference}` or load one with `spore load -i LAYOUT`",
             store_dir.display()
         ),
     }
@@ -278,10 +280,114 @@ pub struct RunnableImage {
     pub opened: OpenedImage,
 }
 
-pub fn for_run(image: &str, store_dir: &Path) -> anyhow::Result<RunnableImage> {
+pub fn for_run(
+    image: &str,
+    store_dir: &Path,
+    pull: spore_registry::PullPolicy,
+    insecure: &[String],
+) -> anyhow::Result<RunnableImage> {
     let store = open_store(store_dir)?;
-    let (_, manifest) = resolve(&store, image, store_dir)?;
+    let manifest = crate::registry::ensure(&store, image, store_dir, pull, insecure)?;
     let opened = open_image(&store, manifest)?;
     let (wasm, rootfs) = opened.entrypoint_wasm(&store).with_context(|| image.to_owned())?;
     Ok(RunnableImage { wasm, rootfs, opened })
+}
+
+/// Work on images: inspect, prune.
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Show an image's manifest, config and layers as JSON.
+    Inspect(ImageInspectArgs),
+    /// Delete every blob no image name (and no daemon program) uses.
+    Prune(PruneArgs),
+}
+
+/// Show images as JSON.
+#[derive(Args)]
+pub struct ImageInspectArgs {
+    /// Images.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// Delete unreferenced blobs and unpacked roots.
+#[derive(Args)]
+pub struct PruneArgs {}
+
+pub fn image(command: ImageCommand, store_dir: &Path, json: bool) -> anyhow::Result<i32> {
+    match command {
+        ImageCommand::Inspect(args) => {
+            let mut failed = false;
+            for image in &args.images {
+                match inspect_one(image, store_dir) {
+                    Ok(doc) => println!("{}", serde_json::to_string_pretty(&doc)?),
+                    Err(e) => {
+                        eprintln!("spore: {image}: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        ImageCommand::Prune(PruneArgs {}) => {
+            let store = open_store(store_dir)?;
+            let pruned = store.prune()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"blobs": pruned.blobs, "bytes": pruned.bytes, "roots": pruned.roots})
+                );
+            } else {
+                println!(
+                    "Deleted {} blob(s) and {} unpacked root(s); reclaimed {}",
+                    pruned.blobs,
+                    pruned.roots,
+                    spore_sandbox::human_bytes(pruned.bytes)
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// One image as JSON: its names, digests, format, process settings and layers.
+pub fn inspect_one(image: &str, store_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let store = open_store(store_dir)?;
+    let (reference, top) = resolve(&store, image, store_dir)?;
+    let opened = open_image(&store, top)?;
+    let manifest_bytes = store.get(&opened.manifest)?;
+    let doc = spore_image::Document::parse(&manifest_bytes, opened.manifest)?;
+    let raw: serde_json::Value = serde_json::from_slice(&manifest_bytes)?;
+    let config = match &doc.config {
+        Some(c) => serde_json::from_slice::<serde_json::Value>(&store.get(&c.digest(opened.manifest)?)?)
+            .unwrap_or(serde_json::Value::Null),
+        None => serde_json::Value::Null,
+    };
+    let names: Vec<String> =
+        store.refs()?.into_iter().filter(|(_, d)| *d == top).map(|(n, _)| n).collect();
+    let layers: Vec<_> = doc
+        .layers
+        .iter()
+        .map(|l| serde_json::json!({"digest": l.digest_text, "mediaType": l.media_type, "size": l.size}))
+        .collect();
+    let size: u64 = manifest_bytes.len() as u64 + doc.blobs().map(|b| b.size).sum::<u64>();
+    let format = if opened.wasm_layer.is_some() && opened.tree_layers.is_empty() { "artifact" } else { "compat" };
+    Ok(serde_json::json!({
+        "Name": reference.to_string(),
+        "Names": names,
+        "Digest": top.to_string(),
+        "Manifest": opened.manifest.to_string(),
+        "MediaType": doc.media_type,
+        "Format": format,
+        "Architecture": "wasm",
+        "Os": opened.os,
+        "Entrypoint": opened.argv.iter().take(opened.entrypoint_len).collect::<Vec<_>>(),
+        "Cmd": opened.argv.iter().skip(opened.entrypoint_len).collect::<Vec<_>>(),
+        "Env": opened.env,
+        "WorkingDir": opened.working_dir,
+        "Annotations": raw.get("annotations"),
+        "Layers": layers,
+        "Size": size,
+        "Config": config,
+    }))
 }

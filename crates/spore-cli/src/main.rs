@@ -7,6 +7,7 @@ mod compile;
 mod flags;
 mod images;
 mod paths;
+mod registry;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,16 @@ struct Cli {
     #[arg(long, global = true, env = "SPORE_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
 
+    /// A registry to reach over plain HTTP (HOST[:PORT]); repeatable. Loopback ones always are.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "SPORE_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    insecure_registries: Vec<String>,
+
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -76,8 +87,8 @@ enum Command {
     Kill(agent::NamesArgs),
     /// Remove sandboxes and their logs.
     Rm(agent::RmArgs),
-    /// Show sandboxes' full records as JSON.
-    Inspect(agent::NamesArgs),
+    /// Show sandboxes' records or images' details as JSON.
+    Inspect(agent::InspectArgs),
     /// Print a sandbox's logs.
     Logs(agent::LogsArgs),
     /// Show live figures.
@@ -96,6 +107,17 @@ enum Command {
     Tag(images::TagArgs),
     /// Remove image names.
     Rmi(images::RmiArgs),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Push an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry.
+    Login(registry::LoginArgs),
+    /// Log out of a registry.
+    Logout(registry::LogoutArgs),
+    /// Inspect and prune images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,18 +131,24 @@ fn main() -> ExitCode {
     init_logging();
     let cache_dir = paths::cache_dir(cli.cache_dir);
     let json = cli.json;
+    let insecure = cli.insecure_registries;
     let store_dir = cli.store.unwrap_or_else(|| spore_daemon::config::default_paths().1.join("store"));
     let result = match cli.command {
-        Command::Run(args) => run::run(args, cache_dir, &store_dir),
+        Command::Run(args) => run::run(args, cache_dir, &store_dir, &insecure),
         Command::Build(args) => images::build(args, &store_dir, cache_dir),
         Command::Load(args) => images::load(args, &store_dir),
         Command::Save(args) => images::save(args, &store_dir),
         Command::Images(args) => images::images(args, &store_dir, json),
         Command::Tag(args) => images::tag(args, &store_dir),
         Command::Rmi(args) => images::rmi(args, &store_dir),
+        Command::Pull(args) => registry::pull(args, &store_dir, &insecure),
+        Command::Push(args) => registry::push(args, &store_dir, &insecure),
+        Command::Login(args) => registry::login(args, &insecure),
+        Command::Logout(args) => registry::logout(args),
+        Command::Image(command) => images::image(command, &store_dir, json),
         Command::Compile(args) => compile::compile(args, cache_dir),
         Command::Daemon(args) => agent::daemon(args),
-        command => agent_command(command, cli.host.as_deref(), cli.token, json),
+        command => agent_command(command, cli.host.as_deref(), cli.token, json, &store_dir),
     };
     match result {
         Ok(code) => exit(code),
@@ -146,7 +174,13 @@ fn init_logging() {
 }
 
 /// The commands that talk to a daemon, on a small single-threaded runtime.
-fn agent_command(command: Command, host: Option<&str>, token: Option<String>, json: bool) -> anyhow::Result<i32> {
+fn agent_command(
+    command: Command,
+    host: Option<&str>,
+    token: Option<String>,
+    json: bool,
+    store_dir: &std::path::Path,
+) -> anyhow::Result<i32> {
     let client = client::Client::new(host, token)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -157,7 +191,7 @@ fn agent_command(command: Command, host: Option<&str>, token: Option<String>, js
             Command::Stop(args) => agent::stop(&client, args).await,
             Command::Kill(args) => agent::each(&client, args, "kill", json).await,
             Command::Rm(args) => agent::rm(&client, args).await,
-            Command::Inspect(args) => agent::each(&client, args, "inspect", json).await,
+            Command::Inspect(args) => agent::inspect(&client, args, store_dir).await,
             Command::Logs(args) => agent::logs(&client, args, json).await,
             Command::Stats(args) => agent::stats(&client, args, json).await,
             Command::Events(args) => agent::events(&client, args, json).await,

@@ -43,8 +43,11 @@ pub struct SpecArgs {
     /// argv[0] as the guest sees it [default: the file name, or the image's entrypoint].
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
-    /// The .wasm file (core module or component, detected from its bytes) — or, for `run`, an
-    /// image in the local store, whose files become the sandbox's read-only `/`.
+    /// For an image: when to fetch it from its registry.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub pull: crate::registry::PullFlag,
+    /// The .wasm file (core module or component, detected from its bytes), or an image
+    /// reference, whose files become the sandbox's read-only `/`.
     #[arg(value_name = "FILE.wasm|IMAGE")]
     pub file: PathBuf,
     /// Arguments passed to the guest (for an image: they replace its Cmd).
@@ -53,9 +56,17 @@ pub struct SpecArgs {
 }
 
 impl SpecArgs {
-    /// The spec these flags describe, for `program`.
+    /// Whether FILE names a wasm file rather than an image: it exists, or ends in `.wasm`.
+    pub fn is_file(&self) -> bool {
+        self.file.is_file() || self.file.extension().is_some_and(|e| e == "wasm")
+    }
+
+    /// The spec these flags describe, for `program`. argv\[0\] defaults to the file name
+    /// for a file; an image's entrypoint supplies it otherwise.
     pub fn spec(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
-        let argv0 = self.argv0.clone().or_else(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned()));
+        let argv0 = self.argv0.clone().or_else(|| {
+            self.is_file().then(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned())).flatten()
+        });
         let mut spec = SandboxSpec { program, argv0, ..Default::default() };
         for file in &self.env_file {
             spec.env.extend(flags::read_env_file(file).map_err(anyhow::Error::msg)?);
@@ -104,17 +115,17 @@ pub struct RunArgs {
     spec: SpecArgs,
 }
 
-pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path) -> anyhow::Result<i32> {
+pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insecure: &[String]) -> anyhow::Result<i32> {
     let args = args.spec;
-    // FILE.wasm, or else an image in the local store.
-    let image = if args.file.is_file() || args.file.extension().is_some_and(|e| e == "wasm") {
+    // FILE.wasm, or else an image (from the local store, or pulled).
+    let image = if args.is_file() {
         None
     } else {
-        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir)?)
+        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull.into(), insecure)?)
     };
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     if let Some(image) = &image {
-        apply_image(&mut spec, image, &args);
+        image.opened.apply_to(&mut spec, image.rootfs.clone());
     }
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     spec.validate().map_err(|e| match e {
@@ -151,31 +162,6 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path) -> an
     // unwinding the runtime, engine, module and code mappings one by one: the kernel frees them
     // at once, and a one-shot run saves a good part of its remaining time.
     std::process::exit(report.status.code() & 0xff)
-}
-
-/// An image's settings under the command line's: its argv (user arguments replace Cmd), its
-/// environment (flags win), and its files as the sandbox's read-only `/`.
-fn apply_image(spec: &mut SandboxSpec, image: &crate::images::RunnableImage, args: &SpecArgs) {
-    let o = &image.opened;
-    if let Some(first) = o.argv.first() {
-        spec.argv0 = Some(args.argv0.clone().unwrap_or_else(|| first.clone()));
-    }
-    if spec.invoke.is_none() {
-        let fixed = o.argv.iter().take(o.entrypoint_len.max(1)).skip(1).cloned();
-        let rest: Vec<String> = if args.args.is_empty() {
-            o.argv.iter().skip(o.entrypoint_len.max(1)).cloned().collect()
-        } else {
-            args.args.clone()
-        };
-        spec.args = fixed.chain(rest).collect();
-    }
-    let mut env: std::collections::BTreeMap<String, String> =
-        o.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    env.extend(std::mem::take(&mut spec.env));
-    spec.env = env;
-    if let Some(root) = &image.rootfs {
-        spec.mounts.insert(0, spore_sandbox::Mount { host: root.clone(), guest: "/".into(), read_only: true });
-    }
 }
 
 /// The process's own stdout or stderr as a guest output sink, unbuffered like a WASI stream.

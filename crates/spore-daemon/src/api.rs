@@ -41,6 +41,9 @@ impl From<SupError> for ApiError {
             SupError::NotFound(_) => StatusCode::NOT_FOUND,
             SupError::Ambiguous(_) | SupError::Invalid(_) => StatusCode::BAD_REQUEST,
             SupError::Program(ProgramError::Missing(_)) | SupError::Compile(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SupError::Program(ProgramError::ImageMissing(_)) => StatusCode::NOT_FOUND,
+            SupError::Program(ProgramError::Upstream(_)) => StatusCode::BAD_GATEWAY,
+            SupError::Program(ProgramError::BadImage(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             SupError::Program(ProgramError::Store(StoreError::Io(_))) | SupError::Storage(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -23,6 +23,16 @@ pub struct DaemonConfig {
     pub engine: EngineSection,
     /// What a create that does not say gets.
     pub defaults: DefaultsSection,
+    /// How images named in creates are fetched.
+    pub registries: RegistriesSection,
+}
+
+/// `[registries]`: registries reached over plain HTTP (loopback ones always are).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistriesSection {
+    /// `host[:port]` of each insecure registry.
+    pub insecure: Vec<String>,
 }
 
 /// `[defaults]`: limits and restart policy for sandboxes whose create request leaves them
@@ -84,6 +94,7 @@ impl Default for DaemonConfig {
             logs: LogSection::default(),
             engine: EngineSection::default(),
             defaults: DefaultsSection::default(),
+            registries: RegistriesSection::default(),
         }
     }
 }

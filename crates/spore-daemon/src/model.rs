@@ -154,8 +154,12 @@ pub struct CreateRequest {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The spec; its program must be a digest the daemon has (`PUT /v1/programs/...`).
+    /// The spec; its program is a digest the daemon has (`PUT /v1/programs/...`) or an
+    /// image reference (`{"image": "localhost:5000/app:v1"}`).
     pub spec: SandboxSpec,
+    /// For an image: when to pull it (`missing`, the default; `always`; `never`).
+    #[serde(default)]
+    pub pull: spore_registry::PullPolicy,
     /// Restart policy; the daemon's `[defaults] restart` (else `no`) when absent.
     #[serde(default)]
     pub restart: Option<RestartPolicy>,

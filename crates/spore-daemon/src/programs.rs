@@ -1,8 +1,14 @@
-//! Programs the daemon runs, kept in the content store by digest (the same store images use).
-//! A deploy uploads a wasm once; every later deploy of the same bytes finds it by digest and
-//! skips the upload.
+//! Programs the daemon runs, kept in a content store by digest. A deploy uploads a wasm once;
+//! every later deploy of the same bytes finds it by digest and skips the upload.
+//!
+//! Images come in through the same door: a create naming an image is pulled (as its pull
+//! policy says) into the image store the CLI shares, pinned there (so `spore image prune`
+//! keeps it and its unpacked root), its wasm stored here as a program, and its settings put
+//! under the spec. The stored record is then a plain spec: restarts need no registry.
 
-use spore_image::{ContentStore, StoreError};
+use spore_image::{ContentStore, Reference, StoreError, open_image};
+use spore_registry::{AuthFiles, Progress, PullPolicy, Registry, RegistryError, RegistryOptions};
+use spore_sandbox::{ProgramSource, SandboxSpec};
 use std::path::Path;
 
 /// Largest program accepted (also the API's body limit).
@@ -12,6 +18,8 @@ pub const MAX_PROGRAM: u64 = 512 << 20;
 #[derive(Clone)]
 pub struct Programs {
     store: ContentStore,
+    images: ContentStore,
+    registry: std::sync::Arc<Registry>,
 }
 
 /// A program could not be stored or found.
@@ -23,12 +31,59 @@ pub enum ProgramError {
     /// Bad digest, mismatching bytes, too large, or disk trouble.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The image is neither here nor (under the pull policy) fetched.
+    #[error("{0}")]
+    ImageMissing(String),
+    /// The registry could not be reached or refused.
+    #[error("{0}")]
+    Upstream(String),
+    /// The image is not one Spore runs.
+    #[error("{0}")]
+    BadImage(String),
 }
 
 impl Programs {
-    /// Uses (and creates) the content store at `root`.
-    pub fn open(root: &Path) -> std::io::Result<Self> {
-        Ok(Programs { store: ContentStore::open(root)?.with_max_blob(MAX_PROGRAM) })
+    /// Uses (and creates) the program store at `root` and the image store at `images`;
+    /// `insecure` registries are reached over plain HTTP.
+    pub fn open(root: &Path, images: &Path, insecure: Vec<String>) -> std::io::Result<Self> {
+        Ok(Programs {
+            store: ContentStore::open(root)?.with_max_blob(MAX_PROGRAM),
+            images: ContentStore::open(images)?,
+            registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth: AuthFiles::from_env() })),
+        })
+    }
+
+    /// Turns a spec whose program is an image into one that runs a stored program: see the
+    /// module docs.
+    pub async fn resolve_image(&self, spec: &mut SandboxSpec, policy: PullPolicy) -> Result<(), ProgramError> {
+        let ProgramSource::Image(image) = &spec.program else { return Ok(()) };
+        let image = image.clone();
+        let reference: Reference = image.parse().map_err(|e| ProgramError::BadImage(format!("spec.program: {e}")))?;
+        let (digest, pulled) =
+            self.registry.ensure(&self.images, &reference, policy, &Progress::hidden()).await.map_err(|e| match e {
+                RegistryError::NotFound { .. } => ProgramError::ImageMissing(e.to_string()),
+                RegistryError::Image(_) | RegistryError::BadManifest { .. } => ProgramError::BadImage(e.to_string()),
+                RegistryError::Store(e) => ProgramError::Store(e),
+                other => ProgramError::Upstream(other.to_string()),
+            })?;
+        if let Some(done) = pulled {
+            tracing::info!("pulled {reference} ({}, {} blob(s), {} bytes)", done.digest, done.moved, done.bytes);
+        }
+        let digest = digest.ok_or_else(|| {
+            ProgramError::ImageMissing(format!(
+                "no image {reference} in the daemon's image store and the pull policy is never; pull it first"
+            ))
+        })?;
+        let bad = |e: spore_image::ImageError| ProgramError::BadImage(format!("{image}: {e}"));
+        let opened = open_image(&self.images, digest).map_err(bad)?;
+        // Pinned before anything depends on it, so a prune racing this create keeps it.
+        self.images.pin("daemon", &digest)?;
+        let (wasm, rootfs) = opened.entrypoint_wasm(&self.images).map_err(bad)?;
+        let program = spore_engine::Digest::of(&wasm).to_string();
+        self.put(&program, &wasm)?;
+        spec.program = ProgramSource::Digest(program);
+        opened.apply_to(spec, rootfs);
+        Ok(())
     }
 
     /// Whether `digest` is stored.

@@ -12,7 +12,7 @@ use crate::logs::{LogHub, SandboxLog, Stream};
 use crate::model::*;
 use crate::programs::{ProgramError, Programs};
 use spore_engine::SporeEngine;
-use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, Sinks};
+use spore_sandbox::{SandboxSpec, ExitStatus, Meter, ProgramSource, Runnable, Sinks};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -272,9 +272,23 @@ impl Supervisor {
     }
 
     /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
-    pub async fn create(self: &Arc<Self>, requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
+    pub async fn create(self: &Arc<Self>, mut requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
         let starting = requests.iter().filter(|r| r.start).count();
         self.check_capacity(starting)?;
+        // Images become stored programs first; a batch names one image many times, and after
+        // the first request resolved it the rest reuse that spec.
+        let mut resolved: Vec<(SandboxSpec, SandboxSpec)> = Vec::new();
+        for req in &mut requests {
+            if let ProgramSource::Image(_) = &req.spec.program {
+                if let Some((_, spec)) = resolved.iter().find(|(asked, _)| *asked == req.spec) {
+                    req.spec = spec.clone();
+                    continue;
+                }
+                let asked = req.spec.clone();
+                self.programs.resolve_image(&mut req.spec, req.pull).await?;
+                resolved.push((asked, req.spec.clone()));
+            }
+        }
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
@@ -283,7 +297,7 @@ impl Supervisor {
                 self.policy.defaults.apply(&mut req);
                 let ProgramSource::Digest(digest) = &req.spec.program else {
                     return Err(SupError::Invalid(
-                        "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program".into(),
+                        "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
                     ));
                 };
                 req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;

@@ -62,10 +62,10 @@ impl ContentStore {
         Ok(pins)
     }
 
-    /// Every blob a name or a pin reaches.
+    /// Every blob a name or a pin reaches (a pinned manifest keeps its whole image).
     pub fn reachable(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let mut live = self.pinned()?;
-        let mut todo: Vec<Digest> = self.refs()?.into_values().collect();
+        let mut live = BTreeSet::new();
+        let mut todo: Vec<Digest> = self.refs()?.into_values().chain(self.pinned()?).collect();
         while let Some(d) = todo.pop() {
             if !live.insert(d) {
                 continue;

@@ -52,6 +52,14 @@ pub enum RegistryError {
         /// What the registry said.
         detail: String,
     },
+    /// `spore login` with credentials the registry does not accept.
+    #[error("{registry} rejected the user name or password ({detail})")]
+    LoginRejected {
+        /// The registry.
+        registry: String,
+        /// What the registry said.
+        detail: String,
+    },
     /// No such repository, tag or manifest.
     #[error("{reference}: not found in {registry} ({detail})")]
     NotFound {
@@ -112,6 +120,31 @@ pub struct Transferred {
     pub bytes: u64,
 }
 
+/// When `run`, `deploy` and the daemon fetch an image from its registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only when the local store does not have it.
+    #[default]
+    Missing,
+    /// Every time (picks up a moved tag).
+    Always,
+    /// Never: the image must be in the local store.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "missing" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(format!("pull policy {other:?}: write missing, always or never")),
+        }
+    }
+}
+
 /// A client for the registries one command talks to.
 pub struct Registry {
     options: RegistryOptions,
@@ -164,17 +197,23 @@ impl Registry {
         // A token registry checks the credentials when it issues the token; a basic-auth one
         // only when they are used, so a catalog request (which needs them) follows.
         let token = session.client.auth(&session.oci(None), &session.auth, RegistryOperation::Pull).await;
-        match token {
-            Ok(Some(_)) => {}
+        let checked = match token {
+            Ok(Some(_)) => Ok(()),
             Ok(None) => match session.client.catalog(&session.oci(None), &session.auth, Some(1), None).await {
-                Ok(_) => {}
+                Ok(_) => Ok(()),
                 Err(e) => match session.error(e) {
-                    e @ RegistryError::Unauthorized { .. } | e @ RegistryError::Unreachable { .. } => return Err(e),
+                    e @ (RegistryError::Unauthorized { .. } | RegistryError::Unreachable { .. }) => Err(e),
                     // Some registries hide the catalog; the credentials were accepted.
-                    _ => {}
+                    _ => Ok(()),
                 },
             },
-            Err(e) => return Err(session.error(e)),
+            Err(e) => Err(session.error(e)),
+        };
+        match checked {
+            Err(RegistryError::Unauthorized { registry, detail, .. }) => {
+                return Err(RegistryError::LoginRejected { registry, detail });
+            }
+            other => other?,
         }
         self.options.auth.store(registry, user, password)?;
         Ok(())
@@ -183,6 +222,29 @@ impl Registry {
     /// Forgets the credentials Spore stored for `registry`.
     pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
         Ok(self.options.auth.remove(registry)?)
+    }
+
+    /// The image `reference` names in `store`, pulled first as `policy` says; `None` when the
+    /// policy is `never` and the store does not have it. Returns the digest and, when pulled,
+    /// what the pull moved.
+    pub async fn ensure(
+        &self,
+        store: &ContentStore,
+        reference: &Reference,
+        policy: PullPolicy,
+        progress: &Progress,
+    ) -> Result<(Option<Digest>, Option<Transferred>), RegistryError> {
+        let local = match reference.digest.filter(|d| store.has(d)) {
+            Some(d) => Some(d),
+            None => store.resolve(reference)?,
+        };
+        match (policy, local) {
+            (PullPolicy::Never, local) | (PullPolicy::Missing, local @ Some(_)) => Ok((local, None)),
+            (PullPolicy::Always, _) | (PullPolicy::Missing, None) => {
+                let done = self.pull(store, reference, progress).await?;
+                Ok((Some(done.digest), Some(done)))
+            }
+        }
     }
 
     /// Pulls `reference` into `store` and names it there. For an index, the index and its wasm
@@ -450,6 +512,15 @@ impl Session {
             }
             OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message),
             OciDistributionError::ServerError { code: 404, message, .. } => not_found(message),
+            OciDistributionError::RequestError(e) if e.status().is_some_and(|s| s == 401 || s == 403) => {
+                unauthorized(e.status().map(|s| s.to_string()).unwrap_or_default())
+            }
+            OciDistributionError::RequestError(e) if e.status().is_some_and(|s| s == 404) => {
+                not_found("404 Not Found".into())
+            }
+            OciDistributionError::RequestError(e) if e.status().is_some() => {
+                RegistryError::Protocol { registry, detail: e.to_string() }
+            }
             OciDistributionError::RequestError(e) => {
                 let mut detail = e.to_string();
                 let mut source = std::error::Error::source(&e);

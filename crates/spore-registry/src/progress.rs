@@ -22,6 +22,11 @@ impl Progress {
         Progress { multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
     }
 
+    /// No output at all (the daemon logs pulls itself).
+    pub fn hidden() -> Self {
+        Progress { multi: Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden())) }
+    }
+
     /// Starts a blob's line: `verb` is what happens to it (Pulling, Pushing).
     pub fn blob(&self, verb: &str, digest: &Digest, size: u64) -> BlobProgress {
         let label = digest.hex()[..12].to_owned();

@@ -412,7 +412,7 @@ fn default_argv0(spec: &SandboxSpec, name: &str) -> String {
         ProgramSource::Path(p) => {
             p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_owned())
         }
-        ProgramSource::Digest(_) => name.to_owned(),
+        ProgramSource::Digest(_) | ProgramSource::Image(_) => name.to_owned(),
     }
 }
 

@@ -44,6 +44,9 @@ pub enum ProgramSource {
     Path(PathBuf),
     /// A program the daemon stores by content, named by its digest (`sha256:<hex>`).
     Digest(String),
+    /// An image reference: whoever runs the sandbox (CLI or daemon) resolves it to the
+    /// image's wasm, files and settings first.
+    Image(String),
 }
 
 impl Default for ProgramSource {
