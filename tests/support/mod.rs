@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod peers;
+
 /// Path of a built test guest. Guests are built by `guests/build.sh` (the test script runs it).
 pub fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));

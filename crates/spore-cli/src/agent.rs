@@ -115,7 +115,11 @@ async fn upload(client: &Client, spec: &SpecArgs) -> anyhow::Result<String> {
     let head = client.send(Method::HEAD, &format!("/v1/programs/{digest}"), None).await?;
     if head.status() == StatusCode::NOT_FOUND {
         let put = client
-            .send(Method::PUT, &format!("/v1/programs/{digest}"), Some(("application/wasm", Bytes::from(bytes.clone()))))
+            .send(
+                Method::PUT,
+                &format!("/v1/programs/{digest}"),
+                Some(("application/wasm", Bytes::from(bytes.clone()))),
+            )
             .await?;
         let status = put.status();
         let body = put.into_body().collect().await?.to_bytes();
@@ -139,13 +143,9 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
     let name = match (&args.name, &image) {
         (Some(n), _) => n.clone(),
         // The repository's last part: ghcr.io/acme/web:v2 → web.
-        (None, Some(image)) => image
-            .parse::<spore_image::Reference>()?
-            .repository
-            .rsplit('/')
-            .next()
-            .unwrap_or("app")
-            .to_owned(),
+        (None, Some(image)) => {
+            image.parse::<spore_image::Reference>()?.repository.rsplit('/').next().unwrap_or("app").to_owned()
+        }
         (None, None) => {
             args.spec.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into())
         }

@@ -363,8 +363,7 @@ pub fn inspect_one(image: &str, store_dir: &Path) -> anyhow::Result<serde_json::
             .unwrap_or(serde_json::Value::Null),
         None => serde_json::Value::Null,
     };
-    let names: Vec<String> =
-        store.refs()?.into_iter().filter(|(_, d)| *d == top).map(|(n, _)| n).collect();
+    let names: Vec<String> = store.refs()?.into_iter().filter(|(_, d)| *d == top).map(|(n, _)| n).collect();
     let layers: Vec<_> = doc
         .layers
         .iter()

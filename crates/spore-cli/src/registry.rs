@@ -4,9 +4,9 @@
 use crate::images::{open_store, resolve};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use spore_registry::{PullPolicy, Transferred};
 use spore_image::{ContentStore, Reference};
 use spore_registry::{AuthFiles, Progress, Registry, RegistryOptions};
+use spore_registry::{PullPolicy, Transferred};
 use std::io::BufRead;
 use std::path::Path;
 
@@ -80,12 +80,18 @@ Examples:
   spore pull localhost:5000/hello            # loopback registries are plain HTTP
   spore --insecure-registry reg.lan:5000 pull reg.lan:5000/app@sha256:...")]
 pub struct PullArgs {
+    /// Refuse any blob larger than this (e.g. 64M) [default: 1G].
+    #[arg(long, value_name = "SIZE", value_parser = crate::flags::parse_size)]
+    max_blob_size: Option<u64>,
     /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST].
     image: String,
 }
 
 pub fn pull(args: PullArgs, store_dir: &Path, insecure: &[String]) -> anyhow::Result<i32> {
-    let store = open_store(store_dir)?;
+    let mut store = open_store(store_dir)?;
+    if let Some(cap) = args.max_blob_size {
+        store = store.with_max_blob(cap);
+    }
     let reference: Reference = args.image.parse()?;
     let done = runtime()?.block_on(registry(insecure).pull(&store, &reference, &Progress::stderr()))?;
     summary(&reference, &done);

@@ -63,13 +63,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
-    let programs =
-        programs::Programs::open(
-            &config.data_dir.join("programs"),
-            &config.data_dir.join("store"),
-            config.registries.insecure.clone(),
-        )
-        .map_err(|e| format!("program store: {e}"))?;
+    let programs = programs::Programs::open(
+        &config.data_dir.join("programs"),
+        &config.data_dir.join("store"),
+        config.registries.insecure.clone(),
+    )
+    .map_err(|e| format!("program store: {e}"))?;
     let logs =
         logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
     let policy = supervisor::Policy { capacity: capacity as usize, max_memory, defaults };

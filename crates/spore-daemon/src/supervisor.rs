@@ -12,7 +12,7 @@ use crate::logs::{LogHub, SandboxLog, Stream};
 use crate::model::*;
 use crate::programs::{ProgramError, Programs};
 use spore_engine::SporeEngine;
-use spore_sandbox::{SandboxSpec, ExitStatus, Meter, ProgramSource, Runnable, Sinks};
+use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, SandboxSpec, Sinks};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

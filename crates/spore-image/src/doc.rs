@@ -2,7 +2,7 @@
 //! enough to know what they name. Opening, pulling, pushing, importing, exporting and pruning
 //! all walk images through this one reading.
 
-use crate::open::{ImageError, INDEX_TYPES};
+use crate::open::{INDEX_TYPES, ImageError};
 use serde::Deserialize;
 use spore_engine::Digest;
 

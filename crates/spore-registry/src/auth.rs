@@ -47,7 +47,9 @@ impl AuthFiles {
     pub fn from_env() -> Self {
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
         let spore = std::env::var_os("SPORE_AUTH_FILE").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".config"))
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".config"))
                 .join("spore/auth.json")
         });
         let docker = std::env::var_os("DOCKER_CONFIG")
@@ -150,7 +152,8 @@ fn decode(entry: &Value, file: &Path) -> Result<Option<RegistryAuth>, AuthError>
         return Ok(Some(RegistryAuth::Basic(u.to_owned(), p.to_owned())));
     }
     let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) else { return Ok(None) };
-    let raw = base64::engine::general_purpose::STANDARD.decode(auth).map_err(|_| damaged("an auth value is not base64"))?;
+    let raw =
+        base64::engine::general_purpose::STANDARD.decode(auth).map_err(|_| damaged("an auth value is not base64"))?;
     let text = String::from_utf8(raw).map_err(|_| damaged("an auth value is not UTF-8"))?;
     let (u, p) = text.split_once(':').ok_or_else(|| damaged("an auth value is not user:password"))?;
     Ok(Some(RegistryAuth::Basic(u.to_owned(), p.to_owned())))
@@ -170,7 +173,8 @@ mod tests {
     #[test]
     fn spore_file_first_then_docker_then_anonymous() {
         let dir = tempfile::tempdir().unwrap();
-        let files = AuthFiles { spore: dir.path().join("spore/auth.json"), docker: Some(dir.path().join("config.json")) };
+        let files =
+            AuthFiles { spore: dir.path().join("spore/auth.json"), docker: Some(dir.path().join("config.json")) };
         std::fs::write(
             dir.path().join("config.json"),
             r#"{"auths":{"https://index.docker.io/v1/":{"auth":"aHViOnNlY3JldA=="},"reg.example:5000":{"auth":"ZDpw"}}}"#,

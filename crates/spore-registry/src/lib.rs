@@ -88,6 +88,14 @@ pub enum RegistryError {
         /// What went wrong.
         detail: String,
     },
+    /// A blob whose bytes do not hash to its digest.
+    #[error("{digest}: the registry sent content that does not match its digest ({detail}); nothing was stored")]
+    BadContent {
+        /// The blob.
+        digest: Digest,
+        /// What the check saw.
+        detail: String,
+    },
     /// A manifest that is too big or does not match the digest it was asked for by.
     #[error("{reference}: {detail}")]
     BadManifest {
@@ -181,7 +189,8 @@ impl Registry {
     async fn connect(&self, reference: &Reference, op: RegistryOperation) -> Result<Session, RegistryError> {
         let client = self.client(&reference.registry);
         let auth = self.options.auth.lookup(&reference.registry)?;
-        let session = Session { client, auth, reference: reference.clone(), insecure: self.is_insecure(&reference.registry) };
+        let session =
+            Session { client, auth, reference: reference.clone(), insecure: self.is_insecure(&reference.registry) };
         session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
         Ok(session)
     }
@@ -318,7 +327,12 @@ impl Registry {
                     continue;
                 }
                 let bar = progress.blob("Pushing", &digest, blob.size);
-                if session.client.blob_exists(&session.oci(None), &digest.to_string()).await.map_err(|e| session.error(e))? {
+                if session
+                    .client
+                    .blob_exists(&session.oci(None), &digest.to_string())
+                    .await
+                    .map_err(|e| session.error(e))?
+                {
                     done.skipped += 1;
                     bar.finish("Already exists", blob.size);
                     continue;
@@ -328,9 +342,10 @@ impl Registry {
                 done.bytes += blob.size;
                 bar.finish("Pushed", blob.size);
             }
-            let media_type = doc.media_type.clone().unwrap_or_else(|| {
-                if doc.is_index() { INDEX_TYPES[0] } else { MANIFEST_TYPES[0] }.to_owned()
-            });
+            let media_type = doc
+                .media_type
+                .clone()
+                .unwrap_or_else(|| if doc.is_index() { INDEX_TYPES[0] } else { MANIFEST_TYPES[0] }.to_owned());
             // Children by digest; the root by the tag asked for (or its digest).
             let name = if manifest == root { target.tag.clone().map_or(Some(root), |_| None) } else { Some(manifest) };
             let content_type = media_type.parse().map_err(|_| RegistryError::BadManifest {
@@ -387,7 +402,10 @@ impl Session {
         let (bytes, _) = self.client.pull_manifest_raw(&oref, &self.auth, &accept).await.map_err(|e| self.error(e))?;
         let bad = |detail: String| RegistryError::BadManifest { reference: oref.whole(), detail };
         if bytes.len() > MAX_MANIFEST {
-            return Err(bad(format!("the registry sent a manifest of {} bytes; the limit is {MAX_MANIFEST}", bytes.len())));
+            return Err(bad(format!(
+                "the registry sent a manifest of {} bytes; the limit is {MAX_MANIFEST}",
+                bytes.len()
+            )));
         }
         let actual = Digest::of(&bytes);
         if let Some(expected) = digest.or(self.reference.digest)
@@ -422,10 +440,17 @@ impl Session {
         let mut stream =
             self.client.pull_blob_stream(&self.oci(None), digest_text.as_str()).await.map_err(|e| self.error(e))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Unreachable {
-                registry: self.reference.registry.clone(),
-                detail: format!("while downloading {digest}: {e}"),
-                hint: "",
+            let chunk = chunk.map_err(|e| {
+                // oci-client checks the digest too, and says so at the end of the stream.
+                if e.get_ref().is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) {
+                    RegistryError::BadContent { digest, detail: e.to_string() }
+                } else {
+                    RegistryError::Unreachable {
+                        registry: self.reference.registry.clone(),
+                        detail: format!("while downloading {digest}: {e}"),
+                        hint: "",
+                    }
+                }
             })?;
             writer.write(&chunk)?;
             bar.advance(chunk.len() as u64);
@@ -480,8 +505,11 @@ impl Session {
             reference: reference.clone(),
             detail,
         };
-        let not_found =
-            |detail: String| RegistryError::NotFound { registry: registry.clone(), reference: reference.clone(), detail };
+        let not_found = |detail: String| RegistryError::NotFound {
+            registry: registry.clone(),
+            reference: reference.clone(),
+            detail,
+        };
         match err {
             OciDistributionError::UnauthorizedError { .. } => unauthorized("401 Unauthorized".into()),
             OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail),
@@ -567,8 +595,9 @@ fn check_types(doc: &Document, digest: Digest) -> Result<(), RegistryError> {
         .into());
     }
     if doc.config.is_none() {
-        return Err(ImageError::Malformed { what: "manifest", digest, message: "it has no config descriptor".into() }
-            .into());
+        return Err(
+            ImageError::Malformed { what: "manifest", digest, message: "it has no config descriptor".into() }.into()
+        );
     }
     Ok(())
 }

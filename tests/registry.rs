@@ -1,0 +1,324 @@
+//! Images against the real tools people already have: a registry (distribution 2.8), skopeo
+//! and containerd 1.6, all started by the tests on 127.0.0.1 and stopped by PID.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::peers::{Containerd, Registry};
+use support::*;
+
+/// A client with its own store and credentials file (and no Docker config of the machine's).
+struct Client {
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    fn new() -> Client {
+        Client { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = spore();
+        cmd.env("SPORE_STORE", self.store())
+            .env("SPORE_AUTH_FILE", self.auth_file())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Seen {
+        Seen::from(self.cmd().args(args).output().unwrap())
+    }
+
+    fn ok(&self, args: &[&str]) -> Seen {
+        let seen = self.run(args);
+        assert_eq!(seen.code, 0, "spore {}: {seen:?}", args.join(" "));
+        seen
+    }
+
+    /// Builds the hello guest into an image named `tag` (`format`: compat or artifact).
+    fn build_hello(&self, tag: &str, format: &str) -> String {
+        let ctx = self.dir.path().join(format!("ctx-{format}"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(guest("hello"), ctx.join("hello.wasm")).unwrap();
+        std::fs::write(
+            ctx.join("Sporefile"),
+            "FROM scratch\nCOPY hello.wasm /hello.wasm\nENTRYPOINT [\"/hello.wasm\"]\n",
+        )
+        .unwrap();
+        let seen = self.ok(&["build", "--format", format, "-t", tag, ctx.to_str().unwrap()]);
+        let digest = seen.stdout.split_whitespace().find(|w| w.starts_with("sha256:")).unwrap();
+        digest.to_owned()
+    }
+
+    fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.store().join("blobs/sha256")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+const HELLO: &str = "Hello from Spore!";
+
+#[test]
+fn build_push_rmi_pull_run_against_a_real_registry() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/hello:v1", reg.addr);
+    let built = me.build_hello(&image, "compat");
+
+    let seen = me.ok(&["push", &image]);
+    assert!(seen.stdout.contains(&format!("{image}@{built}")), "{seen:?}");
+    assert_eq!(seen.stderr.matches(": Pushed").count(), 2, "config and layer: {seen:?}");
+    // The registry has them now: a second push sends no blob.
+    let seen = me.ok(&["push", &image]);
+    assert_eq!(seen.stderr.matches(": Already exists").count(), 2, "{seen:?}");
+    assert!(seen.stderr.contains("(0 blob(s), 0 B; 2 already there)"), "{seen:?}");
+
+    // Gone locally: the name, then the blobs.
+    me.ok(&["rmi", &image]);
+    let seen = me.ok(&["image", "prune"]);
+    assert!(seen.stdout.contains("Deleted 3 blob(s)"), "{seen:?}");
+    assert_eq!(me.blob_count(), 0);
+    let seen = me.run(&["run", "--pull", "never", &image]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains(&format!("spore pull {image}")), "says how to get it: {seen:?}");
+
+    // `run` pulls what is missing, verifies it, and runs it.
+    let seen = me.ok(&["run", &image]);
+    assert_eq!(seen.stdout.trim(), HELLO, "{seen:?}");
+    assert!(seen.stderr.contains(&format!("Pulled {image} ({built}; 2 blob(s)")), "{seen:?}");
+    // Present now: no pull (nothing on stderr).
+    let seen = me.ok(&["run", &image]);
+    assert_eq!((seen.stdout.trim(), seen.stderr.as_str()), (HELLO, ""), "{seen:?}");
+    // --pull always asks again; the blobs are already here.
+    let seen = me.ok(&["run", "--pull", "always", &image]);
+    assert!(seen.stderr.contains("0 blob(s), 0 B; 2 already here"), "{seen:?}");
+
+    // By digest, into a second store; inspect shows what came.
+    let other = Client::new();
+    let pinned = format!("{}/demo/hello@{built}", reg.addr);
+    other.ok(&["pull", &pinned]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&other.ok(&["inspect", "--type", "image", &pinned]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], built.as_str());
+    assert_eq!((inspect["Os"].as_str(), inspect["Format"].as_str()), (Some("wasip1"), Some("compat")));
+    assert_eq!(inspect["Annotations"]["module.wasm.image/variant"], "compat-smart");
+    assert_eq!(inspect["Entrypoint"][0], "/hello.wasm");
+    // Hello's image is far below the 100 KB goal.
+    assert!(inspect["Size"].as_u64().unwrap() < 100_000, "{inspect}");
+
+    let seen = me.run(&["pull", &format!("{}/demo/nothing:v1", reg.addr)]);
+    assert_eq!(seen.code, 125);
+    assert!(seen.stderr.contains("not found in") && seen.stderr.contains("manifest unknown"), "{seen:?}");
+}
+
+#[test]
+fn a_pull_verifies_every_blob_and_stores_nothing_of_a_bad_image() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/hello:v1", reg.addr);
+    me.build_hello(&image, "compat");
+    me.ok(&["push", &image]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&me.ok(&["inspect", "--type", "image", &image]).stdout).unwrap();
+    let layer = inspect["Layers"][0]["digest"].as_str().unwrap();
+
+    // A blob cap below the layer's size: refused before anything is written.
+    let fresh = Client::new();
+    let seen = fresh.run(&["pull", "--max-blob-size", "1K", &image]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("larger than the 1024-byte limit"), "{seen:?}");
+    assert_eq!(fresh.blob_count(), 0, "nothing kept: {seen:?}");
+
+    // The registry's copy of the layer is tampered with (same size, other bytes).
+    let file = reg.blob_file(layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let seen = fresh.run(&["pull", &image]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains(&format!("{layer}: the registry sent content that does not match its digest")),
+        "{seen:?}"
+    );
+    assert_eq!(fresh.blob_count(), 0, "the manifest and config pulled before it are removed too: {seen:?}");
+    let seen = fresh.run(&["images", "--json"]);
+    assert_eq!(seen.stdout.trim(), "[]", "{seen:?}");
+}
+
+#[test]
+fn basic_auth_login_logout_and_docker_credentials() {
+    let reg = Registry::start(Some(("alice", "s3cret")));
+    let me = Client::new();
+    let image = format!("{}/team/hello:v1", reg.addr);
+    me.build_hello(&image, "compat");
+
+    let seen = me.run(&["push", &image]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains(&format!("log in with `spore login {}`", reg.addr)), "{seen:?}");
+
+    let seen = me.run(&["login", "-u", "alice", "-p", "wrong", &reg.addr]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("rejected the user name or password"), "{seen:?}");
+    assert!(!me.auth_file().exists(), "nothing stored for a failed login");
+
+    let mut login = me.cmd();
+    login.args(["login", "-u", "alice", "--password-stdin", &reg.addr]).stdin(std::process::Stdio::piped());
+    login.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"s3cret\n").unwrap();
+    let seen = Seen::from(child.wait_with_output().unwrap());
+    assert_eq!((seen.code, seen.stdout.trim()), (0, "Login Succeeded"), "{seen:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(me.auth_file()).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    me.ok(&["push", &image]);
+    me.ok(&["rmi", &image]);
+    me.ok(&["pull", &image]);
+    me.ok(&["logout", &reg.addr]);
+    let seen = me.run(&["pull", &image]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("refused access"), "{seen:?}");
+
+    // A machine where `docker login` was run: Docker's config.json is enough.
+    let docker = me.dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#, reg.addr), // alice:s3cret
+    )
+    .unwrap();
+    let seen = me.ok(&["run", "--pull", "always", &image]);
+    assert_eq!(seen.stdout.trim(), HELLO, "{seen:?}");
+}
+
+#[test]
+fn skopeo_reads_what_spore_pushed_and_spore_pulls_what_skopeo_pushed() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/hello:v1", reg.addr);
+    let artifact = format!("{}/demo/hello:artifact", reg.addr);
+    me.build_hello(&image, "compat");
+    me.build_hello(&artifact, "artifact");
+    me.ok(&["push", &image]);
+    me.ok(&["push", &artifact]);
+
+    let skopeo = |args: &[&str]| {
+        let out = Command::new("skopeo").args(args).output().expect("skopeo is not installed: run scripts/setup");
+        assert!(out.status.success(), "skopeo {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]))
+            .unwrap();
+    assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(raw["annotations"]["module.wasm.image/variant"], "compat-smart");
+    let config: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--config", "--tls-verify=false", &format!("docker://{image}")]))
+            .unwrap();
+    assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("wasm"), Some("wasip1")));
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{artifact}")]))
+            .unwrap();
+    assert_eq!(raw["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
+    assert_eq!(raw["layers"][0]["mediaType"], "application/wasm");
+
+    // skopeo copies both into an OCI layout, and pushes the compat one back from there.
+    let layout = me.dir.path().join("layout");
+    let oci = |tag: &str| format!("oci:{}:{tag}", layout.display());
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{image}"), &oci("v1")]);
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{artifact}"), &oci("artifact")]);
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    let theirs = format!("{}/other/hello:v2", reg.addr);
+    skopeo(&["copy", "--dest-tls-verify=false", &oci("v1"), &format!("docker://{theirs}")]);
+
+    let fresh = Client::new();
+    fresh.ok(&["pull", &theirs]);
+    assert_eq!(fresh.ok(&["run", &theirs]).stdout.trim(), HELLO);
+    assert_eq!(fresh.ok(&["run", &artifact]).stdout.trim(), HELLO, "the artifact runs too");
+    // And Spore loads the layout skopeo wrote.
+    let seen = fresh.ok(&["load", "-i", layout.to_str().unwrap()]);
+    assert_eq!(seen.stdout.matches("Loaded image").count(), 2, "{seen:?}");
+}
+
+#[test]
+fn containerd_pulls_and_unpacks_the_compat_image() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/hello:v1", reg.addr);
+    let built = me.build_hello(&image, "compat");
+    me.ok(&["push", &image]);
+
+    let ctd = Containerd::start();
+    let out =
+        ctd.ctr(&["images", "pull", "--plain-http", "--platform", "wasip1/wasm", "--snapshotter", "native", &image]);
+    assert!(
+        out.status.success(),
+        "ctr pull: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8_lossy(&ctd.ctr(&["images", "ls"]).stdout).into_owned();
+    let line = list.lines().find(|l| l.starts_with(&image)).unwrap_or_else(|| panic!("not listed:\n{list}"));
+    assert!(line.contains(&built) && line.contains("wasip1/wasm"), "{line}");
+    // Unpacked: the snapshot holds the very wasm that was built in.
+    let wasm = std::fs::read(guest("hello")).unwrap();
+    let unpacked = find_files(&ctd.dir.path().join("root"), "hello.wasm");
+    assert!(!unpacked.is_empty(), "no hello.wasm in containerd's snapshots");
+    assert!(unpacked.iter().all(|p| std::fs::read(p).unwrap() == wasm), "{unpacked:?}");
+}
+
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            found.extend(find_files(&path, name));
+        } else if kind.is_file() && entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_daemon_runs_an_image_it_pulls_itself() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/hello:v1", reg.addr);
+    me.build_hello(&image, "compat");
+    me.ok(&["push", &image]);
+
+    let d = Daemon::start(&[]);
+    let seen = d.run(["deploy", "--name", "hi", image.as_str()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let record = d.wait_for("hi", 10, |r| r["state"] == "exited");
+    assert_eq!(record["exit"], serde_json::json!({"kind": "exited", "code": 0}), "{record}");
+    let logs = d.run(["logs", "hi"]);
+    assert_eq!(logs.stdout.trim(), HELLO, "{logs:?}");
+    // The image went into the daemon's own store, pinned: a prune there keeps it.
+    let store = d.dir.path().join("data/store");
+    let prune = Seen::from(spore().env("SPORE_STORE", &store).args(["image", "prune"]).output().unwrap());
+    assert!(prune.stdout.contains("Deleted 0 blob(s)"), "{prune:?}");
+    let seen = d.run(["start", "hi"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+
+    // Bad references are the client's error, named.
+    let seen = d.run(["deploy", "--pull", "never", &format!("{}/demo/absent:v1", reg.addr)]);
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("pull policy is never"), "{seen:?}");
+    let seen = d.run(["deploy", &format!("{}/demo/absent:v1", reg.addr)]);
+    assert!(seen.stderr.contains("not found in"), "{seen:?}");
+}

@@ -1,0 +1,140 @@
+//! Real peers for the image tests, each started on 127.0.0.1 in its own temp dir and stopped by
+//! PID when dropped: an OCI registry (Debian's `docker-registry`, distribution 2.8) and
+//! containerd 1.6. `scripts/setup` installs them; a missing one fails the test, naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now (the kernel's choice; released before the peer binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn require(tool: &str) {
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
+    assert!(found, "{tool} is not installed: run scripts/setup (it installs docker-registry, skopeo and containerd)");
+}
+
+fn wait_until(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not come up; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A registry: `distribution` serving from a temp dir on 127.0.0.1.
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`, as image references name it.
+    pub addr: String,
+    child: Child,
+}
+
+impl Registry {
+    /// Starts a registry; with `user` (name, password), it demands HTTP basic auth.
+    pub fn start(user: Option<(&str, &str)>) -> Registry {
+        require("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let auth = match user {
+            Some((name, password)) => {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, format!("{name}:{hash}\n")).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: spore-test\n    path: {}\n", file.display())
+            }
+            None => String::new(),
+        };
+        // Our own config: the packaged one listens on every interface.
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: spore-test-secret\n{auth}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = dir.path().join("registry.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("cannot start docker-registry");
+        let probe = addr.clone();
+        wait_until("docker-registry", &log, || std::net::TcpStream::connect(&probe).is_ok());
+        Registry { dir, addr, child }
+    }
+
+    /// Where the registry keeps a blob's bytes (distribution's filesystem layout).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// containerd with its own config, root, state and socket in a temp dir (no CRI plugin).
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        require("containerd");
+        require("ctr");
+        // Short: the socket path must fit a sockaddr_un.
+        let dir = tempfile::Builder::new().prefix("ctd").tempdir_in("/tmp").unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[debug]\n  address = \"{d}/d.sock\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = dir.path().join("containerd.log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("cannot start containerd");
+        let c = Containerd { dir, child };
+        wait_until("containerd", &log, || c.ctr(&["version"]).status.success());
+        c
+    }
+
+    /// `ctr -a <socket> ARGS`.
+    pub fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(self.dir.path().join("c.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
