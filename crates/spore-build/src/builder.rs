@@ -112,7 +112,7 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
             Instruction::Expose(ports) => image.exposed_ports.extend(ports.iter().map(|p| substitute(p, &vars))),
             Instruction::Entrypoint(argv) => image.entrypoint = argv.clone(),
             Instruction::Cmd(argv) => image.cmd = argv.clone(),
-            Instruction::Copy { sources, dest, .. } => {
+            Instruction::Copy { sources, dest, add, .. } => {
                 let dest = join_abs(&workdir, &substitute(dest, &vars));
                 let mut matched: Vec<(PathBuf, PathBuf)> = Vec::new(); // (context path, path below dest)
                 for source in sources {
@@ -132,6 +132,12 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
                 }
                 let into_dir = dest.ends_with('/') || matched.len() > 1 || sources.len() > 1;
                 for (from, below) in matched {
+                    // ADD unpacks a local tar (or tar.gz) archive into DEST, as docker does.
+                    if *add && is_archive(&opts.context.join(&from)) {
+                        unpack_archive(&opts.context.join(&from), &dest, &mut image.files)
+                            .map_err(|e| at(n, format!("ADD {}: {e}", from.display())))?;
+                        continue;
+                    }
                     let target = if into_dir || below.components().count() > 1 {
                         format!("{}/{}", dest.trim_end_matches('/'), below.display())
                     } else {
@@ -174,6 +180,66 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
 }
 
 /// `path` against `base` (both image paths), normalised, absolute.
+/// Whether `path` is a tar archive, plain or gzipped (`ustar` at offset 257 of the tar
+/// stream); ADD copies other files as they are.
+fn is_archive(path: &Path) -> bool {
+    archive_head(path).is_some()
+}
+
+fn archive_head(path: &Path) -> Option<()> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let mut file = std::fs::File::open(path).ok()?;
+    let n = file.read(&mut head).ok()?;
+    let is_tar = |b: &[u8]| b.len() >= 262 && &b[257..262] == b"ustar";
+    if head[..n].starts_with(&[0x1f, 0x8b]) {
+        let mut inner = [0u8; 512];
+        let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(path).ok()?);
+        let mut got = 0;
+        while got < inner.len() {
+            match gz.read(&mut inner[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got += k,
+            }
+        }
+        return is_tar(&inner[..got]).then_some(());
+    }
+    is_tar(&head[..n]).then_some(())
+}
+
+/// Unpacks an archive (refusing entries that escape, links and devices, as for image layers)
+/// and adds its regular files under `dest`.
+fn unpack_archive(
+    path: &Path,
+    dest: &str,
+    files: &mut std::collections::BTreeMap<String, (Vec<u8>, u32)>,
+) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    spore_image::extract_layer(std::io::BufReader::new(file), tmp.path()).map_err(|e| e.to_string())?;
+    let mut todo = vec![tmp.path().to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let kind = entry.file_type().map_err(|e| e.to_string())?;
+            let rel = entry.path().strip_prefix(tmp.path()).expect("inside").to_path_buf();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+                let target = format!("{}/{}", dest.trim_end_matches('/'), rel.display());
+                files.insert(target, (bytes, file_mode(&entry.path())));
+            } else {
+                return Err(format!(
+                    "the archive holds {}, which is not a regular file; Spore images hold files and directories only",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn join_abs(base: &str, path: &str) -> String {
     let joined = if path.starts_with('/') { PathBuf::from(path) } else { Path::new(base).join(path) };
     let mut parts: Vec<String> = Vec::new();
@@ -348,6 +414,55 @@ mod tests {
         assert_eq!(planned.image.working_dir.as_deref(), Some("/srv"));
         assert_eq!(planned.image.os, "wasip1");
         assert_eq!(planned.entry_wasm, WASM);
+    }
+
+    /// A tar(.gz) of `entries` (path, bytes; `None` bytes: a symlink to /etc/passwd).
+    fn tarball(entries: &[(&str, Option<&[u8]>)], gzip: bool) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, bytes) in entries {
+            let mut h = tar::Header::new_ustar();
+            match bytes {
+                Some(bytes) => {
+                    h.set_size(bytes.len() as u64);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    b.append_data(&mut h, path, *bytes).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, "/etc/passwd").unwrap();
+                }
+            }
+        }
+        let tar = b.into_inner().unwrap();
+        if !gzip {
+            return tar;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn add_unpacks_local_archives_and_copy_does_not() {
+        let plain = tarball(&[("conf/a.toml", Some(b"a = 1")), ("b.txt", Some(b"b"))], false);
+        let gz = tarball(&[("www/index.html", Some(b"<h1>"))], true);
+        let (_d, opts, store) = context(
+            &[("app.wasm", WASM), ("site.tar", &plain), ("www.tar.gz", &gz), ("raw.tar", &plain)],
+            "FROM scratch\nADD site.tar /etc/app/\nADD www.tar.gz /\nCOPY raw.tar /raw.tar\nADD app.wasm /app.wasm\nENTRYPOINT [\"/app.wasm\"]\n",
+        );
+        let planned = plan(&opts, &store).unwrap();
+        let files: Vec<&str> = planned.image.files.keys().map(String::as_str).collect();
+        assert_eq!(files, ["/app.wasm", "/etc/app/b.txt", "/etc/app/conf/a.toml", "/raw.tar", "/www/index.html"]);
+        assert_eq!(planned.image.files["/etc/app/conf/a.toml"].0, b"a = 1");
+        assert_eq!(planned.image.files["/raw.tar"].0, plain, "COPY keeps an archive whole");
+
+        let evil = tarball(&[("ok.txt", Some(b"x")), ("link", None)], false);
+        let (_d, opts, store) =
+            context(&[("app.wasm", WASM), ("evil.tar", &evil)], "FROM scratch\nADD evil.tar /\nCOPY app.wasm /\n");
+        let err = plan(&opts, &store).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("ADD evil.tar") && err.contains("link"), "{err}");
     }
 
     #[test]
