@@ -322,3 +322,49 @@ fn the_daemon_runs_an_image_it_pulls_itself() {
     let seen = d.run(["deploy", &format!("{}/demo/absent:v1", reg.addr)]);
     assert!(seen.stderr.contains("not found in"), "{seen:?}");
 }
+
+#[test]
+fn an_index_travels_whole_and_a_pull_takes_only_its_wasm_platform() {
+    use spore_image::{CompatImage, ContentStore, Reference};
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let store = ContentStore::open(&me.store()).unwrap();
+    let image = |entry: &str, bytes: Vec<u8>| {
+        let mut image = CompatImage { os: "wasip1".into(), entrypoint: vec![entry.into()], ..Default::default() };
+        image.files.insert(entry.into(), (bytes, 0o755));
+        image.write(&store).unwrap()
+    };
+    let wasm = image("/hello.wasm", std::fs::read(guest("hello")).unwrap());
+    let native = image("/hello", b"#!/bin/sh\necho native\n".to_vec());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": native.manifest.to_string(),
+             "size": store.get(&native.manifest).unwrap().len(), "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": wasm.manifest.to_string(),
+             "size": store.get(&wasm.manifest).unwrap().len(), "platform": {"architecture": "wasm", "os": "wasip1"}},
+        ]
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = spore_engine::Digest::of(&bytes);
+    store.put(&digest, &bytes).unwrap();
+    let name = format!("{}/demo/multi:v1", reg.addr);
+    store.set_ref(&name.parse::<Reference>().unwrap(), digest).unwrap();
+
+    let seen = me.ok(&["push", &name]);
+    assert!(seen.stdout.contains(&digest.to_string()), "the index itself: {seen:?}");
+    assert_eq!(seen.stderr.matches(": Pushed").count(), 4, "two configs, two layers: {seen:?}");
+
+    let fresh = Client::new();
+    let seen = fresh.ok(&["run", &name]);
+    assert_eq!(seen.stdout.trim(), HELLO, "{seen:?}");
+    let fresh_store = ContentStore::open(&fresh.store()).unwrap();
+    assert!(fresh_store.has(&digest) && fresh_store.has(&wasm.manifest));
+    assert!(!fresh_store.has(&native.manifest), "other platforms are not pulled");
+    // Pushed on from there, the wasm manifest goes alone (the index is not whole here).
+    let copy = format!("{}/demo/wasm-only:v1", reg.addr);
+    fresh.ok(&["tag", &name, &copy]);
+    let seen = fresh.ok(&["push", &copy]);
+    assert!(seen.stdout.contains(&wasm.manifest.to_string()), "{seen:?}");
+}
