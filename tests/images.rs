@@ -65,7 +65,7 @@ fn load_list_run_save_tag_rmi() {
     assert_eq!(run(&["run", "fs"]).stdout, "hello from the image\n");
     let seen = run(&["rmi", "fs"]);
     assert_eq!(seen.stdout, "Untagged: docker.io/library/fs:latest\n", "{seen:?}");
-    let seen = run(&["run", "fs"]);
+    let seen = run(&["run", "--pull", "never", "fs"]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(
         seen.stderr.contains("no image docker.io/library/fs:latest in the local store")

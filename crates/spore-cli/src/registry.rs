@@ -62,7 +62,7 @@ pub fn ensure(
     let reference: Reference = image.parse()?;
     let (digest, pulled) = runtime()?
         .block_on(registry(insecure).ensure(store, &reference, policy, &Progress::stderr()))
-        .with_context(|| format!("{image} is not a file here and not in the local store, so Spore pulled it"))?;
+        .with_context(|| format!("{image} is not a file here and not in the local store, so Spore tried to pull it"))?;
     if let Some(done) = &pulled {
         summary(&reference, done);
     }
