@@ -7,8 +7,11 @@
 //! [`Runnable::run`] builds a fresh store and WASI context from a spec and drives the guest as
 //! an async task until it reports an [`ExitStatus`].
 
+mod kv;
 mod limits;
 mod net;
+mod outbound;
+mod proxy;
 mod runner;
 mod sink;
 mod spec;
@@ -16,7 +19,10 @@ mod status;
 mod stdio;
 
 pub use limits::{Meter, human_bytes, parse_size};
+pub use kv::KvStores;
 pub use net::{AddrRule, NetworkPolicy};
+pub use outbound::{Grant, OutboundPolicy};
+pub use proxy::{HandleError, ProxyResponse};
 pub use runner::{RunReport, Runnable, SandboxError};
 pub use sink::{CaptureSink, OutputSink};
 pub use spec::{Capabilities, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};

@@ -16,7 +16,12 @@ use wasmtime::component;
 use wasmtime::{ExternType, Instance, Store, Trap, UpdateDeadline, Val, ValType, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use crate::kv::{KvGrant, KvStores, KvView};
+use crate::outbound::OutboundHooks;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// A sandbox could not be started as specified. (How a *started* guest ended is an
 /// [`ExitStatus`], never this.)
@@ -123,11 +128,16 @@ pub struct RunReport {
     pub memory_bytes: u64,
 }
 
-/// Per-store state: WASI (the p1 context also serves components), limits and the CPU meter.
+/// Per-store state: WASI (the p1 context also serves components), limits, the CPU meter, and
+/// the capabilities the spec grants (HTTP, key-value, config).
 pub(crate) struct SandboxState {
-    wasi: WasiP1Ctx,
-    limiter: Limiter,
-    cpu: Arc<Meter>,
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: Limiter,
+    pub(crate) cpu: Arc<Meter>,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    kv: KvGrant,
+    config: Arc<WasiConfigVariables>,
 }
 
 impl WasiView for SandboxState {
@@ -136,18 +146,39 @@ impl WasiView for SandboxState {
     }
 }
 
+impl WasiHttpView for SandboxState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let SandboxState { wasi, http, hooks, .. } = self;
+        WasiHttpCtxView { ctx: http, table: WasiView::ctx(wasi).table, hooks }
+    }
+}
+
+fn kv_view(s: &mut SandboxState) -> KvView<'_> {
+    let SandboxState { wasi, kv, .. } = s;
+    KvView { table: WasiView::ctx(wasi).table, grant: kv }
+}
+
+fn config_view(s: &mut SandboxState) -> WasiConfig<'_> {
+    WasiConfig::new(&s.config)
+}
+
 enum Linked {
     Module(wasmtime::InstancePre<SandboxState>),
-    /// `None` when the component does not export `wasi:cli/run` (not a command).
-    Component(Option<CommandPre<SandboxState>>),
+    Component {
+        /// `None` when the component does not export `wasi:cli/run` (not a command).
+        command: Option<CommandPre<SandboxState>>,
+        /// `None` when it does not export `wasi:http/incoming-handler` (not an HTTP app).
+        proxy: Option<ProxyPre<SandboxState>>,
+    },
 }
 
 /// A program linked once, ready to start any number of sandboxes.
 pub struct Runnable {
-    engine: SporeEngine,
+    pub(crate) engine: SporeEngine,
     program: Program,
-    name: String,
+    pub(crate) name: String,
     linked: Linked,
+    kv_stores: Arc<KvStores>,
 }
 
 impl Runnable {
@@ -164,12 +195,46 @@ impl Runnable {
             }
             ProgramCode::Component(comp) => {
                 let mut linker = component::Linker::new(engine.wasmtime());
+                // Real components mix WASI 0.2.x patch versions; the linker matches by semver.
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+                crate::kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
+                wasmtime_wasi_config::add_to_linker(&mut linker, config_view).map_err(link_err)?;
                 let pre = linker.instantiate_pre(comp).map_err(link_err)?;
-                Linked::Component(CommandPre::new(pre).ok())
+                Linked::Component { command: CommandPre::new(pre.clone()).ok(), proxy: ProxyPre::new(pre).ok() }
             }
         };
-        Ok(Runnable { engine: engine.clone(), program, name: name.to_owned(), linked })
+        Ok(Runnable {
+            engine: engine.clone(),
+            program,
+            name: name.to_owned(),
+            linked,
+            kv_stores: Arc::default(),
+        })
+    }
+
+    /// The host's key-value stores, for the sandboxes whose specs grant them by name.
+    pub fn with_kv_stores(mut self, stores: Arc<KvStores>) -> Self {
+        self.kv_stores = stores;
+        self
+    }
+
+    /// Whether the program is an HTTP app (exports `wasi:http/incoming-handler`).
+    pub fn is_http(&self) -> bool {
+        matches!(&self.linked, Linked::Component { proxy: Some(_), .. })
+    }
+
+    /// The program's HTTP entry, if it has one.
+    pub(crate) fn proxy_pre(&self) -> Option<&ProxyPre<SandboxState>> {
+        match &self.linked {
+            Linked::Component { proxy, .. } => proxy.as_ref(),
+            Linked::Module(_) => None,
+        }
+    }
+
+    /// What the component targets, for messages: its exports.
+    pub fn describe_exports(&self) -> String {
+        self.exported_functions()
     }
 
     /// The program this runnable was linked from.
@@ -194,23 +259,7 @@ impl Runnable {
         spec.validate()?;
         let started = Instant::now();
         let meter = meter.clone();
-        let (state, captured) = self.state(spec, sinks, meter.clone()).await?;
-        let mut store = Store::new(self.engine.wasmtime(), state);
-        store.limiter(|s| &mut s.limiter);
-        let cpu_limit_ns = spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000));
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |ctx| {
-            if let Some(limit) = cpu_limit_ns
-                && ctx.data().cpu.cpu_ns() > limit
-            {
-                return Err(wasmtime::Error::new(CpuTimeExceeded));
-            }
-            // Yield at every tick, so the executor runs other sandboxes and timers (an outer
-            // timeout) fire even while this guest spins. tokio's own yield is used because it
-            // defers the wake-up until after the runtime has polled its timers and I/O; a plain
-            // self-wake would let a spinning guest starve them.
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
-        });
+        let (store, captured) = self.store(spec, sinks, meter.clone()).await?;
         let drive = Metered::new(self.drive(store, spec), meter.clone());
         let (status, results, memory_bytes) = match spec.limits.timeout_ms {
             None => drive.await?,
@@ -234,6 +283,34 @@ impl Runnable {
             wall_time: started.elapsed(),
             memory_bytes,
         })
+    }
+
+    /// A fresh store for one sandbox (or one HTTP request): the state from [`Self::state`],
+    /// the limiter, and the epoch callback that enforces CPU time and yields to the executor.
+    pub(crate) async fn store(
+        &self,
+        spec: &SandboxSpec,
+        sinks: &Sinks,
+        meter: Arc<Meter>,
+    ) -> Result<(Store<SandboxState>, Captured), SandboxError> {
+        let (state, captured) = self.state(spec, sinks, meter).await?;
+        let mut store = Store::new(self.engine.wasmtime(), state);
+        store.limiter(|s| &mut s.limiter);
+        let cpu_limit_ns = spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000));
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            if let Some(limit) = cpu_limit_ns
+                && ctx.data().cpu.cpu_ns() > limit
+            {
+                return Err(wasmtime::Error::new(CpuTimeExceeded));
+            }
+            // Yield at every tick, so the executor runs other sandboxes and timers (an outer
+            // timeout) fire even while this guest spins. tokio's own yield is used because it
+            // defers the wake-up until after the runtime has polled its timers and I/O; a plain
+            // self-wake would let a spinning guest starve them.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        Ok((store, captured))
     }
 
     /// The per-sandbox WASI context: exactly what the spec grants.
@@ -273,7 +350,17 @@ impl Runnable {
                 Box::pin(async move { allowed })
             });
         }
-        let state = SandboxState { wasi: b.build_p1(), limiter: Limiter::new(&spec.limits, cpu.clone()), cpu };
+        let caps = &spec.capabilities;
+        let policy = crate::outbound::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
+        let state = SandboxState {
+            wasi: b.build_p1(),
+            limiter: Limiter::new(&spec.limits, cpu.clone()),
+            cpu,
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks { policy: Arc::new(policy) },
+            kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
+            config: Arc::new(caps.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+        };
         Ok((state, captured))
     }
 
@@ -315,7 +402,7 @@ impl Runnable {
                     }
                 }
             }
-            Linked::Component(command) => {
+            Linked::Component { command, proxy } => {
                 if spec.invoke.is_some() {
                     return Err(SandboxError::Unsupported(format!(
                         "--invoke works on core modules; {} is a component — run it as a command (wasi:cli/run)",
@@ -323,6 +410,12 @@ impl Runnable {
                     )));
                 }
                 let Some(command) = command else {
+                    if proxy.is_some() {
+                        return Err(SandboxError::Unsupported(format!(
+                            "{} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run); serve it with `spore serve {}`",
+                            self.name, self.name
+                        )));
+                    }
                     return Err(SandboxError::NoEntryPoint {
                         program: self.name.clone(),
                         entry: "wasi:cli/run",

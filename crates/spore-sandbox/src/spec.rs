@@ -114,15 +114,28 @@ pub struct Invoke {
     pub args: Vec<String>,
 }
 
-/// Capabilities granted to the sandbox beyond WASI's CLI, filesystem and sockets. Empty for
-/// now: key-value, config and HTTP add their grants here, so stored specs keep their shape.
+/// Capabilities granted to the sandbox beyond WASI's CLI, filesystem and sockets. Everything
+/// is denied unless named here.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Capabilities {}
+pub struct Capabilities {
+    /// Where `wasi:http/outgoing-handler` may send requests, as Spin writes it:
+    /// `https://api.example.com`, `http://10.0.0.5:8080`, `https://*.example.com:443`, `*://*:*`.
+    /// Private and loopback addresses are refused unless an entry names them exactly.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// `wasi:keyvalue` stores the guest may open, by name (`default`, …); the host decides
+    /// where each lives.
+    pub key_value_stores: Vec<String>,
+    /// `wasi:config` variables the guest can read.
+    pub variables: BTreeMap<String, String>,
+}
 
 /// A spec that cannot run as written.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// An outbound HTTP grant that does not parse.
+    #[error("{0}")]
+    Outbound(String),
     /// A mount's host directory is missing or not a directory.
     #[error("mount {host}: {problem}; create it or fix the path")]
     MountHost {
@@ -176,6 +189,7 @@ impl SandboxSpec {
                 return Err(SpecError::EnvName { name: name.clone() });
             }
         }
+        crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
         let l = &self.limits;
         for (name, value) in
             [("memory_bytes", l.memory_bytes), ("cpu_time_ms", l.cpu_time_ms), ("timeout_ms", l.timeout_ms)]

@@ -1,0 +1,179 @@
+//! `wasi:keyvalue` (0.2.0-draft: store, atomics, batch) for guests, over the host's
+//! [`spore_kv::Backend`]s.
+//!
+//! A guest opens a store by name. It gets `access-denied` unless the sandbox's spec grants
+//! that name (`key_value_stores`), and `no-such-store` when the host has no backend for it;
+//! backend failures (Redis down) are the interface's `other(...)` error, never a trap.
+
+use spore_kv::Backend;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "spore:host/capabilities",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// The host's key-value stores by name (shared by every sandbox of an engine).
+#[derive(Clone, Default)]
+pub struct KvStores {
+    backends: HashMap<String, Arc<dyn Backend>>,
+}
+
+impl KvStores {
+    /// Puts `name` on `backend`.
+    pub fn insert(&mut self, name: &str, backend: Arc<dyn Backend>) {
+        self.backends.insert(name.to_owned(), backend);
+    }
+
+    /// Whether the host has a store by this name.
+    pub fn has(&self, name: &str) -> bool {
+        self.backends.contains_key(name)
+    }
+}
+
+impl std::fmt::Debug for KvStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.backends.keys()).finish()
+    }
+}
+
+/// An open store, as the guest's `bucket` resource.
+pub struct Bucket {
+    name: String,
+    backend: Arc<dyn Backend>,
+}
+
+/// What one sandbox may reach: the host's stores and the names its spec grants.
+pub(crate) struct KvGrant {
+    pub(crate) stores: Arc<KvStores>,
+    pub(crate) granted: Arc<[String]>,
+}
+
+/// The view the bindings work on.
+pub(crate) struct KvView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) grant: &'a KvGrant,
+}
+
+pub(crate) struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Links the three interfaces.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, HasKv>(linker, view)?;
+    atomics::add_to_linker::<T, HasKv>(linker, view)?;
+    batch::add_to_linker::<T, HasKv>(linker, view)?;
+    Ok(())
+}
+
+fn other(e: spore_kv::KvError) -> store::Error {
+    store::Error::Other(e.0)
+}
+
+impl KvView<'_> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn Backend>)> {
+        let b = self.table.get(bucket)?;
+        Ok((b.name.clone(), b.backend.clone()))
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
+        if !self.grant.granted.iter().any(|g| *g == identifier) {
+            tracing::warn!(
+                "key-value: denied opening store {identifier:?}: not granted to this sandbox (grant it with key_value_stores = [\"{identifier}\"], spore: --key-value {identifier})"
+            );
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        let Some(backend) = self.grant.stores.backends.get(&identifier).cloned() else {
+            tracing::warn!(
+                "key-value: store {identifier:?} is granted but the host has no such store (configure it in runtime-config.toml [key_value_store.{identifier}])"
+            );
+            return Ok(Err(store::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(Bucket { name: identifier, backend })?))
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.get(&name, &key).await.map_err(other))
+    }
+
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.set(&name, &key, &value).await.map_err(other))
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.delete(&name, &key).await.map_err(other))
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.exists(&name, &key).await.map_err(other))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.list(&name, cursor).await.map(|p| store::KeyResponse { keys: p.keys, cursor: p.cursor }).map_err(other))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> wasmtime::Result<Result<u64, store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.increment(&name, &key, delta).await.map_err(other))
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.get_many(&name, &keys)
+            .await
+            .map(|values| keys.into_iter().zip(values).map(|(k, v)| v.map(|v| (k, v))).collect())
+            .map_err(other))
+    }
+
+    async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.set_many(&name, &key_values).await.map_err(other))
+    }
+
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> wasmtime::Result<Result<(), store::Error>> {
+        let (name, b) = self.bucket(&bucket)?;
+        Ok(b.delete_many(&name, &keys).await.map_err(other))
+    }
+}
