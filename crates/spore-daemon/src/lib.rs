@@ -45,15 +45,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         tracing::warn!("{warning}");
     }
 
-    let pool = PoolConfig {
-        instances: capacity.saturating_mul(4),
-        memories: capacity.saturating_mul(2),
-        tables: capacity.saturating_mul(4),
-        component_instances: capacity,
-        stacks: capacity,
-        max_memory_bytes: max_memory,
-        ..PoolConfig::default()
-    };
+    let pool = PoolConfig::for_sandboxes(capacity, max_memory);
     let engine = SporeEngine::new(EngineConfig {
         allocation: Allocation::Pooling(pool),
         cache_dir: Some(config.data_dir.join("compiled")),

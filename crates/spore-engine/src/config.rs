@@ -40,6 +40,22 @@ pub struct PoolConfig {
     pub memory_keep_resident: usize,
 }
 
+impl PoolConfig {
+    /// A pool for `sandboxes` live guests of at most `max_memory_bytes` each, with room for
+    /// components (several core instances, memories and tables each).
+    pub fn for_sandboxes(sandboxes: u32, max_memory_bytes: u64) -> Self {
+        PoolConfig {
+            instances: sandboxes.saturating_mul(4),
+            memories: sandboxes.saturating_mul(2),
+            tables: sandboxes.saturating_mul(4),
+            component_instances: sandboxes,
+            stacks: sandboxes,
+            max_memory_bytes,
+            ..PoolConfig::default()
+        }
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {

@@ -18,8 +18,8 @@ mod spec;
 mod status;
 mod stdio;
 
-pub use limits::{Meter, human_bytes, parse_size};
 pub use kv::KvStores;
+pub use limits::{Meter, human_bytes, parse_size};
 pub use net::{AddrRule, NetworkPolicy};
 pub use outbound::{Grant, OutboundPolicy};
 pub use proxy::{HandleError, ProxyResponse};

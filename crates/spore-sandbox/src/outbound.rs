@@ -142,8 +142,12 @@ pub(crate) struct OutboundHooks {
 }
 
 type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                HttpError,
+            >,
+        > + Send,
 >;
 
 impl WasiHttpHooks for OutboundHooks {
@@ -170,7 +174,8 @@ impl WasiHttpHooks for OutboundHooks {
                 None => return deny("not in the sandbox's allowed outbound hosts"),
                 Some(Grant::Exact) => {}
                 Some(Grant::Wildcard) => {
-                    let addrs: Vec<IpAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                    let addrs: Vec<IpAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+                    {
                         Ok(ip) => vec![ip],
                         Err(_) => tokio::net::lookup_host((host.as_str(), port))
                             .await
@@ -214,7 +219,12 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for (bad, why) in [("example.com", "SCHEME://"), ("ftp://x", "scheme"), ("http://x:99999", "port"), ("http://x/path", "paths")] {
+        for (bad, why) in [
+            ("example.com", "SCHEME://"),
+            ("ftp://x", "scheme"),
+            ("http://x:99999", "port"),
+            ("http://x/path", "paths"),
+        ] {
             let err = OutboundPolicy::parse(&[bad.to_string()]).unwrap_err();
             assert!(err.contains(bad) && err.contains(why), "{bad}: {err}");
         }
@@ -222,7 +232,9 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.1.1", "::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for ip in
+            ["127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.1.1", "::1", "fd00::1", "::ffff:127.0.0.1"]
+        {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1"] {

@@ -5,7 +5,9 @@
 //! checking. [`Runnable::run`] is the per-sandbox part: a fresh store and WASI context from the
 //! spec, the limits wired into the store, and the guest driven as one async task.
 
+use crate::kv::{KvGrant, KvStores, KvView};
 use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered, human_bytes};
+use crate::outbound::OutboundHooks;
 use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
 use crate::status::{ExitStatus, LimitKind};
 use crate::stdio::{Captured, Sinks};
@@ -16,8 +18,6 @@ use wasmtime::component;
 use wasmtime::{ExternType, Instance, Store, Trap, UpdateDeadline, Val, ValType, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use crate::kv::{KvGrant, KvStores, KvView};
-use crate::outbound::OutboundHooks;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -204,13 +204,7 @@ impl Runnable {
                 Linked::Component { command: CommandPre::new(pre.clone()).ok(), proxy: ProxyPre::new(pre).ok() }
             }
         };
-        Ok(Runnable {
-            engine: engine.clone(),
-            program,
-            name: name.to_owned(),
-            linked,
-            kv_stores: Arc::default(),
-        })
+        Ok(Runnable { engine: engine.clone(), program, name: name.to_owned(), linked, kv_stores: Arc::default() })
     }
 
     /// The host's key-value stores, for the sandboxes whose specs grant them by name.
@@ -351,7 +345,8 @@ impl Runnable {
             });
         }
         let caps = &spec.capabilities;
-        let policy = crate::outbound::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
+        let policy =
+            crate::outbound::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
         let state = SandboxState {
             wasi: b.build_p1(),
             limiter: Limiter::new(&spec.limits, cpu.clone()),

@@ -189,7 +189,8 @@ impl SandboxSpec {
                 return Err(SpecError::EnvName { name: name.clone() });
             }
         }
-        crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
+        crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts)
+            .map_err(SpecError::Outbound)?;
         let l = &self.limits;
         for (name, value) in
             [("memory_bytes", l.memory_bytes), ("cpu_time_ms", l.cpu_time_ms), ("timeout_ms", l.timeout_ms)]

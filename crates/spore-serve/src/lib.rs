@@ -1,0 +1,204 @@
+//! Serving `wasi:http` apps: the HTTP/1.1 server that `spore serve`, `spore up` and the daemon
+//! share. Each request is matched to a route, then handled in a fresh sandbox from the app's
+//! pre-instantiated component ([`spore_sandbox::Runnable::handle`]) — per-request isolation,
+//! with the pooling allocator keeping an instantiation in the microseconds.
+//!
+//! Limits, as a user of a serious server expects: request headers (hyper's buffer; 431),
+//! request body (`Content-Length` checked up front, streamed bodies cut at the limit; 413),
+//! a concurrency limit (requests wait for a slot), a per-request timeout (504). A guest that
+//! traps or fails answers 500 with a log line saying why. One access-log line per request.
+//! Shutdown is graceful: no new connections, in-flight requests finish (up to a grace period).
+
+pub mod manifest;
+pub mod router;
+pub mod runtime_config;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use router::Router;
+use spore_sandbox::{HandleError, Runnable, SandboxSpec, Sinks};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// One app behind one or more routes.
+pub struct App {
+    /// Its name (the component id in a manifest, else the file or image).
+    pub name: String,
+    /// The linked program.
+    pub runnable: Arc<Runnable>,
+    /// The sandbox every request of it runs in (capabilities, env, mounts, limits).
+    pub spec: SandboxSpec,
+}
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest a request may take until its response head (then 504).
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub max_body: u64,
+    /// Header buffer per connection (at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Requests handled at once; more wait.
+    pub concurrency: usize,
+    /// How long shutdown waits for requests in flight.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(30),
+            max_body: 10 << 20,
+            max_header_bytes: 64 << 10,
+            concurrency: 1000,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The server: routes, limits, and where guests' output goes.
+pub struct Server {
+    router: Router<Arc<App>>,
+    limits: Limits,
+    slots: tokio::sync::Semaphore,
+    sinks: Sinks,
+    access_log: bool,
+}
+
+type Body = HyperOutgoingBody;
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let text = text.into();
+    let mut r = Response::new(Full::new(Bytes::from(text + "\n")).map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("header"));
+    r
+}
+
+impl Server {
+    /// A server for `router`, with guests' stdout/stderr going to `sinks`.
+    pub fn new(router: Router<Arc<App>>, limits: Limits, sinks: Sinks, access_log: bool) -> Arc<Server> {
+        let slots = tokio::sync::Semaphore::new(limits.concurrency.max(1));
+        Arc::new(Server { router, limits, slots, sinks, access_log })
+    }
+
+    /// Accepts connections until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a moment rather than spin.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, std::convert::Infallible>(server.respond(req, remote).await) }
+            });
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .max_buf_size(self.limits.max_header_bytes.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            let watched = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = watched.await;
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(self.limits.grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("shutdown: requests still running after {:?} were cut off", self.limits.grace);
+        }
+    }
+
+    /// One request, start to access-log line.
+    async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let start = Instant::now();
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let (response, app) = self.dispatch(req).await;
+        if self.access_log {
+            eprintln!(
+                "{remote} \"{method} {uri}\" {} {:.2}ms {}",
+                response.status().as_u16(),
+                start.elapsed().as_secs_f64() * 1e3,
+                app.unwrap_or("-")
+            );
+        }
+        response
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> (Response<Body>, Option<&str>) {
+        let Some(matched) = self.router.find(req.uri().path()) else {
+            return (plain(StatusCode::NOT_FOUND, format!("no route for {}", req.uri().path())), None);
+        };
+        let app = matched.target.clone();
+        let name = Some(matched.target.name.as_str());
+        let max = self.limits.max_body;
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return (plain(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the {max}-byte limit")), name);
+        }
+        let Ok(_slot) = self.slots.acquire().await else {
+            return (plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"), name);
+        };
+        let req = req.map(|body| {
+            Limited::new(body, max as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
+                Ok(h) => wasmtime_wasi_http::Error::from(*h),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
+            })
+        });
+        let response = match app.runnable.handle(&app.spec, &self.sinks, req, self.limits.request_timeout).await {
+            Ok(response) => response,
+            Err(HandleError::Timeout(t)) => {
+                tracing::warn!("{}: no response within {t:?}; answered 504", app.name);
+                plain(StatusCode::GATEWAY_TIMEOUT, format!("{} did not answer within {t:?}", app.name))
+            }
+            Err(HandleError::Setup(spore_sandbox::SandboxError::Capacity { message, .. })) => {
+                tracing::warn!("{}: {message}; answered 503", app.name);
+                plain(StatusCode::SERVICE_UNAVAILABLE, "no free instance slot; try again")
+            }
+            Err(e) => {
+                tracing::warn!("{}: {e}; answered 500", app.name);
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "the app failed; see the server log")
+            }
+        };
+        (response, name)
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,387 @@
+//! App manifests: `spore.toml`, which is Spin's `spin.toml` (manifest version 2) where the two
+//! overlap, so a Spin app runs with `spore up` unchanged.
+//!
+//! ```toml
+//! spin_manifest_version = 2
+//! [application]
+//! name = "shop"
+//! [variables]
+//! greeting = { default = "Hello" }
+//! api_key = { required = true }
+//! [[trigger.http]]
+//! route = "/hello/..."
+//! component = "hello"
+//! [component.hello]
+//! source = "hello.wasm"                      # a file (relative to the manifest) or an image
+//! files = [{ source = "static", destination = "/static" }, "assets"]
+//! allowed_outbound_hosts = ["https://api.example.com"]
+//! key_value_stores = ["default"]
+//! environment = { LEVEL = "debug" }
+//! [component.hello.variables]
+//! message = "{{ greeting }}, world"
+//! ```
+//!
+//! Keys Spore does not read are warnings, one per key. Errors (an unknown component, a bad or
+//! duplicate route, a missing required variable) name the file and line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A manifest, checked and resolved against variables.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// `[application] name`.
+    pub name: String,
+    /// Components by id.
+    pub components: BTreeMap<String, Component>,
+    /// `(route, component id)`, in file order.
+    pub routes: Vec<(String, String)>,
+    /// What was ignored, named.
+    pub warnings: Vec<String>,
+}
+
+/// One component, resolved.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// A file path (resolved against the manifest's directory) or an image reference.
+    pub source: Source,
+    /// Host directory → guest path, read-only.
+    pub mounts: Vec<(PathBuf, String)>,
+    /// Outbound HTTP grants.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value store grants.
+    pub key_value_stores: Vec<String>,
+    /// Environment.
+    pub environment: BTreeMap<String, String>,
+    /// `wasi:config` values, templates filled in.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Where a component's wasm comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// An image reference.
+    Image(String),
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    spin_manifest_version: Option<toml::Value>,
+    #[serde(default)]
+    application: Option<RawApplication>,
+    #[serde(default)]
+    variables: BTreeMap<String, RawVariable>,
+    #[serde(default)]
+    trigger: Option<RawTriggers>,
+    #[serde(default)]
+    component: BTreeMap<String, Spanned<RawComponent>>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawApplication {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawVariable {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+}
+
+#[derive(Deserialize)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<Spanned<RawHttpTrigger>>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawHttpTrigger {
+    route: Spanned<String>,
+    component: Spanned<String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawFile {
+    Path(String),
+    Map { source: String, destination: String },
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    source: toml::Value,
+    #[serde(default)]
+    files: Vec<RawFile>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+/// Line (1-based) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Reads `file`; `vars` are values given on the command line or by the host (they win over
+/// `SPORE_VARIABLE_<NAME>`/`SPIN_VARIABLE_<NAME>` in the environment, which win over defaults).
+pub fn load(file: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let shown = file.display().to_string();
+    let at = |offset: usize, message: String| format!("{shown}:{}: {message}", line_of(&text, offset));
+    let raw: Raw = toml::from_str(&text).map_err(|e| match e.span() {
+        Some(span) => at(span.start, e.message().to_owned()),
+        None => format!("{shown}: {e}"),
+    })?;
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut warnings = Vec::new();
+    let unknown = |warnings: &mut Vec<String>, what: &str, extra: &BTreeMap<String, toml::Value>| {
+        for key in extra.keys() {
+            warnings.push(format!("{shown}: {what}{key} is not supported by Spore; ignored"));
+        }
+    };
+    if let Some(v) = &raw.spin_manifest_version
+        && v.as_integer() != Some(2)
+    {
+        return Err(format!("{shown}: spin_manifest_version {v} is not supported; Spore reads version 2"));
+    }
+    unknown(&mut warnings, "", &raw.extra);
+    let name = match &raw.application {
+        Some(app) => {
+            unknown(&mut warnings, "[application] ", &app.extra);
+            app.name.clone().unwrap_or_else(|| "app".into())
+        }
+        None => "app".into(),
+    };
+
+    // Application variables: command line, then environment, then default.
+    let mut values = BTreeMap::new();
+    for (key, decl) in &raw.variables {
+        let env = |prefix: &str| std::env::var(format!("{prefix}{}", key.to_ascii_uppercase())).ok();
+        let value = vars.get(key).cloned().or_else(|| env("SPORE_VARIABLE_")).or_else(|| env("SPIN_VARIABLE_"));
+        match value.or_else(|| decl.default.clone()) {
+            Some(v) => {
+                values.insert(key.clone(), v);
+            }
+            None if decl.required => {
+                return Err(format!(
+                    "{shown}: variable {key} is required; give it with --var {key}=VALUE or SPORE_VARIABLE_{}",
+                    key.to_ascii_uppercase()
+                ));
+            }
+            None => {}
+        }
+        let _ = decl.secret;
+    }
+    for key in vars.keys().filter(|k| !raw.variables.contains_key(*k)) {
+        warnings.push(format!("--var {key}: the manifest declares no variable {key}; ignored"));
+    }
+
+    let mut components = BTreeMap::new();
+    for (id, spanned) in &raw.component {
+        let c = spanned.get_ref();
+        let offset = spanned.span().start;
+        unknown(&mut warnings, &format!("[component.{id}] "), &c.extra);
+        let source = match &c.source {
+            toml::Value::String(s) => {
+                let path = dir.join(s);
+                if path.exists() || s.ends_with(".wasm") { Source::File(path) } else { Source::Image(s.clone()) }
+            }
+            _ => {
+                return Err(at(
+                    offset,
+                    format!(
+                        "[component.{id}] source must be a file path or an image reference; URL sources are not fetched (download the wasm first)"
+                    ),
+                ));
+            }
+        };
+        let mut mounts = Vec::new();
+        for f in &c.files {
+            match f {
+                RawFile::Map { source, destination } => mounts.push((dir.join(source), destination.clone())),
+                RawFile::Path(p) => {
+                    // Directories (or `dir/**`) are mounted where the guest expects them; single
+                    // files and other globs cannot be preopened one by one.
+                    let d = p.trim_end_matches("/**").trim_end_matches("/*");
+                    if dir.join(d).is_dir() {
+                        mounts.push((dir.join(d), format!("/{}", d.trim_start_matches("./"))));
+                    } else {
+                        warnings.push(format!(
+                            "{shown}: [component.{id}] files entry {p:?} is not a directory; Spore mounts directories (write {{ source = \"DIR\", destination = \"/DIR\" }})"
+                        ));
+                    }
+                }
+            }
+        }
+        let mut variables = BTreeMap::new();
+        for (k, template) in &c.variables {
+            variables.insert(
+                k.clone(),
+                fill(template, &values).map_err(|e| at(offset, format!("[component.{id}.variables] {k}: {e}")))?,
+            );
+        }
+        components.insert(
+            id.clone(),
+            Component {
+                source,
+                mounts,
+                allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+                key_value_stores: c.key_value_stores.clone(),
+                environment: c.environment.clone(),
+                variables,
+            },
+        );
+    }
+
+    let mut routes = Vec::new();
+    let mut seen = router::Router::default();
+    if let Some(t) = &raw.trigger {
+        unknown(&mut warnings, "[trigger] ", &t.extra);
+        for trigger in &t.http {
+            let tr = trigger.get_ref();
+            unknown(&mut warnings, "[[trigger.http]] ", &tr.extra);
+            let component = tr.component.get_ref();
+            if !components.contains_key(component) {
+                return Err(at(
+                    tr.component.span().start,
+                    format!(
+                        "[[trigger.http]] names component {component:?}, which has no [component.{component}]; components: {}",
+                        components.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            let route = tr.route.get_ref();
+            seen.add(route, ()).map_err(|e| at(tr.route.span().start, e))?;
+            routes.push((route.clone(), component.clone()));
+        }
+    }
+    if routes.is_empty() {
+        return Err(format!(
+            "{shown}: no [[trigger.http]] routes; add one with route = \"/...\" and component = \"ID\""
+        ));
+    }
+    Ok(Manifest { name, components, routes, warnings })
+}
+
+use crate::router;
+
+/// Fills `{{ name }}` from `values`.
+fn fill(template: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").ok_or("an unclosed {{")? + start;
+        let name = rest[start + 2..end].trim();
+        let value =
+            values.get(name).ok_or_else(|| format!("{{{{ {name} }}}} names no application variable with a value"))?;
+        out.push_str(value);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let f = dir.join("spin.toml");
+        std::fs::write(&f, text).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_a_spin_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("static")).unwrap();
+        let f = write(
+            dir.path(),
+            r#"spin_manifest_version = 2
+[application]
+name = "shop"
+authors = ["x"]
+[variables]
+greeting = { default = "Hello" }
+[[trigger.http]]
+route = "/hello/..."
+component = "hello"
+[component.hello]
+source = "hello.wasm"
+files = ["static", { source = "static", destination = "/www" }]
+allowed_outbound_hosts = ["https://api.example.com"]
+key_value_stores = ["default"]
+environment = { LEVEL = "debug" }
+build = { command = "cargo build" }
+[component.hello.variables]
+message = "{{ greeting }}, world"
+"#,
+        );
+        let m = load(&f, &BTreeMap::new()).unwrap();
+        assert_eq!(m.name, "shop");
+        assert_eq!(m.routes, [("/hello/...".to_owned(), "hello".to_owned())]);
+        let c = &m.components["hello"];
+        assert_eq!(c.source, Source::File(dir.path().join("hello.wasm")));
+        assert_eq!(c.variables["message"], "Hello, world");
+        assert_eq!(c.mounts.len(), 2);
+        assert!(
+            m.warnings.iter().any(|w| w.contains("authors")) && m.warnings.iter().any(|w| w.contains("build")),
+            "{:?}",
+            m.warnings
+        );
+        let vars = BTreeMap::from([("greeting".to_owned(), "Hi".to_owned())]);
+        assert_eq!(load(&f, &vars).unwrap().components["hello"].variables["message"], "Hi, world");
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[component.a]\nsource = \"a.wasm\"\n";
+        let cases = [
+            (format!("{base}[[trigger.http]]\nroute = \"/x\"\ncomponent = \"b\"\n"), 5, "no [component.b]"),
+            (format!("{base}[[trigger.http]]\nroute = \"x\"\ncomponent = \"a\"\n"), 4, "must start with /"),
+            (
+                format!(
+                    "{base}[[trigger.http]]\nroute = \"/x\"\ncomponent = \"a\"\n[[trigger.http]]\nroute = \"/x\"\ncomponent = \"a\"\n"
+                ),
+                7,
+                "duplicates",
+            ),
+            ("[variables]\nk = { required = true }\n".to_owned(), 0, "required"),
+            (base.to_owned(), 0, "no [[trigger.http]]"),
+        ];
+        for (text, line, what) in cases {
+            let err = load(&write(dir.path(), &text), &BTreeMap::new()).unwrap_err();
+            assert!(err.contains(what), "{err}");
+            if line > 0 {
+                assert!(err.contains(&format!("spin.toml:{line}:")), "{err}");
+            }
+        }
+    }
+}
