@@ -16,7 +16,7 @@ unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
 cd "$here"
 p1=(hello args-env fs exit-code trap spin membomb refdaemon nbody reactor flood)
 cargo build --quiet --release --locked --target wasm32-wasip1 --target-dir "$target" $(printf -- '-p %s ' "${p1[@]}")
-p2=(hello-p2 netprobe)
+p2=(hello-p2 netprobe http-hello http-kv http-config http-fetch)
 cargo build --quiet --release --locked --target wasm32-wasip2 --target-dir "$target" $(printf -- '-p %s ' "${p2[@]}")
 
 mkdir -p "$out"
@@ -26,7 +26,9 @@ for g in "${p1[@]}"; do
     || cp -f "$target/wasm32-wasip1/release/$g.wasm" "$out/$g.wasm"
 done
 for g in "${p2[@]}"; do
-  cp -f "$target/wasm32-wasip2/release/$g.wasm" "$out/$g.wasm"
+  name="${g//-/_}"
+  cp -f "$target/wasm32-wasip2/release/$name.wasm" "$out/$g.wasm" 2>/dev/null \
+    || cp -f "$target/wasm32-wasip2/release/$g.wasm" "$out/$g.wasm"
 done
 # Hand-written text-format guests, assembled by a host tool of this workspace.
 cargo build --quiet --release --locked --target-dir "$target" -p wat2wasm

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod peers;
+pub mod served;
 
 /// Path of a built test guest. Guests are built by `guests/build.sh` (the test script runs it).
 pub fn guest(name: &str) -> PathBuf {

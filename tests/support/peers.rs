@@ -138,3 +138,38 @@ impl Drop for Containerd {
         stop(&mut self.child);
     }
 }
+
+/// A redis-server on a loopback port in a temp dir.
+pub struct RedisServer {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts one on `port` (0: a free one).
+    pub fn start(port: u16) -> RedisServer {
+        require("redis-server");
+        let port = if port == 0 { free_port() } else { port };
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("redis.log");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server");
+        wait_until("redis-server", &log, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        RedisServer { port, _dir: dir, child }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

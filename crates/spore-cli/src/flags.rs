@@ -19,6 +19,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--var KEY=VALUE` (a value is required, unlike `--env KEY`).
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: write KEY=VALUE")),
+    }
+}
+
 /// `--env K=V` (or `--env K`, which copies the host's value, as docker does).
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     let (k, v) = match s.split_once('=') {

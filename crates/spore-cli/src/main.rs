@@ -9,6 +9,7 @@ mod images;
 mod paths;
 mod registry;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use spore_sandbox::exit_code;
@@ -18,6 +19,8 @@ use std::process::ExitCode;
 const EXAMPLES: &str = "\
 Examples:
   spore run hello.wasm                       run a WASI command (module or component)
+  spore serve app.wasm                       serve a wasi:http app, a fresh sandbox per request
+  spore up                                   run spore.toml / spin.toml: components behind routes
   spore daemon                               keep sandboxes alive, behind a local API
   spore deploy --name ticker refdaemon.wasm  deploy to the daemon (--host for a remote one)
   spore ps -a; spore logs -f ticker          watch it
@@ -74,6 +77,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 enum Command {
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
+    Up(serve::UpArgs),
     Compile(compile::CompileArgs),
     Daemon(agent::DaemonArgs),
     Deploy(agent::DeployArgs),
@@ -135,6 +140,8 @@ fn main() -> ExitCode {
     let store_dir = cli.store.unwrap_or_else(|| spore_daemon::config::default_paths().1.join("store"));
     let result = match cli.command {
         Command::Run(args) => run::run(args, cache_dir, &store_dir, &insecure),
+        Command::Serve(args) => serve::serve(args, cache_dir, &store_dir, &insecure),
+        Command::Up(args) => serve::up(args, cache_dir, &store_dir, &insecure),
         Command::Build(args) => images::build(args, &store_dir, cache_dir),
         Command::Load(args) => images::load(args, &store_dir),
         Command::Save(args) => images::save(args, &store_dir),

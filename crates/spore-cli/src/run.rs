@@ -36,6 +36,16 @@ pub struct SpecArgs {
     /// Network access: none (default), allow=HOST:PORT,... (connect), listen=ADDR:PORT,...
     #[arg(long, value_name = "POLICY")]
     net: Vec<String>,
+    /// Let the app send HTTP requests to SCHEME://HOST[:PORT] (`*` wildcards as Spin writes
+    /// them); repeatable. Private and loopback hosts must be named exactly.
+    #[arg(long = "allow-outbound", value_name = "URL")]
+    allow_outbound: Vec<String>,
+    /// Let the app open this key-value store (`default` is the embedded one); repeatable.
+    #[arg(long = "key-value", value_name = "STORE")]
+    key_value: Vec<String>,
+    /// A wasi:config variable, KEY=VALUE; repeatable.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = flags::parse_var)]
+    vars: Vec<(String, String)>,
     /// Call this exported function (reactors and libraries) instead of `_start`; ARGS are its
     /// parameters and its results are printed one per line.
     #[arg(long, value_name = "EXPORT")]
@@ -76,6 +86,9 @@ impl SpecArgs {
         spec.limits.memory_bytes = self.memory;
         spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
         spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
+        spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
+        spec.capabilities.key_value_stores = self.key_value.clone();
+        spec.capabilities.variables = self.vars.iter().cloned().collect();
         for net in &self.net {
             flags::apply_net(&mut spec.network, net).map_err(|e| anyhow::anyhow!("--net {e}"))?;
         }
@@ -145,7 +158,11 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     }
     let engine = SporeEngine::new(config)?;
     let program = engine.load(&bytes).with_context(|| name.clone())?;
-    let runnable = Runnable::new(&engine, program, &name)?;
+    let mut runnable = Runnable::new(&engine, program, &name)?;
+    // Key-value stores are opened only for a sandbox granted one (it costs a file open).
+    if !spec.capabilities.key_value_stores.is_empty() {
+        runnable = runnable.with_kv_stores(crate::serve::kv_stores(None)?);
+    }
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     // The terminal's streams, written synchronously from the guest's own thread: one guest in

@@ -118,8 +118,14 @@ impl Default for EngineSection {
 }
 
 /// `$XDG_RUNTIME_DIR/spore/spore.sock` and `$XDG_DATA_HOME/spore` for users;
-/// `/run/spore/spore.sock` and `/var/lib/spore` for root.
+/// `/run/spore/spore.sock` and `/var/lib/spore` for root. `SPORE_DATA_DIR` overrides the data
+/// directory (the image store, key-value stores and the daemon's state live there).
 pub fn default_paths() -> (PathBuf, PathBuf) {
+    let (socket, data) = system_paths();
+    (socket, std::env::var_os("SPORE_DATA_DIR").map(PathBuf::from).unwrap_or(data))
+}
+
+fn system_paths() -> (PathBuf, PathBuf) {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return (PathBuf::from("/run/spore/spore.sock"), PathBuf::from("/var/lib/spore"));

@@ -63,7 +63,6 @@ impl Runnable {
         let setup = |e: wasmtime::Error| HandleError::Guest(format!("{e:#}"));
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(setup)?;
         let out = store.data_mut().http().new_response_outparam(tx).map_err(setup)?;
-        let name = self.name.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             store.data().cpu.mark_entered();
@@ -73,12 +72,12 @@ impl Runnable {
         let outcome = tokio::time::timeout(timeout, async {
             match rx.await {
                 Ok(Ok(response)) => Ok(response),
-                Ok(Err(code)) => Err(HandleError::Guest(format!("{name} answered with the error {code:?}"))),
+                Ok(Err(code)) => Err(HandleError::Guest(format!("the app answered with the error {code:?}"))),
                 // The guest ended without setting a response: its own result says why.
                 Err(_) => Err(match task.await {
-                    Ok(Ok(())) => HandleError::Guest(format!("{name} returned without setting a response")),
-                    Ok(Err(e)) => HandleError::Guest(describe(&name, &e)),
-                    Err(e) => HandleError::Guest(format!("{name}: {e}")),
+                    Ok(Ok(())) => HandleError::Guest("the app returned without setting a response".into()),
+                    Ok(Err(e)) => HandleError::Guest(describe(&e)),
+                    Err(e) => HandleError::Guest(e.to_string()),
                 }),
             }
         })
@@ -94,12 +93,12 @@ impl Runnable {
 }
 
 /// A guest failure in one line: the trap or limit, not wasmtime's whole chain.
-fn describe(name: &str, err: &wasmtime::Error) -> String {
+fn describe(err: &wasmtime::Error) -> String {
     if err.downcast_ref::<crate::limits::CpuTimeExceeded>().is_some() {
-        return format!("{name} used up its CPU time");
+        return "the app used up its CPU time".into();
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("{name} trapped: {trap}"),
-        None => format!("{name}: {err:#}"),
+        Some(trap) => format!("the app trapped: {trap}"),
+        None => format!("{err:#}"),
     }
 }

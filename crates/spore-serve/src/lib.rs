@@ -148,6 +148,17 @@ impl Server {
         let Some(matched) = self.router.find(req.uri().path()) else {
             return (plain(StatusCode::NOT_FOUND, format!("no route for {}", req.uri().path())), None);
         };
+        let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if header_bytes > self.limits.max_header_bytes {
+            let max = self.limits.max_header_bytes;
+            return (
+                plain(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("request headers over the {max}-byte limit"),
+                ),
+                None,
+            );
+        }
         let app = matched.target.clone();
         let name = Some(matched.target.name.as_str());
         let max = self.limits.max_body;

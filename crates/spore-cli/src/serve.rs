@@ -1,0 +1,232 @@
+//! `spore serve APP` (one wasi:http app on every path) and `spore up` (a manifest's components
+//! behind their routes): both build [`spore_serve::App`]s and hand them to the one server.
+
+use crate::run::SpecArgs;
+use anyhow::{Context, bail};
+use clap::Args;
+use spore_engine::{Allocation, EngineConfig, PoolConfig, SporeEngine};
+use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
+use spore_serve::router::Router;
+use spore_serve::{App, Limits, Server, manifest, runtime_config};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags every served app shares: where to listen and the server's limits.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    addr: String,
+    /// Longest a request may take to get its response head (then 504).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = crate::flags::parse_duration)]
+    request_timeout: Duration,
+    /// Largest request body (then 413).
+    #[arg(long, default_value = "10M", value_name = "SIZE", value_parser = crate::flags::parse_size)]
+    max_body: u64,
+    /// Largest request header section.
+    #[arg(long, default_value = "64K", value_name = "SIZE", value_parser = crate::flags::parse_size)]
+    max_headers: u64,
+    /// Requests handled at once; more wait for a slot.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    concurrency: usize,
+    /// Where key-value stores live (Spin's runtime-config.toml); `default` is always there.
+    #[arg(long, value_name = "FILE")]
+    runtime_config: Option<PathBuf>,
+    /// No access-log line per request.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Serve a wasi:http app: a fresh sandbox per request.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore serve app.wasm
+  spore serve --addr 0.0.0.0:80 --key-value default --var greeting=hi app.wasm
+  spore serve --allow-outbound https://api.example.com --request-timeout 5s ghcr.io/acme/web:v2")]
+pub struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
+/// Run an app of several components from a manifest (spore.toml, or Spin's spin.toml).
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  spore up                          # ./spore.toml, else ./spin.toml
+  spore up -f apps/shop/spin.toml --var api_key=secret --runtime-config runtime-config.toml")]
+pub struct UpArgs {
+    /// The manifest [default: spore.toml, else spin.toml].
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// An application variable, KEY=VALUE; repeatable.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::flags::parse_var)]
+    vars: Vec<(String, String)>,
+    /// When to pull components given as images.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pull: crate::registry::PullFlag,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The key-value stores of this machine, for `run` and `serve` (the data dir's embedded store
+/// unless a runtime config says otherwise).
+pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>> {
+    let data = spore_daemon::config::default_paths().1;
+    let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb")).map_err(anyhow::Error::msg)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(Arc::new(loaded.stores))
+}
+
+fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::Result<SporeEngine> {
+    let slots = u32::try_from(server.concurrency.max(1)).unwrap_or(u32::MAX);
+    Ok(SporeEngine::new(EngineConfig {
+        allocation: Allocation::Pooling(PoolConfig::for_sandboxes(slots, max_memory)),
+        cache_dir: Some(cache_dir),
+        ..EngineConfig::default()
+    })?)
+}
+
+/// Loads `bytes` as an HTTP app or says what it is instead.
+fn http_app(engine: &SporeEngine, name: &str, bytes: &[u8], stores: &Arc<KvStores>) -> anyhow::Result<Arc<Runnable>> {
+    let program = engine.load(bytes).with_context(|| name.to_owned())?;
+    let runnable = Runnable::new(engine, program, name)?.with_kv_stores(stores.clone());
+    if !runnable.is_http() {
+        bail!(
+            "{name} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); it exports {}. Run commands with `spore run`",
+            runnable.describe_exports()
+        );
+    }
+    Ok(Arc::new(runnable))
+}
+
+fn limits(s: &ServerArgs) -> Limits {
+    Limits {
+        request_timeout: s.request_timeout,
+        max_body: s.max_body,
+        max_header_bytes: s.max_headers as usize,
+        concurrency: s.concurrency,
+        ..Limits::default()
+    }
+}
+
+/// Guests' stdout and stderr go to the server's stderr.
+fn stdio(spec: &mut SandboxSpec) {
+    spec.stdio = StdioSpec { stdout: Output::Inherit, stderr: Output::Inherit, ..StdioSpec::default() };
+}
+
+fn run_server(router: Router<Arc<App>>, server: &ServerArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&server.addr)
+            .await
+            .with_context(|| format!("--addr {}: cannot listen", server.addr))?;
+        let addr = listener.local_addr()?;
+        for (route, app) in router.routes() {
+            eprintln!("{route:<24} → {}", app.name);
+        }
+        eprintln!("Serving on http://{addr} (Ctrl-C to stop)");
+        Server::new(router, limits(server), Sinks::default(), !server.quiet)
+            .serve(listener, spore_serve::shutdown_signal())
+            .await;
+        eprintln!("Stopped");
+        Ok(0)
+    })
+}
+
+pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String]) -> anyhow::Result<i32> {
+    let spec_args = &args.spec;
+    let image = if spec_args.is_file() {
+        None
+    } else {
+        Some(crate::images::for_run(&spec_args.file.to_string_lossy(), store_dir, spec_args.pull.into(), insecure)?)
+    };
+    let name = match &image {
+        Some(_) => spec_args.file.display().to_string(),
+        None => spec_args
+            .file
+            .file_name()
+            .map_or_else(|| spec_args.file.display().to_string(), |f| f.to_string_lossy().into_owned()),
+    };
+    let mut spec = spec_args.spec(spore_sandbox::ProgramSource::Path(spec_args.file.clone()))?;
+    let bytes = match &image {
+        Some(image) => {
+            image.opened.apply_to(&mut spec, image.rootfs.clone());
+            image.wasm.clone()
+        }
+        None => spec_args.read_program()?,
+    };
+    stdio(&mut spec);
+    spec.validate()?;
+    let stores = kv_stores(args.server.runtime_config.as_deref())?;
+    let engine = engine(cache_dir, &args.server, spec.limits.memory_bytes.unwrap_or(256 << 20))?;
+    let runnable = http_app(&engine, &name, &bytes, &stores)?;
+    let mut router = Router::default();
+    router.add("/...", Arc::new(App { name, runnable, spec })).map_err(anyhow::Error::msg)?;
+    run_server(router, &args.server)
+}
+
+pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String]) -> anyhow::Result<i32> {
+    let file = match args.file {
+        Some(f) => f,
+        None => ["spore.toml", "spin.toml"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .context("no spore.toml or spin.toml here; give the manifest with -f FILE")?,
+    };
+    let vars: BTreeMap<String, String> = args.vars.into_iter().collect();
+    let m = manifest::load(&file, &vars).map_err(anyhow::Error::msg)?;
+    for w in &m.warnings {
+        eprintln!("warning: {w}");
+    }
+    let stores = kv_stores(args.server.runtime_config.as_deref())?;
+    let engine = engine(cache_dir, &args.server, 256 << 20)?;
+    let mut apps = BTreeMap::new();
+    for (id, c) in &m.components {
+        let mut spec = SandboxSpec::default();
+        let bytes = match &c.source {
+            manifest::Source::File(path) => {
+                std::fs::read(path).with_context(|| format!("[component.{id}] source {}", path.display()))?
+            }
+            manifest::Source::Image(image) => {
+                let image = crate::images::for_run(image, store_dir, args.pull.into(), insecure)?;
+                image.opened.apply_to(&mut spec, image.rootfs.clone());
+                image.wasm
+            }
+        };
+        spec.argv0 = Some(id.clone());
+        spec.env.extend(c.environment.clone());
+        spec.mounts.extend(c.mounts.iter().map(|(host, guest)| Mount {
+            host: host.clone(),
+            guest: guest.clone(),
+            read_only: true,
+        }));
+        spec.capabilities.allowed_outbound_hosts = c.allowed_outbound_hosts.clone();
+        spec.capabilities.key_value_stores = c.key_value_stores.clone();
+        spec.capabilities.variables = c.variables.clone();
+        for store in &c.key_value_stores {
+            if !stores.has(store) {
+                bail!(
+                    "[component.{id}] key_value_stores names {store:?}, which is not configured; add [key_value_store.{store}] to a runtime config (--runtime-config)"
+                );
+            }
+        }
+        stdio(&mut spec);
+        spec.validate().with_context(|| format!("[component.{id}]"))?;
+        let runnable = http_app(&engine, id, &bytes, &stores)?;
+        apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec }));
+    }
+    let mut router = Router::default();
+    for (route, id) in &m.routes {
+        router.add(route, apps[id].clone()).map_err(anyhow::Error::msg)?;
+    }
+    eprintln!("{}: {} component(s)", m.name, apps.len());
+    run_server(router, &args.server)
+}

@@ -1,0 +1,245 @@
+//! `spore serve` and `spore up` through the real binary and a real HTTP client: wasi:http
+//! apps, limits, key-value on the embedded store and on a real redis-server, config,
+//! outbound HTTP through the allowlist, and Spin-style manifests.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use support::peers::RedisServer;
+use support::served::{Served, request};
+use support::*;
+
+/// `spore` with its own data dir (embedded key-value stores live there).
+fn spore_in(dir: &std::path::Path) -> Command {
+    let mut cmd = spore();
+    cmd.env("SPORE_DATA_DIR", dir.join("data")).env("SPORE_STORE", dir.join("store"));
+    cmd
+}
+
+fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
+    let mut cmd = spore_in(dir);
+    cmd.arg("serve").args(args);
+    Served::start(cmd, dir)
+}
+
+#[test]
+fn serves_a_wasi_http_app_with_limits_and_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guest("http-hello");
+    let mut s = serve(
+        dir.path(),
+        &["--request-timeout", "1s", "--max-body", "1K", "-e", "COLOUR=green", hello.to_str().unwrap()],
+    );
+    assert_eq!(s.get("/abc"), (200, "Hello from Spore over HTTP at /abc\n".into()));
+    assert_eq!(s.request("POST", "/echo", b"ping"), (200, "ping".into()));
+    assert_eq!(s.get("/env/COLOUR"), (200, "green".into()), "flags reach each request's sandbox");
+    let (status, _) = s.request("POST", "/echo", &[b'x'; 2000]);
+    assert_eq!(status, 413, "Content-Length over --max-body");
+    // A body that arrives without a length is cut at the limit; the guest sees the error.
+    let (status, _) = request(
+        &s.addr,
+        "POST",
+        "/echo",
+        &[("transfer-encoding", "chunked")],
+        b"7D0\r\n".iter().chain(&[b'y'; 2000]).chain(b"\r\n0\r\n\r\n").copied().collect::<Vec<_>>().as_slice(),
+    );
+    assert_eq!(status, 400, "{}", s.output());
+    let started = std::time::Instant::now();
+    assert_eq!(s.get("/slow").0, 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(s.get("/trap").0, 500);
+    assert_eq!(s.get("/after-the-trap").0, 200, "one failing request does not take the app down");
+    // Headers over the limit.
+    let big = "v".repeat(80 << 10);
+    assert_eq!(request(&s.addr, "GET", "/", &[("x-big", &big)], b"").0, 431);
+
+    let out = s.output();
+    assert!(out.contains("\"GET /abc\" 200") && out.contains("http-hello.wasm"), "access log: {out}");
+    assert!(out.contains("the app trapped") && out.contains("answered 500"), "{out}");
+    assert!(out.contains("answered 504"), "{out}");
+
+    // Graceful: a request in flight when SIGTERM arrives still gets its answer.
+    let addr = s.addr.clone();
+    let slow = std::thread::spawn(move || {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(format!("GET /x HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut text = String::new();
+        let _ = c.read_to_string(&mut text);
+        text
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(s.stop(), 0);
+    assert!(slow.join().unwrap().starts_with("HTTP/1.1 200"), "in-flight request finished");
+    assert!(s.output().contains("Stopped"));
+}
+
+#[test]
+fn a_component_that_is_not_an_http_app_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = spore_in(dir.path()).args(["serve", "--addr", "127.0.0.1:0"]).arg(guest("hello-p2")).output().unwrap();
+    let seen = Seen::from(out);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("is not an HTTP app") && seen.stderr.contains("wasi:cli/run"), "{seen:?}");
+    // And an HTTP app is not a command.
+    let seen = Seen::from(spore_in(dir.path()).arg("run").arg(guest("http-hello")).output().unwrap());
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("spore serve"), "{seen:?}");
+}
+
+/// The counter app on a store: grants, results, and what a refused store looks like.
+fn counter(dir: &std::path::Path, extra: &[&str]) -> Served {
+    let kv = guest("http-kv");
+    let mut args = vec!["--key-value", "default"];
+    args.extend_from_slice(extra);
+    args.push(kv.to_str().unwrap());
+    let mut cmd = spore_in(dir);
+    cmd.arg("serve").args(&args);
+    Served::start(cmd, dir)
+}
+
+#[test]
+fn key_value_on_the_embedded_store_is_granted_by_name_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = counter(dir.path(), &[]);
+    assert_eq!(s.get("/count"), (200, "1 1\n".into()));
+    assert_eq!(s.get("/count"), (200, "2 2\n".into()));
+    assert_eq!(s.get("/count?store=secrets"), (403, "access-denied\n".into()));
+    assert!(s.output().contains("denied opening store \"secrets\""), "{}", s.output());
+    assert_eq!(s.stop(), 0);
+    let s = counter(dir.path(), &[]);
+    assert_eq!(s.get("/count"), (200, "3 3\n".into()), "the embedded store survives a restart");
+}
+
+#[test]
+fn key_value_on_redis_gives_the_same_results_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(0);
+    let port = redis.port;
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n[key_value_store.default.tls]\n"),
+    )
+    .unwrap();
+    let s = counter(dir.path(), &["--runtime-config", config.to_str().unwrap()]);
+    assert!(s.output().contains("[key_value_store.default] tls is not supported"), "{}", s.output());
+    assert_eq!(s.get("/count"), (200, "1 1\n".into()));
+    assert_eq!(s.get("/count"), (200, "2 2\n".into()));
+    drop(redis);
+    let (status, body) = s.get("/count");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&format!("127.0.0.1:{port}")), "the interface's error names Redis: {body}");
+    assert!(s.output().contains("key-value: redis"), "a log line: {}", s.output());
+    let _redis = RedisServer::start(port);
+    assert_eq!(s.get("/count"), (200, "1 1\n".into()), "back (a fresh Redis: the counter starts again)");
+}
+
+#[test]
+fn config_variables_reach_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = guest("http-config");
+    let s = serve(dir.path(), &["--var", "greeting=hi there", app.to_str().unwrap()]);
+    assert_eq!(s.get("/greeting"), (200, "hi there".into()));
+    assert_eq!(s.get("/missing"), (404, "unset".into()));
+}
+
+/// A local upstream answering every request with `upstream ok`.
+fn upstream() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nupstream ok");
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn outbound_http_goes_only_where_it_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _up) = upstream();
+    let fetch = guest("http-fetch");
+    let url = format!("/?url=http://127.0.0.1:{port}/x");
+
+    let s = serve(dir.path(), &[fetch.to_str().unwrap()]);
+    let (status, body) = s.get(&url);
+    assert_eq!(status, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert!(s.output().contains(&format!("denied http://127.0.0.1:{port}")), "{}", s.output());
+    drop(s);
+
+    let grant = format!("http://127.0.0.1:{port}");
+    let s = serve(dir.path(), &["--allow-outbound", &grant, fetch.to_str().unwrap()]);
+    assert_eq!(s.get(&url), (200, "200 upstream ok".into()));
+    drop(s);
+
+    // A wildcard grant does not reach loopback.
+    let s = serve(dir.path(), &["--allow-outbound", "*://*:*", fetch.to_str().unwrap()]);
+    let (status, body) = s.get(&url);
+    assert!(status == 502 && body.contains("HttpRequestDenied"), "{status} {body}");
+    assert!(s.output().contains("private or loopback"), "{}", s.output());
+
+    let seen =
+        Seen::from(spore_in(dir.path()).args(["serve", "--allow-outbound", "ftp://x"]).arg(&fetch).output().unwrap());
+    assert_eq!(seen.code, 125);
+    assert!(seen.stderr.contains("\"ftp://x\"") && seen.stderr.contains("scheme"), "{seen:?}");
+}
+
+#[test]
+fn up_runs_a_spin_manifest_with_routes_and_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::copy(guest("http-hello"), app.join("hello.wasm")).unwrap();
+    std::fs::copy(guest("http-config"), app.join("config.wasm")).unwrap();
+    std::fs::copy(guest("http-kv"), app.join("kv.wasm")).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        r#"spin_manifest_version = 2
+[application]
+name = "demo"
+description = "two components"
+[variables]
+who = { default = "world" }
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[[trigger.http]]
+route = "/config/..."
+component = "config"
+[[trigger.http]]
+route = "/count"
+component = "kv"
+[component.hello]
+source = "hello.wasm"
+environment = { MODE = "manifest" }
+[component.config]
+source = "config.wasm"
+[component.config.variables]
+message = "hello, {{ who }}"
+[component.kv]
+source = "kv.wasm"
+key_value_stores = ["default"]
+"#,
+    )
+    .unwrap();
+    let mut cmd = spore_in(dir.path());
+    cmd.args(["up", "-f"]).arg(app.join("spin.toml")).args(["--var", "who=spore"]);
+    let s = Served::start(cmd, dir.path());
+    assert!(s.output().contains("description is not supported"), "{}", s.output());
+    assert_eq!(s.get("/env/MODE"), (200, "manifest".into()));
+    // The config component is mounted under /config/...: it sees its own path.
+    assert_eq!(s.get("/config/message"), (200, "hello, spore".into()));
+    assert_eq!(s.get("/count"), (200, "1 1\n".into()));
+
+    // A manifest mistake names the file and line.
+    std::fs::write(app.join("bad.toml"), "[[trigger.http]]\nroute = \"/x\"\ncomponent = \"nope\"\n").unwrap();
+    let seen = Seen::from(spore_in(dir.path()).args(["up", "-f"]).arg(app.join("bad.toml")).output().unwrap());
+    assert_eq!(seen.code, 125);
+    assert!(seen.stderr.contains("bad.toml:3:") && seen.stderr.contains("nope"), "{seen:?}");
+}
