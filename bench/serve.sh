@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# HTTP serving side by side: wrk against `spore serve` and `wasmtime serve -Scli`, the same
+# hello component (guests/http-hello, Rust wasm32-wasip2), the same box, the same connections,
+# one server at a time. Both make a fresh instance per request. Prints a markdown table.
+# Knobs: DURATION (default 10s), CONNS (default 64), THREADS (wrk threads, default 2), PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+bench/peers.sh >/dev/null
+command -v wrk >/dev/null || { sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
+WASMTIME="${SPORE_PEERS_DIR:-$HOME/.cache/spore/peers}/bin/wasmtime"
+guests/build.sh >/dev/null
+cargo build --quiet --release --locked --bin spore
+SPORE="$CARGO_TARGET_DIR/release/spore"
+app=guests/out/http-hello.wasm
+DURATION="${DURATION:-10s}" CONNS="${CONNS:-64}" THREADS="${THREADS:-2}"
+port="${PORT:-48321}"
+work="$(mktemp -d)"
+pid=""
+cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+export SPORE_CACHE_DIR="$work/cache" SPORE_DATA_DIR="$work/data"
+
+# Runs one server command, loads it with wrk, prints "req/s p50 p99".
+measure() {
+  "$@" >"$work/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.05; done
+  curl -sf "http://127.0.0.1:$port/" >/dev/null || { cat "$work/server.log"; exit 1; }
+  wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null   # warm-up
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  python3 - "$work/wrk.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def lat(p):
+    v, u = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
+    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.0f} {lat(50):.2f} {lat(99):.2f} {errors.group(1) if errors else 0}")
+PY
+}
+
+# Quiet servers: no per-request log line on either side.
+spore=$(measure "$SPORE" serve --quiet --addr "127.0.0.1:$port" --concurrency 256 "$app")
+wasmtime=$(measure "$WASMTIME" serve -Scli --addr "127.0.0.1:$port" "$app")
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
+echo "peers: $("$WASMTIME" --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); wrk -t$THREADS -c$CONNS -d$DURATION on the same box"
+echo
+echo "| server | req/s | p50 | p99 | non-2xx | req/s vs wasmtime |"
+echo "|---|---|---|---|---|---|"
+read -r s_rps s_50 s_99 s_err <<<"$spore"
+read -r w_rps w_50 w_99 w_err <<<"$wasmtime"
+ratio=$(python3 -c "print(f'{$s_rps/$w_rps:.2f}')")
+echo "| \`spore serve\` | $s_rps | ${s_50} ms | ${s_99} ms | $s_err | ${ratio}× |"
+echo "| \`wasmtime serve -Scli\` | $w_rps | ${w_50} ms | ${w_99} ms | $w_err | 1.00× |"
