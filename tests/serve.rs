@@ -243,3 +243,39 @@ key_value_stores = ["default"]
     assert_eq!(seen.code, 125);
     assert!(seen.stderr.contains("bad.toml:3:") && seen.stderr.contains("nope"), "{seen:?}");
 }
+
+#[test]
+fn the_daemon_serves_http_apps_through_the_same_server() {
+    let d = Daemon::start(&[]);
+    let port = support::peers::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kv = guest("http-kv");
+    let seen =
+        d.run(["deploy", "--name", "counter", "--http", &listen, "--key-value", "default", kv.to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    d.wait_for("counter", 10, |r| r["state"] == "running");
+    let mut answer = (0, String::new());
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            answer = request(&listen, "GET", "/count", &[], b"");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(answer, (200, "1 1\n".into()), "daemon log:\n{}", d.log());
+    assert_eq!(request(&listen, "GET", "/count", &[], b""), (200, "2 2\n".into()));
+    // A stop is a graceful shutdown: the port closes and the sandbox ends cleanly.
+    let seen = d.run(["stop", "counter"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let record = d.wait_for("counter", 10, |r| r["state"] == "exited");
+    assert_eq!(record["exit"], serde_json::json!({"kind": "exited", "code": 0}), "{record}");
+    assert!(std::net::TcpStream::connect(&listen).is_err());
+
+    // An HTTP app needs a listen address, and a command cannot have one.
+    let seen = d.run(["deploy", "--name", "x", kv.to_str().unwrap()]);
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("is an HTTP app") && seen.stderr.contains("--http"), "{seen:?}");
+    let seen = d.run(["deploy", "--name", "y", "--http", &listen, guest("hello").to_str().unwrap()]);
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("not an HTTP app"), "{seen:?}");
+}

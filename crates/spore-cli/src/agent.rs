@@ -94,6 +94,9 @@ pub struct DeployArgs {
     /// Label KEY=VALUE (repeatable), for `spore ps --filter`.
     #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// For an HTTP app: serve it on ADDR:PORT (a fresh instance per request).
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<String>,
     #[command(flatten)]
     spec: SpecArgs,
 }
@@ -155,7 +158,8 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
         Some(image) => ProgramSource::Image(image.clone()),
         None => ProgramSource::Digest(upload(client, &args.spec).await?),
     };
-    let spec = args.spec.spec(program)?;
+    let mut spec = args.spec.spec(program)?;
+    spec.http = args.http.clone().map(|listen| spore_sandbox::HttpSpec { listen });
     let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     labels.insert(APP_LABEL.into(), json!(name));
 

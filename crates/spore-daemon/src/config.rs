@@ -25,6 +25,9 @@ pub struct DaemonConfig {
     pub defaults: DefaultsSection,
     /// How images named in creates are fetched.
     pub registries: RegistriesSection,
+    /// Where key-value stores live (Spin's runtime-config.toml); `default` is embedded in the
+    /// data dir without one.
+    pub runtime_config: Option<PathBuf>,
 }
 
 /// `[registries]`: registries reached over plain HTTP (loopback ones always are).
@@ -95,6 +98,7 @@ impl Default for DaemonConfig {
             engine: EngineSection::default(),
             defaults: DefaultsSection::default(),
             registries: RegistriesSection::default(),
+            runtime_config: None,
         }
     }
 }

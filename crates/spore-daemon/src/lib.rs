@@ -63,7 +63,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     .map_err(|e| format!("program store: {e}"))?;
     let logs =
         logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
-    let policy = supervisor::Policy { capacity: capacity as usize, max_memory, defaults };
+    let kv =
+        spore_serve::runtime_config::load(config.runtime_config.as_deref(), &config.data_dir.join("kv/default.redb"))
+            .map_err(|e| format!("runtime config: {e}"))?;
+    for w in &kv.warnings {
+        tracing::warn!("{w}");
+    }
+    let policy =
+        supervisor::Policy { capacity: capacity as usize, max_memory, defaults, kv_stores: Arc::new(kv.stores) };
     let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, policy);
 
     let unix = bind_unix(&config.socket)?;

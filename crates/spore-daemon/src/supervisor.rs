@@ -96,6 +96,8 @@ pub struct Policy {
     pub max_memory: u64,
     /// Applied to creates that leave limits or the restart policy unset.
     pub defaults: Defaults,
+    /// Key-value stores offered to sandboxes that are granted them.
+    pub kv_stores: Arc<spore_sandbox::KvStores>,
 }
 
 /// The daemon's sandboxes.
@@ -214,7 +216,9 @@ impl Supervisor {
         let bytes = self.programs.get(digest)?;
         let program = self.engine.load(&bytes).map_err(|e| SupError::Compile(format!("program {digest}: {e}")))?;
         let runnable = Arc::new(
-            Runnable::new(&self.engine, program, &short(digest)).map_err(|e| SupError::Compile(e.to_string()))?,
+            Runnable::new(&self.engine, program, &short(digest))
+                .map_err(|e| SupError::Compile(e.to_string()))?
+                .with_kv_stores(self.policy.kv_stores.clone()),
         );
         lock(&self.runnables).insert(digest.to_owned(), runnable.clone());
         Ok(runnable)
@@ -348,7 +352,22 @@ impl Supervisor {
         // Compile and link before committing, so a bad program is an error now, not a crash loop.
         for r in &records {
             if let ProgramSource::Digest(d) = &r.spec.program {
-                self.runnable(d)?;
+                let runnable = self.runnable(d)?;
+                match (&r.spec.http, runnable.is_http()) {
+                    (Some(_), false) => {
+                        return Err(SupError::Invalid(format!(
+                            "spec.http is set, but {} is not an HTTP app (it does not export wasi:http/incoming-handler)",
+                            short(d)
+                        )));
+                    }
+                    (None, true) => {
+                        return Err(SupError::Invalid(format!(
+                            "{} is an HTTP app: give spec.http.listen (spore deploy --http ADDR:PORT)",
+                            short(d)
+                        )));
+                    }
+                    _ => {}
+                }
             }
         }
         self.db
@@ -569,9 +588,22 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
                 r.since = Instant::now();
             }
         }
-        let status = match runnable.run_with(&spec, &sinks, &meter).await {
-            Ok(report) => report.status,
-            Err(err) => ExitStatus::Trapped { message: format!("could not start: {err}") },
+        let status = match &spec.http {
+            // An HTTP app: served until stopped, a fresh instance per request (the same
+            // server as `spore serve`). A stop is a graceful shutdown.
+            Some(http) => {
+                let app =
+                    spore_serve::App { name: record.name.clone(), runnable: runnable.clone(), spec: spec.clone() };
+                let limits = spore_serve::Limits::default();
+                match spore_serve::serve_app(app, &http.listen, limits, sinks.clone(), stop.notified()).await {
+                    Ok(()) => ExitStatus::Exited { code: 0 },
+                    Err(message) => ExitStatus::Trapped { message: format!("could not start: {message}") },
+                }
+            }
+            None => match runnable.run_with(&spec, &sinks, &meter).await {
+                Ok(report) => report.status,
+                Err(err) => ExitStatus::Trapped { message: format!("could not start: {err}") },
+            },
         };
         sup.metrics.exits.fetch_add(1, Ordering::Relaxed);
         let (record, again) = {

@@ -25,6 +25,6 @@ pub use outbound::{Grant, OutboundPolicy};
 pub use proxy::{HandleError, ProxyResponse};
 pub use runner::{RunReport, Runnable, SandboxError};
 pub use sink::{CaptureSink, OutputSink};
-pub use spec::{Capabilities, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};
+pub use spec::{Capabilities, HttpSpec, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};
 pub use status::{ExitStatus, LimitKind, exit_code};
 pub use stdio::{Input, Output, Sinks, StdioSpec};

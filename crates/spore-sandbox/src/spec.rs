@@ -31,8 +31,19 @@ pub struct SandboxSpec {
     /// Run a named export instead of the command entry point (reactors, libraries).
     pub invoke: Option<Invoke>,
     /// Host capabilities granted beyond WASI's CLI, filesystem and sockets (key-value, config,
-    /// HTTP); filled by later capability providers.
+    /// outbound HTTP).
     pub capabilities: Capabilities,
+    /// For an HTTP app (a `wasi:http` proxy component) run as a long-lived sandbox: where it
+    /// is served. Each request runs in a fresh instance under this spec.
+    pub http: Option<HttpSpec>,
+}
+
+/// Where a sandbox's HTTP app listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// `ADDR:PORT` to listen on.
+    pub listen: String,
 }
 
 /// Where the program's bytes come from.

@@ -198,6 +198,22 @@ impl Server {
     }
 }
 
+/// Serves one app on every path at `listen` until `shutdown` resolves: what the daemon runs
+/// for an HTTP sandbox. Fails only if it cannot listen.
+pub async fn serve_app(
+    app: App,
+    listen: &str,
+    limits: Limits,
+    sinks: Sinks,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let mut router = Router::default();
+    router.add("/...", Arc::new(app)).expect("one route");
+    Server::new(router, limits, sinks, false).serve(listener, shutdown).await;
+    Ok(())
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
     let term = async {
