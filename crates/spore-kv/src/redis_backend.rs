@@ -161,9 +161,11 @@ mod tests {
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server is not installed: run scripts/setup");
+            // Owned from here on, so a failed start still stops it (Drop).
+            let server = Server { child, _dir: dir };
             for _ in 0..200 {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Server { child, _dir: dir };
+                    return server;
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }

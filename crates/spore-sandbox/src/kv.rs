@@ -95,7 +95,7 @@ impl KvView<'_> {
 
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        if !self.grant.granted.iter().any(|g| *g == identifier) {
+        if !self.grant.granted.contains(&identifier) {
             tracing::warn!(
                 "key-value: denied opening store {identifier:?}: not granted to this sandbox (grant it with key_value_stores = [\"{identifier}\"], spore: --key-value {identifier})"
             );

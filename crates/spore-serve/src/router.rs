@@ -123,7 +123,7 @@ impl<T> Router<T> {
         }
         self.routes.push((route, target));
         // Most specific first, so the first match is the best.
-        self.routes.sort_by(|a, b| b.0.rank().cmp(&a.0.rank()));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.rank()));
         Ok(())
     }
 
