@@ -211,7 +211,8 @@ fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
         .table_elements(pool.max_table_elements)
         .max_memories_per_module(pool.max_memories_per_module)
         .max_tables_per_module(pool.max_tables_per_module)
-        .linear_memory_keep_resident(pool.memory_keep_resident);
+        .linear_memory_keep_resident(pool.memory_keep_resident)
+        .decommit_batch_size(pool.decommit_batch.max(1));
     p
 }
 
