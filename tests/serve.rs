@@ -80,7 +80,7 @@ fn a_component_that_is_not_an_http_app_is_refused_by_name() {
     let out = spore_in(dir.path()).args(["serve", "--addr", "127.0.0.1:0"]).arg(guest("hello-p2")).output().unwrap();
     let seen = Seen::from(out);
     assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(seen.stderr.contains("is not an HTTP app") && seen.stderr.contains("wasi:cli/run"), "{seen:?}");
+    assert!(seen.stderr.contains("is not an HTTP app") && seen.stderr.contains("wasi:cli/command world"), "{seen:?}");
     // And an HTTP app is not a command.
     let seen = Seen::from(spore_in(dir.path()).arg("run").arg(guest("http-hello")).output().unwrap());
     assert_eq!(seen.code, 125, "{seen:?}");

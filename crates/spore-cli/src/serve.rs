@@ -106,9 +106,14 @@ fn http_app(engine: &SporeEngine, name: &str, bytes: &[u8], stores: &Arc<KvStore
     let program = engine.load(bytes).with_context(|| name.to_owned())?;
     let runnable = Runnable::new(engine, program, name)?.with_kv_stores(stores.clone());
     if !runnable.is_http() {
+        let exports = runnable.describe_exports();
+        let world = if exports.contains("wasi:cli/run") {
+            "it targets the wasi:cli/command world (a command: run it with `spore run`)"
+        } else {
+            "it is a library or reactor"
+        };
         bail!(
-            "{name} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); it exports {}. Run commands with `spore run`",
-            runnable.describe_exports()
+            "{name} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); {world}. Its exports: {exports}"
         );
     }
     Ok(Arc::new(runnable))
