@@ -205,7 +205,12 @@ pub fn http(socket: &Path, method: &str, path: &str, body: Option<(&str, &[u8])>
     if exchanged.is_err() {
         return (0, String::new());
     }
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    parse_response(&raw)
+}
+
+/// Status and (de-chunked) body of a raw HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body =
