@@ -1,0 +1,110 @@
+//! `containerd-shim-spore-v1`: the containerd runtime `io.containerd.spore.v1`, so that
+//! containerd (and Kubernetes through a RuntimeClass) runs Spore's images as Spore sandboxes.
+//!
+//! runwasi's `containerd-shim-wasm` does the containerd side: the task API, the container
+//! (namespaces, cgroups, the unpacked image as its root), stdio wired to containerd's FIFOs,
+//! and kill. What is Spore's own is [`SporeSandbox::run_wasi`]: inside that container, the
+//! entrypoint's wasm is loaded with Spore's engine and run as one sandbox whose `/` is the
+//! container's root, with the OCI process's args and env, and the container's memory limit.
+//! This binary is separate from `spore` so runwasi's dependencies stay out of it.
+
+use anyhow::{Context, bail};
+use containerd_shim_wasm::sandbox::Sandbox;
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
+use containerd_shim_wasm::shim::{Cli, Shim};
+use spore_engine::{EngineConfig, SporeEngine};
+use spore_sandbox::{Input, Mount, Output, ProgramSource, Runnable, SandboxSpec, StdioSpec};
+use std::path::{Path, PathBuf};
+
+struct SporeShim;
+
+/// One container's sandbox.
+#[derive(Default)]
+struct SporeSandbox;
+
+impl Shim for SporeShim {
+    fn name() -> &'static str {
+        "spore"
+    }
+
+    type Sandbox = SporeSandbox;
+
+    /// The layer types Spore reads as the wasm itself (for artifact-style images).
+    fn supported_layers_types() -> &'static [&'static str] {
+        &[
+            "application/wasm",
+            "application/vnd.wasm.content.layer.v1+wasm",
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            "application/vnd.w3c.wasm.module.v1+wasm",
+        ]
+    }
+}
+
+/// The container's memory limit as its cgroup shows it (v2 `memory.max`, else v1), which is
+/// what containerd set from the OCI spec's `linux.resources.memory.limit`.
+fn cgroup_memory_limit() -> Option<u64> {
+    for file in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            // "max", or v1's "unlimited" sentinel (a huge page-aligned number).
+            return text.trim().parse::<u64>().ok().filter(|n| *n < (1 << 62));
+        }
+    }
+    None
+}
+
+/// The wasm to run: the image's wasm layer, else the entrypoint file inside the container.
+fn program(ctx: &impl RuntimeContext) -> anyhow::Result<(Vec<u8>, String)> {
+    let entry = ctx.entrypoint();
+    match entry.source {
+        Source::Oci(layers) => match layers.first() {
+            Some(layer) => Ok((layer.layer.clone(), entry.name.unwrap_or_else(|| "app".into()))),
+            None => bail!("the image has no wasm layer"),
+        },
+        Source::File(path) => {
+            if path.as_os_str().is_empty() {
+                bail!(
+                    "no wasm entrypoint: the container's process has no args; set the image's Entrypoint (or the pod's command) to the .wasm file"
+                );
+            }
+            let full = if path.is_absolute() { path.clone() } else { Path::new("/").join(&path) };
+            let bytes = std::fs::read(&full).with_context(|| {
+                format!(
+                    "no wasm entrypoint: looked for {} in the image (from the process's first arg); check the image's Entrypoint",
+                    full.display()
+                )
+            })?;
+            Ok((bytes, path.display().to_string()))
+        }
+    }
+}
+
+impl Sandbox for SporeSandbox {
+    async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+        let (bytes, name) = program(ctx)?;
+        let args = ctx.args();
+        let mut spec = SandboxSpec {
+            program: ProgramSource::Path(PathBuf::from(&name)),
+            argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
+            args: args.iter().skip(1).cloned().collect(),
+            env: ctx.envs().iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
+            // The container's root (the unpacked image) is the guest's `/`.
+            mounts: vec![Mount { host: "/".into(), guest: "/".into(), read_only: false }],
+            // The container's stdio is containerd's FIFOs.
+            stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
+            ..Default::default()
+        };
+        spec.limits.memory_bytes = cgroup_memory_limit();
+        let engine = SporeEngine::new(EngineConfig::default())?;
+        let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
+        let runnable = Runnable::new(&engine, program, &name)?;
+        let report = runnable.run(&spec).await?;
+        if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
+            eprintln!("spore: {name}: {}", report.status);
+        }
+        Ok(report.status.code())
+    }
+}
+
+fn main() {
+    SporeShim::run(None);
+}
