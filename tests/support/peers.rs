@@ -97,6 +97,11 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Containerd::start_with_path(Path::new("/nonexistent"))
+    }
+
+    /// Starts containerd with `shims` first on its PATH (where it finds runtime shims).
+    pub fn start_with_path(shims: &Path) -> Containerd {
         require("containerd");
         require("ctr");
         // Short: the socket path must fit a sockaddr_un.
@@ -108,7 +113,9 @@ impl Containerd {
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let log = dir.path().join("containerd.log");
+        let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default());
         let child = Command::new("containerd")
+            .env("PATH", path)
             .arg("--config")
             .arg(dir.path().join("config.toml"))
             .stdin(Stdio::null())
@@ -119,6 +126,11 @@ impl Containerd {
         let c = Containerd { dir, child };
         wait_until("containerd", &log, || c.ctr(&["version"]).status.success());
         c
+    }
+
+    /// containerd's own log so far (shims log there too).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
     /// `ctr -a <socket> ARGS`.

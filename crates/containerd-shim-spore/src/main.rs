@@ -79,30 +79,49 @@ fn program(ctx: &impl RuntimeContext) -> anyhow::Result<(Vec<u8>, String)> {
 }
 
 impl Sandbox for SporeSandbox {
+    /// Setup failures (no entrypoint, a wasm that does not compile) are written to the task's
+    /// stderr — which `ctr` and the CRI log show — and end the task with 125, as `spore run`
+    /// does; runwasi's own path would only say "can't handle spec".
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
-        let (bytes, name) = program(ctx)?;
-        let args = ctx.args();
-        let mut spec = SandboxSpec {
-            program: ProgramSource::Path(PathBuf::from(&name)),
-            argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
-            args: args.iter().skip(1).cloned().collect(),
-            env: ctx.envs().iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
-            // The container's root (the unpacked image) is the guest's `/`.
-            mounts: vec![Mount { host: "/".into(), guest: "/".into(), read_only: false }],
-            // The container's stdio is containerd's FIFOs.
-            stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
-            ..Default::default()
-        };
-        spec.limits.memory_bytes = cgroup_memory_limit();
-        let engine = SporeEngine::new(EngineConfig::default())?;
-        let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
-        let runnable = Runnable::new(&engine, program, &name)?;
-        let report = runnable.run(&spec).await?;
-        if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
-            eprintln!("spore: {name}: {}", report.status);
+        match run(ctx).await {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                eprintln!("spore: {err:#}");
+                Ok(spore_sandbox::exit_code::SPORE_ERROR)
+            }
         }
-        Ok(report.status.code())
     }
+
+    /// Everything is handed to [`Self::run_wasi`], which explains what it cannot run.
+    async fn can_handle(&self, _ctx: &impl RuntimeContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// One container's run: the wasm, the spec from the OCI process, Spore's engine.
+async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+    let (bytes, name) = program(ctx)?;
+    let args = ctx.args();
+    let mut spec = SandboxSpec {
+        program: ProgramSource::Path(PathBuf::from(&name)),
+        argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
+        args: args.iter().skip(1).cloned().collect(),
+        env: ctx.envs().iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
+        // The container's root (the unpacked image) is the guest's `/`.
+        mounts: vec![Mount { host: "/".into(), guest: "/".into(), read_only: false }],
+        // The container's stdio is containerd's FIFOs.
+        stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
+        ..Default::default()
+    };
+    spec.limits.memory_bytes = cgroup_memory_limit();
+    let engine = SporeEngine::new(EngineConfig::default())?;
+    let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
+    let runnable = Runnable::new(&engine, program, &name)?;
+    let report = runnable.run(&spec).await?;
+    if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
+        eprintln!("spore: {name}: {}", report.status);
+    }
+    Ok(report.status.code())
 }
 
 fn main() {
