@@ -89,9 +89,13 @@ impl Drop for Registry {
     }
 }
 
-/// containerd with its own config, root, state and socket in a temp dir (no CRI plugin).
+/// containerd with its own config, root, state and socket in a temp dir (no CRI plugin), and
+/// its own namespace, whose leftovers under `/run/containerd` (where containerd 1.6 and
+/// runwasi's shims still write) are removed when it is dropped.
 pub struct Containerd {
     pub dir: tempfile::TempDir,
+    /// The containerd namespace every `ctr` call uses.
+    pub namespace: String,
     child: Child,
 }
 
@@ -123,7 +127,8 @@ impl Containerd {
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .spawn()
             .expect("cannot start containerd");
-        let c = Containerd { dir, child };
+        let namespace = format!("spore-test-{}", dir.path().file_name().unwrap().to_string_lossy().to_lowercase());
+        let c = Containerd { dir, namespace, child };
         wait_until("containerd", &log, || c.ctr(&["version"]).status.success());
         c
     }
@@ -138,6 +143,8 @@ impl Containerd {
         Command::new("ctr")
             .arg("-a")
             .arg(self.dir.path().join("c.sock"))
+            .arg("-n")
+            .arg(&self.namespace)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -148,6 +155,11 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         stop(&mut self.child);
+        if let Ok(dirs) = std::fs::read_dir("/run/containerd") {
+            for d in dirs.flatten() {
+                let _ = std::fs::remove_dir_all(d.path().join(&self.namespace));
+            }
+        }
     }
 }
 
