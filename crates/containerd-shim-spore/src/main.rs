@@ -40,16 +40,21 @@ impl Shim for SporeShim {
     }
 }
 
-/// The container's memory limit as its cgroup shows it (v2 `memory.max`, else v1), which is
-/// what containerd set from the OCI spec's `linux.resources.memory.limit`.
-fn cgroup_memory_limit() -> Option<u64> {
-    for file in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            // "max", or v1's "unlimited" sentinel (a huge page-aligned number).
-            return text.trim().parse::<u64>().ok().filter(|n| *n < (1 << 62));
-        }
-    }
-    None
+/// What the guest's memory may grow to: the container's memory limit as its cgroup shows it
+/// (containerd set it from the OCI spec's `linux.resources.memory.limit`), less what the
+/// process already uses and a margin for the runtime's own allocations. Enforced by Spore, a
+/// guest that reaches it ends with "memory limit" (137) and a message, instead of the kernel
+/// OOM-killing the whole container without one.
+fn guest_memory_limit() -> Option<u64> {
+    const MARGIN: u64 = 16 << 20;
+    let read = |files: [&str; 2]| {
+        files.iter().find_map(|f| std::fs::read_to_string(f).ok()).and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    // "max" (v2) does not parse; v1 says "unlimited" with a huge page-aligned number.
+    let limit = read(["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+        .filter(|n| *n < (1 << 62))?;
+    let used = read(["/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"]).unwrap_or(0);
+    Some(limit.saturating_sub(used).saturating_sub(MARGIN).max(1 << 16))
 }
 
 /// The wasm to run: the image's wasm layer, else the entrypoint file inside the container.
@@ -113,7 +118,7 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
         ..Default::default()
     };
-    spec.limits.memory_bytes = cgroup_memory_limit();
+    spec.limits.memory_bytes = guest_memory_limit();
     let engine = SporeEngine::new(EngineConfig::default())?;
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
