@@ -172,7 +172,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
     }
     let mut template = json!({ "name": name, "labels": labels, "spec": spec });
     if image.is_some() {
-        template["pull"] = json!(spore_registry::PullPolicy::from(args.spec.pull));
+        template["pull"] = json!(args.spec.pull);
     }
     if let Some(restart) = args.restart {
         template["restart"] = json!(restart);

@@ -3,33 +3,19 @@
 
 use crate::images::{open_store, resolve};
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use clap::builder::TypedValueParser as _;
 use spore_image::{ContentStore, Reference};
 use spore_registry::{AuthFiles, Progress, Registry, RegistryOptions};
 use spore_registry::{PullPolicy, Transferred};
 use std::io::BufRead;
 use std::path::Path;
 
-/// `--pull`: when `run` and `deploy` fetch an image from its registry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PullFlag {
-    /// Only when the local store does not have it.
-    #[default]
-    Missing,
-    /// Every time (picks up a moved tag).
-    Always,
-    /// Never: the image must be in the local store.
-    Never,
-}
-
-impl From<PullFlag> for PullPolicy {
-    fn from(flag: PullFlag) -> Self {
-        match flag {
-            PullFlag::Missing => PullPolicy::Missing,
-            PullFlag::Always => PullPolicy::Always,
-            PullFlag::Never => PullPolicy::Never,
-        }
-    }
+/// `--pull missing|always|never`, parsed into the registry crate's own [`PullPolicy`] (one
+/// enum for the CLI, the daemon's API and the registry client); help lists the three values.
+pub fn pull_flag() -> impl clap::builder::TypedValueParser<Value = PullPolicy> {
+    clap::builder::PossibleValuesParser::new(["missing", "always", "never"])
+        .map(|s| s.parse::<PullPolicy>().expect("one of the possible values"))
 }
 
 /// The registry client, with the insecure registries the user named.

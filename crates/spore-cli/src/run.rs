@@ -54,8 +54,8 @@ pub struct SpecArgs {
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
     /// For an image: when to fetch it from its registry.
-    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
-    pub pull: crate::registry::PullFlag,
+    #[arg(long, default_value = "missing", value_name = "WHEN", value_parser = crate::registry::pull_flag())]
+    pub pull: spore_registry::PullPolicy,
     /// The .wasm file (core module or component, detected from its bytes), or an image
     /// reference, whose files become the sandbox's read-only `/`.
     #[arg(value_name = "FILE.wasm|IMAGE")]
@@ -134,7 +134,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     let image = if args.is_file() {
         None
     } else {
-        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull.into(), insecure)?)
+        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure)?)
     };
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     if let Some(image) = &image {

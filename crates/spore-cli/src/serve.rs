@@ -67,8 +67,8 @@ pub struct UpArgs {
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::flags::parse_var)]
     vars: Vec<(String, String)>,
     /// When to pull components given as images.
-    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
-    pull: crate::registry::PullFlag,
+    #[arg(long, default_value = "missing", value_name = "WHEN", value_parser = crate::registry::pull_flag())]
+    pull: spore_registry::PullPolicy,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -158,7 +158,7 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
     let image = if spec_args.is_file() {
         None
     } else {
-        Some(crate::images::for_run(&spec_args.file.to_string_lossy(), store_dir, spec_args.pull.into(), insecure)?)
+        Some(crate::images::for_run(&spec_args.file.to_string_lossy(), store_dir, spec_args.pull, insecure)?)
     };
     let name = match &image {
         Some(_) => spec_args.file.display().to_string(),
@@ -209,7 +209,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
                 std::fs::read(path).with_context(|| format!("[component.{id}] source {}", path.display()))?
             }
             manifest::Source::Image(image) => {
-                let image = crate::images::for_run(image, store_dir, args.pull.into(), insecure)?;
+                let image = crate::images::for_run(image, store_dir, args.pull, insecure)?;
                 image.opened.apply_to(&mut spec, image.rootfs.clone());
                 image.wasm
             }
