@@ -89,14 +89,43 @@ impl Drop for Registry {
     }
 }
 
-/// containerd with its own config, root, state and socket in a temp dir (no CRI plugin), and
-/// its own namespace, whose leftovers under `/run/containerd` (where containerd 1.6 and
-/// runwasi's shims still write) are removed when it is dropped.
+/// containerd with its own config, root, state and socket in a temp dir, and its own namespace
+/// (CRI's `k8s.io` when the CRI plugin is on). What it leaves under `/run/containerd` (where
+/// containerd 1.6 and runwasi's shims still write) is removed when it is dropped: only the
+/// entries that appeared while it ran, so nobody else's are touched.
 pub struct Containerd {
     pub dir: tempfile::TempDir,
     /// The containerd namespace every `ctr` call uses.
     pub namespace: String,
     child: Child,
+    run_before: Vec<PathBuf>,
+}
+
+/// The CRI plugin's settings for [`Containerd::start_cri`].
+pub struct Cri<'a> {
+    /// The pod sandbox ("pause") image, pulled from `registry` when a pod first needs it.
+    pub sandbox_image: &'a str,
+    /// A plain-HTTP registry (`127.0.0.1:PORT`) the CRI plugin may pull from.
+    pub registry: &'a str,
+    /// `(handler, runtime_type)`: the runtime handlers a pod's RuntimeClass may name; the
+    /// first is the default.
+    pub runtimes: &'a [(&'a str, &'a str)],
+}
+
+/// Everything down to `/run/containerd/<dir>/<namespace>/<id>` now (containerd 1.6's and the
+/// shims' fixed runtime dirs).
+fn run_entries() -> Vec<PathBuf> {
+    fn collect(dir: &Path, depth: u32, all: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            all.push(e.path());
+            if depth > 0 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&e.path(), depth - 1, all);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    collect(Path::new("/run/containerd"), 2, &mut all);
+    all
 }
 
 impl Containerd {
@@ -104,16 +133,55 @@ impl Containerd {
         Containerd::start_with_path(Path::new("/nonexistent"))
     }
 
-    /// Starts containerd with `shims` first on its PATH (where it finds runtime shims).
+    /// Starts containerd (no CRI plugin) with `shims` first on its PATH (where it finds runtime
+    /// shims).
     pub fn start_with_path(shims: &Path) -> Containerd {
+        Containerd::launch(shims, None, |_| "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".into())
+    }
+
+    /// Starts containerd with the CRI plugin (`CriClient` talks to it on [`Self::socket`]), as a
+    /// kubelet's node has it: pods on the host network (no CNI here), the given runtime
+    /// handlers, `restrict_oom_score_adj` (this machine's containers may not lower it).
+    pub fn start_cri(shims: &Path, cri: &Cri) -> Containerd {
+        Containerd::launch(shims, Some("k8s.io"), |dir| {
+            let d = dir.display();
+            let hosts = dir.join("certs.d").join(cri.registry);
+            std::fs::create_dir_all(&hosts).unwrap();
+            std::fs::write(
+                hosts.join("hosts.toml"),
+                format!(
+                    "server = \"http://{0}\"\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                    cri.registry
+                ),
+            )
+            .unwrap();
+            let p = "plugins.\"io.containerd.grpc.v1.cri\"";
+            let mut c = format!(
+                "[{p}]\n  sandbox_image = \"{}\"\n  restrict_oom_score_adj = true\n  disable_apparmor = true\n\
+                 [{p}.cni]\n  bin_dir = \"{d}/cni/bin\"\n  conf_dir = \"{d}/cni/conf\"\n\
+                 [{p}.registry]\n  config_path = \"{d}/certs.d\"\n",
+                cri.sandbox_image
+            );
+            // Naming runtimes replaces containerd's own list, runc included: the first is the default.
+            c += &format!("[{p}.containerd]\n  default_runtime_name = \"{}\"\n", cri.runtimes[0].0);
+            for (handler, runtime_type) in cri.runtimes {
+                c += &format!("[{p}.containerd.runtimes.{handler}]\n  runtime_type = \"{runtime_type}\"\n");
+            }
+            c
+        })
+    }
+
+    fn launch(shims: &Path, namespace: Option<&str>, plugins: impl FnOnce(&Path) -> String) -> Containerd {
         require("containerd");
         require("ctr");
+        let run_before = run_entries();
         // Short: the socket path must fit a sockaddr_un.
         let dir = tempfile::Builder::new().prefix("ctd").tempdir_in("/tmp").unwrap();
         let d = dir.path().display();
         let config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[debug]\n  address = \"{d}/d.sock\"\n"
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n{}\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[debug]\n  address = \"{d}/d.sock\"\n",
+            plugins(dir.path())
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let log = dir.path().join("containerd.log");
@@ -127,10 +195,17 @@ impl Containerd {
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .spawn()
             .expect("cannot start containerd");
-        let namespace = format!("spore-test-{}", dir.path().file_name().unwrap().to_string_lossy().to_lowercase());
-        let c = Containerd { dir, namespace, child };
+        let namespace = namespace.map(str::to_owned).unwrap_or_else(|| {
+            format!("spore-test-{}", dir.path().file_name().unwrap().to_string_lossy().to_lowercase())
+        });
+        let c = Containerd { dir, namespace, child, run_before };
         wait_until("containerd", &log, || c.ctr(&["version"]).status.success());
         c
+    }
+
+    /// containerd's gRPC socket (containerd's API and, when on, the CRI).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
     }
 
     /// containerd's own log so far (shims log there too).
@@ -142,7 +217,7 @@ impl Containerd {
     pub fn ctr(&self, args: &[&str]) -> std::process::Output {
         Command::new("ctr")
             .arg("-a")
-            .arg(self.dir.path().join("c.sock"))
+            .arg(self.socket())
             .arg("-n")
             .arg(&self.namespace)
             .args(args)
@@ -155,10 +230,13 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         stop(&mut self.child);
-        if let Ok(dirs) = std::fs::read_dir("/run/containerd") {
-            for d in dirs.flatten() {
-                let _ = std::fs::remove_dir_all(d.path().join(&self.namespace));
-            }
+        // Deepest first, and only what appeared in this namespace while this one ran.
+        let ns = std::ffi::OsStr::new(&self.namespace);
+        let mut new: Vec<PathBuf> =
+            run_entries().into_iter().filter(|p| !self.run_before.contains(p) && p.iter().any(|c| c == ns)).collect();
+        new.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in new {
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
         }
     }
 }

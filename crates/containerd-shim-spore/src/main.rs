@@ -13,7 +13,7 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::{Input, Mount, Output, ProgramSource, Runnable, SandboxSpec, StdioSpec};
+use spore_sandbox::{Input, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes};
 use std::path::{Path, PathBuf};
 
 struct SporeShim;
@@ -40,21 +40,33 @@ impl Shim for SporeShim {
     }
 }
 
-/// What the guest's memory may grow to: the container's memory limit as its cgroup shows it
-/// (containerd set it from the OCI spec's `linux.resources.memory.limit`), less what the
-/// process already uses and a margin for the runtime's own allocations. Enforced by Spore, a
-/// guest that reaches it ends with "memory limit" (137) and a message, instead of the kernel
-/// OOM-killing the whole container without one.
-fn guest_memory_limit() -> Option<u64> {
+/// The container's memory limit and what of it the guest may grow to.
+struct MemoryBudget {
+    /// The container's limit, as its cgroup shows it (containerd set it from the OCI spec's
+    /// `linux.resources.memory.limit`, the pod's `resources.limits.memory`).
+    container: u64,
+    /// That less what the process already uses and a margin for the runtime's own allocations.
+    guest: u64,
+}
+
+impl MemoryBudget {
     const MARGIN: u64 = 16 << 20;
-    let read = |files: [&str; 2]| {
-        files.iter().find_map(|f| std::fs::read_to_string(f).ok()).and_then(|t| t.trim().parse::<u64>().ok())
-    };
-    // "max" (v2) does not parse; v1 says "unlimited" with a huge page-aligned number.
-    let limit = read(["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
-        .filter(|n| *n < (1 << 62))?;
-    let used = read(["/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"]).unwrap_or(0);
-    Some(limit.saturating_sub(used).saturating_sub(MARGIN).max(1 << 16))
+
+    /// Read from the container's cgroup (v2, else v1) when it is mounted in the container,
+    /// which the CRI's spec does; `None` when there is no limit or no cgroup to read. Enforced
+    /// by Spore, a guest that reaches it ends with "memory limit" (137) and a message, instead
+    /// of the kernel OOM-killing the whole container without one.
+    fn read() -> Option<MemoryBudget> {
+        let read = |files: [&str; 2]| {
+            files.iter().find_map(|f| std::fs::read_to_string(f).ok()).and_then(|t| t.trim().parse::<u64>().ok())
+        };
+        // "max" (v2) does not parse; v1 says "unlimited" with a huge page-aligned number.
+        let container = read(["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+            .filter(|n| *n < (1 << 62))?;
+        let used = read(["/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"]).unwrap_or(0);
+        let guest = container.saturating_sub(used).saturating_sub(Self::MARGIN).max(1 << 16);
+        Some(MemoryBudget { container, guest })
+    }
 }
 
 /// The wasm to run: the image's wasm layer, else the entrypoint file inside the container.
@@ -118,11 +130,20 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
         ..Default::default()
     };
-    spec.limits.memory_bytes = guest_memory_limit();
+    let budget = MemoryBudget::read();
+    spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
     let engine = SporeEngine::new(EngineConfig::default())?;
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
-    let report = runnable.run(&spec).await?;
+    let report = match (runnable.run(&spec).await, budget) {
+        (Err(SandboxError::MemoryBelowMinimum { minimum, .. }), Some(budget)) => bail!(
+            "{name} declares a minimum memory of {minimum}, more than the {} the container's memory limit of {} leaves the guest; raise the limit (the pod's resources.limits.memory) to at least {minimum} + {} for the runtime",
+            human_bytes(budget.guest),
+            human_bytes(budget.container),
+            human_bytes(budget.container - budget.guest),
+        ),
+        (report, _) => report?,
+    };
     if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
         eprintln!("spore: {name}: {}", report.status);
     }

@@ -4,48 +4,10 @@
 //! Spore's image code and pushed to a real registry, pulled by containerd, run with
 //! `--runtime io.containerd.spore.v1`.
 
-#[path = "../../../tests/support/peers.rs"]
-mod peers;
+mod support;
 
-use peers::{Containerd, Registry};
-use spore_image::{CompatImage, ContentStore, Reference, export_layout};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn guest(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|_| panic!("{} is missing: run guests/build.sh", path.display()))
-}
-
-/// A directory holding only the shim, for containerd's PATH.
-fn shim_dir(dir: &Path) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_containerd-shim-spore-v1"), bin.join("containerd-shim-spore-v1")).unwrap();
-    bin
-}
-
-/// Pushes a compat image (files, entrypoint) to the registry with skopeo from an OCI layout.
-fn push(reg: &Registry, work: &Path, name: &str, files: &[(&str, Vec<u8>)], entrypoint: &[&str]) -> String {
-    let store = ContentStore::open(&work.join("store")).unwrap();
-    let mut image = CompatImage { os: "wasip1".into(), ..Default::default() };
-    for (path, bytes) in files {
-        image.files.insert((*path).into(), (bytes.clone(), 0o755));
-    }
-    image.entrypoint = entrypoint.iter().map(|s| s.to_string()).collect();
-    let written = image.write(&store).unwrap();
-    let reference = format!("{}/shim/{name}:v1", reg.addr);
-    let layout = work.join(format!("layout-{name}"));
-    export_layout(&store, &reference.parse::<Reference>().unwrap(), written.manifest, &layout).unwrap();
-    let out = Command::new("skopeo")
-        .args(["copy", "-q", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}", layout.display()))
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("skopeo is not installed: run scripts/setup");
-    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
-    reference
-}
+use support::peers::{Containerd, Registry};
+use support::{Image, guest, shim_dir};
 
 struct Ran {
     code: i32,
@@ -75,14 +37,14 @@ fn run(c: &Containerd, image: &str, id: &str, args: &[&str]) -> Ran {
 fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let work = tempfile::tempdir().unwrap();
     let reg = Registry::start(None);
-    let hello = push(&reg, work.path(), "hello", &[("/hello.wasm", guest("hello"))], &["/hello.wasm"]);
-    let exit = push(&reg, work.path(), "exit", &[("/bin/exit.wasm", guest("exit-code"))], &["/bin/exit.wasm"]);
-    let spin = push(&reg, work.path(), "spin", &[("/spin.wasm", guest("spin"))], &["/spin.wasm"]);
-    let broken =
-        push(&reg, work.path(), "broken", &[("/app.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec())], &["/app.wasm"]);
-    let missing = push(&reg, work.path(), "missing", &[("/other.wasm", guest("hello"))], &["/app.wasm"]);
+    let push = |image: Image| image.push(&reg, work.path());
+    let hello = push(Image::wasm("hello", "/hello.wasm", guest("hello"), &["/hello.wasm"]));
+    let exit = push(Image::wasm("exit", "/bin/exit.wasm", guest("exit-code"), &["/bin/exit.wasm"]));
+    let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
+    let broken = push(Image::wasm("broken", "/app.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec(), &["/app.wasm"]));
+    let missing = push(Image::wasm("missing", "/other.wasm", guest("hello"), &["/app.wasm"]));
 
-    let bin = shim_dir(work.path());
+    let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
     for image in [&hello, &exit, &spin, &broken, &missing] {
         pull(&c, image);
