@@ -188,6 +188,8 @@ impl Containerd {
         let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default());
         let child = Command::new("containerd")
             .env("PATH", path)
+            // Spore's shim keeps its compile cache here (containerd passes its env to shims).
+            .env("SPORE_SHIM_CACHE_DIR", dir.path().join("shim-cache"))
             .arg("--config")
             .arg(dir.path().join("config.toml"))
             .stdin(Stdio::null())

@@ -14,7 +14,10 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::{Input, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes};
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 struct SporeShim;
 
@@ -132,7 +135,7 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     };
     let budget = MemoryBudget::read();
     spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
-    let engine = SporeEngine::new(EngineConfig::default())?;
+    let engine = engine()?;
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
     let report = match (runnable.run(&spec).await, budget) {
@@ -150,6 +153,38 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     Ok(report.status.code())
 }
 
+/// The node's compile cache: one directory for every container this shim runs, so a wasm is
+/// compiled once per node (per engine version), not once per container start.
+///
+/// A container sees only its own root, so the directory is opened here, before runwasi forks
+/// its zygote and, from it, the containers: each container process inherits the descriptor
+/// (the wasm runs in that process, nothing is exec'd, so it stays open) and reaches the
+/// directory as `/proc/self/fd/N`. Only Spore's runtime uses it: a guest's filesystem is the
+/// container's root, and WASI path resolution does not follow `/proc`'s magic links out of it.
+static CACHE_DIR: OnceLock<Option<File>> = OnceLock::new();
+
+/// `$SPORE_SHIM_CACHE_DIR` (containerd passes its environment to shims), else
+/// `/var/lib/spore/shim-cache`; `None` (compile in memory) when it cannot be made.
+fn open_cache_dir() -> Option<File> {
+    let dir = std::env::var_os("SPORE_SHIM_CACHE_DIR").map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from);
+    std::fs::create_dir_all(&dir).and_then(|_| File::open(&dir)).ok()
+}
+
+const DEFAULT_CACHE_DIR: &str = "/var/lib/spore/shim-cache";
+
+/// The engine for one container: with the node's compile cache when it is reachable and
+/// writable by this container's user, in memory otherwise.
+fn engine() -> anyhow::Result<SporeEngine> {
+    if let Some(Some(dir)) = CACHE_DIR.get() {
+        let cache_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        if let Ok(engine) = SporeEngine::new(EngineConfig { cache_dir: Some(cache_dir), ..Default::default() }) {
+            return Ok(engine);
+        }
+    }
+    Ok(SporeEngine::new(EngineConfig::default())?)
+}
+
 fn main() {
+    CACHE_DIR.get_or_init(open_cache_dir);
     SporeShim::run(None);
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+use sha2::{Digest, Sha256};
 use support::peers::{Containerd, Registry};
 use support::{Image, guest, shim_dir};
 
@@ -43,15 +44,27 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
     let broken = push(Image::wasm("broken", "/app.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec(), &["/app.wasm"]));
     let missing = push(Image::wasm("missing", "/other.wasm", guest("hello"), &["/app.wasm"]));
+    let fs = push(Image::wasm("fs", "/fs.wasm", guest("fs"), &["/fs.wasm"]));
+    let membomb = push(Image::wasm("membomb", "/membomb.wasm", guest("membomb"), &["/membomb.wasm"]));
 
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
-    for image in [&hello, &exit, &spin, &broken, &missing] {
+    for image in [&hello, &exit, &spin, &broken, &missing, &fs, &membomb] {
         pull(&c, image);
     }
 
     let r = run(&c, &hello, "hello", &[]);
     assert_eq!((r.code, r.out.trim()), (0, "Hello from Spore!"), "{}", r.out);
+    // Compiled once for the node: the code is in the shim's cache, keyed by the wasm's digest.
+    let digest = format!("{:x}", Sha256::digest(guest("hello")));
+    let cached = std::fs::read_dir(c.dir.path().join("shim-cache"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|engine_dir| engine_dir.path().join(format!("{digest}.ref")).is_file());
+    assert!(cached, "hello's compiled code is in the shim's compile cache");
+    let r = run(&c, &hello, "hello-again", &[]);
+    assert_eq!((r.code, r.out.trim()), (0, "Hello from Spore!"), "from the cache: {}", r.out);
 
     let r = run(&c, &exit, "exit", &["/bin/exit.wasm", "7"]);
     assert_eq!(r.code, 7, "the guest's exit code is the task's: {}", r.out);
@@ -61,7 +74,23 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let r = ctr(&c, &["run", "-d", "--platform", "wasip1/wasm", "--runtime", "io.containerd.spore.v1", &spin, "spin"]);
     assert_eq!(r.code, 0, "{}", r.out);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(ctr(&c, &["task", "ls"]).out.contains("RUNNING"), "it spins");
+    let tasks = ctr(&c, &["task", "ls"]).out;
+    let pid = tasks.lines().find(|l| l.starts_with("spin") && l.contains("RUNNING")).expect("it spins");
+    let pid = pid.split_whitespace().nth(1).unwrap();
+    // Its process holds the node's compile cache open (as /proc/self/fd/N); its guest cannot
+    // reach the directory through that.
+    let cache = c.dir.path().join("shim-cache");
+    let fd = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == cache))
+        .map(|fd| fd.file_name().to_string_lossy().into_owned())
+        .expect("the container's process holds the compile cache open");
+    for path in [format!("/proc/self/fd/{fd}/escaped"), format!("/proc/1/fd/{fd}/escaped")] {
+        let r = run(&c, &fs, "escape", &["/fs.wasm", "write", &path, "x"]);
+        assert!(r.code == 1 && r.out.contains("fs write: "), "{path}: {}", r.out);
+    }
+    assert!(!cache.join("escaped").exists(), "a guest wrote into the compile cache");
     let r = ctr(&c, &["task", "kill", "-s", "SIGKILL", "spin"]);
     assert_eq!(r.code, 0, "{}", r.out);
     let mut stopped = false;
@@ -75,6 +104,24 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     assert!(stopped, "killed: {}", ctr(&c, &["task", "ls"]).out);
     ctr(&c, &["task", "delete", "spin"]);
     ctr(&c, &["container", "delete", "spin"]);
+
+    // `--memory-limit` is the container's cgroup limit. Where the container can read its cgroup
+    // (the CRI mounts it always; `ctr run` when asked to), Spore caps the guest below it and
+    // says so; the status is the same 137 the kernel's OOM kill gives.
+    let limit = ["--memory-limit", "67108864"];
+    let cgroup = ["--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro"];
+    let r = ctr(
+        &c,
+        &[&["run", "--rm", "--runtime", "io.containerd.spore.v1"][..], &limit, &cgroup, &[&membomb, "membomb"]]
+            .concat(),
+    );
+    assert_eq!(r.code, 137, "{}", r.out);
+    assert!(r.out.contains("memory limit of") && r.out.contains("allocated 16 MiB"), "{}", r.out);
+    let r = ctr(
+        &c,
+        &[&["run", "--rm", "--runtime", "io.containerd.spore.v1"][..], &limit, &[&membomb, "membomb-oom"]].concat(),
+    );
+    assert_eq!(r.code, 137, "without its cgroup, the kernel stops it at the limit: {}", r.out);
 
     // Bad images fail the task (125, as `spore run`) with the reason on its stderr.
     let r = run(&c, &broken, "broken", &[]);
