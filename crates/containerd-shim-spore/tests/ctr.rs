@@ -123,6 +123,25 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     );
     assert_eq!(r.code, 137, "without its cgroup, the kernel stops it at the limit: {}", r.out);
 
+    // `spore build` → OCI layout tar → `ctr images import`: the image's Entrypoint, Cmd and
+    // Env reach the guest.
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("args.wasm"), guest("args-env")).unwrap();
+    std::fs::write(
+        ctx.join("Sporefile"),
+        "FROM scratch\nCOPY args.wasm /bin/args.wasm\nENV GREETING=\"hello world\"\nENTRYPOINT [\"/bin/args.wasm\"]\nCMD [\"from-cmd\"]\n",
+    )
+    .unwrap();
+    let archive = support::build_archive(&ctx, "docker.io/library/built:v1", &work.path().join("built.tar"));
+    let r = ctr(&c, &["images", "import", "--platform", "wasip1/wasm", archive.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    let r = run(&c, "docker.io/library/built:v1", "built", &[]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    for line in ["arg[0]=/bin/args.wasm", "arg[1]=from-cmd", "env GREETING=hello world"] {
+        assert!(r.out.lines().any(|l| l == line), "{line}: {}", r.out);
+    }
+
     // Bad images fail the task (125, as `spore run`) with the reason on its stderr.
     let r = run(&c, &broken, "broken", &[]);
     assert_eq!(r.code, 125, "{}", r.out);

@@ -64,6 +64,25 @@ impl Image<'_> {
     }
 }
 
+/// Builds the Sporefile in `context` as `spore build` does, and saves the image as `spore save
+/// -o FILE.tar` does (an OCI layout in a tar, named `reference`): what `ctr images import` reads.
+pub fn build_archive(context: &Path, reference: &str, archive: &Path) -> PathBuf {
+    let store = ContentStore::open(&context.join("../build-store")).unwrap();
+    let opts = spore_build::BuildOptions {
+        context: context.to_owned(),
+        sporefile: context.join("Sporefile"),
+        build_args: Default::default(),
+    };
+    let planned = spore_build::plan(&opts, &store).unwrap_or_else(|e| panic!("spore build: {e}"));
+    let written = planned.image.write(&store).unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    export_layout(&store, &reference.parse::<Reference>().unwrap(), written.manifest, layout.path()).unwrap();
+    let mut tar = tar::Builder::new(std::fs::File::create(archive).unwrap());
+    tar.append_dir_all(".", layout.path()).unwrap();
+    tar.finish().unwrap();
+    archive.to_owned()
+}
+
 /// The pod sandbox ("pause") image every pod needs, made here from Debian's static busybox
 /// (there is no internet to pull `registry.k8s.io/pause`): it sleeps until killed.
 pub fn pause_image() -> Image<'static> {
