@@ -4,8 +4,9 @@
 //! runwasi's `containerd-shim-wasm` does the containerd side: the task API, the container
 //! (namespaces, cgroups, the unpacked image as its root), stdio wired to containerd's FIFOs,
 //! and kill. What is Spore's own is [`SporeSandbox::run_wasi`]: inside that container, the
-//! entrypoint's wasm is loaded with Spore's engine and run as one sandbox whose `/` is the
-//! container's root, with the OCI process's args and env, and the container's memory limit.
+//! entrypoint's wasm is loaded with Spore's engine (compiled once per node, see [`CACHE_DIR`])
+//! and run as one sandbox whose `/` is the container's root, with the OCI process's args and
+//! env, and the container's memory limit.
 //! This binary is separate from `spore` so runwasi's dependencies stay out of it.
 
 use anyhow::{Context, bail};

@@ -79,7 +79,8 @@ impl CriClient {
         self.images.pull_image(req).await.unwrap_or_else(|e| panic!("pull {image}: {e}")).into_inner().image_ref
     }
 
-    /// Runs a pod sandbox named `name` with runtime handler `handler`.
+    /// Runs a pod sandbox named `name` with runtime handler `handler` (no hostname: a host-network
+    /// pod shares the node's, as kubelet does it).
     pub async fn run_pod(&mut self, name: &str, handler: &str) -> Result<Pod, tonic::Status> {
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
@@ -88,7 +89,6 @@ impl CriClient {
                 namespace: "default".into(),
                 attempt: 0,
             }),
-            hostname: name.into(),
             log_directory: self.logs.join(name).display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
