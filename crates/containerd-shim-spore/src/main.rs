@@ -104,6 +104,7 @@ impl Sandbox for SporeSandbox {
     /// stderr — which `ctr` and the CRI log show — and end the task with 125, as `spore run`
     /// does; runwasi's own path would only say "can't handle spec".
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+        exit_on_termination_signals();
         match run(ctx).await {
             Ok(code) => Ok(code),
             Err(err) => {
@@ -116,6 +117,22 @@ impl Sandbox for SporeSandbox {
     /// Everything is handed to [`Self::run_wasi`], which explains what it cannot run.
     async fn can_handle(&self, _ctx: &impl RuntimeContext) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// The container's process is PID 1 of its PID namespace, and the kernel does not deliver to
+/// PID 1 the signals it has no handler for: without one, SIGTERM (`ctr task kill`, a pod's
+/// deletion) would be ignored and every stop would wait out its grace period for SIGKILL. A
+/// WASI guest cannot handle signals, so these end it as they end an ordinary process: at once,
+/// with status 128 + the signal.
+fn exit_on_termination_signals() {
+    extern "C" fn terminate(signal: libc::c_int) {
+        // SAFETY: `_exit` is async-signal-safe; nothing else runs in the handler.
+        unsafe { libc::_exit(128 + signal) }
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs a handler that only calls `_exit`.
+        unsafe { libc::signal(signal, terminate as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::cri::{Container, CriClient};
 use support::peers::{Containerd, Cri, Registry};
 use support::{Image, guest, pause_image, shim_dir};
@@ -22,6 +22,7 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
     let hello = push(Image::wasm("hello", "/hello.wasm", guest("hello"), &["/hello.wasm"]));
     let args = push(Image::wasm("args", "/args.wasm", guest("args-env"), &["/args.wasm"]));
     let exit = push(Image::wasm("exit", "/exit.wasm", guest("exit-code"), &["/exit.wasm"]));
+    let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
     let membomb = push(Image::wasm("membomb", "/membomb.wasm", guest("membomb"), &["/membomb.wasm"]));
     // A module that needs 64 MiB before it runs at all.
     let big = wat::parse_str(r#"(module (memory (export "memory") 1024) (func (export "_start")))"#).unwrap();
@@ -33,7 +34,7 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
     let mut client = CriClient::connect(&ctd.socket(), &work.path().join("pods"))
         .await
         .unwrap_or_else(|e| panic!("the CRI does not answer: {e}\n{}", ctd.log()));
-    for image in [&pause, &hello, &args, &exit, &membomb, &big] {
+    for image in [&pause, &hello, &args, &exit, &spin, &membomb, &big] {
         client.pull(image).await;
     }
 
@@ -70,6 +71,15 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
         .unwrap();
     let done = client.wait(&pod, &id, WAIT).await;
     assert_eq!(done.exit_code, 7, "{done:?}");
+
+    // A looping guest is stopped by SIGTERM at once, not after the grace period.
+    let id = client.start(&pod, &Container { name: "spin", image: &spin, ..Default::default() }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    client.stop(&id, Duration::from_secs(30)).await;
+    let done = client.wait(&pod, &id, WAIT).await;
+    assert!(asked.elapsed() < Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
+    assert_eq!(done.exit_code, 143, "ended by SIGTERM: {done:?}");
     client.remove_pod(&pod).await;
 
     // The pod's memory limit is the guest's: it is stopped there, with Spore's message in the log.

@@ -45,8 +45,15 @@ pub struct Exited {
     pub log: String,
 }
 
+/// A kubelet's defaults for a host-network pod: the node's network, a PID namespace per
+/// container (`shareProcessNamespace: false`), the pod's IPC.
 fn host_namespaces() -> NamespaceOption {
-    NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
 }
 
 impl CriClient {
@@ -152,6 +159,12 @@ impl CriClient {
             assert!(start.elapsed() < timeout, "{id} still {:?} after {timeout:?}", status.state);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Stops a container as a kubelet does: SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, id: &str, grace: Duration) {
+        let req = StopContainerRequest { container_id: id.into(), timeout: grace.as_secs() as i64 };
+        self.runtime.stop_container(req).await.expect("stop container");
     }
 
     /// Stops and removes the pod and its containers, as a kubelet deleting it.
