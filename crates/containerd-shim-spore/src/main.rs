@@ -14,7 +14,9 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::{Input, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes};
+use spore_sandbox::{
+    Input, Invoke, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes,
+};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -140,6 +142,10 @@ fn exit_on_termination_signals() {
 async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let (bytes, name) = program(ctx)?;
     let args = ctx.args();
+    // runwasi's `path#export` entrypoint: call that export with the other args, as
+    // `spore run --invoke EXPORT`, and print what it returns.
+    let func = ctx.entrypoint().func;
+    let invoke = (func != "_start").then(|| Invoke { export: func, args: args.iter().skip(1).cloned().collect() });
     let mut spec = SandboxSpec {
         program: ProgramSource::Path(PathBuf::from(&name)),
         argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
@@ -149,6 +155,7 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         mounts: vec![Mount { host: "/".into(), guest: "/".into(), read_only: false }],
         // The container's stdio is containerd's FIFOs.
         stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
+        invoke,
         ..Default::default()
     };
     let budget = MemoryBudget::read();
@@ -165,6 +172,9 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         ),
         (report, _) => report?,
     };
+    for value in &report.results {
+        println!("{value}");
+    }
     if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
         eprintln!("spore: {name}: {}", report.status);
     }

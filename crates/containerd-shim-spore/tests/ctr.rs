@@ -44,12 +44,13 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
     let broken = push(Image::wasm("broken", "/app.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec(), &["/app.wasm"]));
     let missing = push(Image::wasm("missing", "/other.wasm", guest("hello"), &["/app.wasm"]));
+    let reactor = push(Image::wasm("reactor", "/lib.wasm", guest("reactor"), &["/lib.wasm#add"]));
     let fs = push(Image::wasm("fs", "/fs.wasm", guest("fs"), &["/fs.wasm"]));
     let membomb = push(Image::wasm("membomb", "/membomb.wasm", guest("membomb"), &["/membomb.wasm"]));
 
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
-    for image in [&hello, &exit, &spin, &broken, &missing, &fs, &membomb] {
+    for image in [&hello, &exit, &spin, &broken, &missing, &reactor, &fs, &membomb] {
         pull(&c, image);
     }
 
@@ -69,6 +70,14 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let r = run(&c, &exit, "exit", &["/bin/exit.wasm", "7"]);
     assert_eq!(r.code, 7, "the guest's exit code is the task's: {}", r.out);
     assert!(r.out.contains("exiting with 7"), "{}", r.out);
+
+    // runwasi's `path#export` entrypoint calls that export with the process's other args.
+    let r = run(&c, &reactor, "add", &["/lib.wasm#add", "2", "40"]);
+    assert_eq!((r.code, r.out.trim()), (0, "42"), "{}", r.out);
+    let r = run(&c, &reactor, "fib", &["/lib.wasm#fib", "50"]);
+    assert_eq!((r.code, r.out.trim()), (0, "12586269025"), "{}", r.out);
+    let r = run(&c, &reactor, "nope", &["/lib.wasm#nope"]);
+    assert!(r.code == 125 && r.out.contains("no exported function `nope`"), "{}", r.out);
 
     // A looping guest: started detached, stopped by `ctr task kill`.
     let r = ctr(&c, &["run", "-d", "--platform", "wasip1/wasm", "--runtime", "io.containerd.spore.v1", &spin, "spin"]);
