@@ -231,11 +231,21 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // What a failing test left running (a looping guest, a pod) must not outlive it: its
+        // shim would keep it alive after containerd is gone.
+        let tasks = self.ctr(&["tasks", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).lines() {
+            self.ctr(&["tasks", "delete", "-f", id]);
+        }
         stop(&mut self.child);
-        // Deepest first, and only what appeared in this namespace while this one ran.
+        // Deepest first, and only what appeared while this one ran: in its namespace, and the
+        // shims' sockets (named by a hash of namespace and id).
         let ns = std::ffi::OsStr::new(&self.namespace);
-        let mut new: Vec<PathBuf> =
-            run_entries().into_iter().filter(|p| !self.run_before.contains(p) && p.iter().any(|c| c == ns)).collect();
+        let sockets = Path::new("/run/containerd/s");
+        let mut new: Vec<PathBuf> = run_entries()
+            .into_iter()
+            .filter(|p| !self.run_before.contains(p) && (p.iter().any(|c| c == ns) || p.parent() == Some(sockets)))
+            .collect();
         new.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for p in new {
             let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
