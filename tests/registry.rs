@@ -314,6 +314,18 @@ fn the_daemon_runs_an_image_it_pulls_itself() {
     assert!(prune.stdout.contains("Deleted 0 blob(s)"), "{prune:?}");
     let seen = d.run(["start", "hi"]);
     assert_eq!(seen.code, 0, "{seen:?}");
+    d.wait_for("hi", 10, |r| r["state"] == "exited");
+    // Its name removed, the image stays while a sandbox uses it; the last one removed, a prune
+    // frees it (the daemon's pin goes with its last sandbox).
+    let in_store = |args: &[&str]| Seen::from(spore().env("SPORE_STORE", &store).args(args).output().unwrap());
+    let rmi = in_store(&["rmi", &image]);
+    assert_eq!(rmi.code, 0, "{rmi:?}");
+    let prune = in_store(&["image", "prune"]);
+    assert!(prune.stdout.contains("Deleted 0 blob(s)"), "pinned while used: {prune:?}");
+    let seen = d.run(["rm", "hi"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let prune = in_store(&["image", "prune"]);
+    assert!(prune.code == 0 && prune.stdout.contains("Deleted 3 blob(s)"), "manifest, config, layer: {prune:?}");
 
     // Bad references are the client's error, named.
     let seen = d.run(["deploy", "--pull", "never", &format!("{}/demo/absent:v1", reg.addr)]);

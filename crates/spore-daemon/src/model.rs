@@ -126,6 +126,10 @@ pub struct SandboxRecord {
     pub labels: BTreeMap<String, String>,
     /// What runs; `program` is always a digest of a stored program.
     pub spec: SandboxSpec,
+    /// The manifest digest of the image it was created from, if any: pinned in the daemon's
+    /// image store while a sandbox uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Restart policy.
     pub restart: RestartPolicy,
     /// What the operator asked for.

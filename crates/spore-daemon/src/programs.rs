@@ -54,9 +54,14 @@ impl Programs {
     }
 
     /// Turns a spec whose program is an image into one that runs a stored program: see the
-    /// module docs.
-    pub async fn resolve_image(&self, spec: &mut SandboxSpec, policy: PullPolicy) -> Result<(), ProgramError> {
-        let ProgramSource::Image(image) = &spec.program else { return Ok(()) };
+    /// module docs. Returns the image's manifest digest (pinned), `None` when the spec named no
+    /// image.
+    pub async fn resolve_image(
+        &self,
+        spec: &mut SandboxSpec,
+        policy: PullPolicy,
+    ) -> Result<Option<String>, ProgramError> {
+        let ProgramSource::Image(image) = &spec.program else { return Ok(None) };
         let image = image.clone();
         let reference: Reference = image.parse().map_err(|e| ProgramError::BadImage(format!("spec.program: {e}")))?;
         let (digest, pulled) =
@@ -83,7 +88,20 @@ impl Programs {
         self.put(&program, &wasm)?;
         spec.program = ProgramSource::Digest(program);
         opened.apply_to(spec, rootfs);
-        Ok(())
+        Ok(Some(digest.to_string()))
+    }
+
+    /// Keeps the image `digest` (a manifest) through prunes again: a create pins it a second
+    /// time once its sandbox is recorded, so a removal that unpinned it in between (its last
+    /// other user gone) cannot leave a recorded sandbox's image unpinned.
+    pub fn pin_image(&self, digest: &str) -> Result<(), ProgramError> {
+        Ok(self.images.pin("daemon", &ContentStore::digest(digest)?)?)
+    }
+
+    /// Lets the image `digest` go: no sandbox of this daemon uses it any more, so `spore rmi`
+    /// and `spore image prune` in the daemon's store may remove it.
+    pub fn unpin_image(&self, digest: &str) -> Result<(), ProgramError> {
+        Ok(self.images.unpin("daemon", &ContentStore::digest(digest)?)?)
     }
 
     /// Whether `digest` is stored.

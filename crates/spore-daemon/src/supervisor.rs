@@ -281,23 +281,28 @@ impl Supervisor {
         self.check_capacity(starting)?;
         // Images become stored programs first; a batch names one image many times, and after
         // the first request resolved it the rest reuse that spec.
-        let mut resolved: Vec<(SandboxSpec, SandboxSpec)> = Vec::new();
+        let mut resolved: Vec<(SandboxSpec, SandboxSpec, Option<String>)> = Vec::new();
+        let mut images = Vec::with_capacity(requests.len());
         for req in &mut requests {
             if let ProgramSource::Image(_) = &req.spec.program {
-                if let Some((_, spec)) = resolved.iter().find(|(asked, _)| *asked == req.spec) {
+                if let Some((_, spec, image)) = resolved.iter().find(|(asked, ..)| *asked == req.spec) {
                     req.spec = spec.clone();
+                    images.push(image.clone());
                     continue;
                 }
                 let asked = req.spec.clone();
-                self.programs.resolve_image(&mut req.spec, req.pull).await?;
-                resolved.push((asked, req.spec.clone()));
+                let image = self.programs.resolve_image(&mut req.spec, req.pull).await?;
+                resolved.push((asked, req.spec.clone(), image.clone()));
+                images.push(image);
+            } else {
+                images.push(None);
             }
         }
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
-            for mut req in requests {
+            for (mut req, image) in requests.into_iter().zip(images) {
                 self.policy.defaults.apply(&mut req);
                 let ProgramSource::Digest(digest) = &req.spec.program else {
                     return Err(SupError::Invalid(
@@ -338,6 +343,7 @@ impl Supervisor {
                     name,
                     labels: req.labels,
                     spec: req.spec,
+                    image,
                     restart: req.restart.unwrap_or_default(),
                     desired: if req.start { Desired::Running } else { Desired::Stopped },
                     state: State::Created,
@@ -380,7 +386,11 @@ impl Supervisor {
             created.push(Created { id: record.id.clone(), name: record.name.clone() });
             self.announce(&record, "created");
             let id = record.id.clone();
+            let image = record.image.clone();
             self.insert_entry(record, false);
+            if let Some(image) = image {
+                self.programs.pin_image(&image)?;
+            }
             if start {
                 self.launch(&id)?;
             }
@@ -511,7 +521,17 @@ impl Supervisor {
         }
         let record = lock(&entry.record).clone();
         self.db.commit(vec![Change::Delete(record.id.clone())]).await.map_err(SupError::Storage)?;
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&record.id);
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            entries.remove(&record.id);
+            // The last sandbox of an image lets it go (a create re-pins once recorded).
+            if let Some(image) = &record.image
+                && !entries.values().any(|e| lock(&e.record).image.as_ref() == Some(image))
+                && let Err(err) = self.programs.unpin_image(image)
+            {
+                tracing::warn!(%image, "cannot unpin the image: {err}");
+            }
+        }
         self.names.write().unwrap_or_else(|p| p.into_inner()).remove(&record.name);
         self.logs.remove(&record.id);
         self.announce(&record, "removed");

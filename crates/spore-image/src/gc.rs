@@ -48,6 +48,15 @@ impl ContentStore {
         Ok(())
     }
 
+    /// Lets `digest` go on behalf of `owner` (other owners' pins still keep it); a digest
+    /// `owner` never pinned is no error.
+    pub fn unpin(&self, owner: &str, digest: &Digest) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.root().join("pins").join(owner).join(digest.hex())) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Every pinned digest, whoever pinned it.
     pub fn pinned(&self) -> Result<BTreeSet<Digest>, StoreError> {
         let mut pins = BTreeSet::new();
