@@ -163,6 +163,11 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let engine = engine()?;
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
+    if runnable.is_http() {
+        bail!(
+            "{name} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run): this runtime runs commands; serve HTTP apps with `spore serve` or `spore deploy --http` on a Spore runner"
+        );
+    }
     let report = match (runnable.run(&spec).await, budget) {
         (Err(SandboxError::MemoryBelowMinimum { minimum, .. }), Some(budget)) => bail!(
             "{name} declares a minimum memory of {minimum}, more than the {} the container's memory limit of {} leaves the guest; raise the limit (the pod's resources.limits.memory) to at least {minimum} + {} for the runtime",

@@ -44,13 +44,16 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
     let broken = push(Image::wasm("broken", "/app.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec(), &["/app.wasm"]));
     let missing = push(Image::wasm("missing", "/other.wasm", guest("hello"), &["/app.wasm"]));
+    let p2 =
+        push(Image { os: "wasip2", ..Image::wasm("p2", "/hello-p2.wasm", guest("hello-p2"), &["/hello-p2.wasm"]) });
+    let http = push(Image { os: "wasip2", ..Image::wasm("http", "/http.wasm", guest("http-hello"), &["/http.wasm"]) });
     let reactor = push(Image::wasm("reactor", "/lib.wasm", guest("reactor"), &["/lib.wasm#add"]));
     let fs = push(Image::wasm("fs", "/fs.wasm", guest("fs"), &["/fs.wasm"]));
     let membomb = push(Image::wasm("membomb", "/membomb.wasm", guest("membomb"), &["/membomb.wasm"]));
 
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
-    for image in [&hello, &exit, &spin, &broken, &missing, &reactor, &fs, &membomb] {
+    for image in [&hello, &exit, &p2, &http, &spin, &broken, &missing, &reactor, &fs, &membomb] {
         pull(&c, image);
     }
 
@@ -70,6 +73,18 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let r = run(&c, &exit, "exit", &["/bin/exit.wasm", "7"]);
     assert_eq!(r.code, 7, "the guest's exit code is the task's: {}", r.out);
     assert!(r.out.contains("exiting with 7"), "{}", r.out);
+
+    // A WASI 0.2 component (a command), with env from `ctr run --env`.
+    let rt = ["run", "--rm", "--runtime", "io.containerd.spore.v1", "--env", "GREETING=Hi"];
+    let r = ctr(&c, &[&rt[..], &[&p2, "p2", "/hello-p2.wasm", "a", "b"]].concat());
+    assert_eq!((r.code, r.out.trim()), (0, "Hi from a component! args=[\"a\", \"b\"]"), "{}", r.out);
+    // An HTTP app is not a command: said plainly, not a hint this runtime cannot follow.
+    let r = run(&c, &http, "http", &[]);
+    assert!(
+        r.code == 125 && r.out.contains("/http.wasm is an HTTP app") && r.out.contains("this runtime runs commands"),
+        "{}",
+        r.out
+    );
 
     // runwasi's `path#export` entrypoint calls that export with the process's other args.
     let r = run(&c, &reactor, "add", &["/lib.wasm#add", "2", "40"]);
