@@ -15,12 +15,13 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::{
-    Input, Invoke, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes,
+    Input, Invoke, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
 };
+use spore_serve::Limits;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 struct SporeShim;
 
@@ -106,7 +107,6 @@ impl Sandbox for SporeSandbox {
     /// stderr — which `ctr` and the CRI log show — and end the task with 125, as `spore run`
     /// does; runwasi's own path would only say "can't handle spec".
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
-        exit_on_termination_signals();
         match run(ctx).await {
             Ok(code) => Ok(code),
             Err(err) => {
@@ -138,6 +138,22 @@ fn exit_on_termination_signals() {
     }
 }
 
+/// Where an HTTP app listens in its container unless `SPORE_HTTP_LISTEN` (in the pod's env)
+/// says otherwise: every address on port 80, as a `containerPort: 80` and a Service expect.
+const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:80";
+
+/// An HTTP app (a `wasi:http` proxy component): served from the container as `spore serve`
+/// serves it, a fresh instance per request, until SIGTERM or SIGINT, which stop it gracefully
+/// (requests in flight finish; then status 0).
+async fn serve(name: String, runnable: Runnable, spec: SandboxSpec) -> anyhow::Result<i32> {
+    let listen = spec.env.get("SPORE_HTTP_LISTEN").cloned().unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
+    let app = spore_serve::App { name: name.clone(), runnable: Arc::new(runnable), spec };
+    spore_serve::serve_app(app, &listen, Limits::default(), Sinks::default(), spore_serve::shutdown_signal())
+        .await
+        .map_err(|message| anyhow::anyhow!("{name}: {message}; set SPORE_HTTP_LISTEN in the pod's env to ADDR:PORT"))?;
+    Ok(0)
+}
+
 /// One container's run: the wasm, the spec from the OCI process, Spore's engine.
 async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let (bytes, name) = program(ctx)?;
@@ -164,10 +180,9 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
     if runnable.is_http() {
-        bail!(
-            "{name} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run): this runtime runs commands; serve HTTP apps with `spore serve` or `spore deploy --http` on a Spore runner"
-        );
+        return serve(name, runnable, spec).await;
     }
+    exit_on_termination_signals();
     let report = match (runnable.run(&spec).await, budget) {
         (Err(SandboxError::MemoryBelowMinimum { minimum, .. }), Some(budget)) => bail!(
             "{name} declares a minimum memory of {minimum}, more than the {} the container's memory limit of {} leaves the guest; raise the limit (the pod's resources.limits.memory) to at least {minimum} + {} for the runtime",

@@ -34,6 +34,20 @@ fn run(c: &Containerd, image: &str, id: &str, args: &[&str]) -> Ran {
     ctr(c, &all)
 }
 
+/// Waits (up to 5 s) for task `id` to stop, then deletes it and its container.
+fn stopped(c: &Containerd, id: &str) {
+    let done = (0..100).any(|_| {
+        let stopped = ctr(c, &["task", "ls"]).out.lines().any(|l| l.starts_with(id) && l.contains("STOPPED"));
+        if !stopped {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        stopped
+    });
+    assert!(done, "{id} stopped: {}", ctr(c, &["task", "ls"]).out);
+    ctr(c, &["task", "delete", id]);
+    ctr(c, &["container", "delete", id]);
+}
+
 #[test]
 fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let work = tempfile::tempdir().unwrap();
@@ -78,13 +92,29 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let rt = ["run", "--rm", "--runtime", "io.containerd.spore.v1", "--env", "GREETING=Hi"];
     let r = ctr(&c, &[&rt[..], &[&p2, "p2", "/hello-p2.wasm", "a", "b"]].concat());
     assert_eq!((r.code, r.out.trim()), (0, "Hi from a component! args=[\"a\", \"b\"]"), "{}", r.out);
-    // An HTTP app is not a command: said plainly, not a hint this runtime cannot follow.
-    let r = run(&c, &http, "http", &[]);
+    // An HTTP app is served from the container (here on the host's network, on the port the
+    // env names) until SIGTERM stops it gracefully.
+    let port = support::peers::free_port();
+    let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
+    let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
+    let r = ctr(&c, &[&rt[..], &[&http, "http"]].concat());
+    assert_eq!(r.code, 0, "{}", r.out);
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            conn.write_all(b"GET /pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            conn.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
-        r.code == 125 && r.out.contains("/http.wasm is an HTTP app") && r.out.contains("this runtime runs commands"),
-        "{}",
-        r.out
+        answer.starts_with("HTTP/1.1 200") && answer.contains("Hello from Spore over HTTP at /pods\n"),
+        "{answer}"
     );
+    assert_eq!(ctr(&c, &["task", "kill", "http"]).code, 0);
+    stopped(&c, "http");
 
     // runwasi's `path#export` entrypoint calls that export with the process's other args.
     let r = run(&c, &reactor, "add", &["/lib.wasm#add", "2", "40"]);
@@ -119,17 +149,7 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     // would ignore it without a handler of its own.
     let r = ctr(&c, &["task", "kill", "spin"]);
     assert_eq!(r.code, 0, "{}", r.out);
-    let mut stopped = false;
-    for _ in 0..100 {
-        if ctr(&c, &["task", "ls"]).out.lines().any(|l| l.starts_with("spin") && l.contains("STOPPED")) {
-            stopped = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(stopped, "killed: {}", ctr(&c, &["task", "ls"]).out);
-    ctr(&c, &["task", "delete", "spin"]);
-    ctr(&c, &["container", "delete", "spin"]);
+    stopped(&c, "spin");
 
     // `--memory-limit` is the container's cgroup limit. Where the container can read its cgroup
     // (the CRI mounts it always; `ctr run` when asked to), Spore caps the guest below it and
