@@ -109,10 +109,7 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(
-        answer.starts_with("HTTP/1.1 200") && answer.contains("Hello from Spore over HTTP at /pods\n"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("Hello from Spore over HTTP at /pods\n"), "{answer}");
     assert_eq!(ctr(&c, &["task", "kill", "http"]).code, 0);
     stopped(&c, "http");
 

@@ -388,8 +388,12 @@ impl Supervisor {
             let id = record.id.clone();
             let image = record.image.clone();
             self.insert_entry(record, false);
-            if let Some(image) = image {
-                self.programs.pin_image(&image)?;
+            // Already pinned by the resolve; a failure here only reopens the narrow window the
+            // second pin closes, so it is reported, not made the create's error.
+            if let Some(image) = image
+                && let Err(err) = self.programs.pin_image(&image)
+            {
+                tracing::warn!(%image, "cannot pin the image again: {err}");
             }
             if start {
                 self.launch(&id)?;
