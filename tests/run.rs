@@ -225,7 +225,8 @@ fn network_is_denied_by_default_and_granted_by_rule() {
 fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     let hello = guest("hello");
-    let compile = || Seen::from(spore_with_cache(cache.path()).arg("compile").arg(&hello).output().unwrap());
+    let compile =
+        || Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("compile").arg(&hello).output().unwrap());
 
     let first = compile();
     assert_eq!(first.code, 0, "{first:?}");
@@ -236,8 +237,14 @@ fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     // A run after compile finds the entry and leaves it untouched.
     let artifact = first.stdout.trim().rsplit(" -> ").next().unwrap().to_owned();
     let before = std::fs::metadata(&artifact).unwrap().modified().unwrap();
-    let seen =
-        Seen::from(spore_with_cache(cache.path()).arg("run").arg(&hello).env("SPORE_LOG", "debug").output().unwrap());
+    let seen = Seen::from(
+        spore_with_cache(&cache.path().join("compiled"))
+            .arg("run")
+            .arg(&hello)
+            .env("SPORE_LOG", "debug")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(seen.stdout, "Hello from Spore!\n", "{seen:?}");
     assert!(seen.stderr.contains("compile cache hit"), "{seen:?}");
     assert_eq!(std::fs::metadata(&artifact).unwrap().modified().unwrap(), before);
@@ -249,14 +256,14 @@ fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
         *b ^= 0x5a;
     }
     std::fs::write(&artifact, &bytes).unwrap();
-    let seen = Seen::from(spore_with_cache(cache.path()).arg("run").arg(&hello).output().unwrap());
+    let seen = Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).output().unwrap());
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
-    assert!(seen.stderr.contains("compile cache entry rejected (checksum mismatch"), "{seen:?}");
+    assert!(seen.stderr.contains("compile cache entry rejected (not made by this host"), "{seen:?}");
     assert!(compile().stdout.contains("already compiled"), "the entry was replaced by a good one");
 
     // Truncated to a fraction.
     std::fs::write(&artifact, &bytes[..bytes.len() / 4]).unwrap();
-    let seen = Seen::from(spore_with_cache(cache.path()).arg("run").arg(&hello).output().unwrap());
+    let seen = Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).output().unwrap());
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
 }
 
@@ -265,7 +272,7 @@ fn concurrent_first_runs_share_one_cache_safely() {
     let cache = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..6)
         .map(|_| {
-            spore_with_cache(cache.path())
+            spore_with_cache(&cache.path().join("compiled"))
                 .arg("run")
                 .arg(guest("nbody"))
                 .arg("10")
@@ -281,7 +288,9 @@ fn concurrent_first_runs_share_one_cache_safely() {
         assert_eq!(seen.stdout, "-0.169075164\n-0.169073022\n");
         assert_eq!(seen.stderr, "", "racing writers must never make a reader see a bad entry: {seen:?}");
     }
-    let seen = Seen::from(spore_with_cache(cache.path()).arg("compile").arg(guest("nbody")).output().unwrap());
+    let seen = Seen::from(
+        spore_with_cache(&cache.path().join("compiled")).arg("compile").arg(guest("nbody")).output().unwrap(),
+    );
     assert!(seen.stdout.contains("already compiled"), "{seen:?}");
 }
 

@@ -52,6 +52,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         epoch_tick: Some(tick),
         async_stack_size: stack,
         max_wasm_stack: stack / 2,
+        ..EngineConfig::default()
     })
     .map_err(|e| e.to_string())?;
     let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;

@@ -84,6 +84,9 @@ pub struct EngineConfig {
     pub allocation: Allocation,
     /// Where compiled code is cached; `None` compiles in memory every time.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates the cache's artifacts; `None` reads (or makes) the key file
+    /// beside the cache directory ([`crate::CacheKey::default_path`]).
+    pub cache_key: Option<crate::CacheKey>,
     /// Period of the epoch ticker: the preemption slice, and the resolution of CPU-time limits
     /// and timeouts. `None` starts no ticker: guests are then never preempted, which only suits
     /// a process running one guest without time limits (a plain `spore run`).
@@ -100,6 +103,7 @@ impl Default for EngineConfig {
         EngineConfig {
             allocation: Allocation::OnDemand,
             cache_dir: None,
+            cache_key: None,
             epoch_tick: Some(Duration::from_millis(10)),
             async_stack_size: 2 << 20,
             max_wasm_stack: 1 << 20,

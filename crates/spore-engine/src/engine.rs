@@ -1,6 +1,6 @@
 //! [`SporeEngine`]: the process's one wasmtime engine plus its compile cache.
 
-use crate::cache::{CacheOutcome, CompileCache, Lookup};
+use crate::cache::{CacheKey, CacheOutcome, CompileCache, Lookup};
 use crate::config::{Allocation, EngineConfig, PoolConfig};
 use crate::detect::{WasmKind, detect};
 use crate::error::{EngineError, LoadError};
@@ -101,10 +101,19 @@ impl SporeEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let engine = Engine::new(&wasmtime_config(&config)).map_err(EngineError::Config)?;
         let cache = match &config.cache_dir {
-            Some(root) => Some(
-                CompileCache::new(root, &engine)
-                    .map_err(|source| EngineError::CacheDir { path: root.clone(), source })?,
-            ),
+            Some(root) => {
+                let key = match &config.cache_key {
+                    Some(key) => key.clone(),
+                    None => {
+                        let path = CacheKey::default_path(root);
+                        CacheKey::load_or_create(&path).map_err(|e| EngineError::cache_key(path, e))?
+                    }
+                };
+                Some(
+                    CompileCache::new(root, &engine, key)
+                        .map_err(|source| EngineError::CacheDir { path: root.clone(), source })?,
+                )
+            }
             None => None,
         };
         if let Some(tick) = config.epoch_tick {
@@ -121,6 +130,16 @@ impl SporeEngine {
     /// The configuration this engine was built from.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Host paths no sandbox may be given, since whoever writes them chooses the native code
+    /// this engine runs: the compile cache and its key file.
+    pub fn protected_paths(&self) -> Vec<std::path::PathBuf> {
+        match (&self.cache, &self.config.cache_key) {
+            (Some(cache), None) => vec![cache.root().to_owned(), CacheKey::default_path(cache.root())],
+            (Some(cache), Some(_)) => vec![cache.root().to_owned()],
+            (None, _) => Vec::new(),
+        }
     }
 
     /// The compile cache, when one is configured.
@@ -259,17 +278,45 @@ mod tests {
         std::fs::write(&path, &good[..good.len() / 3]).unwrap();
         assert!(matches!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Rebuilt { .. }));
 
-        // Foreign: something else entirely, under a name and ref that match it.
-        let foreign = b"\x7fELF not a wasmtime artifact".to_vec();
-        let sum = crate::cache::checksum(&foreign);
-        std::fs::write(e.cache().unwrap().dir().join(format!("{sum}.cwasm")), &foreign).unwrap();
-        std::fs::write(e.cache().unwrap().dir().join(format!("{}.ref", program.digest.hex())), &sum).unwrap();
+        // Foreign: a valid artifact made with another key (another host, or a forger who does
+        // not have this host's key), under a name and ref that match it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = SporeEngine::new(EngineConfig {
+            cache_dir: Some(elsewhere.path().to_owned()),
+            cache_key: Some(CacheKey::from_bytes([7; 32])),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        other.load(EMPTY_COMMAND).unwrap();
+        let forged = other.cache().unwrap().artifact_path(&program.digest).unwrap();
+        let mine = e.cache().unwrap();
+        std::fs::copy(&forged, mine.dir().join(forged.file_name().unwrap())).unwrap();
+        let name = forged.file_stem().unwrap().to_str().unwrap().to_owned();
+        std::fs::write(mine.dir().join(format!("{}.ref", program.digest.hex())), name).unwrap();
         let outcome = e.load(EMPTY_COMMAND).unwrap().outcome;
         assert!(
-            matches!(&outcome, CacheOutcome::Rebuilt { reason } if reason.contains("rejected by the engine")),
+            matches!(&outcome, CacheOutcome::Rebuilt { reason } if reason.contains("not made by this host")),
             "{outcome:?}"
         );
         assert_eq!(e.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn the_key_is_made_once_owner_only_and_beside_the_cache() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("compiled");
+        let a = engine(&root);
+        let key = dir.path().join("compiled.key");
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let program = a.load(EMPTY_COMMAND).unwrap();
+        // A second process reads the same key and trusts the first one's artifact.
+        assert_eq!(engine(&root).load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
+        assert_eq!(a.protected_paths(), vec![root.clone(), key.clone()]);
+        // A new key (the file deleted) trusts nothing of the old one's.
+        std::fs::remove_file(&key).unwrap();
+        let b = engine(&root);
+        assert!(matches!(b.load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Rebuilt { .. }), "{program:?}");
     }
 
     #[test]

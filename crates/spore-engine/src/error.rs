@@ -17,6 +17,21 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// The compile cache's key file cannot be read or created.
+    #[error("cannot use the compile cache key {path}: {source}")]
+    CacheKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// The key file of the compile cache cannot be read or made.
+    pub(crate) fn cache_key(path: PathBuf, source: std::io::Error) -> Self {
+        EngineError::CacheKey { path, source }
+    }
 }
 
 /// A wasm binary could not be turned into a runnable [`crate::Program`].

@@ -15,7 +15,7 @@ mod engine;
 mod error;
 mod ticker;
 
-pub use cache::{CacheOutcome, CompileCache};
+pub use cache::{CacheKey, CacheOutcome, CompileCache};
 pub use config::{Allocation, EngineConfig, PoolConfig};
 pub use detect::{WasmKind, detect};
 pub use engine::{Digest, Program, ProgramCode, SporeEngine};
