@@ -499,19 +499,19 @@ pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::
         return Ok(0);
     }
     println!(
-        "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>12}",
+        "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>22}",
         "NAME", "STATE", "MEMORY", "CPU", "UPTIME", "RESTARTS", "LOG DROPPED"
     );
     for s in &stats {
         println!(
-            "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>12}",
+            "{:<24}  {:<10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>22}",
             s.name,
             s.state.as_str(),
             spore_sandbox::human_bytes(s.memory_bytes),
             format!("{:.1}ms", s.cpu_ms),
             humantime::format_duration(std::time::Duration::from_secs(s.uptime_ms / 1000)).to_string(),
             s.restarts,
-            s.log_dropped_bytes
+            format!("{} B / {} lines", s.log_dropped_bytes, s.log_dropped_lines)
         );
     }
     Ok(0)

@@ -8,6 +8,11 @@
 //! its neighbours and the daemon keep their pace. Followers (`logs -f`) get each line as it is
 //! written.
 //!
+//! A queued line is charged what it really costs the daemon — its text plus [`LINE_COST`] for
+//! the message, its allocation and the writer's work — so a flood of empty or one-byte lines
+//! fills the budget as surely as a flood of long ones, and the queue of one sandbox never holds
+//! more than `buffer_per_sandbox / LINE_COST` lines.
+//!
 //! File format, one object per line: `{"n":seq,"t":unix_ms,"s":"out"|"err"|"spore","m":text}`.
 
 use bytes::Bytes;
@@ -23,6 +28,10 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Longest line kept whole; a longer run without a newline is cut into lines of this size.
 const MAX_LINE: usize = 16 << 10;
+/// What queueing one line costs beyond its text: the queue message (an `Arc`, a `Bytes`, a
+/// timestamp), the text's allocation, and the JSON framing the writer adds. A measured
+/// upper bound, rounded up, so that short lines are never cheaper than they are.
+pub const LINE_COST: usize = 128;
 /// Open log files kept by the writer; more sandboxes than this reopen their file when they write.
 const OPEN_FILES: usize = 256;
 
@@ -83,10 +92,15 @@ pub struct SandboxLog {
     hub: Arc<LogHub>,
     queued: AtomicUsize,
     dropped: AtomicU64,
-    /// Dropped bytes not yet reported by a marker line.
+    dropped_lines: AtomicU64,
+    /// Dropped bytes and lines not yet reported by a marker line.
     unreported: AtomicU64,
+    unreported_lines: AtomicU64,
     next_seq: AtomicU64,
     partial: [Mutex<Vec<u8>>; 2],
+    /// Set when the sandbox is killed or removed: an HTTP app's instance still ending on
+    /// another thread writes nothing more (nor re-creates a removed log's file).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl LogHub {
@@ -109,9 +123,12 @@ impl LogHub {
             hub: self.clone(),
             queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            dropped_lines: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
+            unreported_lines: AtomicU64::new(0),
             next_seq: AtomicU64::new(next),
             partial: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+            closed: Default::default(),
         })
     }
 
@@ -182,14 +199,35 @@ impl SandboxLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Takes no more output until [`Self::reopen`]: the sandbox was killed or removed.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes output again (the sandbox is started anew).
+    pub fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Lines of output dropped so far (an empty line counts, though it has no bytes).
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped_lines.load(Ordering::Relaxed)
+    }
+
     fn emit(self: &Arc<Self>, stream: Stream, text: &[u8]) {
-        let budget = self.hub.limits.buffer_per_sandbox;
-        if self.queued.load(Ordering::Relaxed) + text.len() > budget {
-            self.dropped.fetch_add(text.len() as u64, Ordering::Relaxed);
-            self.unreported.fetch_add(text.len() as u64, Ordering::Relaxed);
+        if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        self.queued.fetch_add(text.len(), Ordering::Relaxed);
+        let budget = self.hub.limits.buffer_per_sandbox;
+        let cost = text.len() + LINE_COST;
+        if self.queued.load(Ordering::Relaxed) + cost > budget {
+            self.dropped.fetch_add(text.len() as u64, Ordering::Relaxed);
+            self.dropped_lines.fetch_add(1, Ordering::Relaxed);
+            self.unreported.fetch_add(text.len() as u64, Ordering::Relaxed);
+            self.unreported_lines.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(cost, Ordering::Relaxed);
         let msg =
             Msg::Line { log: self.clone(), stream, t: crate::model::now_ms(), text: Bytes::copy_from_slice(text) };
         let _ = self.hub.tx.send(msg);
@@ -238,11 +276,12 @@ impl Writer {
                     }
                 }
                 Msg::Line { log, stream, t, text } => {
-                    log.queued.fetch_sub(text.len(), Ordering::Relaxed);
-                    let lost = log.unreported.swap(0, Ordering::Relaxed);
-                    if lost > 0 {
+                    log.queued.fetch_sub(text.len() + LINE_COST, Ordering::Relaxed);
+                    let lost_lines = log.unreported_lines.swap(0, Ordering::Relaxed);
+                    if lost_lines > 0 {
+                        let lost = log.unreported.swap(0, Ordering::Relaxed);
                         let note = format!(
-                            "[spore: {lost} bytes of output dropped: the sandbox wrote faster than its log is stored]"
+                            "[spore: {lost} bytes of output dropped ({lost_lines} lines): the sandbox wrote faster than its log is stored]"
                         );
                         self.append(&hub, &log, Stream::Spore, t, note);
                     }

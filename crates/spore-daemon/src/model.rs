@@ -214,6 +214,8 @@ pub struct Stats {
     pub restarts: u32,
     /// Log bytes dropped because the sandbox wrote faster than they could be stored.
     pub log_dropped_bytes: u64,
+    /// Log lines dropped for the same reason (an empty line counts, though it has no bytes).
+    pub log_dropped_lines: u64,
 }
 
 /// One thing that happened to a sandbox, as streamed by `GET /v1/events`.
