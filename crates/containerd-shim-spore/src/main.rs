@@ -5,17 +5,20 @@
 //! (namespaces, cgroups, the unpacked image as its root), stdio wired to containerd's FIFOs,
 //! and kill. What is Spore's own is [`SporeSandbox::run_wasi`]: inside that container, the
 //! entrypoint's wasm is loaded with Spore's engine (compiled once per node, see [`CACHE_DIR`])
-//! and run as one sandbox whose `/` is the container's root, with the OCI process's args and
-//! env, and the container's memory limit.
+//! and run as one sandbox whose `/` is the image's root, read-only, plus the pod's volumes
+//! (and nothing the container runtime keeps beside them: see [`confine`]), with the OCI
+//! process's args and env, and the container's memory limit.
 //! This binary is separate from `spore` so runwasi's dependencies stay out of it.
+
+mod confine;
 
 use anyhow::{Context, bail};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
-use spore_engine::{EngineConfig, SporeEngine};
+use spore_engine::{CacheKey, EngineConfig, SporeEngine};
 use spore_sandbox::{
-    Input, Invoke, Mount, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
+    Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
 };
 use spore_serve::Limits;
 use std::fs::File;
@@ -154,7 +157,8 @@ async fn serve(name: String, runnable: Runnable, spec: SandboxSpec) -> anyhow::R
     Ok(0)
 }
 
-/// One container's run: the wasm, the spec from the OCI process, Spore's engine.
+/// One container's run: the wasm, the spec from the OCI process, Spore's engine; then the
+/// guest, on a thread of its own confined to what it may see of the container.
 async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let (bytes, name) = program(ctx)?;
     let args = ctx.args();
@@ -162,13 +166,14 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     // `spore run --invoke EXPORT`, and print what it returns.
     let func = ctx.entrypoint().func;
     let invoke = (func != "_start").then(|| Invoke { export: func, args: args.iter().skip(1).cloned().collect() });
+    let view = confine::View::of_container()?;
     let mut spec = SandboxSpec {
         program: ProgramSource::Path(PathBuf::from(&name)),
         argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
         args: args.iter().skip(1).cloned().collect(),
         env: ctx.envs().iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
-        // The container's root (the unpacked image) is the guest's `/`.
-        mounts: vec![Mount { host: "/".into(), guest: "/".into(), read_only: false }],
+        // The image's root, read-only, and the pod's writable volumes.
+        mounts: view.mounts(),
         // The container's stdio is containerd's FIFOs.
         stdio: StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit },
         invoke,
@@ -179,6 +184,35 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let engine = engine()?;
     let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
     let runnable = Runnable::new(&engine, program, &name)?;
+    // Everything the runtime itself needs from the container is read by now: the guest's
+    // thread (and the runtime threads it starts) can then be confined before its first
+    // instruction.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("spore-guest".into())
+        .spawn(move || {
+            let ran = (|| {
+                match view.enforce() {
+                    Ok(()) => {}
+                    Err(err) if confine::unconfined_allowed() => eprintln!("spore: warning: {err:#}"),
+                    Err(err) => return Err(err),
+                }
+                let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                runtime.block_on(guest(name, runnable, spec, budget))
+            })();
+            let _ = tx.send(ran);
+        })
+        .context("cannot start the guest's thread")?;
+    rx.await.context("the guest's thread ended without a result")?
+}
+
+/// Runs the guest: served when it is an HTTP app, else run to its end.
+async fn guest(
+    name: String,
+    runnable: Runnable,
+    spec: SandboxSpec,
+    budget: Option<MemoryBudget>,
+) -> anyhow::Result<i32> {
     if runnable.is_http() {
         return serve(name, runnable, spec).await;
     }
@@ -209,13 +243,21 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
 /// (the wasm runs in that process, nothing is exec'd, so it stays open) and reaches the
 /// directory as `/proc/self/fd/N`. Only Spore's runtime uses it: a guest's filesystem is the
 /// container's root, and WASI path resolution does not follow `/proc`'s magic links out of it.
-static CACHE_DIR: OnceLock<Option<File>> = OnceLock::new();
+///
+/// The cache's key (which authenticates every artifact, see [`spore_engine::CacheKey`]) is read
+/// here too, from the node's key file beside the directory, and stays in memory: no container
+/// can reach the file, so a container that could write the shared directory still could not
+/// make an artifact another pod's runtime would accept.
+static CACHE_DIR: OnceLock<Option<(File, CacheKey)>> = OnceLock::new();
 
 /// `$SPORE_SHIM_CACHE_DIR` (containerd passes its environment to shims), else
-/// `/var/lib/spore/shim-cache`; `None` (compile in memory) when it cannot be made.
-fn open_cache_dir() -> Option<File> {
+/// `/var/lib/spore/shim-cache`, and its key; `None` (compile in memory) when either cannot be
+/// had.
+fn open_cache_dir() -> Option<(File, CacheKey)> {
     let dir = std::env::var_os("SPORE_SHIM_CACHE_DIR").map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from);
-    std::fs::create_dir_all(&dir).and_then(|_| File::open(&dir)).ok()
+    let key = CacheKey::load_or_create(&CacheKey::default_path(&dir)).ok()?;
+    let file = std::fs::create_dir_all(&dir).and_then(|_| File::open(&dir)).ok()?;
+    Some((file, key))
 }
 
 const DEFAULT_CACHE_DIR: &str = "/var/lib/spore/shim-cache";
@@ -223,9 +265,10 @@ const DEFAULT_CACHE_DIR: &str = "/var/lib/spore/shim-cache";
 /// The engine for one container: with the node's compile cache when it is reachable and
 /// writable by this container's user, in memory otherwise.
 fn engine() -> anyhow::Result<SporeEngine> {
-    if let Some(Some(dir)) = CACHE_DIR.get() {
+    if let Some(Some((dir, key))) = CACHE_DIR.get() {
         let cache_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        if let Ok(engine) = SporeEngine::new(EngineConfig { cache_dir: Some(cache_dir), ..Default::default() }) {
+        let config = EngineConfig { cache_dir: Some(cache_dir), cache_key: Some(key.clone()), ..Default::default() };
+        if let Ok(engine) = SporeEngine::new(config) {
             return Ok(engine);
         }
     }

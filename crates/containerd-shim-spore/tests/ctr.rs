@@ -193,3 +193,57 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     assert_eq!(r.code, 125, "{}", r.out);
     assert!(r.out.contains("no wasm entrypoint: looked for /app.wasm"), "{}", r.out);
 }
+
+#[test]
+fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container_runtime() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let image = Image {
+        files: vec![("/hostile.wasm", guest("hostile")), ("/fs.wasm", guest("fs"))],
+        ..Image::wasm("hostile", "/hostile.wasm", Vec::new(), &["/hostile.wasm"])
+    }
+    .push(&reg, work.path());
+    let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
+    let c = Containerd::start_with_path(&bin);
+    pull(&c, &image);
+
+    // The runtime's /proc (its own memory, PID 1's environment) and the image's root for
+    // writing: all refused. Before, the guest opened /proc/self/mem for writing.
+    let r = run(&c, &image, "proc", &["/hostile.wasm", "proc"]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    for line in [
+        "write /proc/self/mem: refused",
+        "read /proc/self/maps: refused",
+        "read /proc/1/environ: refused",
+        "create /pwned: refused",
+    ] {
+        assert!(r.out.contains(line), "{line}: {}", r.out);
+    }
+    // The image's own files are its `/`.
+    let r = run(&c, &image, "ls", &["/hostile.wasm", "ls", "/"]);
+    assert!(r.code == 0 && r.out.contains("fs.wasm hostile.wasm"), "{}", r.out);
+
+    // Volumes, as the pod mounts them: written where writable, refused where read-only.
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("config"), "from the host\n").unwrap();
+    let mounts = [
+        "--mount".to_owned(),
+        format!("type=bind,src={},dst=/data,options=rbind:rw", rw.path().display()),
+        "--mount".to_owned(),
+        format!("type=bind,src={},dst=/config,options=rbind:ro", ro.path().display()),
+    ];
+    let mounts: Vec<&str> = mounts.iter().map(String::as_str).collect();
+    let with_volumes = |id: &str, args: &[&str]| {
+        let head = ["run", "--rm", "--runtime", "io.containerd.spore.v1"];
+        ctr(&c, &[&head[..], &mounts, &[image.as_str(), id, "/fs.wasm"], args].concat())
+    };
+    let r = with_volumes("write-rw", &["write", "/data/out", "written"]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(std::fs::read_to_string(rw.path().join("out")).unwrap(), "written");
+    let r = with_volumes("read-ro", &["cat", "/config/config"]);
+    assert!(r.code == 0 && r.out.contains("from the host"), "{}", r.out);
+    let r = with_volumes("write-ro", &["write", "/config/out", "x"]);
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(!ro.path().join("out").exists());
+}
