@@ -80,7 +80,7 @@ pub fn parse_dir(s: &str) -> Result<Mount, String> {
         return Err(format!("{s:?}: write HOST[:GUEST][:ro], e.g. ./data:/data:ro"));
     }
     let guest = if guest.starts_with('/') || guest.starts_with('.') { guest.to_owned() } else { format!("/{guest}") };
-    Ok(Mount { host: PathBuf::from(host), guest, read_only })
+    Ok(Mount { host: PathBuf::from(host), guest, read_only, pin: None })
 }
 
 /// `--net none | allow=RULE,... | listen=RULE,...`, repeatable; later flags add to earlier ones.

@@ -33,6 +33,9 @@ pub struct SpecArgs {
     /// Wall-clock limit from start to exit, e.g. 5s, 1m.
     #[arg(long, value_name = "DURATION", value_parser = flags::parse_duration)]
     timeout: Option<std::time::Duration>,
+    /// Files, sockets and other host handles the guest may hold open at once [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_open_files: Option<usize>,
     /// Network access: none (default), allow=HOST:PORT,... (connect), listen=ADDR:PORT,...
     #[arg(long, value_name = "POLICY")]
     net: Vec<String>,
@@ -86,6 +89,9 @@ impl SpecArgs {
         spec.limits.memory_bytes = self.memory;
         spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
         spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
+        if let Some(n) = self.max_open_files {
+            spec.limits.max_open_files = n;
+        }
         spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
         spec.capabilities.key_value_stores = self.key_value.clone();
         spec.capabilities.variables = self.vars.iter().cloned().collect();

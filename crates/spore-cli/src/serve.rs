@@ -177,6 +177,8 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
     };
     stdio(&mut spec);
     spec.validate()?;
+    // Resolved once: a request's instance cannot redirect the next one's mounts.
+    spec.pin_mounts()?;
     let stores = kv_stores(args.server.runtime_config.as_deref())?;
     let engine = engine(cache_dir, &args.server, spec.limits.memory_bytes.unwrap_or(256 << 20))?;
     let runnable = http_app(&engine, &name, &bytes, &stores)?;
@@ -220,6 +222,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
             host: host.clone(),
             guest: guest.clone(),
             read_only: true,
+            pin: None,
         }));
         spec.capabilities.allowed_outbound_hosts = c.allowed_outbound_hosts.clone();
         spec.capabilities.key_value_stores = c.key_value_stores.clone();
@@ -233,6 +236,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         }
         stdio(&mut spec);
         spec.validate().with_context(|| format!("[component.{id}]"))?;
+        spec.pin_mounts().with_context(|| format!("[component.{id}]"))?;
         let runnable = http_app(&engine, id, &bytes, &stores)?;
         apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec }));
     }

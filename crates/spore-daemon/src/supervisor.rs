@@ -304,12 +304,15 @@ impl Supervisor {
             let mut seen = std::collections::HashSet::new();
             for (mut req, image) in requests.into_iter().zip(images) {
                 self.policy.defaults.apply(&mut req);
+                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
+                // Mounts are resolved now, once: a restart opens these very directories or
+                // fails, whatever a guest has put in their place meanwhile.
+                req.spec.pin_mounts().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
                 let ProgramSource::Digest(digest) = &req.spec.program else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
                     ));
                 };
-                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
                 if let Some(limit) = req.spec.limits.memory_bytes
                     && limit > self.policy.max_memory
                 {
@@ -359,6 +362,7 @@ impl Supervisor {
         for r in &records {
             if let ProgramSource::Digest(d) = &r.spec.program {
                 let runnable = self.runnable(d)?;
+                runnable.check_mounts(&r.spec).map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
                 match (&r.spec.http, runnable.is_http()) {
                     (Some(_), false) => {
                         return Err(SupError::Invalid(format!(
@@ -440,6 +444,7 @@ impl Supervisor {
             _ => return Err(SupError::Invalid("stored spec without a program digest".into())),
         };
         let runnable = self.runnable(&digest)?;
+        entry.log.reopen();
         let stop = Arc::new(Notify::new());
         let meter = Arc::new(Meter::default());
         let task = tokio::spawn(run_loop(self.clone(), entry.clone(), runnable, stop.clone()));
@@ -493,6 +498,9 @@ impl Supervisor {
 
     async fn kill_entry(&self, entry: &Arc<Entry>, message: String) {
         let Some(running) = lock(&entry.running).take() else { return };
+        // Closed first: an HTTP app's instances are aborted with the run loop but may be in
+        // the middle of a write on another worker thread.
+        entry.log.close();
         running.task.abort();
         let _ = running.task.await;
         self.live.fetch_sub(1, Ordering::Relaxed);
@@ -537,6 +545,7 @@ impl Supervisor {
             }
         }
         self.names.write().unwrap_or_else(|p| p.into_inner()).remove(&record.name);
+        entry.log.close();
         self.logs.remove(&record.id);
         self.announce(&record, "removed");
         Ok(())
@@ -559,6 +568,7 @@ impl Supervisor {
             uptime_ms: uptime,
             restarts: record.restarts,
             log_dropped_bytes: entry.log.dropped(),
+            log_dropped_lines: entry.log.dropped_lines(),
         })
     }
 

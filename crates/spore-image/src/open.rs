@@ -252,7 +252,7 @@ impl OpenedImage {
         env.extend(std::mem::take(&mut spec.env));
         spec.env = env;
         if let Some(root) = rootfs {
-            spec.mounts.insert(0, spore_sandbox::Mount { host: root, guest: "/".into(), read_only: true });
+            spec.mounts.insert(0, spore_sandbox::Mount { host: root, guest: "/".into(), read_only: true, pin: None });
         }
     }
 

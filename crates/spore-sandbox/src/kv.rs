@@ -63,6 +63,10 @@ pub(crate) struct KvGrant {
 pub(crate) struct KvView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) grant: &'a KvGrant,
+    /// The sandbox's CPU meter: a store operation's work happens off the guest's thread (on
+    /// the blocking pool, or in Redis), so its wall time is charged to the guest's CPU time —
+    /// a guest looping over `set` spends its own budget, not the host's.
+    pub(crate) meter: &'a crate::Meter,
 }
 
 pub(crate) struct HasKv;
@@ -84,6 +88,14 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 
 fn other(e: spore_kv::KvError) -> store::Error {
     store::Error::Other(e.0)
+}
+
+/// Awaits a store operation and charges its wall time to the sandbox's CPU time.
+async fn charged<T>(meter: &crate::Meter, op: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = op.await;
+    meter.charge(started.elapsed());
+    out
 }
 
 impl KvView<'_> {
@@ -118,7 +130,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.get(&name, &key).await.map_err(other))
+        Ok(charged(self.meter, b.get(&name, &key)).await.map_err(other))
     }
 
     async fn set(
@@ -128,17 +140,17 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.set(&name, &key, &value).await.map_err(other))
+        Ok(charged(self.meter, b.set(&name, &key, &value)).await.map_err(other))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.delete(&name, &key).await.map_err(other))
+        Ok(charged(self.meter, b.delete(&name, &key)).await.map_err(other))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.exists(&name, &key).await.map_err(other))
+        Ok(charged(self.meter, b.exists(&name, &key)).await.map_err(other))
     }
 
     async fn list_keys(
@@ -147,7 +159,10 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.list(&name, cursor).await.map(|p| store::KeyResponse { keys: p.keys, cursor: p.cursor }).map_err(other))
+        Ok(charged(self.meter, b.list(&name, cursor))
+            .await
+            .map(|p| store::KeyResponse { keys: p.keys, cursor: p.cursor })
+            .map_err(other))
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -164,7 +179,7 @@ impl atomics::Host for KvView<'_> {
         delta: u64,
     ) -> wasmtime::Result<Result<u64, store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.increment(&name, &key, delta).await.map_err(other))
+        Ok(charged(self.meter, b.increment(&name, &key, delta)).await.map_err(other))
     }
 }
 
@@ -175,7 +190,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.get_many(&name, &keys)
+        Ok(charged(self.meter, b.get_many(&name, &keys))
             .await
             .map(|values| keys.into_iter().zip(values).map(|(k, v)| v.map(|v| (k, v))).collect())
             .map_err(other))
@@ -187,7 +202,7 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.set_many(&name, &key_values).await.map_err(other))
+        Ok(charged(self.meter, b.set_many(&name, &key_values)).await.map_err(other))
     }
 
     async fn delete_many(
@@ -196,6 +211,6 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let (name, b) = self.bucket(&bucket)?;
-        Ok(b.delete_many(&name, &keys).await.map_err(other))
+        Ok(charged(self.meter, b.delete_many(&name, &keys)).await.map_err(other))
     }
 }

@@ -9,6 +9,7 @@
 
 mod kv;
 mod limits;
+mod mounts;
 mod net;
 mod outbound;
 mod proxy;
@@ -22,9 +23,12 @@ pub use kv::KvStores;
 pub use limits::{Meter, human_bytes, parse_size};
 pub use net::{AddrRule, NetworkPolicy};
 pub use outbound::{Grant, OutboundPolicy};
-pub use proxy::{HandleError, ProxyResponse};
+pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
 pub use runner::{RunReport, Runnable, SandboxError};
 pub use sink::{CaptureSink, OutputSink};
-pub use spec::{Capabilities, HttpSpec, Invoke, Limits, Mount, ProgramSource, SandboxSpec, SpecError};
+pub use spec::{
+    Capabilities, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource, SandboxSpec,
+    SpecError,
+};
 pub use status::{ExitStatus, LimitKind, exit_code};
 pub use stdio::{Input, Output, Sinks, StdioSpec};

@@ -1,6 +1,10 @@
 //! Enforcement of [`Limits`]: a [`ResourceLimiter`] for memory and tables, and a per-sandbox
 //! CPU meter read by the epoch callback.
 //!
+//! Tables live in host memory the guest chose the size of (a million-element table is 8 MB),
+//! so their growth is charged to the same memory limit as linear memory: a guest cannot step
+//! around `memory_bytes` by growing tables instead.
+//!
 //! CPU time is measured, not estimated: every poll of the sandbox's future is bracketed by
 //! reads of the polling thread's CPU clock, so time a guest spends asleep or waiting on I/O
 //! costs nothing, and time it spends spinning is charged to it alone.
@@ -18,6 +22,7 @@ use wasmtime::ResourceLimiter;
 pub(crate) struct Limiter {
     meter: Arc<Meter>,
     memory_limit: Option<u64>,
+    /// Linear memory plus table bytes committed now.
     memory_used: u64,
     table_elements: usize,
     instances: usize,
@@ -77,8 +82,21 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= self.table_elements)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Ok(false);
+        }
+        let grown = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        let after = self.memory_used.saturating_add(grown);
+        if let Some(limit) = self.memory_limit
+            && after > limit
+        {
+            self.memory_denied.get_or_insert((self.memory_used, after));
+            return Ok(false);
+        }
+        self.memory_used = after;
+        self.meter.memory.store(after, Ordering::Relaxed);
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -93,6 +111,9 @@ impl ResourceLimiter for Limiter {
         self.memories
     }
 }
+
+/// Host bytes of one table element (a function or GC reference), as charged to the memory limit.
+const TABLE_ELEMENT_BYTES: u64 = 8;
 
 /// The error the epoch callback raises when a sandbox has used up its CPU time.
 #[derive(Debug)]
@@ -122,6 +143,11 @@ impl Meter {
     /// When the guest started running its own code, if it has.
     pub fn entered(&self) -> Option<std::time::Instant> {
         self.entered.get().copied()
+    }
+
+    /// Adds work done for the guest elsewhere (another thread, another process) to its CPU time.
+    pub(crate) fn charge(&self, spent: std::time::Duration) {
+        self.used.fetch_add(spent.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn mark_entered(&self) {
@@ -227,6 +253,19 @@ mod tests {
         assert!(!l.memory_growing(2 << 16, 3 << 16, None).unwrap());
         assert_eq!(l.memory_denied, Some((3 << 16, 4 << 16)));
         assert_eq!(l.memory_used(), 3 << 16);
+    }
+
+    #[test]
+    fn tables_are_charged_to_the_memory_limit() {
+        let limits = Limits { memory_bytes: Some(1 << 20), ..Limits::default() };
+        let mut l = Limiter::new(&limits, Arc::default());
+        assert!(l.memory_growing(0, 1 << 19, None).unwrap());
+        // 64k elements = 512 KiB: exactly fills the rest.
+        assert!(l.table_growing(0, 1 << 16, None).unwrap());
+        assert_eq!(l.memory_used(), 1 << 20);
+        assert!(!l.table_growing(1 << 16, (1 << 16) + 1, None).unwrap());
+        assert!(!l.memory_growing(1 << 19, (1 << 19) + (1 << 16), None).unwrap());
+        assert_eq!(l.memory_denied, Some((1 << 20, (1 << 20) + 8)));
     }
 
     #[test]

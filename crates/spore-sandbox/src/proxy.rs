@@ -3,14 +3,23 @@
 //! request handed to `wasi:http/incoming-handler.handle`, and the response the guest sets.
 //!
 //! The guest keeps running after it has sent the response head (it may still be streaming the
-//! body), so the call runs as its own task; the response is returned as soon as it exists.
+//! body, or just linger), so the call runs as its own task and the response is returned as
+//! soon as it exists. That task is still the sandbox: it is CPU-metered and stopped at the
+//! spec's CPU and wall-clock limits like a command, it holds its [`Instances`] slot until it
+//! ends (so a server's concurrency limit counts instances, not answered requests), and
+//! [`Instances::drain`] ends every one of them when the app stops.
 
+use crate::limits::{CpuTimeExceeded, Metered};
 use crate::runner::Runnable;
 use crate::spec::SandboxSpec;
 use crate::stdio::Sinks;
 use crate::{Meter, SandboxError};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -42,14 +51,106 @@ pub enum HandleError {
     Guest(String),
 }
 
+/// The live instances of one server (or app): a slot each, held from the request's arrival
+/// until its instance has ended — not merely answered — and the means to end them all.
+pub struct Instances {
+    slots: Arc<Semaphore>,
+    max: u32,
+    tasks: Mutex<HashMap<u64, AbortHandle>>,
+    next: AtomicU64,
+}
+
+/// A slot for one instance, taken before the request is handled; the permit is given back
+/// when the instance's task ends.
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Instances {
+    /// Room for `max` instances at once (at least one).
+    pub fn new(max: usize) -> Arc<Instances> {
+        let max = u32::try_from(max.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        Arc::new(Instances {
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+            tasks: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Waits for a free slot; `None` once the instances are being drained (no new ones).
+    pub async fn acquire(&self) -> Option<Slot> {
+        self.slots.clone().acquire_owned().await.ok().map(Slot)
+    }
+
+    /// Instances running now (including those still streaming or lingering after their response).
+    pub fn live(&self) -> usize {
+        self.max as usize - self.slots.available_permits()
+    }
+
+    /// Refuses new instances, gives the running ones `grace` to end by themselves, then aborts
+    /// the rest and waits until they are gone: when this returns, no guest of this server runs.
+    pub async fn drain(&self, grace: Duration) {
+        let all = self.slots.acquire_many(self.max);
+        let ended = tokio::time::timeout(grace, all).await;
+        self.slots.close();
+        if ended.is_err() {
+            self.abort_all();
+            // Aborted tasks end at their next yield (a guest yields at every epoch tick).
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.live() > 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Aborts every running instance at once (a kill, or a server dropped without draining).
+    pub fn abort_all(&self) {
+        self.slots.close();
+        for task in lock(&self.tasks).values() {
+            task.abort();
+        }
+    }
+
+    fn register(self: &Arc<Self>, task: AbortHandle) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tasks).insert(id, task);
+        id
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by an instance's task: frees its slot and its entry when the task ends, however.
+struct Running {
+    instances: Arc<Instances>,
+    id: Option<u64>,
+    _slot: Slot,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            lock(&self.instances.tasks).remove(&id);
+        }
+    }
+}
+
 impl Runnable {
-    /// Handles one request in a fresh sandbox described by `spec`; gives up after `timeout`.
+    /// Handles one request in a fresh sandbox described by `spec`, in the `slot` taken from
+    /// `instances`; answers 504-worthy [`HandleError::Timeout`] after `timeout` without a
+    /// response head. The instance itself lives on until it ends, is stopped by the spec's
+    /// limits, or is drained.
     pub async fn handle<B>(
         self: &Arc<Self>,
         spec: &SandboxSpec,
         sinks: &Sinks,
         request: hyper::Request<B>,
         timeout: Duration,
+        instances: &Arc<Instances>,
+        slot: Slot,
     ) -> Result<ProxyResponse, HandleError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -58,20 +159,51 @@ impl Runnable {
         let Some(pre) = self.proxy_pre().cloned() else {
             return Err(HandleError::NotHttp { program: self.name.clone(), exports: self.describe_exports() });
         };
-        let (mut store, _captured) = self.store(spec, sinks, Arc::new(Meter::default())).await?;
+        let meter = Arc::new(Meter::default());
+        let (mut store, _captured) = self.store(spec, sinks, meter.clone()).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let setup = |e: wasmtime::Error| HandleError::Guest(format!("{e:#}"));
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(setup)?;
         let out = store.data_mut().http().new_response_outparam(tx).map_err(setup)?;
+        let answered = Arc::new(AtomicBool::new(false));
+        let wall = spec.limits.timeout_ms.map(Duration::from_millis);
+        let guest = Metered::new(
+            async move {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                store.data().cpu.mark_entered();
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            },
+            meter,
+        );
+        let mut running = Running { instances: instances.clone(), id: None, _slot: slot };
+        let (name, after_answer) = (self.name.clone(), answered.clone());
+        let (start, started) = tokio::sync::oneshot::channel::<Running>();
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            store.data().cpu.mark_entered();
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            // The slot is held (and the entry removed) by this task alone, whatever ends it.
+            let _running = started.await;
+            let ended = match wall {
+                None => guest.await,
+                Some(wall) => match tokio::time::timeout(wall, guest).await {
+                    Ok(ended) => ended,
+                    Err(_) => Err(wasmtime::Error::new(WallTimeExceeded(wall))),
+                },
+            };
+            if let Err(err) = &ended
+                && after_answer.load(Ordering::Relaxed)
+            {
+                tracing::warn!("{name}: instance stopped after its response: {}", describe(err));
+            }
+            ended
         });
+        running.id = Some(instances.register(task.abort_handle()));
+        let _ = start.send(running);
         let abort = task.abort_handle();
         let outcome = tokio::time::timeout(timeout, async {
             match rx.await {
-                Ok(Ok(response)) => Ok(response),
+                Ok(Ok(response)) => {
+                    answered.store(true, Ordering::Relaxed);
+                    Ok(response)
+                }
                 Ok(Err(code)) => Err(HandleError::Guest(format!("the app answered with the error {code:?}"))),
                 // The guest ended without setting a response: its own result says why.
                 Err(_) => Err(match task.await {
@@ -92,10 +224,28 @@ impl Runnable {
     }
 }
 
+/// An instance ran past the spec's wall-clock limit.
+#[derive(Debug)]
+struct WallTimeExceeded(Duration);
+
+impl std::fmt::Display for WallTimeExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wall-clock timeout of {} reached", humantime::format_duration(self.0))
+    }
+}
+
+impl std::error::Error for WallTimeExceeded {}
+
 /// A guest failure in one line: the trap or limit, not wasmtime's whole chain.
 fn describe(err: &wasmtime::Error) -> String {
-    if err.downcast_ref::<crate::limits::CpuTimeExceeded>().is_some() {
+    if err.downcast_ref::<CpuTimeExceeded>().is_some() {
         return "the app used up its CPU time".into();
+    }
+    if let Some(wall) = err.downcast_ref::<WallTimeExceeded>() {
+        return format!("the app ran into its {wall}");
+    }
+    if crate::runner::is_table_full(err) {
+        return "the app reached its open-handle limit (files, sockets, streams)".into();
     }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("the app trapped: {trap}"),

@@ -134,6 +134,8 @@ pub(crate) struct SandboxState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: Limiter,
     pub(crate) cpu: Arc<Meter>,
+    /// The cap set on the resource table, for the message when it is reached.
+    open_files_limit: usize,
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     kv: KvGrant,
@@ -154,8 +156,8 @@ impl WasiHttpView for SandboxState {
 }
 
 fn kv_view(s: &mut SandboxState) -> KvView<'_> {
-    let SandboxState { wasi, kv, .. } = s;
-    KvView { table: WasiView::ctx(wasi).table, grant: kv }
+    let SandboxState { wasi, kv, cpu, .. } = s;
+    KvView { table: WasiView::ctx(wasi).table, grant: kv, meter: cpu }
 }
 
 fn config_view(s: &mut SandboxState) -> WasiConfig<'_> {
@@ -229,6 +231,13 @@ impl Runnable {
     /// What the component targets, for messages: its exports.
     pub fn describe_exports(&self) -> String {
         self.exported_functions()
+    }
+
+    /// Refuses mounts that would give the guest what decides the native code this engine runs
+    /// (the compile cache, its key). Every start checks; a creator may check earlier.
+    pub fn check_mounts(&self, spec: &SandboxSpec) -> Result<(), SpecError> {
+        let protected = self.engine.protected_paths();
+        spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, &protected))
     }
 
     /// The program this runnable was linked from.
@@ -320,13 +329,25 @@ impl Runnable {
         for (k, v) in &spec.env {
             b.env(k, v);
         }
+        let protected = self.engine.protected_paths();
         for m in &spec.mounts {
             let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            b.preopened_dir(&m.host, &m.guest, perms).map_err(|err| SpecError::MountHost {
+            // The very directory pinned at create, then checked to be clear of the cache.
+            let dir = crate::mounts::open(m)?;
+            crate::mounts::check_exposure(m, &dir.path(), &protected)?;
+            // Calls on the mount's directory (open, stat, readdir by path) run on the guest's
+            // own thread instead of tokio's blocking pool, so their CPU is the guest's —
+            // metered and limited: a loop of `stat`s spends the guest's budget, not the
+            // host's. Each preopen takes the setting when it is made; it is switched off
+            // again below, because WASI p1 also reads it to sleep with `thread::sleep`, which
+            // would block the executor every sandbox shares.
+            b.allow_blocking_current_thread(true);
+            b.preopened_dir(dir.path(), &m.guest, perms).map_err(|err| SpecError::MountHost {
                 host: m.host.display().to_string(),
                 problem: format!("{err:#}"),
             })?;
         }
+        b.allow_blocking_current_thread(false);
         let captured = spec.stdio.apply(&mut b, sinks)?;
         if spec.network.is_none() {
             b.allow_tcp(false).allow_udp(false);
@@ -347,10 +368,16 @@ impl Runnable {
         let caps = &spec.capabilities;
         let policy =
             crate::outbound::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
+        let mut wasi = b.build_p1();
+        // Every file, socket, stream and HTTP body the guest holds is an entry of this table:
+        // capping it caps the sandbox's host descriptors (and their memory), where wasmtime's
+        // default would let one guest take a million.
+        WasiView::ctx(&mut wasi).table.set_max_capacity(spec.limits.max_open_files);
         let state = SandboxState {
-            wasi: b.build_p1(),
+            wasi,
             limiter: Limiter::new(&spec.limits, cpu.clone()),
             cpu,
+            open_files_limit: spec.limits.max_open_files,
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks { policy: Arc::new(policy) },
             kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
@@ -521,6 +548,13 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
         );
         return ExitStatus::LimitExceeded { limit: LimitKind::CpuTime, message };
     }
+    if is_table_full(&err) {
+        let message = format!(
+            "open-handle limit of {} reached: the guest held that many files, sockets and streams and asked for another; it was stopped",
+            store.data().open_files_limit
+        );
+        return ExitStatus::LimitExceeded { limit: LimitKind::OpenFiles, message };
+    }
     let trap = describe_trap(&err);
     let limiter = &store.data().limiter;
     if let (Some(limit), Some((used, asked))) = (limiter.memory_limit(), limiter.memory_denied) {
@@ -533,6 +567,13 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
         return ExitStatus::LimitExceeded { limit: LimitKind::Memory, message };
     }
     ExitStatus::Trapped { message: trap }
+}
+
+/// Whether a guest ended because its resource table (its host handles) was full.
+pub(crate) fn is_table_full(err: &wasmtime::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(cause.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(e) if matches!(e, wasmtime::component::ResourceTableError::Full))
+    })
 }
 
 /// "wasm trap: <what> in function `<name>`" from the trap code and the innermost frames, so

@@ -77,14 +77,34 @@ pub struct Mount {
     /// Whether the guest may create, write or delete under it.
     #[serde(default)]
     pub read_only: bool,
+    /// The directory `host` named when the sandbox was created; every start checks it is still
+    /// that one (see [`SandboxSpec::pin_mounts`]). Set by whoever creates the sandbox; a value
+    /// a client sends is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<MountPin>,
 }
+
+/// The identity of a mount's host directory, recorded when the sandbox is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountPin {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// Default of [`Limits::max_open_files`]: the soft `RLIMIT_NOFILE` most Linux systems give a
+/// process.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
 
 /// Ceilings on what one sandbox may consume. Hitting one ends that sandbox alone, with its
 /// own exit status ([`crate::ExitStatus::LimitExceeded`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Linear memory, all memories together, in bytes.
+    /// Linear memory, all memories together, plus the host memory of the guest's tables, in
+    /// bytes.
     pub memory_bytes: Option<u64>,
     /// CPU time the guest may burn, in milliseconds (sleeping does not count).
     pub cpu_time_ms: Option<u64>,
@@ -98,6 +118,12 @@ pub struct Limits {
     pub max_table_elements: usize,
     /// Linear memories across all instances.
     pub max_memories: usize,
+    /// Host handles the guest may hold at once: open files and directories, sockets, streams,
+    /// pollables, HTTP requests and bodies — every entry of its WASI resource table. Each open
+    /// file or socket is a host descriptor, so this is also the sandbox's share of the
+    /// process's descriptors; reaching it ends the guest
+    /// ([`LimitKind::OpenFiles`](crate::LimitKind::OpenFiles)).
+    pub max_open_files: usize,
 }
 
 impl Default for Limits {
@@ -110,6 +136,7 @@ impl Default for Limits {
             max_tables: 100,
             max_table_elements: 1_000_000,
             max_memories: 100,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
     }
 }
@@ -155,6 +182,33 @@ pub enum SpecError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A mount's host directory is no longer the one the sandbox was created with: something
+    /// (a guest with a writable mount over it, say) replaced it by a symlink or another
+    /// directory.
+    #[error(
+        "mount {guest}: host directory {host} changed since the sandbox was created: {problem}; nothing was started. Restore it, or create the sandbox again to mount what is there now"
+    )]
+    MountChanged {
+        /// Guest path.
+        guest: String,
+        /// Host path, as resolved at create.
+        host: String,
+        /// What is there now.
+        problem: String,
+    },
+    /// A mount would give the guest the compile cache (or its key), whose contents every
+    /// sandbox runs as native code.
+    #[error(
+        "mount {guest}: host directory {host} would expose Spore's compiled code or its key ({protected}), which every sandbox runs as native code; mount a directory that neither contains it nor lies inside it"
+    )]
+    MountExposesCache {
+        /// Guest path.
+        guest: String,
+        /// Host path.
+        host: String,
+        /// The protected path it overlaps.
+        protected: String,
+    },
     /// A mount's guest path is empty or relative in a way WASI cannot express.
     #[error("mount {host}: guest path {guest:?} must be absolute (e.g. /data) or `.`")]
     MountGuest {
@@ -178,6 +232,14 @@ pub enum SpecError {
 }
 
 impl SandboxSpec {
+    /// Resolves every mount's host directory now — symlinks followed, the directory's identity
+    /// recorded — so later starts of this spec open exactly these directories or fail (see
+    /// [`SpecError::MountChanged`]). Whoever creates a sandbox calls it once; a start of a spec
+    /// never pinned pins then.
+    pub fn pin_mounts(&mut self) -> Result<(), SpecError> {
+        self.mounts.iter_mut().try_for_each(crate::mounts::pin)
+    }
+
     /// Checks what can be checked before anything is instantiated, so a bad spec fails with a
     /// message about the spec rather than an error from deep inside WASI.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -210,6 +272,9 @@ impl SandboxSpec {
                 return Err(SpecError::ZeroLimit { name });
             }
         }
+        if l.max_open_files == 0 {
+            return Err(SpecError::ZeroLimit { name: "max_open_files" });
+        }
         Ok(())
     }
 }
@@ -233,7 +298,12 @@ mod tests {
     #[test]
     fn validate_names_the_missing_mount() {
         let spec = SandboxSpec {
-            mounts: vec![Mount { host: "/definitely/not/here".into(), guest: "/data".into(), read_only: false }],
+            mounts: vec![Mount {
+                host: "/definitely/not/here".into(),
+                guest: "/data".into(),
+                read_only: false,
+                pin: None,
+            }],
             ..Default::default()
         };
         let err = spec.validate().unwrap_err().to_string();

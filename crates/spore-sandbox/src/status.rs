@@ -18,6 +18,9 @@ pub mod exit_code {
     pub const KILLED: i32 = 137;
     /// The guest used up its CPU-time allowance: 128 + SIGXCPU, as RLIMIT_CPU reports it.
     pub const CPU_TIME: i32 = 152;
+    /// The guest tried to hold more host handles (files, sockets, streams) than its limit: as
+    /// the memory limit, a resource ceiling the sandbox is ended for, 128 + SIGKILL.
+    pub const OPEN_FILES: i32 = 137;
     /// The guest ran past its wall-clock timeout: 124, as coreutils `timeout` reports it.
     pub const TIMEOUT: i32 = 124;
     /// Spore could not start the program (bad flag, bad file, link error): as `docker run`.
@@ -34,6 +37,8 @@ pub enum LimitKind {
     CpuTime,
     /// Wall-clock time (`--timeout`).
     Timeout,
+    /// Open host handles: files, sockets, streams (`max_open_files`).
+    OpenFiles,
 }
 
 impl LimitKind {
@@ -43,6 +48,7 @@ impl LimitKind {
             LimitKind::Memory => exit_code::MEMORY,
             LimitKind::CpuTime => exit_code::CPU_TIME,
             LimitKind::Timeout => exit_code::TIMEOUT,
+            LimitKind::OpenFiles => exit_code::OPEN_FILES,
         }
     }
 }

@@ -8,6 +8,12 @@
 //! a concurrency limit (requests wait for a slot), a per-request timeout (504). A guest that
 //! traps or fails answers 500 with a log line saying why. One access-log line per request.
 //! Shutdown is graceful: no new connections, in-flight requests finish (up to a grace period).
+//!
+//! The concurrency limit counts *instances*, not requests waiting for their answer: an
+//! instance that keeps running after its response holds its slot until it ends (or its spec's
+//! CPU or wall-clock limit stops it). When the server stops, every instance is ended before
+//! [`Server::serve`] returns — after the grace period by abort — and dropping the server's
+//! future (a daemon's kill) aborts them at once.
 
 pub mod manifest;
 pub mod router;
@@ -20,7 +26,7 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use router::Router;
-use spore_sandbox::{HandleError, Runnable, SandboxSpec, Sinks};
+use spore_sandbox::{HandleError, Instances, Runnable, SandboxSpec, Sinks};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +52,8 @@ pub struct Limits {
     pub max_body: u64,
     /// Header buffer per connection (at least 8 KiB).
     pub max_header_bytes: usize,
-    /// Requests handled at once; more wait.
+    /// Instances running at once (an instance counts until it ends, even after its
+    /// response); more requests wait.
     pub concurrency: usize,
     /// How long shutdown waits for requests in flight.
     pub grace: Duration,
@@ -68,7 +75,7 @@ impl Default for Limits {
 pub struct Server {
     router: Router<Arc<App>>,
     limits: Limits,
-    slots: tokio::sync::Semaphore,
+    instances: Arc<Instances>,
     sinks: Sinks,
     access_log: bool,
 }
@@ -86,12 +93,19 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
 impl Server {
     /// A server for `router`, with guests' stdout/stderr going to `sinks`.
     pub fn new(router: Router<Arc<App>>, limits: Limits, sinks: Sinks, access_log: bool) -> Arc<Server> {
-        let slots = tokio::sync::Semaphore::new(limits.concurrency.max(1));
-        Arc::new(Server { router, limits, slots, sinks, access_log })
+        let instances = Instances::new(limits.concurrency);
+        Arc::new(Server { router, limits, instances, sinks, access_log })
+    }
+
+    /// The server's live instances (for stats and tests).
+    pub fn instances(&self) -> &Arc<Instances> {
+        &self.instances
     }
 
     /// Accepts connections until `shutdown` resolves, then lets requests in flight finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        // Dropped before the end (a kill): no guest of this server may run on.
+        let _abort = AbortOnDrop(self.instances.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -123,8 +137,15 @@ impl Server {
             });
         }
         drop(listener);
-        if tokio::time::timeout(self.limits.grace, graceful.shutdown()).await.is_err() {
+        let deadline = tokio::time::Instant::now() + self.limits.grace;
+        if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
             tracing::warn!("shutdown: requests still running after {:?} were cut off", self.limits.grace);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if self.instances.live() > 0 {
+            self.instances.drain(left).await;
+        } else {
+            self.instances.abort_all();
         }
     }
 
@@ -170,7 +191,7 @@ impl Server {
         if declared.is_some_and(|n| n > max) {
             return (plain(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the {max}-byte limit")), name);
         }
-        let Ok(_slot) = self.slots.acquire().await else {
+        let Some(slot) = self.instances.acquire().await else {
             return (plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"), name);
         };
         let req = req.map(|body| {
@@ -179,7 +200,9 @@ impl Server {
                 Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
             })
         });
-        let response = match app.runnable.handle(&app.spec, &self.sinks, req, self.limits.request_timeout).await {
+        let handled =
+            app.runnable.handle(&app.spec, &self.sinks, req, self.limits.request_timeout, &self.instances, slot).await;
+        let response = match handled {
             Ok(response) => response,
             Err(HandleError::Timeout(t)) => {
                 tracing::warn!("{}: no response within {t:?}; answered 504", app.name);
@@ -195,6 +218,15 @@ impl Server {
             }
         };
         (response, name)
+    }
+}
+
+/// Aborts every instance of a server whose future is dropped.
+struct AbortOnDrop(Arc<Instances>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort_all();
     }
 }
 

@@ -1,0 +1,287 @@
+//! The hostile-guest suite: each attack a bad vendor's app would try (guests `hostile`,
+//! `http-hostile` and `table-bomb`), run under every front end it applies to — `spore run`,
+//! the daemon (with a neighbour that keeps ticking and an API that keeps answering) and
+//! `spore serve`. The tests assert containment: the guest is stopped or refused, the host keeps
+//! its memory, descriptors and CPU, the neighbours their progress. They assert no timings.
+
+mod support;
+
+use std::time::Duration;
+use support::served::Served;
+use support::*;
+
+fn g(name: &str) -> String {
+    guest(name).to_str().unwrap().to_owned()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A directory holding one file, `f`, for the descriptor bombs to open.
+fn dir_with_a_file() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "x").unwrap();
+    dir
+}
+
+/// Waits until `text` shows `needle` at least `times` times.
+fn wait_for_text(what: &str, times: usize, needle: &str, text: impl Fn() -> String) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = text();
+        if now.matches(needle).count() >= times {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: never saw {needle:?} {times} times in:\n{now}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_descriptor_bomb_is_stopped_at_the_open_file_limit_under_spore_run() {
+    let files = dir_with_a_file();
+    let mount = format!("{}:/d", files.path().display());
+    let seen = spore_run(["run", "--dir", &mount, &g("hostile"), "fd-bomb", "/d/f"]);
+    assert_eq!(seen.code, 137, "{seen:?}");
+    assert!(seen.stderr.contains("open-handle limit of 1024 reached"), "{seen:?}");
+
+    let seen = spore_run(["run", "--max-open-files", "40", "--dir", &mount, &g("hostile"), "fd-bomb", "/d/f"]);
+    assert_eq!(seen.code, 137, "{seen:?}");
+    assert!(seen.stderr.contains("open-handle limit of 40 reached"), "{seen:?}");
+}
+
+#[test]
+fn filesystem_calls_are_charged_to_the_guest_that_makes_them() {
+    // A loop of `stat`s: with the calls on tokio's blocking pool, the guest's thread would be
+    // charged a fraction of the work and the process would burn several times the limit.
+    let files = dir_with_a_file();
+    let mount = format!("{}:/d", files.path().display());
+    let mut cmd = spore();
+    cmd.args(["run", "--cpu-time", "1s", "--dir", &mount, &g("hostile"), "stat-storm", "/d"]);
+    let (code, cpu) = run_measured(cmd);
+    assert_eq!(code, 152, "the CPU limit stops it");
+    assert!(cpu < Duration::from_millis(1800), "the process used {cpu:?} of CPU under a 1s limit");
+}
+
+/// Runs a command to its end; its exit code and the CPU time (user + system) it used. The
+/// child is reaped by `wait4` itself, which reports its usage.
+#[allow(clippy::zombie_processes)]
+fn run_measured(mut cmd: std::process::Command) -> (i32, Duration) {
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 on our own child's pid fills both out-params.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (libc::WEXITSTATUS(status), tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+#[test]
+fn tables_count_against_the_memory_limit() {
+    // 64 KiB of linear memory and 512 KiB per growth: one growth fits in 1 MiB, a second
+    // would not. Counted as nothing, the table would grow to its element cap (15 growths).
+    let bomb = g("table-bomb");
+    let seen = spore_run(["run", "--memory", "1M", &bomb]);
+    assert_eq!(seen.code, 1, "{seen:?}");
+    let seen = spore_run(["run", "--memory", "4M", &bomb]);
+    assert_eq!(seen.code, 7, "{seen:?}");
+}
+
+#[test]
+fn the_daemon_contains_an_empty_line_flood_and_a_descriptor_bomb_while_a_neighbour_ticks() {
+    let d = Daemon::start(&[]);
+    let files = dir_with_a_file();
+    assert_eq!(d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]).code, 0);
+    d.wait_for("neighbour", 10, |r| r["state"] == "running");
+    let fds_before = open_fds(d.pid());
+    let started = now_ms();
+    let mount = format!("{}:/d", files.path().display());
+    assert_eq!(d.run(["deploy", "--name", "empty", "--timeout", "5s", &g("hostile"), "empty-lines"]).code, 0);
+    assert_eq!(d.run(["deploy", "--name", "fds", "--dir", &mount, &g("hostile"), "fd-bomb", "/d/f"]).code, 0);
+
+    // The API answers all through the attack.
+    for _ in 0..20 {
+        assert_eq!(http(&d.socket(), "GET", "/v1/health", None).0, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fds = d.wait_for("fds", 20, |r| r["state"] == "exited");
+    assert_eq!(fds["exit"]["limit"], "open_files", "{fds:#}");
+    assert!(fds["exit"]["message"].as_str().unwrap().contains("open-handle limit of 1024"), "{fds:#}");
+    let empty = d.wait_for("empty", 20, |r| r["state"] == "exited");
+    assert_eq!(empty["exit"]["limit"], "timeout", "{empty:#}");
+    let ended = now_ms();
+
+    // The flood's lines were dropped and counted once its queue was full, so the daemon
+    // stayed small: unbounded, it grows by hundreds of MB a second.
+    let peak = peak_rss(d.pid());
+    assert!(peak < 300 << 20, "the daemon grew to {} MiB", peak >> 20);
+    let stats = d.run(["--json", "stats", "empty"]);
+    let stats: Vec<serde_json::Value> = serde_json::from_str(&stats.stdout).unwrap();
+    assert!(stats[0]["log_dropped_lines"].as_u64().unwrap() > 0, "{stats:#?}");
+    assert!(d.run(["logs", "empty"]).stderr.contains("lines): the sandbox wrote faster"), "a marker says so");
+
+    // The bomb's descriptors went back with it; the neighbour kept ticking.
+    assert!(open_fds(d.pid()) <= fds_before + 16, "{} descriptors open after the bomb", open_fds(d.pid()));
+    let (_, body) = http(&d.socket(), "GET", &format!("/v1/sandboxes/neighbour/logs?since={started}"), None);
+    let during = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["t"].as_u64().unwrap() <= ended)
+        .count();
+    assert!(during >= 3, "the neighbour logged during the attack: {body}");
+    assert_eq!(d.inspect("neighbour")["state"], "running");
+}
+
+#[test]
+fn a_guest_cannot_redirect_another_mount_by_swapping_its_host_directory() {
+    let d = Daemon::start(&[]);
+    for (name, attack) in [("symlink", "swap"), ("newdir", "swap-dir")] {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("sub")).unwrap();
+        std::fs::write(t.path().join("sub/original"), "x").unwrap();
+        let data = format!("{}:/data", t.path().display());
+        let sub = format!("{}/sub:/sub:ro", t.path().display());
+        let hostile = g("hostile");
+        let args: [&str; 10] =
+            ["deploy", "--name", name, "--restart", "on-failure", "--dir", &data, "--dir", &sub, &hostile];
+        let seen = d.run(args.into_iter().chain([attack, "/data"]));
+        assert_eq!(seen.code, 0, "{seen:?}");
+        // The first run swaps the directory and exits 1; the restart must not mount what the
+        // guest put there (the host's `/`, or a directory of its making).
+        let record = d.wait_for(name, 20, |r| {
+            r["exit"]["message"].as_str().is_some_and(|m| m.contains("changed since the sandbox was created"))
+        });
+        let message = record["exit"]["message"].as_str().unwrap();
+        assert!(message.contains("mount /sub"), "{record:#}");
+        let logs = d.run(["logs", name]).stdout;
+        assert_eq!(logs.matches("swapped").count(), 1, "the guest ran once, before its swap: {logs}");
+        assert!(!logs.contains("bin") && !logs.contains("planted"), "{logs}");
+        d.run(["rm", "-f", name]);
+    }
+}
+
+#[test]
+fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let spore_c = || spore_with_cache(&cache);
+    for name in ["hello", "trap"] {
+        let seen = Seen::from(spore_c().arg("compile").arg(guest(name)).output().unwrap());
+        assert_eq!(seen.code, 0, "{seen:?}");
+    }
+    // A guest that could write the cache points trap's ref at hello's (authentic) artifact:
+    // running trap must not run hello's code.
+    let engine_dir = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    let digest = |name: &str| sha256_hex(&std::fs::read(guest(name)).unwrap());
+    let hello_ref = std::fs::read_to_string(engine_dir.join(format!("{}.ref", digest("hello")))).unwrap();
+    std::fs::write(engine_dir.join(format!("{}.ref", digest("trap"))), hello_ref).unwrap();
+    let seen = Seen::from(spore_c().arg("run").arg(guest("trap")).output().unwrap());
+    assert_eq!(seen.code, 134, "{seen:?}");
+    assert!(!seen.stdout.contains("Hello"), "{seen:?}");
+    assert!(seen.stderr.contains("compile cache entry rejected (not made by this host for this wasm"), "{seen:?}");
+
+    // The key is the host's alone, and the cache cannot be mounted into a sandbox, read-only
+    // or not, from above or from inside.
+    let key = dir.path().join("compiled.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    for mount in [format!("{}:/c:ro", dir.path().display()), format!("{}:/c", engine_dir.display())] {
+        let seen = Seen::from(spore_c().args(["run", "--dir", &mount]).arg(guest("hello")).output().unwrap());
+        assert_eq!(seen.code, 125, "{seen:?}");
+        assert!(seen.stderr.contains("would expose Spore's compiled code"), "{seen:?}");
+    }
+}
+
+#[test]
+fn the_daemon_refuses_a_mount_over_its_compile_cache() {
+    let d = Daemon::start(&[]);
+    let data = d.dir.path().join("data");
+    let seen = d.run(["deploy", "--name", "peek", "--dir", &format!("{}:/d:ro", data.display()), &g("hello")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("would expose Spore's compiled code"), "{seen:?}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
+    let mut cmd = spore();
+    cmd.env("SPORE_DATA_DIR", dir.join("data")).arg("serve").args(args);
+    Served::start(cmd, dir)
+}
+
+#[test]
+fn an_http_instance_that_computes_after_its_response_is_stopped_at_its_cpu_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &["--cpu-time", "200ms", &g("http-hostile")]);
+    for _ in 0..4 {
+        assert_eq!(s.get("/linger"), (200, "answered; now spinning\n".into()));
+    }
+    wait_for_text("serve", 4, "instance stopped after its response: the app used up its CPU time", || s.output());
+    let busy = cpu_used_over(s.pid(), Duration::from_secs(1));
+    assert!(busy < Duration::from_millis(300), "the server still burns {busy:?} of CPU a second:\n{}", s.output());
+}
+
+#[test]
+fn the_concurrency_limit_counts_instances_until_they_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &["--concurrency", "1", "--timeout", "1s", &g("http-hostile")]);
+    assert_eq!(s.get("/linger-sleep").0, 200);
+    // The first instance sleeps on after its answer and keeps the only slot: the second
+    // request is handled only once the wall-clock limit has ended it.
+    assert_eq!(s.get("/second").0, 404);
+    let out = s.output();
+    let stopped = out.find("instance stopped after its response: the app ran into its wall-clock timeout of 1s");
+    let second = out.find("\"GET /second\"");
+    assert!(stopped.is_some() && stopped < second, "{out}");
+}
+
+#[test]
+fn an_http_descriptor_bomb_fails_its_request_and_the_app_answers_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir_with_a_file();
+    let mount = format!("{}:/", files.path().display());
+    let s = serve(dir.path(), &["--max-open-files", "64", "--dir", &mount, &g("http-hostile")]);
+    assert_eq!(s.get("/fd-bomb").0, 500);
+    assert!(s.output().contains("the app reached its open-handle limit"), "{}", s.output());
+    assert_eq!(s.get("/next").0, 404, "the app answers on");
+}
+
+#[test]
+fn the_daemon_stops_lingering_http_instances_at_their_limits_and_on_removal() {
+    let d = Daemon::start(&[]);
+    let limited = format!("127.0.0.1:{}", support::peers::free_port());
+    let open = format!("127.0.0.1:{}", support::peers::free_port());
+    let hostile = g("http-hostile");
+    assert_eq!(d.run(["deploy", "--name", "limited", "--cpu-time", "200ms", "--http", &limited, &hostile]).code, 0);
+    assert_eq!(d.run(["deploy", "--name", "open", "--http", &open, &hostile]).code, 0);
+    for addr in [&limited, &open] {
+        wait_for_text("daemon app", 1, "no such attack", || served::request(addr, "GET", "/", &[], b"").1);
+    }
+
+    // Limited: each instance is stopped by its CPU limit; the app itself runs on.
+    for _ in 0..3 {
+        assert_eq!(served::request(&limited, "GET", "/linger", &[], b"").0, 200);
+    }
+    wait_for_text("daemon log", 3, "instance stopped after its response: the app used up its CPU time", || d.log());
+    let busy = cpu_used_over(d.pid(), Duration::from_secs(1));
+    assert!(busy < Duration::from_millis(300), "the daemon still burns {busy:?} of CPU a second");
+    assert_eq!(d.inspect("limited")["state"], "running");
+
+    // Unlimited: the instances spin until the sandbox is removed, and not a moment longer.
+    for _ in 0..2 {
+        assert_eq!(served::request(&open, "GET", "/linger", &[], b"").0, 200);
+    }
+    let busy = cpu_used_over(d.pid(), Duration::from_millis(500));
+    assert!(busy > Duration::from_millis(300), "the lingering instances should be spinning: {busy:?}");
+    assert_eq!(d.run(["rm", "-f", "open"]).code, 0);
+    let busy = cpu_used_over(d.pid(), Duration::from_secs(1));
+    assert!(busy < Duration::from_millis(300), "removed, its instances still burn {busy:?} of CPU a second");
+    assert!(std::net::TcpStream::connect(&open).is_err(), "nothing listens for the removed app");
+}
+
+use support::served;
