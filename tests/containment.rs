@@ -203,6 +203,46 @@ fn the_daemon_refuses_a_mount_over_its_compile_cache() {
     assert!(seen.stderr.contains("would expose Spore's compiled code"), "{seen:?}");
 }
 
+#[test]
+fn no_sandbox_takes_more_of_the_daemons_pool_than_its_share() {
+    let d = Daemon::start(&["--capacity", "8"]);
+    assert_eq!(d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]).code, 0);
+    d.wait_for("neighbour", 10, |r| r["state"] == "running");
+
+    // A component of twelve core instances, where a sandbox's share is four: refused at start,
+    // by name, with nothing taken from the others.
+    assert_eq!(d.run(["deploy", "--name", "bomb", &g("instance-bomb")]).code, 0);
+    let bomb = d.wait_for("bomb", 10, |r| r["state"] == "exited");
+    let message = bomb["exit"]["message"].as_str().unwrap();
+    assert!(message.contains("needs more core instances, tables or memories than a sandbox may have"), "{bomb:#}");
+
+    // A client asking for more than the share is told the share.
+    let wasm = std::fs::read(guest("hello")).unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&wasm));
+    http(&d.socket(), "PUT", &format!("/v1/programs/{digest}"), Some(("application/wasm", &wasm)));
+    let body = format!(r#"{{"spec":{{"program":{{"digest":"{digest}"}},"limits":{{"max_instances":100}}}}}}"#);
+    let (status, body) = http(&d.socket(), "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes())));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_of(&body)
+            .contains("spec.limits.max_instances 100 is more than a sandbox of this daemon may take of its pool, 4"),
+        "{body}"
+    );
+
+    // An HTTP app takes a slot for each request it may run at once: 6 of 8 here, so a second
+    // app of 4 does not fit, and a command (1) still does.
+    let hostile = g("http-hostile");
+    let addr = |_| format!("127.0.0.1:{}", support::peers::free_port());
+    let (a, b) = (addr(0), addr(1));
+    let seen = d.run(["deploy", "--name", "wide", "--http", &a, "--concurrency", "6", &hostile]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = d.run(["deploy", "--name", "too-wide", "--http", &b, "--concurrency", "4", &hostile]);
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(seen.stderr.contains("at capacity: 7 of 8 sandbox slots are taken"), "{seen:?}");
+    assert_eq!(d.run(["deploy", "--name", "one-more", &g("refdaemon"), "1"]).code, 0);
+    assert_eq!(d.inspect("neighbour")["state"], "running");
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))

@@ -350,7 +350,7 @@ fn bad_requests_get_4xx_with_the_reason_and_the_daemon_lives_on() {
     // Over capacity: 429 with the reason, and nothing half-created.
     let seen = d.run(["deploy", "--name", "many", "--replicas", "3", &g("refdaemon"), "5"]);
     assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(seen.stderr.contains("at capacity: 0 of 2 sandboxes are running"), "{seen:?}");
+    assert!(seen.stderr.contains("at capacity: 0 of 2 sandbox slots are taken"), "{seen:?}");
     let (_, body) = http(&s, "GET", "/v1/sandboxes", None);
     assert_eq!(body, "[]");
 

@@ -97,6 +97,10 @@ pub struct DeployArgs {
     /// For an HTTP app: serve it on ADDR:PORT (a fresh instance per request).
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<String>,
+    /// For an HTTP app: requests it runs at once; each takes one of the daemon's sandbox
+    /// slots [default: 16].
+    #[arg(long, value_name = "N", requires = "http")]
+    concurrency: Option<usize>,
     #[command(flatten)]
     spec: SpecArgs,
 }
@@ -159,7 +163,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
         None => ProgramSource::Digest(upload(client, &args.spec).await?),
     };
     let mut spec = args.spec.spec(program)?;
-    spec.http = args.http.clone().map(|listen| spore_sandbox::HttpSpec { listen });
+    spec.http = args.http.clone().map(|listen| spore_sandbox::HttpSpec { listen, concurrency: args.concurrency });
     let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     labels.insert(APP_LABEL.into(), json!(name));
 

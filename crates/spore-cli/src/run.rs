@@ -89,9 +89,7 @@ impl SpecArgs {
         spec.limits.memory_bytes = self.memory;
         spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
         spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
-        if let Some(n) = self.max_open_files {
-            spec.limits.max_open_files = n;
-        }
+        spec.limits.max_open_files = self.max_open_files;
         spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
         spec.capabilities.key_value_stores = self.key_value.clone();
         spec.capabilities.variables = self.vars.iter().cloned().collect();

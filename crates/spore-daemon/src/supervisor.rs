@@ -46,10 +46,10 @@ pub enum SupError {
     Conflict(String),
     /// The daemon is at capacity.
     #[error(
-        "at capacity: {live} of {capacity} sandboxes are running; stop some, or raise [pool] sandboxes in the daemon config"
+        "at capacity: {live} of {capacity} sandbox slots are taken (an HTTP app takes one for each request it may run at once, spec.http.concurrency); stop some, or raise [pool] sandboxes in the daemon config"
     )]
     Capacity {
-        /// Running now.
+        /// Slots taken now.
         live: usize,
         /// Configured capacity.
         capacity: usize,
@@ -72,6 +72,8 @@ pub struct Metrics {
 
 struct Running {
     task: JoinHandle<()>,
+    /// Pool slots it takes (see [`slots`]).
+    slots: usize,
     stop: Arc<Notify>,
     meter: Arc<Meter>,
     /// Start of the current run (for uptime).
@@ -277,7 +279,7 @@ impl Supervisor {
 
     /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
     pub async fn create(self: &Arc<Self>, mut requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
-        let starting = requests.iter().filter(|r| r.start).count();
+        let starting = requests.iter().filter(|r| r.start).map(|r| slots(&r.spec)).sum();
         self.check_capacity(starting)?;
         // Images become stored programs first; a batch names one image many times, and after
         // the first request resolved it the rest reuse that spec.
@@ -313,6 +315,19 @@ impl Supervisor {
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
                     ));
                 };
+                // No sandbox may take more of the pool than its share: with every sandbox held
+                // to it, a full pool means the daemon is at capacity, never that one sandbox
+                // (many instances, tables or memories) starved the rest.
+                if let Some((field, asked, share)) =
+                    spore_sandbox::Counts::for_engine(&self.engine).exceeded_by(&req.spec.limits)
+                {
+                    return Err(SupError::Invalid(format!(
+                        "spec.limits.{field} {asked} is more than a sandbox of this daemon may take of its pool, {share}; leave it unset or lower it"
+                    )));
+                }
+                if req.spec.http.as_ref().is_some_and(|h| h.concurrency == Some(0)) {
+                    return Err(SupError::Invalid("spec.http.concurrency must be at least 1".into()));
+                }
                 if let Some(limit) = req.spec.limits.memory_bytes
                     && limit > self.policy.max_memory
                 {
@@ -420,7 +435,7 @@ impl Supervisor {
         if lock(&entry.running).is_some() {
             return Ok(lock(&entry.record).clone());
         }
-        self.check_capacity(1)?;
+        self.check_capacity(slots(&lock(&entry.record).spec))?;
         let record = {
             let mut r = lock(&entry.record);
             r.desired = Desired::Running;
@@ -447,10 +462,11 @@ impl Supervisor {
         entry.log.reopen();
         let stop = Arc::new(Notify::new());
         let meter = Arc::new(Meter::default());
+        let taken = slots(&lock(&entry.record).spec);
         let task = tokio::spawn(run_loop(self.clone(), entry.clone(), runnable, stop.clone()));
-        self.live.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(taken, Ordering::Relaxed);
         let now = Instant::now();
-        *running = Some(Running { task, stop, meter, since: now, launched: now });
+        *running = Some(Running { task, slots: taken, stop, meter, since: now, launched: now });
         Ok(())
     }
 
@@ -503,7 +519,7 @@ impl Supervisor {
         entry.log.close();
         running.task.abort();
         let _ = running.task.await;
-        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.live.fetch_sub(running.slots, Ordering::Relaxed);
         *lock(&entry.last) = running.meter.clone();
         let record = {
             let mut r = lock(&entry.record);
@@ -628,7 +644,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             Some(http) => {
                 let app =
                     spore_serve::App { name: record.name.clone(), runnable: runnable.clone(), spec: spec.clone() };
-                let limits = spore_serve::Limits::default();
+                let limits = spore_serve::Limits { concurrency: slots(&spec), ..spore_serve::Limits::default() };
                 match spore_serve::serve_app(app, &http.listen, limits, sinks.clone(), stop.notified()).await {
                     Ok(()) => ExitStatus::Exited { code: 0 },
                     Err(message) => ExitStatus::Trapped { message: format!("could not start: {message}") },
@@ -675,9 +691,18 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
     // The run is over: free the slot and end follows (unless a kill already did).
     if let Some(running) = lock(&entry.running).take() {
         *lock(&entry.last) = running.meter;
-        sup.live.fetch_sub(1, Ordering::Relaxed);
+        sup.live.fetch_sub(running.slots, Ordering::Relaxed);
     }
     sup.logs.close_followers(&lock(&entry.record).id);
+}
+
+/// Requests an HTTP app of the daemon runs at once unless its spec says otherwise.
+pub const DEFAULT_HTTP_CONCURRENCY: usize = 16;
+
+/// Pool slots a sandbox takes while it runs: one for a command; one per request an HTTP app
+/// may run at once, since each request's instance is a guest of the pool until it ends.
+fn slots(spec: &SandboxSpec) -> usize {
+    spec.http.as_ref().map_or(1, |h| h.concurrency.unwrap_or(DEFAULT_HTTP_CONCURRENCY).max(1))
 }
 
 fn validate_name(name: &str) -> Result<(), SupError> {

@@ -88,6 +88,19 @@ impl fmt::Debug for Program {
     }
 }
 
+/// One guest's share of an engine's pool (see [`SporeEngine::pool_share`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShare {
+    /// Core instances.
+    pub instances: usize,
+    /// Linear memories.
+    pub memories: usize,
+    /// Tables.
+    pub tables: usize,
+    /// Elements in any one table (the pool's slot size).
+    pub table_elements: usize,
+}
+
 /// The one engine of a Spore process.
 #[derive(Clone)]
 pub struct SporeEngine {
@@ -130,6 +143,21 @@ impl SporeEngine {
     /// The configuration this engine was built from.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// What one sandbox may take of the pool, where instances come from one: the pool's
+    /// slots divided by the guests it runs at once (its stacks). A sandbox held to this share
+    /// cannot take the slots its neighbours need.
+    pub fn pool_share(&self) -> Option<PoolShare> {
+        let Allocation::Pooling(pool) = &self.config.allocation else { return None };
+        let guests = pool.stacks.max(1);
+        let share = |n: u32| (n / guests).max(1) as usize;
+        Some(PoolShare {
+            instances: share(pool.instances),
+            memories: share(pool.memories),
+            tables: share(pool.tables),
+            table_elements: pool.max_table_elements,
+        })
     }
 
     /// Host paths no sandbox may be given, since whoever writes them chooses the native code

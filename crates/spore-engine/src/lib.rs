@@ -18,5 +18,5 @@ mod ticker;
 pub use cache::{CacheKey, CacheOutcome, CompileCache};
 pub use config::{Allocation, EngineConfig, PoolConfig};
 pub use detect::{WasmKind, detect};
-pub use engine::{Digest, Program, ProgramCode, SporeEngine};
+pub use engine::{Digest, PoolShare, Program, ProgramCode, SporeEngine};
 pub use error::{EngineError, LoadError};

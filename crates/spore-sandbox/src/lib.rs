@@ -27,8 +27,8 @@ pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
 pub use runner::{RunReport, Runnable, SandboxError};
 pub use sink::{CaptureSink, OutputSink};
 pub use spec::{
-    Capabilities, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource, SandboxSpec,
-    SpecError,
+    Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource,
+    SandboxSpec, SpecError,
 };
 pub use status::{ExitStatus, LimitKind, exit_code};
 pub use stdio::{Input, Output, Sinks, StdioSpec};

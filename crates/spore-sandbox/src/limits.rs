@@ -9,7 +9,7 @@
 //! reads of the polling thread's CPU clock, so time a guest spends asleep or waiting on I/O
 //! costs nothing, and time it spends spinning is charged to it alone.
 
-use crate::spec::Limits;
+use crate::spec::{Counts, Limits};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,15 +33,18 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    pub(crate) fn new(limits: &Limits, meter: Arc<Meter>) -> Self {
+    /// `host`: the ceilings of the engine (its pool share), which the spec's counts cannot
+    /// exceed.
+    pub(crate) fn new(limits: &Limits, host: Counts, meter: Arc<Meter>) -> Self {
+        let counts = limits.counts(host);
         Limiter {
             meter,
             memory_limit: limits.memory_bytes,
             memory_used: 0,
-            table_elements: limits.max_table_elements,
-            instances: limits.max_instances,
-            tables: limits.max_tables,
-            memories: limits.max_memories,
+            table_elements: counts.table_elements,
+            instances: counts.instances,
+            tables: counts.tables,
+            memories: counts.memories,
             memory_denied: None,
         }
     }
@@ -247,7 +250,7 @@ mod tests {
     #[test]
     fn memory_limit_counts_all_memories_and_remembers_the_denial() {
         let limits = Limits { memory_bytes: Some(3 << 16), ..Limits::default() };
-        let mut l = Limiter::new(&limits, Arc::default());
+        let mut l = Limiter::new(&limits, Counts::DEFAULT, Arc::default());
         assert!(l.memory_growing(0, 1 << 16, None).unwrap());
         assert!(l.memory_growing(0, 2 << 16, None).unwrap());
         assert!(!l.memory_growing(2 << 16, 3 << 16, None).unwrap());
@@ -258,7 +261,7 @@ mod tests {
     #[test]
     fn tables_are_charged_to_the_memory_limit() {
         let limits = Limits { memory_bytes: Some(1 << 20), ..Limits::default() };
-        let mut l = Limiter::new(&limits, Arc::default());
+        let mut l = Limiter::new(&limits, Counts::DEFAULT, Arc::default());
         assert!(l.memory_growing(0, 1 << 19, None).unwrap());
         // 64k elements = 512 KiB: exactly fills the rest.
         assert!(l.table_growing(0, 1 << 16, None).unwrap());

@@ -98,6 +98,17 @@ pub enum SandboxError {
         /// The pool's own description of the limit reached.
         message: String,
     },
+    /// The program needs more core instances, tables or memories than one sandbox may have
+    /// (on a pool: its share of it, so that it cannot take its neighbours' slots).
+    #[error(
+        "cannot start {program}: it needs more core instances, tables or memories than a sandbox may have here ({message})"
+    )]
+    TooManyInstances {
+        /// Program name.
+        program: String,
+        /// The engine's description of the count reached.
+        message: String,
+    },
     /// The guest could not be instantiated for a reason other than the above.
     #[error("cannot start {program}: {message}")]
     Instantiate {
@@ -372,12 +383,12 @@ impl Runnable {
         // Every file, socket, stream and HTTP body the guest holds is an entry of this table:
         // capping it caps the sandbox's host descriptors (and their memory), where wasmtime's
         // default would let one guest take a million.
-        WasiView::ctx(&mut wasi).table.set_max_capacity(spec.limits.max_open_files);
+        WasiView::ctx(&mut wasi).table.set_max_capacity(spec.limits.open_files());
         let state = SandboxState {
             wasi,
-            limiter: Limiter::new(&spec.limits, cpu.clone()),
+            limiter: Limiter::new(&spec.limits, crate::spec::Counts::for_engine(&self.engine), cpu.clone()),
             cpu,
-            open_files_limit: spec.limits.max_open_files,
+            open_files_limit: spec.limits.open_files(),
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks { policy: Arc::new(policy) },
             kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
@@ -498,11 +509,15 @@ impl Runnable {
         if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
             return Err(SandboxError::Capacity { program: self.name.clone(), message: full.to_string() });
         }
+        let message = format!("{err:#}");
+        if message.contains("resource limit exceeded") {
+            return Err(SandboxError::TooManyInstances { program: self.name.clone(), message });
+        }
         if err.downcast_ref::<Trap>().is_some() || err.downcast_ref::<I32Exit>().is_some() {
             // The start function ran and ended the guest: that is a run, not a setup failure.
             return Ok((status_of(Err(err), store), Vec::new()));
         }
-        Err(SandboxError::Instantiate { program: self.name.clone(), message: format!("{err:#}") })
+        Err(SandboxError::Instantiate { program: self.name.clone(), message })
     }
 
     /// Exported function names, for messages that suggest what to run instead.

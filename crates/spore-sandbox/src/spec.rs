@@ -44,6 +44,11 @@ pub struct SandboxSpec {
 pub struct HttpSpec {
     /// `ADDR:PORT` to listen on.
     pub listen: String,
+    /// Instances of the app running at once (one per request in flight, until it ends); more
+    /// requests wait. Where sandboxes share a pool (the daemon), each counts as one sandbox
+    /// toward its capacity. Unset: the host's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
 }
 
 /// Where the program's bytes come from.
@@ -94,13 +99,13 @@ pub struct MountPin {
     pub ino: u64,
 }
 
-/// Default of [`Limits::max_open_files`]: the soft `RLIMIT_NOFILE` most Linux systems give a
-/// process.
-pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
-
 /// Ceilings on what one sandbox may consume. Hitting one ends that sandbox alone, with its
 /// own exit status ([`crate::ExitStatus::LimitExceeded`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The counts (`max_*`) left unset take the host's ceiling: [`Counts::DEFAULT`] where instances
+/// are allocated on demand, and the sandbox's share of the pool where there is one, so that
+/// no sandbox can take the slots its neighbours need ([`Counts::within`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Linear memory, all memories together, plus the host memory of the guest's tables, in
@@ -111,33 +116,83 @@ pub struct Limits {
     /// Wall-clock time from start to exit, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// Core instances (a component may contain several).
-    pub max_instances: usize,
+    pub max_instances: Option<usize>,
     /// Tables across all instances.
-    pub max_tables: usize,
+    pub max_tables: Option<usize>,
     /// Elements in any one table.
-    pub max_table_elements: usize,
+    pub max_table_elements: Option<usize>,
     /// Linear memories across all instances.
-    pub max_memories: usize,
+    pub max_memories: Option<usize>,
     /// Host handles the guest may hold at once: open files and directories, sockets, streams,
     /// pollables, HTTP requests and bodies — every entry of its WASI resource table. Each open
     /// file or socket is a host descriptor, so this is also the sandbox's share of the
     /// process's descriptors; reaching it ends the guest
-    /// ([`LimitKind::OpenFiles`](crate::LimitKind::OpenFiles)).
-    pub max_open_files: usize,
+    /// ([`LimitKind::OpenFiles`](crate::LimitKind::OpenFiles)). Unset: 1024.
+    pub max_open_files: Option<usize>,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: None,
-            cpu_time_ms: None,
-            timeout_ms: None,
-            max_instances: 100,
-            max_tables: 100,
-            max_table_elements: 1_000_000,
-            max_memories: 100,
-            max_open_files: DEFAULT_MAX_OPEN_FILES,
+/// Default of [`Limits::max_open_files`]: the soft `RLIMIT_NOFILE` most Linux systems give a
+/// process.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
+
+impl Limits {
+    /// The open-handle ceiling that applies.
+    pub fn open_files(&self) -> usize {
+        self.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES)
+    }
+
+    /// The instance, table and memory counts that apply under the host's ceiling `host`.
+    pub fn counts(&self, host: Counts) -> Counts {
+        Counts {
+            instances: self.max_instances.map_or(host.instances, |n| n.min(host.instances)),
+            tables: self.max_tables.map_or(host.tables, |n| n.min(host.tables)),
+            table_elements: self.max_table_elements.map_or(host.table_elements, |n| n.min(host.table_elements)),
+            memories: self.max_memories.map_or(host.memories, |n| n.min(host.memories)),
         }
+    }
+}
+
+/// Per-sandbox ceilings on instances, tables and memories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Core instances.
+    pub instances: usize,
+    /// Tables.
+    pub tables: usize,
+    /// Elements in any one table.
+    pub table_elements: usize,
+    /// Linear memories.
+    pub memories: usize,
+}
+
+impl Counts {
+    /// Where instances are allocated on demand: generous, since each costs only its own memory
+    /// (and tables are charged to the memory limit).
+    pub const DEFAULT: Counts = Counts { instances: 100, tables: 100, table_elements: 1_000_000, memories: 100 };
+
+    /// The ceilings for one sandbox of an engine: its share of the pool where there is one.
+    pub fn for_engine(engine: &spore_engine::SporeEngine) -> Counts {
+        match engine.pool_share() {
+            Some(share) => Counts {
+                instances: share.instances,
+                tables: share.tables,
+                table_elements: share.table_elements,
+                memories: share.memories,
+            },
+            None => Counts::DEFAULT,
+        }
+    }
+
+    /// The first count `limits` asks for above these ceilings: `(spec field, asked, ceiling)`.
+    pub fn exceeded_by(&self, limits: &Limits) -> Option<(&'static str, usize, usize)> {
+        [
+            ("max_instances", limits.max_instances, self.instances),
+            ("max_tables", limits.max_tables, self.tables),
+            ("max_table_elements", limits.max_table_elements, self.table_elements),
+            ("max_memories", limits.max_memories, self.memories),
+        ]
+        .into_iter()
+        .find_map(|(name, asked, cap)| asked.filter(|&n| n > cap).map(|n| (name, n, cap)))
     }
 }
 
@@ -272,8 +327,16 @@ impl SandboxSpec {
                 return Err(SpecError::ZeroLimit { name });
             }
         }
-        if l.max_open_files == 0 {
-            return Err(SpecError::ZeroLimit { name: "max_open_files" });
+        for (name, value) in [
+            ("max_instances", l.max_instances),
+            ("max_tables", l.max_tables),
+            ("max_table_elements", l.max_table_elements),
+            ("max_memories", l.max_memories),
+            ("max_open_files", l.max_open_files),
+        ] {
+            if value == Some(0) {
+                return Err(SpecError::ZeroLimit { name });
+            }
         }
         Ok(())
     }
