@@ -6,9 +6,16 @@
 //! link-local and unspecified addresses are refused even then, unless the matching entry names
 //! that host exactly (`http://localhost:3000`, `http://10.0.0.5:8080`): a wildcard grant for
 //! the internet must not reach the box's own services or the LAN.
+//!
+//! For a wildcard grant the host's name is resolved **once**, every address of the answer is
+//! checked, and the connection goes to those very addresses ([`send_vetted`]): a name that
+//! answers with a public address to the check and with `127.0.0.1` to a second lookup (DNS
+//! rebinding, a TTL of zero) never gets the second lookup.
 
-use std::net::IpAddr;
-use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpHooks};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// A parsed allow-list.
 #[derive(Debug, Clone, Default)]
@@ -120,25 +127,69 @@ fn parse_rule(entry: &str) -> Result<Rule, String> {
     Ok(Rule { scheme, host, port })
 }
 
-/// Whether an address is one a wildcard grant must not reach.
+/// Whether an address is one a wildcard grant must not reach: anything but a public unicast
+/// address (loopback, private, shared/CGNAT, link-local, benchmarking, reserved, multicast,
+/// documentation, and IPv6 forms that embed such an IPv4 address).
 fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.octets()[0] == 0
-        }
+        IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+                || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || v6.to_ipv4_mapped().is_some_and(is_private_v4)
+                || embedded_v4(v6).is_some_and(is_private_v4)
         }
     }
 }
 
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && (b & 0xc0) == 64) // shared address space, CGNAT (100.64.0.0/10)
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking (198.18.0.0/15)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments (192.0.0.0/24)
+        || a >= 240 // reserved (240.0.0.0/4)
+}
+
+/// The IPv4 address inside a NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(v4(seg[6], seg[7]));
+    }
+    (seg[0] == 0x2002).then(|| v4(seg[1], seg[2]))
+}
+
+/// Resolves a host name to the addresses to connect to. Called once per request.
+pub(crate) type Resolver = Arc<
+    dyn Fn(String, u16) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system's resolver.
+pub(crate) fn system_resolver() -> Resolver {
+    Arc::new(|host, port| Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), port)).await?.collect()) }))
+}
+
 /// The wasi:http hooks of one sandbox: its outbound policy, applied to every request.
 pub(crate) struct OutboundHooks {
-    pub(crate) policy: std::sync::Arc<OutboundPolicy>,
+    pub(crate) policy: Arc<OutboundPolicy>,
+    pub(crate) resolver: Resolver,
 }
 
 type SendFuture = Box<
@@ -154,51 +205,116 @@ impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let policy = self.policy.clone();
+        let resolver = self.resolver.clone();
         Box::new(async move {
             drop(fut);
             let uri = request.uri().clone();
             let scheme = uri.scheme_str().unwrap_or("https").to_owned();
-            let host = uri.host().unwrap_or_default().to_owned();
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
             let port = uri.port_u16().or(default_port(&scheme)).unwrap_or(0);
             let deny = |why: &str| {
                 tracing::warn!(
-                    "outbound HTTP: denied {scheme}://{host}:{port}: {why}; allow it with allowed_outbound_hosts = [\"{scheme}://{host}:{port}\"] (spore: --allow-outbound {scheme}://{host}:{port})"
+                    "outbound HTTP: denied {scheme}://{host}:{port}: {why}; allow it with allowed_outbound_hosts = [\"{scheme}://{host}:{port}\"]"
                 );
                 Err(HttpError::HttpRequestDenied)
             };
             match policy.check(&scheme, &host, port) {
-                None => return deny("not in the sandbox's allowed outbound hosts"),
-                Some(Grant::Exact) => {}
+                None => deny("not in the sandbox's allowed outbound hosts"),
+                // Named exactly by the operator: sent as asked, private addresses included.
+                Some(Grant::Exact) => {
+                    let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    Ok((
+                        res.map(http_body_util::BodyExt::boxed_unsync),
+                        Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ))
+                }
                 Some(Grant::Wildcard) => {
-                    let addrs: Vec<IpAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
-                    {
-                        Ok(ip) => vec![ip],
-                        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-                            .await
-                            .map(|a| a.map(|s| s.ip()).collect())
-                            .unwrap_or_default(),
+                    let addrs = match host.parse::<IpAddr>() {
+                        Ok(ip) => vec![SocketAddr::new(ip, port)],
+                        Err(_) => resolver(host.clone(), port).await.map_err(|_| HttpError::DestinationNotFound)?,
                     };
-                    if addrs.iter().any(|ip| is_private(*ip)) {
+                    if addrs.is_empty() {
+                        return Err(HttpError::DestinationNotFound);
+                    }
+                    if addrs.iter().any(|a| is_private(a.ip())) {
                         return deny("it is a private or loopback address, which a wildcard grant does not reach");
                     }
+                    send_vetted(request, options, &addrs, &host, scheme == "https").await
                 }
             }
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(http_body_util::BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
         })
     }
 }
 
+/// Sends `request` over a connection to one of `addrs` — the addresses that were checked —
+/// never resolving the host again: TCP (each address in turn), TLS for `https` (verified for
+/// `host` against the web's roots), HTTP/1.1, with the request's timeouts.
+async fn send_vetted(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    addrs: &[SocketAddr],
+    host: &str,
+    tls: bool,
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError> {
+    use http_body_util::BodyExt;
+    let limit = |t: Option<Duration>| t.unwrap_or(Duration::from_secs(600));
+    let connect = limit(options.and_then(|o| o.connect_timeout));
+    let first_byte = limit(options.and_then(|o| o.first_byte_timeout));
+    let tcp = tokio::time::timeout(connect, tokio::net::TcpStream::connect(addrs))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    let io: Box<dyn Io> = if tls {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|_| HttpError::TlsProtocolError)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(HttpError::InvalidDnsNameError)?;
+        let stream =
+            tokio::time::timeout(connect, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
+                .await
+                .map_err(|_| HttpError::ConnectionTimeout)?
+                .map_err(HttpError::Tls)?;
+        Box::new(stream)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, conn) =
+        tokio::time::timeout(connect, hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection is driven by its own task, which ends when the exchange does.
+    let driver = tokio::spawn(conn);
+    // On the wire the request line carries only the path (the Host header names the host).
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let done = async move {
+        match driver.await {
+            Ok(result) => result.map_err(HttpError::from),
+            Err(_) => Ok(()),
+        }
+    };
+    Ok((response.map(|b| b.map_err(HttpError::from).boxed_unsync()), Box::new(done)))
+}
+
+/// A byte stream HTTP can run over (TCP, or TLS over TCP).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     fn policy(entries: &[&str]) -> OutboundPolicy {
         OutboundPolicy::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
@@ -232,13 +348,72 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognised() {
-        for ip in
-            ["127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.1.1", "::1", "fd00::1", "::ffff:127.0.0.1"]
-        {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "198.18.0.1",
+            "192.0.0.8",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fd00::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+        for ip in ["93.184.216.34", "2606:2800:220:1::1", "100.128.0.1", "64:ff9b::5db8:d822"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    /// The request goes to the address that was checked, under the name the guest used: the
+    /// name is never looked up again (`.invalid` names never resolve, so a second lookup, as
+    /// wasmtime's own sender makes, would fail the request instead of reaching the listener).
+    #[tokio::test]
+    async fn a_vetted_request_connects_to_the_checked_address_without_a_second_lookup() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let checked = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let n = conn.read(&mut head).await.unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await.unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let body = http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync();
+        let request = http::Request::get(format!("http://rebind.invalid:{}/path", checked.port()))
+            .header(http::header::HOST, "rebind.invalid")
+            .body(body)
+            .unwrap();
+        let (response, _io) = send_vetted(request, None, &[checked], "rebind.invalid", false).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let head = server.await.unwrap();
+        assert!(head.starts_with("GET /path HTTP/1.1\r\n") && head.contains("host: rebind.invalid"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_grant_resolves_once_and_refuses_a_private_answer() {
+        let lookups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lookups.clone();
+        let resolver: Resolver = Arc::new(move |_, port| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { Ok(vec![SocketAddr::new("100.100.100.200".parse().unwrap(), port)]) })
+        });
+        let mut hooks = OutboundHooks { policy: Arc::new(policy(&["*://*:*"])), resolver };
+        let body = http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync();
+        let request = http::Request::get("http://metadata.example/latest").body(body).unwrap();
+        let sent = Box::into_pin(hooks.send_request(request, None, Box::new(async { Ok(()) }))).await;
+        assert!(matches!(sent, Err(HttpError::HttpRequestDenied)));
+        assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
