@@ -49,6 +49,7 @@ fn a_descriptor_bomb_is_stopped_at_the_open_file_limit_under_spore_run() {
     let seen = spore_run(["run", "--max-open-files", "40", "--dir", &mount, &g("hostile"), "fd-bomb", "/d/f"]);
     assert_eq!(seen.code, 137, "{seen:?}");
     assert!(seen.stderr.contains("open-handle limit of 40 reached"), "{seen:?}");
+    assert!(seen.stderr.contains("; raise --max-open-files"), "the CLI's words for the fix: {seen:?}");
 }
 
 #[test]
@@ -111,6 +112,9 @@ fn the_daemon_contains_an_empty_line_flood_and_a_descriptor_bomb_while_a_neighbo
     assert!(fds["exit"]["message"].as_str().unwrap().contains("open-handle limit of 1024"), "{fds:#}");
     let empty = d.wait_for("empty", 20, |r| r["state"] == "exited");
     assert_eq!(empty["exit"]["limit"], "timeout", "{empty:#}");
+    // The API's own words for the fix: the spec field, not a CLI flag.
+    let message = empty["exit"]["message"].as_str().unwrap();
+    assert!(message.ends_with("; raise spec.limits.timeout_ms") && !message.contains("--"), "{message}");
     let ended = now_ms();
 
     // The flood's lines were dropped and counted once its queue was full, so the daemon

@@ -229,8 +229,12 @@ async fn guest(
     for value in &report.results {
         println!("{value}");
     }
-    if !matches!(report.status, spore_sandbox::ExitStatus::Exited { .. }) {
-        eprintln!("spore: {name}: {}", report.status);
+    match &report.status {
+        spore_sandbox::ExitStatus::Exited { .. } => {}
+        spore_sandbox::ExitStatus::LimitExceeded { limit: spore_sandbox::LimitKind::Memory, .. } => {
+            eprintln!("spore: {name}: {}; raise the pod's resources.limits.memory", report.status)
+        }
+        other => eprintln!("spore: {name}: {other}"),
     }
     Ok(report.status.code())
 }
@@ -267,12 +271,12 @@ const DEFAULT_CACHE_DIR: &str = "/var/lib/spore/shim-cache";
 fn engine() -> anyhow::Result<SporeEngine> {
     if let Some(Some((dir, key))) = CACHE_DIR.get() {
         let cache_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        let config = EngineConfig { cache_dir: Some(cache_dir), cache_key: Some(key.clone()), ..Default::default() };
+        let config = EngineConfig::one_shot(Some(cache_dir), true).with_cache_key(key.clone());
         if let Ok(engine) = SporeEngine::new(config) {
             return Ok(engine);
         }
     }
-    Ok(SporeEngine::new(EngineConfig::default())?)
+    Ok(SporeEngine::new(EngineConfig::one_shot(None, true))?)
 }
 
 fn main() {

@@ -18,7 +18,7 @@ pub struct CompileArgs {
 }
 
 pub fn compile(args: CompileArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
-    let engine = SporeEngine::new(EngineConfig { cache_dir: Some(cache_dir), ..EngineConfig::default() })?;
+    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), false))?;
     let cache = engine.cache().expect("configured with a cache dir");
     for file in &args.files {
         let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;

@@ -58,11 +58,7 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
         eprintln!("warning: {warning}");
     }
     // Compile now, so the image's first run starts from the cache.
-    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig {
-        cache_dir: Some(cache_dir),
-        epoch_tick: None,
-        ..Default::default()
-    })?;
+    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig::one_shot(Some(cache_dir), false))?;
     let program = engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
     let image = &planned.image;
     // Blobs are written before the tag names them: keep a concurrent prune off them.

@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::{
-    ExitStatus, Input, Invoke, Output, OutputSink, ProgramSource, Runnable, SandboxSpec, Sinks, SpecError, StdioSpec,
+    ExitStatus, Input, Invoke, LimitKind, Output, OutputSink, ProgramSource, Runnable, SandboxError, SandboxSpec,
+    Sinks, SpecError, StdioSpec,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -154,13 +155,8 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
         Some(image) => image.wasm,
         None => args.read_program()?,
     };
-    // One guest, in the foreground: the epoch ticker is only needed to enforce time limits.
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
-    let mut config = EngineConfig { cache_dir: Some(cache_dir), ..EngineConfig::default() };
-    if !timed {
-        config.epoch_tick = None;
-    }
-    let engine = SporeEngine::new(config)?;
+    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed))?;
     let program = engine.load(&bytes).with_context(|| name.clone())?;
     let mut runnable = Runnable::new(&engine, program, &name)?;
     // Key-value stores are opened only for a sandbox granted one (it costs a file open).
@@ -172,17 +168,43 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     // The terminal's streams, written synchronously from the guest's own thread: one guest in
     // the foreground has nobody to wait for, and this spares a writer thread per stream.
     let sinks = Sinks { stdout: Some(Arc::new(Terminal::Stdout)), stderr: Some(Arc::new(Terminal::Stderr)) };
-    let report = runtime.block_on(runnable.run_with(&spec, &sinks, &Arc::default()))?;
+    let report = runtime.block_on(runnable.run_with(&spec, &sinks, &Arc::default())).map_err(|e| with_fix(e, &name))?;
     for value in &report.results {
         println!("{value}");
     }
-    if !matches!(report.status, ExitStatus::Exited { .. }) {
-        eprintln!("spore: {name}: {}", report.status);
+    match &report.status {
+        ExitStatus::Exited { .. } => {}
+        ExitStatus::LimitExceeded { limit, .. } => {
+            eprintln!("spore: {name}: {}; raise {}", report.status, flag(*limit))
+        }
+        other => eprintln!("spore: {name}: {other}"),
     }
     // Everything the guest wrote is written (the sinks are synchronous). Exit now rather than
     // unwinding the runtime, engine, module and code mappings one by one: the kernel frees them
     // at once, and a one-shot run saves a good part of its remaining time.
     std::process::exit(report.status.code() & 0xff)
+}
+
+/// The flag that raises a limit: the CLI's words for what the library calls a spec field.
+pub fn flag(limit: LimitKind) -> &'static str {
+    match limit {
+        LimitKind::Memory => "--memory",
+        LimitKind::CpuTime => "--cpu-time",
+        LimitKind::Timeout => "--timeout",
+        LimitKind::OpenFiles => "--max-open-files",
+    }
+}
+
+/// A sandbox that could not start, with what to do about it in the CLI's terms.
+pub fn with_fix(err: SandboxError, file: &str) -> anyhow::Error {
+    let fix = match &err {
+        SandboxError::MemoryBelowMinimum { minimum, .. } => format!("; raise --memory to at least {minimum}"),
+        SandboxError::NoEntryPoint { .. } => "; run one with --invoke NAME".into(),
+        SandboxError::HttpApp { .. } => format!(" with `spore serve {file}`"),
+        SandboxError::InvokeArgs { .. } => " (--invoke EXPORT ARGS...)".into(),
+        _ => String::new(),
+    };
+    anyhow::anyhow!("{err}{fix}")
 }
 
 /// The process's own stdout or stderr as a guest output sink, unbuffered like a WASI stream.

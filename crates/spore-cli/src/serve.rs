@@ -4,7 +4,7 @@
 use crate::run::SpecArgs;
 use anyhow::{Context, bail};
 use clap::Args;
-use spore_engine::{Allocation, EngineConfig, PoolConfig, SporeEngine};
+use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
 use spore_serve::router::Router;
 use spore_serve::{App, Limits, Server, manifest, runtime_config};
@@ -86,19 +86,7 @@ pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>>
 
 fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::Result<SporeEngine> {
     let slots = u32::try_from(server.concurrency.max(1)).unwrap_or(u32::MAX);
-    // Instances live for one request, so slots are returned all the time: giving their memory
-    // back to the kernel in batches of up to 64 saves most `madvise` calls and cross-core TLB
-    // flushes (measured: ~9.8k → ~11.9k req/s for hello on 2 cores). Keeping pages resident
-    // instead (reset by memset) measured slower for a Rust guest's ~1 MiB memory.
-    let pool = PoolConfig {
-        decommit_batch: 64.min(slots as usize / 2).max(1),
-        ..PoolConfig::for_sandboxes(slots, max_memory)
-    };
-    Ok(SporeEngine::new(EngineConfig {
-        allocation: Allocation::Pooling(pool),
-        cache_dir: Some(cache_dir),
-        ..EngineConfig::default()
-    })?)
+    Ok(SporeEngine::new(EngineConfig::server(cache_dir, slots, max_memory))?)
 }
 
 /// Loads `bytes` as an HTTP app or says what it is instead.

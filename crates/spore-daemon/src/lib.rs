@@ -16,7 +16,7 @@ pub mod supervisor;
 pub mod syslimits;
 
 use config::DaemonConfig;
-use spore_engine::{Allocation, EngineConfig, PoolConfig, SporeEngine};
+use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::parse_size;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -45,16 +45,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         tracing::warn!("{warning}");
     }
 
-    let pool = PoolConfig::for_sandboxes(capacity, max_memory);
-    let engine = SporeEngine::new(EngineConfig {
-        allocation: Allocation::Pooling(pool),
-        cache_dir: Some(config.data_dir.join("compiled")),
-        epoch_tick: Some(tick),
-        async_stack_size: stack,
-        max_wasm_stack: stack / 2,
-        ..EngineConfig::default()
-    })
-    .map_err(|e| e.to_string())?;
+    let engine =
+        SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))
+            .map_err(|e| e.to_string())?;
     let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
     let programs = programs::Programs::open(
         &config.data_dir.join("programs"),

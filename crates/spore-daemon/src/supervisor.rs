@@ -651,8 +651,8 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
                 }
             }
             None => match runnable.run_with(&spec, &sinks, &meter).await {
-                Ok(report) => report.status,
-                Err(err) => ExitStatus::Trapped { message: format!("could not start: {err}") },
+                Ok(report) => with_fix(report.status),
+                Err(err) => ExitStatus::Trapped { message: format!("could not start: {}", start_error(&err)) },
             },
         };
         sup.metrics.exits.fetch_add(1, Ordering::Relaxed);
@@ -694,6 +694,27 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
         sup.live.fetch_sub(running.slots, Ordering::Relaxed);
     }
     sup.logs.close_followers(&lock(&entry.record).id);
+}
+
+/// A limit's ending, with what to raise in the API's terms (the spec field).
+fn with_fix(status: ExitStatus) -> ExitStatus {
+    match status {
+        ExitStatus::LimitExceeded { limit, message } => {
+            ExitStatus::LimitExceeded { limit, message: format!("{message}; raise spec.{}", limit.spec_field()) }
+        }
+        other => other,
+    }
+}
+
+/// Why a sandbox could not start, with what to change in the API's terms.
+fn start_error(err: &spore_sandbox::SandboxError) -> String {
+    use spore_sandbox::SandboxError as E;
+    match err {
+        E::MemoryBelowMinimum { minimum, .. } => format!("{err}; raise spec.limits.memory_bytes to at least {minimum}"),
+        E::NoEntryPoint { .. } => format!("{err}; name one in spec.invoke"),
+        E::HttpApp { .. } => format!("{err}; give spec.http.listen"),
+        _ => err.to_string(),
+    }
 }
 
 /// Requests an HTTP app of the daemon runs at once unless its spec says otherwise.

@@ -109,7 +109,7 @@ impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
         if !self.grant.granted.contains(&identifier) {
             tracing::warn!(
-                "key-value: denied opening store {identifier:?}: not granted to this sandbox (grant it with key_value_stores = [\"{identifier}\"], spore: --key-value {identifier})"
+                "key-value: denied opening store {identifier:?}: not granted to this sandbox (grant it with key_value_stores = [\"{identifier}\"])"
             );
             return Ok(Err(store::Error::AccessDenied));
         }

@@ -41,9 +41,7 @@ pub enum SandboxError {
         message: String,
     },
     /// The memory limit is below what the module needs to even instantiate.
-    #[error(
-        "memory limit {limit} is below the {minimum} {program} declares as its minimum memory; raise --memory to at least {minimum}"
-    )]
+    #[error("memory limit {limit} is below the {minimum} {program} declares as its minimum memory")]
     MemoryBelowMinimum {
         /// Program name.
         program: String,
@@ -54,7 +52,7 @@ pub enum SandboxError {
     },
     /// No command entry point and no `--invoke`.
     #[error(
-        "{program} has no `{entry}` export, so it is not a command (it may be a reactor or library); run one of its functions with --invoke NAME. Exported functions: {exports}"
+        "{program} has no `{entry}` export, so it is not a command (it may be a reactor or library); call one of its exported functions instead: {exports}"
     )]
     NoEntryPoint {
         /// Program name.
@@ -75,12 +73,18 @@ pub enum SandboxError {
         exports: String,
     },
     /// `--invoke` arguments do not fit the function's parameters.
-    #[error("--invoke {export}: {problem}")]
+    #[error("calling {export}: {problem}")]
     InvokeArgs {
         /// Requested export.
         export: String,
         /// What does not fit.
         problem: String,
+    },
+    /// The program is an HTTP app, which is served, not run to its end.
+    #[error("{program} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run): serve it")]
+    HttpApp {
+        /// Program name.
+        program: String,
     },
     /// Something Spore does not support yet for this kind of program.
     #[error("{0}")]
@@ -281,7 +285,7 @@ impl Runnable {
                 Ok(ended) => ended?,
                 Err(_) => {
                     let message = format!(
-                        "wall-clock timeout of {} reached; the guest was stopped (raise --timeout)",
+                        "wall-clock timeout of {} reached; the guest was stopped",
                         humantime::format_duration(Duration::from_millis(ms))
                     );
                     (ExitStatus::LimitExceeded { limit: LimitKind::Timeout, message }, Vec::new(), 0)
@@ -371,7 +375,9 @@ impl Runnable {
             b.socket_addr_check(move |addr, use_| {
                 let allowed = policy.allows(addr, use_);
                 if !allowed {
-                    tracing::warn!("network: denied {use_:?} {addr}: not granted by the sandbox's network policy (grant it with --net allow=HOST:PORT or listen=ADDR:PORT)");
+                    tracing::warn!(
+                        "network: denied {use_:?} {addr}: not granted by the sandbox's network policy (spec.network)"
+                    );
                 }
                 Box::pin(async move { allowed })
             });
@@ -390,7 +396,7 @@ impl Runnable {
             cpu,
             open_files_limit: spec.limits.open_files(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { policy: Arc::new(policy) },
+            hooks: OutboundHooks { policy: Arc::new(policy), resolver: crate::outbound::system_resolver() },
             kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
             config: Arc::new(caps.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
         };
@@ -438,16 +444,13 @@ impl Runnable {
             Linked::Component { command, proxy } => {
                 if spec.invoke.is_some() {
                     return Err(SandboxError::Unsupported(format!(
-                        "--invoke works on core modules; {} is a component — run it as a command (wasi:cli/run)",
+                        "calling a named export works on core modules; {} is a component — run it as a command (wasi:cli/run)",
                         self.name
                     )));
                 }
                 let Some(command) = command else {
                     if proxy.is_some() {
-                        return Err(SandboxError::Unsupported(format!(
-                            "{} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run); serve it with `spore serve {}`",
-                            self.name, self.name
-                        )));
+                        return Err(SandboxError::HttpApp { program: self.name.clone() });
                     }
                     return Err(SandboxError::NoEntryPoint {
                         program: self.name.clone(),
@@ -557,10 +560,8 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
     }
     if err.downcast_ref::<CpuTimeExceeded>().is_some() {
         let used = Duration::from_millis(store.data().cpu.cpu_ns() / 1_000_000);
-        let message = format!(
-            "CPU time limit reached after {} of CPU; the guest was stopped (raise --cpu-time)",
-            humantime::format_duration(used)
-        );
+        let message =
+            format!("CPU time limit reached after {} of CPU; the guest was stopped", humantime::format_duration(used));
         return ExitStatus::LimitExceeded { limit: LimitKind::CpuTime, message };
     }
     if is_table_full(&err) {
@@ -574,7 +575,7 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
     let limiter = &store.data().limiter;
     if let (Some(limit), Some((used, asked))) = (limiter.memory_limit(), limiter.memory_denied) {
         let message = format!(
-            "memory limit of {} reached: the guest had {} and asked for {} in all, was refused, then failed ({trap}); raise --memory",
+            "memory limit of {} reached: the guest had {} and asked for {} in all, was refused, then failed ({trap})",
             human_bytes(limit),
             human_bytes(used),
             human_bytes(asked)

@@ -31,17 +31,27 @@ pub mod exit_code {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
-    /// Linear memory (`--memory`).
+    /// Linear memory and tables (`limits.memory_bytes`).
     Memory,
-    /// CPU time (`--cpu-time`).
+    /// CPU time (`limits.cpu_time_ms`).
     CpuTime,
-    /// Wall-clock time (`--timeout`).
+    /// Wall-clock time (`limits.timeout_ms`).
     Timeout,
-    /// Open host handles: files, sockets, streams (`max_open_files`).
+    /// Open host handles: files, sockets, streams (`limits.max_open_files`).
     OpenFiles,
 }
 
 impl LimitKind {
+    /// The spec field that sets this limit, for messages that say what to raise.
+    pub fn spec_field(self) -> &'static str {
+        match self {
+            LimitKind::Memory => "limits.memory_bytes",
+            LimitKind::CpuTime => "limits.cpu_time_ms",
+            LimitKind::Timeout => "limits.timeout_ms",
+            LimitKind::OpenFiles => "limits.max_open_files",
+        }
+    }
+
     /// The exit code this limit maps to.
     pub fn exit_code(self) -> i32 {
         match self {
@@ -76,7 +86,7 @@ pub enum ExitStatus {
     LimitExceeded {
         /// Which limit.
         limit: LimitKind,
-        /// What was exceeded, by how much, and which flag raises it.
+        /// What was exceeded and by how much (each front end adds how to raise it).
         message: String,
     },
 }
