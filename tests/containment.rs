@@ -227,9 +227,9 @@ fn no_sandbox_takes_more_of_the_daemons_pool_than_its_share() {
     let body = format!(r#"{{"spec":{{"program":{{"digest":"{digest}"}},"limits":{{"max_instances":100}}}}}}"#);
     let (status, body) = http(&d.socket(), "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes())));
     assert_eq!(status, 400, "{body}");
+    let error = error_of(&body);
     assert!(
-        error_of(&body)
-            .contains("spec.limits.max_instances 100 is more than a sandbox of this daemon may take of its pool, 4"),
+        error.contains("spec.limits.max_instances 100 is more than a sandbox may take here (4, its share"),
         "{body}"
     );
 

@@ -274,7 +274,7 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     // An HTTP app needs a listen address, and a command cannot have one.
     let seen = d.run(["deploy", "--name", "x", kv.to_str().unwrap()]);
     assert_ne!(seen.code, 0);
-    assert!(seen.stderr.contains("is an HTTP app") && seen.stderr.contains("--http"), "{seen:?}");
+    assert!(seen.stderr.contains("is an HTTP app") && seen.stderr.contains("spec.http.listen"), "{seen:?}");
     let seen = d.run(["deploy", "--name", "y", "--http", &listen, guest("hello").to_str().unwrap()]);
     assert_ne!(seen.code, 0);
     assert!(seen.stderr.contains("not an HTTP app"), "{seen:?}");

@@ -17,6 +17,7 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_engine::{CacheKey, EngineConfig, SporeEngine};
+use spore_sandbox::launch::{self, AppKind, LaunchError};
 use spore_sandbox::{
     Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
 };
@@ -148,9 +149,9 @@ const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:80";
 /// An HTTP app (a `wasi:http` proxy component): served from the container as `spore serve`
 /// serves it, a fresh instance per request, until SIGTERM or SIGINT, which stop it gracefully
 /// (requests in flight finish; then status 0).
-async fn serve(name: String, runnable: Runnable, spec: SandboxSpec) -> anyhow::Result<i32> {
+async fn serve(name: String, runnable: Arc<Runnable>, spec: SandboxSpec) -> anyhow::Result<i32> {
     let listen = spec.env.get("SPORE_HTTP_LISTEN").cloned().unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
-    let app = spore_serve::App { name: name.clone(), runnable: Arc::new(runnable), spec };
+    let app = spore_serve::App { name: name.clone(), runnable, spec };
     spore_serve::serve_app(app, &listen, Limits::default(), Sinks::default(), spore_serve::shutdown_signal())
         .await
         .map_err(|message| anyhow::anyhow!("{name}: {message}; set SPORE_HTTP_LISTEN in the pod's env to ADDR:PORT"))?;
@@ -182,8 +183,12 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let budget = MemoryBudget::read();
     spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
     let engine = engine()?;
-    let program = engine.load(&bytes).with_context(|| format!("{name} does not compile"))?;
-    let runnable = Runnable::new(&engine, program, &name)?;
+    let prepared =
+        launch::prepare(&engine, &name, &bytes, &mut spec, Default::default(), None).map_err(|e| match e {
+            LaunchError::Load { source, .. } => anyhow::anyhow!("{name} does not compile: {source}"),
+            other => other.into(),
+        })?;
+    let (runnable, kind) = (prepared.runnable, prepared.kind);
     // Everything the runtime itself needs from the container is read by now: the guest's
     // thread (and the runtime threads it starts) can then be confined before its first
     // instruction.
@@ -198,7 +203,7 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
                     Err(err) => return Err(err),
                 }
                 let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-                runtime.block_on(guest(name, runnable, spec, budget))
+                runtime.block_on(guest(name, runnable, kind, spec, budget))
             })();
             let _ = tx.send(ran);
         })
@@ -209,11 +214,12 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
 /// Runs the guest: served when it is an HTTP app, else run to its end.
 async fn guest(
     name: String,
-    runnable: Runnable,
+    runnable: Arc<Runnable>,
+    kind: AppKind,
     spec: SandboxSpec,
     budget: Option<MemoryBudget>,
 ) -> anyhow::Result<i32> {
-    if runnable.is_http() {
+    if kind == AppKind::Http {
         return serve(name, runnable, spec).await;
     }
     exit_on_termination_signals();

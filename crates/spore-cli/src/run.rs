@@ -5,9 +5,10 @@ use crate::flags;
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
+use spore_sandbox::launch::{self, AppKind, LaunchError};
 use spore_sandbox::{
-    ExitStatus, Input, Invoke, LimitKind, Output, OutputSink, ProgramSource, Runnable, SandboxError, SandboxSpec,
-    Sinks, SpecError, StdioSpec,
+    ExitStatus, Input, Invoke, LimitKind, Output, OutputSink, ProgramSource, SandboxError, SandboxSpec, Sinks,
+    SpecError, StdioSpec,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -146,10 +147,6 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
         image.opened.apply_to(&mut spec, image.rootfs.clone());
     }
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
-    spec.validate().map_err(|e| match e {
-        SpecError::MountHost { host, problem } => anyhow::anyhow!("--dir {host}: {problem}; create it or fix the path"),
-        other => other.into(),
-    })?;
     let name = args.file.display().to_string();
     let bytes = match image {
         Some(image) => image.wasm,
@@ -157,12 +154,14 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     };
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
     let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed))?;
-    let program = engine.load(&bytes).with_context(|| name.clone())?;
-    let mut runnable = Runnable::new(&engine, program, &name)?;
     // Key-value stores are opened only for a sandbox granted one (it costs a file open).
-    if !spec.capabilities.key_value_stores.is_empty() {
-        runnable = runnable.with_kv_stores(crate::serve::kv_stores(None)?);
-    }
+    let kv = match spec.capabilities.key_value_stores.is_empty() {
+        true => Arc::default(),
+        false => crate::serve::kv_stores(None)?,
+    };
+    let prepared = launch::prepare(&engine, &name, &bytes, &mut spec, kv, Some(AppKind::Command))
+        .map_err(|e| launch_failed(e, &name))?;
+    let runnable = prepared.runnable;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     // The terminal's streams, written synchronously from the guest's own thread: one guest in
@@ -192,6 +191,29 @@ pub fn flag(limit: LimitKind) -> &'static str {
         LimitKind::CpuTime => "--cpu-time",
         LimitKind::Timeout => "--timeout",
         LimitKind::OpenFiles => "--max-open-files",
+    }
+}
+
+/// A sandbox that may not be launched, with what to do about it in the CLI's terms.
+pub fn launch_failed(err: LaunchError, file: &str) -> anyhow::Error {
+    match err {
+        LaunchError::Spec(SpecError::MountHost { host, problem }) => {
+            anyhow::anyhow!("--dir {host}: {problem}; create it or fix the path")
+        }
+        LaunchError::Link(err) => with_fix(err, file),
+        LaunchError::WrongKind { program, is: AppKind::Http, .. } => {
+            anyhow::anyhow!("{program} is {}: serve it with `spore serve {file}`", AppKind::Http)
+        }
+        LaunchError::WrongKind { program, is, wanted: AppKind::Http, exports } => {
+            let what = match is {
+                AppKind::Command => "it targets the wasi:cli/command world (a command: run it with `spore run`)",
+                _ => "it is a library or reactor",
+            };
+            anyhow::anyhow!(
+                "{program} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); {what}. Its exports: {exports}"
+            )
+        }
+        other => other.into(),
     }
 }
 

@@ -5,6 +5,7 @@ use crate::run::SpecArgs;
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
+use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
 use spore_serve::router::Router;
 use spore_serve::{App, Limits, Server, manifest, runtime_config};
@@ -89,22 +90,18 @@ fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::R
     Ok(SporeEngine::new(EngineConfig::server(cache_dir, slots, max_memory))?)
 }
 
-/// Loads `bytes` as an HTTP app or says what it is instead.
-fn http_app(engine: &SporeEngine, name: &str, bytes: &[u8], stores: &Arc<KvStores>) -> anyhow::Result<Arc<Runnable>> {
-    let program = engine.load(bytes).with_context(|| name.to_owned())?;
-    let runnable = Runnable::new(engine, program, name)?.with_kv_stores(stores.clone());
-    if !runnable.is_http() {
-        let exports = runnable.describe_exports();
-        let world = if exports.contains("wasi:cli/run") {
-            "it targets the wasi:cli/command world (a command: run it with `spore run`)"
-        } else {
-            "it is a library or reactor"
-        };
-        bail!(
-            "{name} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); {world}. Its exports: {exports}"
-        );
-    }
-    Ok(Arc::new(runnable))
+/// Loads `bytes` as an HTTP app for `spec` (admitted through the one launch path), or says
+/// what it is instead.
+fn http_app(
+    engine: &SporeEngine,
+    name: &str,
+    bytes: &[u8],
+    spec: &mut SandboxSpec,
+    stores: &Arc<KvStores>,
+) -> anyhow::Result<Arc<Runnable>> {
+    let prepared = launch::prepare(engine, name, bytes, spec, stores.clone(), Some(AppKind::Http))
+        .map_err(|e| crate::run::launch_failed(e, name))?;
+    Ok(prepared.runnable)
 }
 
 fn limits(s: &ServerArgs) -> Limits {
@@ -164,12 +161,15 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
         None => spec_args.read_program()?,
     };
     stdio(&mut spec);
-    spec.validate()?;
-    // Resolved once: a request's instance cannot redirect the next one's mounts.
-    spec.pin_mounts()?;
-    let stores = kv_stores(args.server.runtime_config.as_deref())?;
+    // Opened only for an app granted a store: the embedded one is a locked file, and a server
+    // that does not use it must not take (or fail on) the lock.
+    let stores = match spec.capabilities.key_value_stores.is_empty() {
+        true => Arc::default(),
+        false => kv_stores(args.server.runtime_config.as_deref())?,
+    };
     let engine = engine(cache_dir, &args.server, spec.limits.memory_bytes.unwrap_or(256 << 20))?;
-    let runnable = http_app(&engine, &name, &bytes, &stores)?;
+    // Admitted once (its mounts pinned): a request's instance cannot redirect the next one's.
+    let runnable = http_app(&engine, &name, &bytes, &mut spec, &stores)?;
     let mut router = Router::default();
     router.add("/...", Arc::new(App { name, runnable, spec })).map_err(anyhow::Error::msg)?;
     run_server(router, &args.server)
@@ -223,9 +223,8 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
             }
         }
         stdio(&mut spec);
-        spec.validate().with_context(|| format!("[component.{id}]"))?;
-        spec.pin_mounts().with_context(|| format!("[component.{id}]"))?;
-        let runnable = http_app(&engine, id, &bytes, &stores)?;
+        let runnable =
+            http_app(&engine, id, &bytes, &mut spec, &stores).with_context(|| format!("[component.{id}]"))?;
         apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec }));
     }
     let mut router = Router::default();

@@ -12,6 +12,7 @@ use crate::logs::{LogHub, SandboxLog, Stream};
 use crate::model::*;
 use crate::programs::{ProgramError, Programs};
 use spore_engine::SporeEngine;
+use spore_sandbox::launch::{self, AppKind, LaunchError, Prepared};
 use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, SandboxSpec, Sinks};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +110,7 @@ pub struct Supervisor {
     db: Db,
     logs: Arc<LogHub>,
     events: broadcast::Sender<Event>,
-    runnables: Mutex<HashMap<String, Arc<Runnable>>>,
+    runnables: Mutex<HashMap<String, Prepared>>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
     policy: Policy,
@@ -211,19 +212,15 @@ impl Supervisor {
     }
 
     /// Compiles (or fetches from cache) and links a stored program, once per digest.
-    pub fn runnable(&self, digest: &str) -> Result<Arc<Runnable>, SupError> {
+    pub fn runnable(&self, digest: &str) -> Result<Prepared, SupError> {
         if let Some(r) = lock(&self.runnables).get(digest) {
             return Ok(r.clone());
         }
         let bytes = self.programs.get(digest)?;
-        let program = self.engine.load(&bytes).map_err(|e| SupError::Compile(format!("program {digest}: {e}")))?;
-        let runnable = Arc::new(
-            Runnable::new(&self.engine, program, &short(digest))
-                .map_err(|e| SupError::Compile(e.to_string()))?
-                .with_kv_stores(self.policy.kv_stores.clone()),
-        );
-        lock(&self.runnables).insert(digest.to_owned(), runnable.clone());
-        Ok(runnable)
+        let prepared = launch::link(&self.engine, &short(digest), &bytes, self.policy.kv_stores.clone())
+            .map_err(|e| SupError::Compile(e.to_string()))?;
+        lock(&self.runnables).insert(digest.to_owned(), prepared.clone());
+        Ok(prepared)
     }
 
     /// Resolves an id, a unique id prefix (4+ characters) or a name.
@@ -306,25 +303,11 @@ impl Supervisor {
             let mut seen = std::collections::HashSet::new();
             for (mut req, image) in requests.into_iter().zip(images) {
                 self.policy.defaults.apply(&mut req);
-                req.spec.validate().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
-                // Mounts are resolved now, once: a restart opens these very directories or
-                // fails, whatever a guest has put in their place meanwhile.
-                req.spec.pin_mounts().map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
-                let ProgramSource::Digest(digest) = &req.spec.program else {
+                let ProgramSource::Digest(digest) = req.spec.program.clone() else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
                     ));
                 };
-                // No sandbox may take more of the pool than its share: with every sandbox held
-                // to it, a full pool means the daemon is at capacity, never that one sandbox
-                // (many instances, tables or memories) starved the rest.
-                if let Some((field, asked, share)) =
-                    spore_sandbox::Counts::for_engine(&self.engine).exceeded_by(&req.spec.limits)
-                {
-                    return Err(SupError::Invalid(format!(
-                        "spec.limits.{field} {asked} is more than a sandbox of this daemon may take of its pool, {share}; leave it unset or lower it"
-                    )));
-                }
                 if req.spec.http.as_ref().is_some_and(|h| h.concurrency == Some(0)) {
                     return Err(SupError::Invalid("spec.http.concurrency must be at least 1".into()));
                 }
@@ -337,9 +320,17 @@ impl Supervisor {
                         spore_sandbox::human_bytes(self.policy.max_memory)
                     )));
                 }
-                if !self.programs.has(digest)? {
+                if !self.programs.has(&digest)? {
                     return Err(ProgramError::Missing(digest.clone()).into());
                 }
+                // Compiled and linked before anything is committed (a bad program is an error
+                // now, not a crash loop), then the spec admitted through the launch path every
+                // front end shares: valid, mounts pinned (a restart opens these very
+                // directories or fails) and clear of the compile cache, counts within the
+                // pool's share, the program of the kind the spec runs.
+                let prepared = self.runnable(&digest)?;
+                let wanted = if req.spec.http.is_some() { AppKind::Http } else { AppKind::Command };
+                launch::admit(&prepared, &mut req.spec, Some(wanted)).map_err(refused)?;
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {
@@ -371,28 +362,6 @@ impl Supervisor {
                     started_at: None,
                     finished_at: None,
                 });
-            }
-        }
-        // Compile and link before committing, so a bad program is an error now, not a crash loop.
-        for r in &records {
-            if let ProgramSource::Digest(d) = &r.spec.program {
-                let runnable = self.runnable(d)?;
-                runnable.check_mounts(&r.spec).map_err(|e| SupError::Invalid(format!("spec: {e}")))?;
-                match (&r.spec.http, runnable.is_http()) {
-                    (Some(_), false) => {
-                        return Err(SupError::Invalid(format!(
-                            "spec.http is set, but {} is not an HTTP app (it does not export wasi:http/incoming-handler)",
-                            short(d)
-                        )));
-                    }
-                    (None, true) => {
-                        return Err(SupError::Invalid(format!(
-                            "{} is an HTTP app: give spec.http.listen (spore deploy --http ADDR:PORT)",
-                            short(d)
-                        )));
-                    }
-                    _ => {}
-                }
             }
         }
         self.db
@@ -458,7 +427,7 @@ impl Supervisor {
             ProgramSource::Digest(d) => d.clone(),
             _ => return Err(SupError::Invalid("stored spec without a program digest".into())),
         };
-        let runnable = self.runnable(&digest)?;
+        let runnable = self.runnable(&digest)?.runnable;
         entry.log.reopen();
         let stop = Arc::new(Notify::new());
         let meter = Arc::new(Meter::default());
@@ -703,6 +672,21 @@ fn with_fix(status: ExitStatus) -> ExitStatus {
             ExitStatus::LimitExceeded { limit, message: format!("{message}; raise spec.{}", limit.spec_field()) }
         }
         other => other,
+    }
+}
+
+/// A spec the launch path does not admit, in the API's terms.
+fn refused(err: LaunchError) -> SupError {
+    match err {
+        LaunchError::Spec(e) => SupError::Invalid(format!("spec: {e}")),
+        LaunchError::Share { .. } => SupError::Invalid(format!("spec.{err}; leave it unset or lower it")),
+        LaunchError::WrongKind { program, is: AppKind::Http, .. } => {
+            SupError::Invalid(format!("{program} is {}: give spec.http.listen", AppKind::Http))
+        }
+        LaunchError::WrongKind { program, wanted: AppKind::Http, .. } => SupError::Invalid(format!(
+            "spec.http is set, but {program} is not an HTTP app (it does not export wasi:http/incoming-handler)"
+        )),
+        other => SupError::Compile(other.to_string()),
     }
 }
 

@@ -2,12 +2,16 @@
 //! the daemon's API, the Kubernetes shim — and the one code path that turns it into a running,
 //! limited guest with exactly the capabilities the spec grants and nothing else.
 //!
+//! Every front end goes through [`launch`] (link, then admit a spec) before it starts a
+//! sandbox, so the checks are the same everywhere.
+//!
 //! The flow is one way: a [`Program`](spore_engine::Program) (compiled once per digest) is
 //! linked into a [`Runnable`] (one `InstancePre` per program, shared), and each
 //! [`Runnable::run`] builds a fresh store and WASI context from a spec and drives the guest as
 //! an async task until it reports an [`ExitStatus`].
 
 mod kv;
+pub mod launch;
 mod limits;
 mod mounts;
 mod net;

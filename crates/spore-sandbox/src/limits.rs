@@ -60,6 +60,22 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Commits the sandbox's memory (linear memories and tables) to `after` bytes if the limit
+    /// allows it; otherwise remembers the first denial and refuses.
+    fn grow_to(&mut self, after: u64) -> bool {
+        if let Some(limit) = self.memory_limit
+            && after > limit
+        {
+            self.memory_denied.get_or_insert((self.memory_used, after));
+            return false;
+        }
+        self.memory_used = after;
+        self.meter.memory.store(after, Ordering::Relaxed);
+        true
+    }
+}
+
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let after = self.memory_used - current as u64 + desired as u64;
@@ -74,15 +90,7 @@ impl ResourceLimiter for Limiter {
             self.memory_denied.get_or_insert((self.memory_used, after));
             return Ok(false);
         }
-        if let Some(limit) = self.memory_limit
-            && after > limit
-        {
-            self.memory_denied.get_or_insert((self.memory_used, after));
-            return Ok(false);
-        }
-        self.memory_used = after;
-        self.meter.memory.store(after, Ordering::Relaxed);
-        Ok(true)
+        Ok(self.grow_to(after))
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -90,16 +98,7 @@ impl ResourceLimiter for Limiter {
             return Ok(false);
         }
         let grown = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
-        let after = self.memory_used.saturating_add(grown);
-        if let Some(limit) = self.memory_limit
-            && after > limit
-        {
-            self.memory_denied.get_or_insert((self.memory_used, after));
-            return Ok(false);
-        }
-        self.memory_used = after;
-        self.meter.memory.store(after, Ordering::Relaxed);
-        Ok(true)
+        Ok(self.grow_to(self.memory_used.saturating_add(grown)))
     }
 
     fn instances(&self) -> usize {

@@ -275,8 +275,7 @@ async fn send_vetted(
             .map_err(|_| HttpError::TlsProtocolError)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let name =
-            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(HttpError::InvalidDnsNameError)?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(HttpError::InvalidDnsNameError)?;
         let stream =
             tokio::time::timeout(connect, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
                 .await

@@ -235,6 +235,16 @@ impl Runnable {
         matches!(&self.linked, Linked::Component { proxy: Some(_), .. })
     }
 
+    /// Whether the program is a command: a module exporting `_start`, or a component exporting
+    /// `wasi:cli/run`.
+    pub fn is_command(&self) -> bool {
+        match (&self.linked, &self.program.code) {
+            (Linked::Module(_), ProgramCode::Module(m)) => m.get_export("_start").is_some(),
+            (Linked::Component { command, .. }, _) => command.is_some(),
+            _ => false,
+        }
+    }
+
     /// The program's HTTP entry, if it has one.
     pub(crate) fn proxy_pre(&self) -> Option<&ProxyPre<SandboxState>> {
         match &self.linked {
