@@ -72,24 +72,16 @@ serve_rps() { # $1 = binary
   wrk -t2 -c64 -d2s "http://127.0.0.1:$port/" >/dev/null
   wrk -t2 -c64 -d"${DURATION:-10s}" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt"
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$work/wrk.txt" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def lat(p):
-    v, u = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
-    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
-print(f"{rps:.0f} {lat(50):.2f} {lat(99):.2f}")
-PY
+  python3 bench/wrk.py "$work/wrk.txt"
 }
-echo "| \`spore serve\` (wrk -t2 -c64 -d${DURATION:-10s}, http-hello) | req/s | p50 | p99 |"
-echo "|---|---|---|---|"
+echo "| \`spore serve\` (wrk -t2 -c64 -d${DURATION:-10s}, http-hello) | req/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
 for round in 1 2; do
   for which in old new; do
     bin=$OLD; sha=$base_sha
     [ "$which" = new ] && bin=$NEW && sha=$head_sha
-    read -r rps p50 p99 <<<"$(serve_rps "$bin")"
-    echo "| @ $sha (round $round) | $rps | $p50 ms | $p99 ms |"
+    read -r rps p50 p99 errors <<<"$(serve_rps "$bin")"
+    echo "| @ $sha (round $round) | $rps | $p50 ms | $p99 ms | $errors |"
   done
 done
 echo

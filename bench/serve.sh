@@ -30,16 +30,7 @@ measure() {
   wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null   # warm-up
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  python3 - "$work/wrk.txt" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def lat(p):
-    v, u = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
-    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat(50):.2f} {lat(99):.2f} {errors.group(1) if errors else 0}")
-PY
+  python3 bench/wrk.py "$work/wrk.txt"
 }
 
 # Quiet servers: no per-request log line on either side.
