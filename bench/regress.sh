@@ -21,7 +21,7 @@ bins="$HOME/.cache/spore/regress"
 guests/build.sh >/dev/null
 
 build() { # $1 = source dir, $2 = out dir
-  (cd "$1" && cargo build --quiet --release --locked --bin spore -p spore-cli -p spore-loadgen)
+  (cd "$1" && cargo build --quiet --release --locked -p spore-cli -p spore-loadgen)
   mkdir -p "$2"
   cp "$CARGO_TARGET_DIR/release/spore" "$CARGO_TARGET_DIR/release/spore-loadgen" "$2/"
 }
