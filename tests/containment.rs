@@ -50,6 +50,16 @@ fn a_descriptor_bomb_is_stopped_at_the_open_file_limit_under_spore_run() {
     assert_eq!(seen.code, 137, "{seen:?}");
     assert!(seen.stderr.contains("open-handle limit of 40 reached"), "{seen:?}");
     assert!(seen.stderr.contains("; raise --max-open-files"), "the CLI's words for the fix: {seen:?}");
+
+    // Under a process descriptor limit lower than the guest's cap, Spore's limit still comes
+    // first (before the kernel's EMFILE, which the guest would see as a mere I/O error).
+    let spore_bin = env!("CARGO_BIN_EXE_spore");
+    let script = format!("ulimit -n 256; exec {spore_bin} run --dir {mount} {} fd-bomb /d/f", g("hostile"));
+    let mut sh = std::process::Command::new("sh");
+    sh.env("SPORE_CACHE_DIR", shared_cache()).env_remove("SPORE_LOG").stdin(std::process::Stdio::null());
+    let seen = Seen::from(sh.args(["-c", &script]).output().unwrap());
+    assert_eq!(seen.code, 137, "{seen:?}");
+    assert!(seen.stderr.contains("open-handle limit of 192 (what this process's RLIMIT_NOFILE leaves"), "{seen:?}");
 }
 
 #[test]

@@ -219,6 +219,11 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
     ] {
         assert!(r.out.contains(line), "{line}: {}", r.out);
     }
+    // A descriptor bomb ends at the guest's open-handle limit, held below the container's
+    // RLIMIT_NOFILE (1024 under `ctr run`), not at the kernel's EMFILE.
+    let r = run(&c, &image, "fds", &["/hostile.wasm", "fd-bomb", "/hostile.wasm"]);
+    assert_eq!(r.code, 137, "{}", r.out);
+    assert!(r.out.contains("open-handle limit of") && r.out.contains("reached"), "{}", r.out);
     // The image's own files are its `/`.
     let r = run(&c, &image, "ls", &["/hostile.wasm", "ls", "/"]);
     assert!(r.code == 0 && r.out.contains("fs.wasm hostile.wasm"), "{}", r.out);

@@ -190,7 +190,7 @@ pub fn flag(limit: LimitKind) -> &'static str {
         LimitKind::Memory => "--memory",
         LimitKind::CpuTime => "--cpu-time",
         LimitKind::Timeout => "--timeout",
-        LimitKind::OpenFiles => "--max-open-files",
+        LimitKind::OpenFiles => "--max-open-files (or the shell's ulimit -n)",
     }
 }
 

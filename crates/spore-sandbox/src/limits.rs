@@ -197,6 +197,29 @@ impl<F: Future> Future for Metered<F> {
     }
 }
 
+/// Descriptors this process can give one guest: its `RLIMIT_NOFILE` (the soft limit raised to
+/// the hard one, once, as the daemon does at start) less 64 for the runtime's own. A guest's
+/// open-handle cap is held below it, so a descriptor bomb meets Spore's limit (and its message)
+/// before the kernel's `EMFILE` — in a container whose limit is 1024, say.
+pub(crate) fn process_open_files() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `lim` is a valid, writable rlimit.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return usize::MAX;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            // SAFETY: raising the soft limit up to the hard one needs no privilege.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).saturating_sub(64).max(16)
+    })
+}
+
 /// The calling thread's CPU clock.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -149,8 +149,9 @@ pub(crate) struct SandboxState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: Limiter,
     pub(crate) cpu: Arc<Meter>,
-    /// The cap set on the resource table, for the message when it is reached.
-    open_files_limit: usize,
+    /// The cap set on the resource table, and whether the process's own descriptor limit set
+    /// it, for the message when it is reached.
+    open_files_limit: (usize, bool),
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     kv: KvGrant,
@@ -399,12 +400,14 @@ impl Runnable {
         // Every file, socket, stream and HTTP body the guest holds is an entry of this table:
         // capping it caps the sandbox's host descriptors (and their memory), where wasmtime's
         // default would let one guest take a million.
-        WasiView::ctx(&mut wasi).table.set_max_capacity(spec.limits.open_files());
+        let by_process = crate::limits::process_open_files() < spec.limits.open_files();
+        let open_files = spec.limits.open_files().min(crate::limits::process_open_files());
+        WasiView::ctx(&mut wasi).table.set_max_capacity(open_files);
         let state = SandboxState {
             wasi,
             limiter: Limiter::new(&spec.limits, crate::spec::Counts::for_engine(&self.engine), cpu.clone()),
             cpu,
-            open_files_limit: spec.limits.open_files(),
+            open_files_limit: (open_files, by_process),
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks { policy: Arc::new(policy), resolver: crate::outbound::system_resolver() },
             kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
@@ -575,9 +578,10 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
         return ExitStatus::LimitExceeded { limit: LimitKind::CpuTime, message };
     }
     if is_table_full(&err) {
+        let (limit, by_process) = store.data().open_files_limit;
+        let whose = if by_process { " (what this process's RLIMIT_NOFILE leaves a guest)" } else { "" };
         let message = format!(
-            "open-handle limit of {} reached: the guest held that many files, sockets and streams and asked for another; it was stopped",
-            store.data().open_files_limit
+            "open-handle limit of {limit}{whose} reached: the guest held that many files, sockets and streams and asked for another; it was stopped"
         );
         return ExitStatus::LimitExceeded { limit: LimitKind::OpenFiles, message };
     }
