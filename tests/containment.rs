@@ -25,6 +25,14 @@ fn dir_with_a_file() -> tempfile::TempDir {
     dir
 }
 
+/// The body of `GET path` at `addr`, or nothing while nothing listens there yet.
+fn try_get(addr: &str, path: &str) -> String {
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => served::request(addr, "GET", path, &[], b"").1,
+        Err(_) => String::new(),
+    }
+}
+
 /// Waits until `text` shows `needle` at least `times` times.
 fn wait_for_text(what: &str, times: usize, needle: &str, text: impl Fn() -> String) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -257,6 +265,45 @@ fn no_sandbox_takes_more_of_the_daemons_pool_than_its_share() {
     assert_eq!(d.inspect("neighbour")["state"], "running");
 }
 
+#[test]
+fn a_killed_or_removed_http_sandbox_writes_nothing_afterwards() {
+    let d = Daemon::start(&[]);
+    let addr = format!("127.0.0.1:{}", support::peers::free_port());
+    assert_eq!(d.run(["deploy", "--name", "chatty", "--http", &addr, &g("http-hostile")]).code, 0);
+    wait_for_text("daemon app", 1, "no such attack", || try_get(&addr, "/"));
+    assert_eq!(served::request(&addr, "GET", "/linger-log", &[], b"").0, 200);
+    wait_for_text("its log", 5, "still here", || d.run(["logs", "chatty"]).stdout + &d.run(["logs", "chatty"]).stderr);
+
+    // Killed: the lingering instance is ended with the sandbox; its log stops growing.
+    assert_eq!(d.run(["kill", "chatty"]).code, 0);
+    let lines = || {
+        let (_, body) = http(&d.socket(), "GET", "/v1/sandboxes/chatty/logs", None);
+        body.lines().count()
+    };
+    let at_kill = lines();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(), at_kill, "lines were written after the kill");
+
+    // Started again and removed: nothing of it is left, and nothing comes back.
+    assert_eq!(d.run(["start", "chatty"]).code, 0);
+    wait_for_text("restarted app", 1, "no such attack", || try_get(&addr, "/"));
+    assert_eq!(served::request(&addr, "GET", "/linger-log", &[], b"").0, 200);
+    let id = d.inspect("chatty")["id"].as_str().unwrap().to_owned();
+    let logs = d.dir.path().join("data/logs");
+    let files = || {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(&id))
+            .count()
+    };
+    wait_for_text("its log file", 1, "still here", || {
+        std::fs::read_to_string(logs.join(format!("{id}.log"))).unwrap_or_default()
+    });
+    assert_eq!(d.run(["rm", "-f", "chatty"]).code, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(files(), 0, "the removed sandbox's log came back");
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -314,7 +361,7 @@ fn the_daemon_stops_lingering_http_instances_at_their_limits_and_on_removal() {
     assert_eq!(d.run(["deploy", "--name", "limited", "--cpu-time", "200ms", "--http", &limited, &hostile]).code, 0);
     assert_eq!(d.run(["deploy", "--name", "open", "--http", &open, &hostile]).code, 0);
     for addr in [&limited, &open] {
-        wait_for_text("daemon app", 1, "no such attack", || served::request(addr, "GET", "/", &[], b"").1);
+        wait_for_text("daemon app", 1, "no such attack", || try_get(addr, "/"));
     }
 
     // Limited: each instance is stopped by its CPU limit; the app itself runs on.

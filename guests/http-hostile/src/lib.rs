@@ -1,6 +1,7 @@
 //! A hostile wasi:http app, one route per attack on the server that hosts it:
 //! - `/linger`: answers, then computes forever (the instance outlives its response);
 //! - `/linger-sleep`: answers, then sleeps for an hour;
+//! - `/linger-log`: answers, then writes a line to stderr every 10 ms, forever;
 //! - `/fd-bomb`: opens `/` until refused, then answers with how many it held.
 use http_common::respond;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
@@ -20,6 +21,13 @@ impl wasi::exports::http::incoming_handler::Guest for Hostile {
             "/linger-sleep" => {
                 respond(out, 200, b"answered; now sleeping\n");
                 wasi::clocks::monotonic_clock::subscribe_duration(3_600_000_000_000).block();
+            }
+            "/linger-log" => {
+                respond(out, 200, b"answered; now logging\n");
+                for n in 0u64.. {
+                    eprintln!("still here {n}");
+                    wasi::clocks::monotonic_clock::subscribe_duration(10_000_000).block();
+                }
             }
             "/fd-bomb" => {
                 let mut held = Vec::new();
