@@ -107,6 +107,8 @@ pub struct SporeEngine {
     engine: Engine,
     cache: Option<CompileCache>,
     config: EngineConfig,
+    /// See [`SporeEngine::protected_paths`]; decided once, read at every sandbox start.
+    protected: std::sync::Arc<[std::path::PathBuf]>,
 }
 
 impl SporeEngine {
@@ -132,7 +134,12 @@ impl SporeEngine {
         if let Some(tick) = config.epoch_tick {
             ticker::start(engine.weak(), tick);
         }
-        Ok(SporeEngine { engine, cache, config })
+        let protected = match (&cache, &config.cache_key) {
+            (Some(cache), None) => vec![cache.root().to_owned(), CacheKey::default_path(cache.root())],
+            (Some(cache), Some(_)) => vec![cache.root().to_owned()],
+            (None, _) => Vec::new(),
+        };
+        Ok(SporeEngine { engine, cache, config, protected: protected.into() })
     }
 
     /// The underlying wasmtime engine, for linkers and stores.
@@ -162,12 +169,8 @@ impl SporeEngine {
 
     /// Host paths no sandbox may be given, since whoever writes them chooses the native code
     /// this engine runs: the compile cache and its key file.
-    pub fn protected_paths(&self) -> Vec<std::path::PathBuf> {
-        match (&self.cache, &self.config.cache_key) {
-            (Some(cache), None) => vec![cache.root().to_owned(), CacheKey::default_path(cache.root())],
-            (Some(cache), Some(_)) => vec![cache.root().to_owned()],
-            (None, _) => Vec::new(),
-        }
+    pub fn protected_paths(&self) -> &[std::path::PathBuf] {
+        &self.protected
     }
 
     /// The compile cache, when one is configured.
@@ -340,7 +343,7 @@ mod tests {
         let program = a.load(EMPTY_COMMAND).unwrap();
         // A second process reads the same key and trusts the first one's artifact.
         assert_eq!(engine(&root).load(EMPTY_COMMAND).unwrap().outcome, CacheOutcome::Hit);
-        assert_eq!(a.protected_paths(), vec![root.clone(), key.clone()]);
+        assert_eq!(a.protected_paths(), [root.clone(), key.clone()]);
         // A new key (the file deleted) trusts nothing of the old one's.
         std::fs::remove_file(&key).unwrap();
         let b = engine(&root);

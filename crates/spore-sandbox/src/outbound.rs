@@ -269,18 +269,12 @@ async fn send_vetted(
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(HttpError::Connect)?;
     let io: Box<dyn Io> = if tls {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|_| HttpError::TlsProtocolError)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(HttpError::InvalidDnsNameError)?;
-        let stream =
-            tokio::time::timeout(connect, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
-                .await
-                .map_err(|_| HttpError::ConnectionTimeout)?
-                .map_err(HttpError::Tls)?;
+        let config = tls_config().ok_or(HttpError::TlsProtocolError)?;
+        let stream = tokio::time::timeout(connect, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(HttpError::Tls)?;
         Box::new(stream)
     } else {
         Box::new(tcp)
@@ -304,6 +298,19 @@ async fn send_vetted(
         }
     };
     Ok((response.map(|b| b.map_err(HttpError::from).boxed_unsync()), Box::new(done)))
+}
+
+/// The client TLS configuration (the web's roots, ring's provider), built once per process.
+fn tls_config() -> Option<Arc<rustls::ClientConfig>> {
+    static CONFIG: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions();
+            builder.ok().map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+        })
+        .clone()
 }
 
 /// A byte stream HTTP can run over (TCP, or TLS over TCP).

@@ -89,24 +89,26 @@ impl Instances {
     /// Refuses new instances, gives the running ones `grace` to end by themselves, then aborts
     /// the rest and waits until they are gone: when this returns, no guest of this server runs.
     pub async fn drain(&self, grace: Duration) {
-        let all = self.slots.acquire_many(self.max);
-        let ended = tokio::time::timeout(grace, all).await;
-        self.slots.close();
-        if ended.is_err() {
-            self.abort_all();
+        // Every slot back means every instance has ended.
+        let all_back = || tokio::time::timeout(grace, self.slots.acquire_many(self.max));
+        let mut back = all_back().await;
+        if back.is_err() {
+            self.abort_tasks();
             // Aborted tasks end at their next yield (a guest yields at every epoch tick).
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while self.live() > 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await;
+            back = all_back().await;
         }
+        // Closed while the slots are held, so no request starts in between.
+        self.slots.close();
+        drop(back);
     }
 
     /// Aborts every running instance at once (a kill, or a server dropped without draining).
     pub fn abort_all(&self) {
         self.slots.close();
+        self.abort_tasks();
+    }
+
+    fn abort_tasks(&self) {
         for task in lock(&self.tasks).values() {
             task.abort();
         }

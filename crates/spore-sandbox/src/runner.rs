@@ -263,7 +263,7 @@ impl Runnable {
     /// (the compile cache, its key). Every start checks; a creator may check earlier.
     pub fn check_mounts(&self, spec: &SandboxSpec) -> Result<(), SpecError> {
         let protected = self.engine.protected_paths();
-        spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, &protected))
+        spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, protected))
     }
 
     /// The program this runnable was linked from.
@@ -360,7 +360,7 @@ impl Runnable {
             let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
             // The very directory pinned at create, then checked to be clear of the cache.
             let dir = crate::mounts::open(m)?;
-            crate::mounts::check_exposure(m, &dir.path(), &protected)?;
+            crate::mounts::check_exposure(m, &dir.path(), protected)?;
             // Calls on the mount's directory (open, stat, readdir by path) run on the guest's
             // own thread instead of tokio's blocking pool, so their CPU is the guest's —
             // metered and limited: a loop of `stat`s spends the guest's budget, not the
@@ -400,8 +400,8 @@ impl Runnable {
         // Every file, socket, stream and HTTP body the guest holds is an entry of this table:
         // capping it caps the sandbox's host descriptors (and their memory), where wasmtime's
         // default would let one guest take a million.
-        let by_process = crate::limits::process_open_files() < spec.limits.open_files();
-        let open_files = spec.limits.open_files().min(crate::limits::process_open_files());
+        let (asked, allowed) = (spec.limits.open_files(), crate::limits::process_open_files());
+        let (open_files, by_process) = (asked.min(allowed), allowed < asked);
         WasiView::ctx(&mut wasi).table.set_max_capacity(open_files);
         let state = SandboxState {
             wasi,
@@ -601,9 +601,8 @@ fn status_of(result: wasmtime::Result<i32>, store: &Store<SandboxState>) -> Exit
 
 /// Whether a guest ended because its resource table (its host handles) was full.
 pub(crate) fn is_table_full(err: &wasmtime::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(cause.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(e) if matches!(e, wasmtime::component::ResourceTableError::Full))
-    })
+    use wasmtime::component::ResourceTableError;
+    err.chain().any(|cause| matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
 }
 
 /// "wasm trap: <what> in function `<name>`" from the trap code and the innermost frames, so
