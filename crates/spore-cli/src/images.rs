@@ -268,25 +268,20 @@ pub fn resolve(
     }
 }
 
-/// What `spore run IMAGE` needs: the wasm bytes, the image's root (for a compat image), argv
-/// and environment.
-pub struct RunnableImage {
-    pub wasm: Vec<u8>,
-    pub rootfs: Option<PathBuf>,
-    pub opened: OpenedImage,
-}
-
+/// The wasm `spore run IMAGE` (and `serve`, `up`) runs, with the image's settings put under
+/// `spec` by the launch path: the image is taken from the local store, or pulled as `pull`
+/// says.
 pub fn for_run(
     image: &str,
     store_dir: &Path,
     pull: spore_registry::PullPolicy,
     insecure: &[String],
-) -> anyhow::Result<RunnableImage> {
+    spec: &mut spore_sandbox::SandboxSpec,
+) -> anyhow::Result<Vec<u8>> {
     let store = open_store(store_dir)?;
     let manifest = crate::registry::ensure(&store, image, store_dir, pull, insecure)?;
     let opened = open_image(&store, manifest)?;
-    let (wasm, rootfs) = opened.entrypoint_wasm(&store).with_context(|| image.to_owned())?;
-    Ok(RunnableImage { wasm, rootfs, opened })
+    spore_sandbox::launch::from_image(&store, &opened, spec).with_context(|| image.to_owned())
 }
 
 /// Work on images: inspect, prune.

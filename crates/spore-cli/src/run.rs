@@ -136,22 +136,14 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insecure: &[String]) -> anyhow::Result<i32> {
     let args = args.spec;
-    // FILE.wasm, or else an image (from the local store, or pulled).
-    let image = if args.is_file() {
-        None
-    } else {
-        Some(crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure)?)
-    };
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
-    if let Some(image) = &image {
-        image.opened.apply_to(&mut spec, image.rootfs.clone());
-    }
+    // FILE.wasm, or else an image (from the local store, or pulled).
+    let bytes = match args.is_file() {
+        true => args.read_program()?,
+        false => crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure, &mut spec)?,
+    };
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     let name = args.file.display().to_string();
-    let bytes = match image {
-        Some(image) => image.wasm,
-        None => args.read_program()?,
-    };
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
     let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed))?;
     // Key-value stores are opened only for a sandbox granted one (it costs a file open).

@@ -140,25 +140,20 @@ fn run_server(router: Router<Arc<App>>, server: &ServerArgs) -> anyhow::Result<i
 
 pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String]) -> anyhow::Result<i32> {
     let spec_args = &args.spec;
-    let image = if spec_args.is_file() {
-        None
-    } else {
-        Some(crate::images::for_run(&spec_args.file.to_string_lossy(), store_dir, spec_args.pull, insecure)?)
-    };
-    let name = match &image {
-        Some(_) => spec_args.file.display().to_string(),
-        None => spec_args
-            .file
-            .file_name()
-            .map_or_else(|| spec_args.file.display().to_string(), |f| f.to_string_lossy().into_owned()),
-    };
     let mut spec = spec_args.spec(spore_sandbox::ProgramSource::Path(spec_args.file.clone()))?;
-    let bytes = match &image {
-        Some(image) => {
-            image.opened.apply_to(&mut spec, image.rootfs.clone());
-            image.wasm.clone()
+    // FILE.wasm (named by its file name), or else an image (from the local store, or pulled).
+    let (name, bytes) = match spec_args.is_file() {
+        true => (
+            spec_args
+                .file
+                .file_name()
+                .map_or_else(|| spec_args.file.display().to_string(), |f| f.to_string_lossy().into_owned()),
+            spec_args.read_program()?,
+        ),
+        false => {
+            let image = spec_args.file.to_string_lossy();
+            (image.to_string(), crate::images::for_run(&image, store_dir, spec_args.pull, insecure, &mut spec)?)
         }
-        None => spec_args.read_program()?,
     };
     stdio(&mut spec);
     // Opened only for an app granted a store: the embedded one is a locked file, and a server
@@ -198,11 +193,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
             manifest::Source::File(path) => {
                 std::fs::read(path).with_context(|| format!("[component.{id}] source {}", path.display()))?
             }
-            manifest::Source::Image(image) => {
-                let image = crate::images::for_run(image, store_dir, args.pull, insecure)?;
-                image.opened.apply_to(&mut spec, image.rootfs.clone());
-                image.wasm
-            }
+            manifest::Source::Image(image) => crate::images::for_run(image, store_dir, args.pull, insecure, &mut spec)?,
         };
         spec.argv0 = Some(id.clone());
         spec.env.extend(c.environment.clone());

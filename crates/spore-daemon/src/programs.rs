@@ -4,7 +4,8 @@
 //! Images come in through the same door: a create naming an image is pulled (as its pull
 //! policy says) into the image store the CLI shares, pinned there (so `spore image prune`
 //! keeps it and its unpacked root), its wasm stored here as a program, and its settings put
-//! under the spec. The stored record is then a plain spec: restarts need no registry.
+//! under the spec by the launch path ([`spore_sandbox::launch::from_image`]). The stored
+//! record is then a plain spec: restarts need no registry.
 
 use spore_image::{ContentStore, Reference, StoreError, open_image};
 use spore_registry::{AuthFiles, Progress, PullPolicy, Registry, RegistryError, RegistryOptions};
@@ -83,11 +84,10 @@ impl Programs {
         let opened = open_image(&self.images, digest).map_err(bad)?;
         // Pinned before anything depends on it, so a prune racing this create keeps it.
         self.images.pin("daemon", &digest)?;
-        let (wasm, rootfs) = opened.entrypoint_wasm(&self.images).map_err(bad)?;
+        let wasm = spore_sandbox::launch::from_image(&self.images, &opened, spec).map_err(bad)?;
         let program = spore_engine::Digest::of(&wasm).to_string();
         self.put(&program, &wasm)?;
         spec.program = ProgramSource::Digest(program);
-        opened.apply_to(spec, rootfs);
         Ok(Some(digest.to_string()))
     }
 

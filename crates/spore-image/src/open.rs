@@ -230,32 +230,6 @@ impl OpenedImage {
         Ok((wasm, Some(root)))
     }
 
-    /// Puts the image's settings under a sandbox spec's: `spec.args` are the user's
-    /// arguments, which replace Cmd when given (as with docker); the image's environment goes
-    /// under the spec's; argv\[0\] is the entrypoint unless the spec names one; and the
-    /// image's files, when it has any (`rootfs`), become the read-only `/`.
-    pub fn apply_to(&self, spec: &mut spore_sandbox::SandboxSpec, rootfs: Option<PathBuf>) {
-        if spec.argv0.is_none() {
-            spec.argv0 = self.argv.first().cloned();
-        }
-        if spec.invoke.is_none() {
-            let fixed = self.argv.iter().take(self.entrypoint_len.max(1)).skip(1).cloned();
-            let rest: Vec<String> = if spec.args.is_empty() {
-                self.argv.iter().skip(self.entrypoint_len.max(1)).cloned().collect()
-            } else {
-                std::mem::take(&mut spec.args)
-            };
-            spec.args = fixed.chain(rest).collect();
-        }
-        let mut env: std::collections::BTreeMap<String, String> =
-            self.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        env.extend(std::mem::take(&mut spec.env));
-        spec.env = env;
-        if let Some(root) = rootfs {
-            spec.mounts.insert(0, spore_sandbox::Mount { host: root, guest: "/".into(), read_only: true, pin: None });
-        }
-    }
-
     /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and
     /// rename, so a half-unpacked root is never used) and returns it.
     pub fn rootfs(&self, store: &ContentStore) -> Result<PathBuf, ImageError> {

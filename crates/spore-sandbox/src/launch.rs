@@ -4,7 +4,9 @@
 //! is worded for its user); what is checked, and how, is decided here once, so a limit or
 //! grant cannot hold in one front end and not in another.
 //!
-//! [`prepare`] = [`link`] (compile or fetch from the cache, link against WASI and Spore's
+//! [`from_image`] turns an opened image into the program's bytes and puts the image's settings
+//! under the spec (where the image comes from — a file, the local store, a pull — is the front
+//! end's I/O). [`prepare`] = [`link`] (compile or fetch from the cache, link against WASI and Spore's
 //! capabilities, tell what kind of app it is) + [`admit`] (the spec is valid, its mounts pinned
 //! and clear of the compile cache, its counts within the engine's share, the app of the kind
 //! the front end runs). The daemon links once per program and admits every create against it.
@@ -12,8 +14,9 @@
 use crate::SandboxError;
 use crate::kv::KvStores;
 use crate::runner::Runnable;
-use crate::spec::{Counts, SandboxSpec, SpecError};
+use crate::spec::{Counts, Mount, SandboxSpec, SpecError};
 use spore_engine::{LoadError, SporeEngine};
+use spore_image::{ContentStore, ImageError, OpenedImage};
 use std::fmt;
 use std::sync::Arc;
 
@@ -90,6 +93,35 @@ pub enum LaunchError {
     },
 }
 
+/// The wasm an image runs, its settings put under `spec`'s as docker does: `spec.args` are the
+/// user's arguments, which replace the image's Cmd when given (its Entrypoint stays); the
+/// image's environment goes under the spec's; argv\[0\] is the entrypoint unless the spec
+/// names one; and the image's files, when it has any, become the read-only `/` (pinned with
+/// the other mounts by [`admit`]).
+pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxSpec) -> Result<Vec<u8>, ImageError> {
+    let (wasm, rootfs) = image.entrypoint_wasm(store)?;
+    if spec.argv0.is_none() {
+        spec.argv0 = image.argv.first().cloned();
+    }
+    if spec.invoke.is_none() {
+        let entrypoint_len = image.entrypoint_len.max(1);
+        let fixed = image.argv.iter().take(entrypoint_len).skip(1).cloned();
+        let rest: Vec<String> = match spec.args.is_empty() {
+            true => image.argv.iter().skip(entrypoint_len).cloned().collect(),
+            false => std::mem::take(&mut spec.args),
+        };
+        spec.args = fixed.chain(rest).collect();
+    }
+    let mut env: std::collections::BTreeMap<String, String> =
+        image.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    env.extend(std::mem::take(&mut spec.env));
+    spec.env = env;
+    if let Some(root) = rootfs {
+        spec.mounts.insert(0, Mount { host: root, guest: "/".into(), read_only: true, pin: None });
+    }
+    Ok(wasm)
+}
+
 /// Compiles (or fetches from the cache) and links `wasm`, named `name` in messages, with the
 /// host's key-value stores, and tells what kind of app it is.
 pub fn link(engine: &SporeEngine, name: &str, wasm: &[u8], kv: Arc<KvStores>) -> Result<Prepared, LaunchError> {
@@ -141,4 +173,44 @@ pub fn prepare(
     let linked = link(engine, name, wasm, kv)?;
     admit(&linked, spec, wanted)?;
     Ok(linked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spore_image::{CompatImage, open_image};
+
+    fn image(store: &ContentStore) -> OpenedImage {
+        let mut image = CompatImage {
+            os: "wasip1".into(),
+            entrypoint: vec!["/app.wasm".into(), "--fixed".into()],
+            cmd: vec!["--port".into(), "80".into()],
+            env: vec!["A=image".into(), "B=image".into()],
+            ..Default::default()
+        };
+        image.files.insert("/app.wasm".into(), (b"\0asm\x01\0\0\0".to_vec(), 0o755));
+        open_image(store, image.write(store).unwrap().manifest).unwrap()
+    }
+
+    #[test]
+    fn an_image_puts_its_settings_under_the_spec_as_docker_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let image = image(&store);
+
+        let mut spec = SandboxSpec::default();
+        assert_eq!(from_image(&store, &image, &mut spec).unwrap(), b"\0asm\x01\0\0\0");
+        assert_eq!(spec.argv0.as_deref(), Some("/app.wasm"));
+        assert_eq!(spec.args, ["--fixed", "--port", "80"], "Entrypoint's arguments, then Cmd");
+        assert_eq!(spec.mounts[0].guest, "/");
+        assert!(spec.mounts[0].read_only && spec.mounts[0].host.join("app.wasm").is_file(), "the image's files, read-only");
+
+        let mut spec = SandboxSpec { args: vec!["--verbose".into()], ..Default::default() };
+        spec.env.insert("B".into(), "user".into());
+        spec.argv0 = Some("app".into());
+        from_image(&store, &image, &mut spec).unwrap();
+        assert_eq!(spec.args, ["--fixed", "--verbose"], "the user's arguments replace Cmd, not the Entrypoint");
+        assert_eq!((spec.env["A"].as_str(), spec.env["B"].as_str()), ("image", "user"), "the user's env wins");
+        assert_eq!(spec.argv0.as_deref(), Some("app"));
+    }
 }
