@@ -30,6 +30,9 @@ for g in "${p2[@]}"; do
   cp -f "$target/wasm32-wasip2/release/$name.wasm" "$out/$g.wasm" 2>/dev/null \
     || cp -f "$target/wasm32-wasip2/release/$g.wasm" "$out/$g.wasm"
 done
+# The hostile guest as a component too: its file calls take WASI p2's path through the host.
+cargo build --quiet --release --locked --target wasm32-wasip2 --target-dir "$target" -p hostile
+cp -f "$target/wasm32-wasip2/release/hostile.wasm" "$out/hostile-p2.wasm"
 # Hand-written text-format guests, assembled by a host tool of this workspace.
 cargo build --quiet --release --locked --target-dir "$target" -p wat2wasm
 for w in wat/*.wat; do

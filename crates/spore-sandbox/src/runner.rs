@@ -364,16 +364,19 @@ impl Runnable {
             // Calls on the mount's directory (open, stat, readdir by path) run on the guest's
             // own thread instead of tokio's blocking pool, so their CPU is the guest's —
             // metered and limited: a loop of `stat`s spends the guest's budget, not the
-            // host's. Each preopen takes the setting when it is made; it is switched off
-            // again below, because WASI p1 also reads it to sleep with `thread::sleep`, which
-            // would block the executor every sandbox shares.
+            // host's. Each preopen takes the setting when it is made.
             b.allow_blocking_current_thread(true);
             b.preopened_dir(dir.path(), &m.guest, perms).map_err(|err| SpecError::MountHost {
                 host: m.host.display().to_string(),
                 problem: format!("{err:#}"),
             })?;
         }
-        b.allow_blocking_current_thread(false);
+        // Files a component opens take the context's setting, so their reads and writes are
+        // the guest's too. A module's cannot: WASI p1 also reads the setting to sleep with
+        // `thread::sleep`, which would block the executor every sandbox shares (and no timer
+        // could stop it), so for a module it is switched off again; its file reads and writes
+        // do the kernel's part on tokio's blocking pool, the copy into the guest on its thread.
+        b.allow_blocking_current_thread(matches!(self.program.code, ProgramCode::Component(_)));
         let captured = spec.stdio.apply(&mut b, sinks)?;
         if spec.network.is_none() {
             b.allow_tcp(false).allow_udp(false);

@@ -14,6 +14,11 @@
 //! - `ls DIR`: lists DIR.
 //! - `stat-storm DIR`: stats DIR forever (filesystem calls run off the guest's thread unless
 //!   the host keeps them on it).
+//! - `read-storm FILE [BYTES]`: reads FILE from its start, BYTES (default 4096) at a time,
+//!   forever (reads of an opened file, the same question).
+//!
+//! Built for WASI p1 (`hostile.wasm`, a module) and WASI p2 (`hostile-p2.wasm`, a component),
+//! whose file calls take different paths through the host.
 use std::io::Write;
 use std::process::exit;
 
@@ -79,6 +84,16 @@ fn main() {
         Some("stat-storm") => loop {
             let _ = std::fs::metadata(arg(2));
         },
+        Some("read-storm") => {
+            use std::io::{Read, Seek};
+            let mut file = std::fs::File::open(arg(2)).unwrap_or_else(|e| fail("open", e));
+            let mut buf = vec![0u8; args.get(3).and_then(|n| n.parse().ok()).unwrap_or(4096)];
+            loop {
+                if file.read(&mut buf).unwrap_or_else(|e| fail("read", e)) == 0 {
+                    file.rewind().unwrap_or_else(|e| fail("rewind", e));
+                }
+            }
+        }
         _ => usage(),
     }
 }
@@ -105,6 +120,6 @@ fn fail(what: &str, e: std::io::Error) -> ! {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostile empty-lines | fd-bomb PATH | proc | swap DIR | swap-dir DIR | ls DIR | stat-storm DIR");
+    eprintln!("usage: hostile empty-lines | fd-bomb PATH | proc | swap DIR | swap-dir DIR | ls DIR | stat-storm DIR | read-storm FILE [BYTES]");
     exit(2);
 }
