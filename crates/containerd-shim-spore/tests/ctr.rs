@@ -34,9 +34,30 @@ fn run(c: &Containerd, image: &str, id: &str, args: &[&str]) -> Ran {
     ctr(c, &all)
 }
 
+/// `GET path` from an app served on 127.0.0.1:`port` (waiting up to 5 s for it to listen):
+/// the whole HTTP/1.1 answer.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            conn.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    answer
+}
+
 /// Waits (up to 5 s) for task `id` to stop, then deletes it and its container.
 fn stopped(c: &Containerd, id: &str) {
-    let done = (0..100).any(|_| {
+    stopped_within(c, id, std::time::Duration::from_secs(5))
+}
+
+/// Waits (up to `wait`) for task `id` to stop, then deletes it and its container.
+fn stopped_within(c: &Containerd, id: &str, wait: std::time::Duration) {
+    let done = (0..wait.as_millis() / 50).any(|_| {
         let stopped = ctr(c, &["task", "ls"]).out.lines().any(|l| l.starts_with(id) && l.contains("STOPPED"));
         if !stopped {
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -99,16 +120,7 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
     let r = ctr(&c, &[&rt[..], &[&http, "http"]].concat());
     assert_eq!(r.code, 0, "{}", r.out);
-    let mut answer = String::new();
-    for _ in 0..100 {
-        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            conn.write_all(b"GET /pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            conn.read_to_string(&mut answer).unwrap();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let answer = get(port, "/pods");
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("Hello from Spore over HTTP at /pods\n"), "{answer}");
     assert_eq!(ctr(&c, &["task", "kill", "http"]).code, 0);
     stopped(&c, "http");
@@ -203,9 +215,12 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
         ..Image::wasm("hostile", "/hostile.wasm", Vec::new(), &["/hostile.wasm"])
     }
     .push(&reg, work.path());
+    let http = Image { os: "wasip2", ..Image::wasm("http-hostile", "/app.wasm", guest("http-hostile"), &["/app.wasm"]) }
+        .push(&reg, work.path());
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
     pull(&c, &image);
+    pull(&c, &http);
 
     // The runtime's /proc (its own memory, PID 1's environment) and the image's root for
     // writing: all refused. Before, the guest opened /proc/self/mem for writing.
@@ -251,4 +266,21 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
     let r = with_volumes("write-ro", &["write", "/config/out", "x"]);
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(!ro.path().join("out").exists());
+
+    // An HTTP app whose instance computes on after its answer: the app answers on (the
+    // instance is a task among others, not the server's thread), a descriptor bomb fails only
+    // its own request, and SIGTERM ends the spinning instance with the server (after the
+    // grace period, by abort) instead of leaving the task running.
+    let port = support::peers::free_port();
+    let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
+    let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
+    let r = ctr(&c, &[&rt[..], &[&http, "linger"]].concat());
+    assert_eq!(r.code, 0, "{}", r.out);
+    let answer = get(port, "/linger");
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("now spinning"), "{answer}");
+    let answer = get(port, "/fd-bomb");
+    assert!(answer.starts_with("HTTP/1.1 500"), "stopped at its open-handle limit: {answer}");
+    assert!(get(port, "/nothing").starts_with("HTTP/1.1 404"), "the app answers on");
+    assert_eq!(ctr(&c, &["task", "kill", "linger"]).code, 0);
+    stopped_within(&c, "linger", std::time::Duration::from_secs(20));
 }
