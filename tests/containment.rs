@@ -177,6 +177,54 @@ fn the_daemon_contains_an_empty_line_flood_and_a_descriptor_bomb_while_a_neighbo
 }
 
 #[test]
+fn the_daemon_holds_off_thread_burners_and_table_and_proc_probes_while_a_neighbour_ticks() {
+    let d = Daemon::start(&[]);
+    let files = dir_with_a_file();
+    std::fs::write(files.path().join("big"), vec![7u8; 1 << 20]).unwrap();
+    let mount = format!("{}:/d", files.path().display());
+    assert_eq!(d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]).code, 0);
+    d.wait_for("neighbour", 10, |r| r["state"] == "running");
+    let started = now_ms();
+    let cpu_before = cpu_time(d.pid());
+    let burners = [
+        ("stats", g("hostile"), vec!["stat-storm", "/d"]),
+        ("reads", g("hostile-p2"), vec!["read-storm", "/d/big"]),
+    ];
+    for (name, guest, args) in &burners {
+        let deploy = ["deploy", "--name", name, "--cpu-time", "1s", "--dir", &mount, guest];
+        assert_eq!(d.run(deploy.into_iter().chain(args.iter().copied())).code, 0);
+    }
+    assert_eq!(d.run(["deploy", "--name", "tables", "--memory", "1M", &g("table-bomb")]).code, 0);
+    assert_eq!(d.run(["deploy", "--name", "proc", &g("hostile"), "proc"]).code, 0);
+
+    for _ in 0..20 {
+        assert_eq!(http(&d.socket(), "GET", "/v1/health", None).0, 200, "the API answers all through");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Work done for a guest off its thread is its own: both burners end at their CPU limit,
+    // and the daemon spent about their two seconds on them (plus compiling them), not several
+    // times that. (Measured: 2.7 s; 3.1 s with the component's reads on the blocking pool.)
+    for (name, _, _) in &burners {
+        let record = d.wait_for(name, 20, |r| r["state"] == "exited");
+        assert_eq!(record["exit"]["limit"], "cpu_time", "{record:#}");
+    }
+    let spent = cpu_time(d.pid()).saturating_sub(cpu_before);
+    assert!(spent < Duration::from_millis(3500), "the daemon spent {spent:?} on two 1s budgets");
+    // The daemon's pool caps a table at 20,000 elements, below the bomb's first growth of
+    // 65,536 (under `spore run`, which has no pool, the memory limit stops it: above).
+    let tables = d.wait_for("tables", 20, |r| r["state"] == "exited");
+    assert_eq!(tables["exit"]["code"], 0, "no growth succeeded: {tables:#}");
+    // With no mounts, a guest sees no `/proc` and no `/` to write.
+    d.wait_for("proc", 20, |r| r["state"] == "exited");
+    let probed = d.run(["logs", "proc"]).stdout;
+    assert_eq!(probed.matches(": refused").count(), 4, "{probed}");
+
+    let (_, body) = http(&d.socket(), "GET", &format!("/v1/sandboxes/neighbour/logs?since={started}"), None);
+    assert!(body.lines().count() >= 2, "the neighbour logged during the attack: {body}");
+    assert_eq!(d.inspect("neighbour")["state"], "running");
+}
+
+#[test]
 fn a_guest_cannot_redirect_another_mount_by_swapping_its_host_directory() {
     let d = Daemon::start(&[]);
     for (name, attack) in [("symlink", "swap"), ("newdir", "swap-dir")] {
