@@ -130,7 +130,7 @@ fn tables_count_against_the_memory_limit() {
 
 #[test]
 fn the_daemon_contains_an_empty_line_flood_and_a_descriptor_bomb_while_a_neighbour_ticks() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start_allowing_temp_mounts(&[]);
     let files = dir_with_a_file();
     assert_eq!(d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]).code, 0);
     d.wait_for("neighbour", 10, |r| r["state"] == "running");
@@ -178,7 +178,7 @@ fn the_daemon_contains_an_empty_line_flood_and_a_descriptor_bomb_while_a_neighbo
 
 #[test]
 fn the_daemon_holds_off_thread_burners_and_table_and_proc_probes_while_a_neighbour_ticks() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start_allowing_temp_mounts(&[]);
     let files = dir_with_a_file();
     std::fs::write(files.path().join("big"), vec![7u8; 1 << 20]).unwrap();
     let mount = format!("{}:/d", files.path().display());
@@ -186,10 +186,8 @@ fn the_daemon_holds_off_thread_burners_and_table_and_proc_probes_while_a_neighbo
     d.wait_for("neighbour", 10, |r| r["state"] == "running");
     let started = now_ms();
     let cpu_before = cpu_time(d.pid());
-    let burners = [
-        ("stats", g("hostile"), vec!["stat-storm", "/d"]),
-        ("reads", g("hostile-p2"), vec!["read-storm", "/d/big"]),
-    ];
+    let burners =
+        [("stats", g("hostile"), vec!["stat-storm", "/d"]), ("reads", g("hostile-p2"), vec!["read-storm", "/d/big"])];
     for (name, guest, args) in &burners {
         let deploy = ["deploy", "--name", name, "--cpu-time", "1s", "--dir", &mount, guest];
         assert_eq!(d.run(deploy.into_iter().chain(args.iter().copied())).code, 0);
@@ -226,7 +224,7 @@ fn the_daemon_holds_off_thread_burners_and_table_and_proc_probes_while_a_neighbo
 
 #[test]
 fn a_guest_cannot_redirect_another_mount_by_swapping_its_host_directory() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start_allowing_temp_mounts(&[]);
     for (name, attack) in [("symlink", "swap"), ("newdir", "swap-dir")] {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("sub")).unwrap();
@@ -286,7 +284,7 @@ fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
 
 #[test]
 fn the_daemon_refuses_a_mount_over_its_compile_cache() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start_allowing_temp_mounts(&[]);
     let data = d.dir.path().join("data");
     let seen = d.run(["deploy", "--name", "peek", "--dir", &format!("{}:/d:ro", data.display()), &g("hello")]);
     assert_eq!(seen.code, 125, "{seen:?}");

@@ -204,6 +204,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// Uploads the program at `path` to `d`; its digest.
+fn upload(d: &Daemon, path: &std::path::Path) -> String {
+    let wasm = std::fs::read(path).unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&wasm));
+    let (status, body) = http(&d.socket(), "PUT", &format!("/v1/programs/{digest}"), Some(("application/wasm", &wasm)));
+    assert!(status == 200 || status == 201, "upload: {status} {body}");
+    digest
+}
+
 #[test]
 fn tcp_requires_the_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -345,7 +354,7 @@ fn bad_requests_get_4xx_with_the_reason_and_the_daemon_lives_on() {
         ),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(error_of(&body).contains("more than this daemon's largest sandbox memory"), "{body}");
+    assert!(error_of(&body).contains("is more than this daemon allows (64 MiB, [policy] max_memory"), "{body}");
 
     // Over capacity: 429 with the reason, and nothing half-created.
     let seen = d.run(["deploy", "--name", "many", "--replicas", "3", &g("refdaemon"), "5"]);
@@ -393,4 +402,122 @@ fn no_daemon_means_a_message_saying_how_to_start_one() {
     let seen = spore_run(["--host", &format!("unix://{}/none.sock", dir.path().display()), "ps"]);
     assert_eq!(seen.code, 125);
     assert!(seen.stderr.contains("cannot reach the spore daemon") && seen.stderr.contains("spore daemon"), "{seen:?}");
+}
+
+#[test]
+fn the_operators_policy_bounds_what_a_client_may_ask() {
+    let apps = tempfile::tempdir().unwrap();
+    let allowed = apps.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("input"), "from a file\n").unwrap();
+    std::os::unix::fs::symlink("/etc", allowed.join("escape")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+
+    // The defaults: nothing of the host, loopback listeners, variables hidden.
+    let d = Daemon::start(&[]);
+    let seen = d.run(["deploy", "--name", "m", "--dir", &format!("{}:/d", outside.path().display()), &g("hello")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("is outside the directories this daemon lets a sandbox mount (none)"), "{seen:?}");
+    assert!(seen.stderr.contains("[policy] mount_roots"), "{seen:?}");
+    let seen = d.run(["deploy", "--name", "w", "--http", "0.0.0.0:18099", &g("http-hello")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains("allows HTTP apps to listen on 127.0.0.1:1024-65535, [::1]:1024-65535 only"),
+        "{seen:?}"
+    );
+    assert!(d.run(["ps", "-aq"]).stdout.trim().is_empty(), "nothing was created");
+
+    let digest = upload(&d, &guest("args-env"));
+    let create = |body: String| http(&d.socket(), "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes())));
+    let (status, body) = create(format!(
+        r#"{{"spec": {{"program": {{"digest": "{digest}"}}, "stdio": {{"stdin": {{"file": "/etc/passwd"}}}}}}}}"#
+    ));
+    assert_eq!(status, 403, "{body}");
+    assert!(error_of(&body).contains("[policy] stdin_files"), "{body}");
+    let (status, body) =
+        create(format!(r#"{{"spec": {{"program": {{"digest": "{digest}"}}, "stdio": {{"stdin": "inherit"}}}}}}"#));
+    assert_eq!(status, 400, "{body}");
+
+    // Secrets: hidden in inspect and list; asking to see them is refused by default.
+    assert_eq!(d.run(["deploy", "--name", "v", "--var", "api_key=s3cret", &g("hello")]).code, 0);
+    let record = d.run(["inspect", "v"]).stdout;
+    assert!(record.contains("\"api_key\": \"(secret)\"") && !record.contains("s3cret"), "{record}");
+    let (status, body) = http(&d.socket(), "GET", "/v1/sandboxes", None);
+    assert!(status == 200 && !body.contains("s3cret"), "{body}");
+    let (status, body) = http(&d.socket(), "GET", "/v1/sandboxes/v?secrets=true", None);
+    assert_eq!(status, 403, "{body}");
+    assert!(error_of(&body).contains("[policy] reveal_variables"), "{body}");
+
+    // A request body above the policy's cap is refused before it is read whole.
+    let big = format!(r#"{{"spec": {{"args": ["{}"]}}}}"#, "x".repeat(2 << 20));
+    assert_eq!(create(big).0, 413);
+    drop(d);
+
+    // An operator who allows a directory, stdin files, an address, secrets shown; and caps.
+    let config = format!(
+        "[defaults]\ncpu_time = \"1s\"\n[policy]\nmount_roots = [{:?}]\nstdin_files = true\nlisten = [\"127.0.0.1:*\"]\nreveal_variables = true\nmax_cpu_time = \"2s\"\nmax_open_files = 64\nmax_sandboxes = 3\nmax_batch = 2\n",
+        allowed.display().to_string()
+    );
+    let d = Daemon::start_with_config(&config, &[]);
+    let seen = d.run(["deploy", "--name", "ok", "--dir", &format!("{}:/d", allowed.display()), &g("hello")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    // Judged by where it leads: a link inside the root to /etc is outside.
+    let seen = d.run(["deploy", "--name", "esc", "--dir", &format!("{}/escape:/d", allowed.display()), &g("hello")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("mount /d: the host path /etc is outside"), "{seen:?}");
+    let digest = upload(&d, &guest("args-env"));
+    let create = |body: String| http(&d.socket(), "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes())));
+    let input = allowed.join("input").display().to_string();
+    let (status, body) = create(format!(
+        r#"{{"name": "in", "spec": {{"program": {{"digest": "{digest}"}}, "stdio": {{"stdin": {{"file": "{input}"}}}}}}}}"#
+    ));
+    assert_eq!(status, 201, "{body}");
+    let seen = d.run(["deploy", "--name", "cpu", "--cpu-time", "5s", &g("hello")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains(
+            "spec.limits.cpu_time_ms 5000 ms is more than this daemon allows (2000 ms, [policy] max_cpu_time)"
+        ),
+        "{seen:?}"
+    );
+    let seen = d.run(["deploy", "--name", "fds", "--max-open-files", "65", &g("hello")]);
+    assert!(seen.code == 125 && seen.stderr.contains("[policy] max_open_files"), "{seen:?}");
+    // The operator's default applies under the cap.
+    assert_eq!(d.inspect("ok")["spec"]["limits"]["cpu_time_ms"], 1000);
+    let (status, body) = http(&d.socket(), "GET", "/v1/sandboxes/ok?secrets=true", None);
+    assert_eq!(status, 200, "{body}");
+
+    // Batches and the number of sandboxes kept are capped too.
+    let batch = |count: u32| {
+        let body = format!(
+            r#"{{"template": {{"start": false, "spec": {{"program": {{"digest": "{digest}"}}}}}}, "count": {count}}}"#
+        );
+        http(&d.socket(), "POST", "/v1/sandboxes/batch", Some(("application/json", body.as_bytes())))
+    };
+    let (status, body) = batch(3);
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("[policy] max_batch"), "{body}");
+    let (status, body) = batch(2);
+    assert_eq!(status, 429, "two kept, two more would make four: {body}");
+    assert!(error_of(&body).contains("at most 3 sandboxes ([policy] max_sandboxes) and has 2"), "{body}");
+    assert_eq!(batch(1).0, 201);
+    drop(d);
+
+    // A default above its cap is the operator's mistake, named at start.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.toml"), "[defaults]\ntimeout = \"1h\"\n[policy]\nmax_timeout = \"1m\"\n")
+        .unwrap();
+    let seen = Seen::from(
+        std::process::Command::new(env!("CARGO_BIN_EXE_spore"))
+            .args(["daemon", "--socket"])
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(dir.path().join("d.toml"))
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("[defaults] must lie within [policy]"), "{seen:?}");
 }

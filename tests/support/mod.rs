@@ -81,13 +81,28 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon with `extra` flags and waits until its API answers.
     pub fn start(extra: &[&str]) -> Daemon {
-        let mut d = Daemon {
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        Daemon::start_with_config("", extra)
+    }
+
+    /// Starts a daemon with the config file `toml` (when not empty) and `extra` flags.
+    pub fn start_with_config(toml: &str, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !toml.is_empty() {
+            let config = dir.path().join("daemon.toml");
+            std::fs::write(&config, toml).unwrap();
+            args.extend(["--config".to_owned(), config.display().to_string()]);
+        }
+        let mut d = Daemon { dir, child: None, extra: args };
         d.spawn();
         d
+    }
+
+    /// Starts a daemon whose policy lets sandboxes mount the system's temporary directory
+    /// (where the tests' directories are).
+    pub fn start_allowing_temp_mounts(extra: &[&str]) -> Daemon {
+        let temp = std::env::temp_dir().display().to_string();
+        Daemon::start_with_config(&format!("[policy]\nmount_roots = [{temp:?}]\n"), extra)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -233,13 +248,13 @@ pub fn http(socket: &Path, method: &str, path: &str, body: Option<(&str, &[u8])>
         bytes.len()
     );
     let mut raw = Vec::new();
-    let exchanged = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(bytes))
-        .and_then(|()| stream.read_to_end(&mut raw));
-    if exchanged.is_err() {
+    if stream.write_all(head.as_bytes()).is_err() {
         return (0, String::new());
     }
+    // A server may answer before it has read the whole body (a 413) and close: its answer is
+    // still there to read.
+    let _ = stream.write_all(bytes);
+    let _ = stream.read_to_end(&mut raw);
     parse_response(&raw)
 }
 

@@ -215,8 +215,9 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
         ..Image::wasm("hostile", "/hostile.wasm", Vec::new(), &["/hostile.wasm"])
     }
     .push(&reg, work.path());
-    let http = Image { os: "wasip2", ..Image::wasm("http-hostile", "/app.wasm", guest("http-hostile"), &["/app.wasm"]) }
-        .push(&reg, work.path());
+    let http =
+        Image { os: "wasip2", ..Image::wasm("http-hostile", "/app.wasm", guest("http-hostile"), &["/app.wasm"]) }
+            .push(&reg, work.path());
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
     pull(&c, &image);

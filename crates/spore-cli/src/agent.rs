@@ -311,6 +311,10 @@ pub struct InspectArgs {
     /// Only this kind of object.
     #[arg(long = "type", value_enum)]
     kind: Option<InspectType>,
+    /// Show the values of a sandbox's variables (hidden otherwise; the daemon's policy must
+    /// allow it: [policy] reveal_variables).
+    #[arg(long)]
+    secrets: bool,
     /// Sandbox ids, names, or images.
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
@@ -321,7 +325,10 @@ pub async fn inspect(client: &Client, args: InspectArgs, store_dir: &std::path::
     per_name(&args.names, |name| async move {
         let sandbox = match args.kind {
             Some(InspectType::Image) => Err(anyhow::anyhow!("not looked up as a sandbox")),
-            _ => client.json::<SandboxRecord>(Method::GET, &format!("/v1/sandboxes/{}", encode(name)), None).await,
+            _ => {
+                let path = format!("/v1/sandboxes/{}?secrets={}", encode(name), args.secrets);
+                client.json::<SandboxRecord>(Method::GET, &path, None).await
+            }
         };
         match (sandbox, args.kind) {
             (Ok(record), _) => Ok(serde_json::to_string_pretty(&record)?),

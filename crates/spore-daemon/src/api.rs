@@ -3,7 +3,8 @@
 //! is `{"error": "..."}` with a message that names the problem and the fix.
 
 use crate::logs::{LogLine, Stream};
-use crate::model::{BatchRequest, CreateRequest, State, now_ms};
+use crate::model::{BatchRequest, CreateRequest, SandboxRecord, State, now_ms};
+use crate::policy::{Refusal, redact};
 use crate::programs::ProgramError;
 use crate::supervisor::{SupError, Supervisor};
 use axum::body::{Body, Bytes};
@@ -50,7 +51,9 @@ impl From<SupError> for ApiError {
             SupError::Program(ProgramError::Store(StoreError::TooLarge { .. })) => StatusCode::PAYLOAD_TOO_LARGE,
             SupError::Program(_) => StatusCode::BAD_REQUEST,
             SupError::NameTaken(_) | SupError::Conflict(_) => StatusCode::CONFLICT,
-            SupError::Capacity { .. } => StatusCode::TOO_MANY_REQUESTS,
+            SupError::Capacity { .. } | SupError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            SupError::Refused(Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
+            SupError::Refused(Refusal::OverCap(_)) => StatusCode::BAD_REQUEST,
         };
         ApiError(status, err.to_string())
     }
@@ -77,12 +80,21 @@ fn flag(params: &[(String, String)], key: &str) -> bool {
     matches!(param(params, key), Some("" | "1" | "true" | "yes"))
 }
 
-/// The router, without authentication (the caller adds it for TCP).
+/// The router, without authentication (the caller adds it for TCP). Request bodies are capped
+/// by the policy: program uploads at `max_program_body`, everything else at
+/// `max_request_body`.
 pub fn router(sup: Arc<Supervisor>) -> Router {
+    let (request_body, program_body) = (sup.policy().max_request_body, sup.policy().max_program_body);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/programs/{digest}", get(get_program).head(has_program).put(put_program))
+        .route(
+            "/v1/programs/{digest}",
+            get(get_program)
+                .head(has_program)
+                .put(put_program)
+                .layer(axum::extract::DefaultBodyLimit::max(program_body)),
+        )
         .route("/v1/sandboxes", get(list).post(create))
         .route("/v1/sandboxes/batch", post(batch))
         .route("/v1/sandboxes/{id}", get(inspect).delete(remove))
@@ -95,7 +107,7 @@ pub fn router(sup: Arc<Supervisor>) -> Router {
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET /v1/openapi.json".into()) })
-        .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(request_body))
         .with_state(sup)
 }
 
@@ -155,8 +167,10 @@ async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes)
 async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
     let mut labels = Vec::new();
     let mut state = None;
+    let shown = shown(&sup, &params)?;
     for (k, v) in &params {
         match k.as_str() {
+            "secrets" => {}
             "label" => {
                 let (lk, lv) = v
                     .split_once('=')
@@ -180,12 +194,12 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
             other => {
                 return Err(ApiError(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown query parameter {other:?}; use label or state"),
+                    format!("unknown query parameter {other:?}; use label, state or secrets"),
                 ));
             }
         }
     }
-    Ok(Json(sup.list(&labels, state)).into_response())
+    Ok(Json(sup.list(&labels, state).into_iter().map(shown).collect::<Vec<_>>()).into_response())
 }
 
 async fn create(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
@@ -196,8 +210,12 @@ async fn create(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
 
 async fn batch(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
     let req: BatchRequest = parse(&body)?;
-    if req.count == 0 || req.count > 1_000_000 {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "count must be between 1 and 1000000".into()));
+    let max = sup.policy().max_batch;
+    if req.count == 0 || req.count as usize > max {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("count {} must be between 1 and {max} ([policy] max_batch)", req.count),
+        ));
     }
     let requests = (0..req.count)
         .map(|i| {
@@ -210,8 +228,22 @@ async fn batch(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn inspect(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(Json(sup.inspect(&id)?).into_response())
+async fn inspect(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
+    let shown = shown(&sup, &params)?;
+    Ok(Json(shown(sup.inspect(&id)?)).into_response())
+}
+
+/// How records are shown: with variables' values only when the client asks (`secrets=true`)
+/// and the policy allows it.
+fn shown(sup: &Supervisor, params: &[(String, String)]) -> ApiResult<fn(SandboxRecord) -> SandboxRecord> {
+    if !flag(params, "secrets") {
+        return Ok(|mut r| {
+            redact(&mut r.spec);
+            r
+        });
+    }
+    sup.policy().check_reveal().map_err(|e| ApiError::from(SupError::from(e)))?;
+    Ok(|r| r)
 }
 
 async fn remove(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<StatusCode> {
@@ -224,14 +256,14 @@ async fn start(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response>
 }
 
 async fn stop(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
+    // At most a day: a grace period is added to the present, which a huge one would overflow.
     let grace = match param(&params, "timeout") {
         None => Duration::from_secs(10),
-        Some(t) => Duration::from_secs_f64(
-            t.parse::<f64>()
-                .ok()
-                .filter(|t| t.is_finite() && *t >= 0.0)
-                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("timeout {t:?}: seconds, e.g. 10 or 0.5")))?,
-        ),
+        Some(t) => {
+            t.parse::<f64>().ok().filter(|t| (0.0..=86_400.0).contains(t)).map(Duration::from_secs_f64).ok_or_else(
+                || ApiError(StatusCode::BAD_REQUEST, format!("timeout {t:?}: seconds from 0 to 86400, e.g. 10 or 0.5")),
+            )?
+        }
     };
     Ok(Json(sup.stop(&id, grace).await?).into_response())
 }

@@ -25,6 +25,8 @@ pub struct DaemonConfig {
     pub defaults: DefaultsSection,
     /// How images named in creates are fetched.
     pub registries: RegistriesSection,
+    /// What an API client may ask for.
+    pub policy: PolicySection,
     /// Where key-value stores live (Spin's runtime-config.toml); `default` is embedded in the
     /// data dir without one.
     pub runtime_config: Option<PathBuf>,
@@ -51,6 +53,68 @@ pub struct DefaultsSection {
     pub timeout: Option<String>,
     /// Restart policy: no, always, on-failure, on-failure:N.
     pub restart: Option<String>,
+}
+
+/// `[policy]`: what an API client may ask of the daemon (see `policy.rs` and
+/// docs/security.md). The defaults allow nothing of the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// Host directories under which a create may mount (or read stdin from). Default: none.
+    pub mount_roots: Vec<PathBuf>,
+    /// Whether a create may read stdin from a host file (under `mount_roots`). Default: no.
+    pub stdin_files: bool,
+    /// Where HTTP apps may listen: `IP:PORT`, `IP:LOW-HIGH`, `IP:*`, `*:PORT`…
+    pub listen: Vec<String>,
+    /// The most memory a create may ask (never above `[pool] max_memory`), e.g. "32M".
+    pub max_memory: Option<String>,
+    /// The most CPU time a create may ask, e.g. "1h".
+    pub max_cpu_time: Option<String>,
+    /// The longest wall-clock limit a create may ask, e.g. "1d".
+    pub max_timeout: Option<String>,
+    /// The most open handles a create may ask.
+    pub max_open_files: Option<usize>,
+    /// The most core instances a create may ask (the pool's share caps it too).
+    pub max_instances: Option<usize>,
+    /// The most tables a create may ask (the pool's share caps it too).
+    pub max_tables: Option<usize>,
+    /// The largest table a create may ask (the pool's share caps it too).
+    pub max_table_elements: Option<usize>,
+    /// The most linear memories a create may ask (the pool's share caps it too).
+    pub max_memories: Option<usize>,
+    /// Sandboxes the daemon keeps, running or not; creates beyond it get 429.
+    pub max_sandboxes: usize,
+    /// Sandboxes one batch request may create.
+    pub max_batch: usize,
+    /// Largest request body but program uploads, e.g. "1M".
+    pub max_request_body: String,
+    /// Largest program upload, e.g. "512M".
+    pub max_program_body: String,
+    /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
+    pub reveal_variables: bool,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            mount_roots: Vec::new(),
+            stdin_files: false,
+            listen: vec!["127.0.0.1:1024-65535".into(), "[::1]:1024-65535".into()],
+            max_memory: None,
+            max_cpu_time: None,
+            max_timeout: None,
+            max_open_files: Some(4096),
+            max_instances: None,
+            max_tables: None,
+            max_table_elements: None,
+            max_memories: None,
+            max_sandboxes: 100_000,
+            max_batch: 10_000,
+            max_request_body: "1M".into(),
+            max_program_body: "512M".into(),
+            reveal_variables: false,
+        }
+    }
 }
 
 /// `[pool]`: how many sandboxes may be alive at once, and how big each may get.
@@ -98,6 +162,7 @@ impl Default for DaemonConfig {
             engine: EngineSection::default(),
             defaults: DefaultsSection::default(),
             registries: RegistriesSection::default(),
+            policy: PolicySection::default(),
             runtime_config: None,
         }
     }

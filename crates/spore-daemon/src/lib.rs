@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod logs;
 pub mod model;
+pub mod policy;
 pub mod programs;
 pub mod supervisor;
 pub mod syslimits;
@@ -35,6 +36,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     };
     let capacity = config.pool.sandboxes.max(1);
     let defaults = parse_defaults(&config.defaults)?;
+    let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults)?;
 
     create_private_dir(&config.data_dir)?;
     let limits = syslimits::check(capacity as u64, 2 * max_memory + stack as u64);
@@ -51,6 +53,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
     let programs = programs::Programs::open(
         &config.data_dir.join("programs"),
+        policy.max_program_body as u64,
         &config.data_dir.join("store"),
         config.registries.insecure.clone(),
     )
@@ -63,9 +66,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     for w in &kv.warnings {
         tracing::warn!("{w}");
     }
-    let policy =
-        supervisor::Policy { capacity: capacity as usize, max_memory, defaults, kv_stores: Arc::new(kv.stores) };
-    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, policy);
+    let settings =
+        supervisor::Settings { capacity: capacity as usize, policy, defaults, kv_stores: Arc::new(kv.stores) };
+    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, settings);
 
     let unix = bind_unix(&config.socket)?;
     let app = api::router(sup.clone());

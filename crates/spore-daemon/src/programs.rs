@@ -12,9 +12,6 @@ use spore_registry::{AuthFiles, Progress, PullPolicy, Registry, RegistryError, R
 use spore_sandbox::{ProgramSource, SandboxSpec};
 use std::path::Path;
 
-/// Largest program accepted (also the API's body limit).
-pub const MAX_PROGRAM: u64 = 512 << 20;
-
 /// The daemon's view of the content store.
 #[derive(Clone)]
 pub struct Programs {
@@ -44,11 +41,12 @@ pub enum ProgramError {
 }
 
 impl Programs {
-    /// Uses (and creates) the program store at `root` and the image store at `images`;
-    /// `insecure` registries are reached over plain HTTP.
-    pub fn open(root: &Path, images: &Path, insecure: Vec<String>) -> std::io::Result<Self> {
+    /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
+    /// bytes, and the image store at `images`; `insecure` registries are reached over plain
+    /// HTTP.
+    pub fn open(root: &Path, max_program: u64, images: &Path, insecure: Vec<String>) -> std::io::Result<Self> {
         Ok(Programs {
-            store: ContentStore::open(root)?.with_max_blob(MAX_PROGRAM),
+            store: ContentStore::open(root)?.with_max_blob(max_program),
             images: ContentStore::open(images)?,
             registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth: AuthFiles::from_env() })),
         })

@@ -45,6 +45,19 @@ pub enum SupError {
     /// Not in a state that allows the operation.
     #[error("{0}")]
     Conflict(String),
+    /// The operator's policy refuses it.
+    #[error(transparent)]
+    Refused(#[from] crate::policy::Refusal),
+    /// The daemon keeps as many sandboxes as its policy allows.
+    #[error(
+        "the daemon keeps at most {max} sandboxes ([policy] max_sandboxes) and has {kept}; remove some (spore rm), or raise the limit"
+    )]
+    TooMany {
+        /// Sandboxes kept now.
+        kept: usize,
+        /// The policy's maximum.
+        max: usize,
+    },
     /// The daemon is at capacity.
     #[error(
         "at capacity: {live} of {capacity} sandbox slots are taken (an HTTP app takes one for each request it may run at once, spec.http.concurrency); stop some, or raise [pool] sandboxes in the daemon config"
@@ -91,12 +104,13 @@ struct Entry {
     last: Mutex<Arc<Meter>>,
 }
 
-/// What the daemon allows: how many sandboxes, how large, and what a create gets by default.
-pub struct Policy {
+/// What the daemon allows: how many sandboxes run at once, what a client may ask for, and
+/// what a create gets by default.
+pub struct Settings {
     /// Live sandboxes at once.
     pub capacity: usize,
-    /// Largest memory limit a sandbox may ask for (the pool slot).
-    pub max_memory: u64,
+    /// The operator's policy for what a create may ask.
+    pub policy: crate::policy::Policy,
     /// Applied to creates that leave limits or the restart policy unset.
     pub defaults: Defaults,
     /// Key-value stores offered to sandboxes that are granted them.
@@ -113,7 +127,7 @@ pub struct Supervisor {
     runnables: Mutex<HashMap<String, Prepared>>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
-    policy: Policy,
+    settings: Settings,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -131,7 +145,7 @@ impl Supervisor {
         db: Db,
         logs: Arc<LogHub>,
         records: Vec<SandboxRecord>,
-        policy: Policy,
+        settings: Settings,
     ) -> Arc<Supervisor> {
         let sup = Arc::new(Supervisor {
             engine,
@@ -142,7 +156,7 @@ impl Supervisor {
             runnables: Mutex::new(HashMap::new()),
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            policy,
+            settings,
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -201,6 +215,11 @@ impl Supervisor {
         });
     }
 
+    /// The operator's policy.
+    pub fn policy(&self) -> &crate::policy::Policy {
+        &self.settings.policy
+    }
+
     /// The program store.
     pub fn programs(&self) -> &Programs {
         &self.programs
@@ -217,7 +236,7 @@ impl Supervisor {
             return Ok(r.clone());
         }
         let bytes = self.programs.get(digest)?;
-        let prepared = launch::link(&self.engine, &short(digest), &bytes, self.policy.kv_stores.clone())
+        let prepared = launch::link(&self.engine, &short(digest), &bytes, self.settings.kv_stores.clone())
             .map_err(|e| SupError::Compile(e.to_string()))?;
         lock(&self.runnables).insert(digest.to_owned(), prepared.clone());
         Ok(prepared)
@@ -276,33 +295,48 @@ impl Supervisor {
 
     /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
     pub async fn create(self: &Arc<Self>, mut requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
+        let policy = &self.settings.policy;
+        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len();
+        if kept + requests.len() > policy.max_sandboxes {
+            return Err(SupError::TooMany { kept, max: policy.max_sandboxes });
+        }
         let starting = requests.iter().filter(|r| r.start).map(|r| slots(&r.spec)).sum();
         self.check_capacity(starting)?;
+        // What the client asks is judged before anything is fetched or compiled.
+        for req in &requests {
+            policy.check_request(&req.spec)?;
+        }
         // Images become stored programs first; a batch names one image many times, and after
-        // the first request resolved it the rest reuse that spec.
+        // the first request resolved it the rest reuse that spec. An image with files puts its
+        // root in front of the client's mounts: `own` counts those, which the policy's mount
+        // roots do not judge.
         let mut resolved: Vec<(SandboxSpec, SandboxSpec, Option<String>)> = Vec::new();
         let mut images = Vec::with_capacity(requests.len());
         for req in &mut requests {
-            if let ProgramSource::Image(_) = &req.spec.program {
-                if let Some((_, spec, image)) = resolved.iter().find(|(asked, ..)| *asked == req.spec) {
-                    req.spec = spec.clone();
-                    images.push(image.clone());
-                    continue;
-                }
-                let asked = req.spec.clone();
-                let image = self.programs.resolve_image(&mut req.spec, req.pull).await?;
-                resolved.push((asked, req.spec.clone(), image.clone()));
-                images.push(image);
-            } else {
-                images.push(None);
-            }
+            let asked_mounts = req.spec.mounts.len();
+            let image = match &req.spec.program {
+                ProgramSource::Image(_) => match resolved.iter().find(|(asked, ..)| *asked == req.spec) {
+                    Some((_, spec, image)) => {
+                        req.spec = spec.clone();
+                        image.clone()
+                    }
+                    None => {
+                        let asked = req.spec.clone();
+                        let image = self.programs.resolve_image(&mut req.spec, req.pull).await?;
+                        resolved.push((asked, req.spec.clone(), image.clone()));
+                        image
+                    }
+                },
+                _ => None,
+            };
+            images.push((image, req.spec.mounts.len() - asked_mounts));
         }
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
-            for (mut req, image) in requests.into_iter().zip(images) {
-                self.policy.defaults.apply(&mut req);
+            for (mut req, (image, own)) in requests.into_iter().zip(images) {
+                self.settings.defaults.apply(&mut req);
                 let ProgramSource::Digest(digest) = req.spec.program.clone() else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
@@ -310,15 +344,6 @@ impl Supervisor {
                 };
                 if req.spec.http.as_ref().is_some_and(|h| h.concurrency == Some(0)) {
                     return Err(SupError::Invalid("spec.http.concurrency must be at least 1".into()));
-                }
-                if let Some(limit) = req.spec.limits.memory_bytes
-                    && limit > self.policy.max_memory
-                {
-                    return Err(SupError::Invalid(format!(
-                        "spec.limits.memory_bytes {} is more than this daemon's largest sandbox memory, {} ([pool] max_memory)",
-                        spore_sandbox::human_bytes(limit),
-                        spore_sandbox::human_bytes(self.policy.max_memory)
-                    )));
                 }
                 if !self.programs.has(&digest)? {
                     return Err(ProgramError::Missing(digest.clone()).into());
@@ -331,6 +356,9 @@ impl Supervisor {
                 let prepared = self.runnable(&digest)?;
                 let wanted = if req.spec.http.is_some() { AppKind::Http } else { AppKind::Command };
                 launch::admit(&prepared, &mut req.spec, Some(wanted)).map_err(refused)?;
+                // Judged where they lead once resolved and pinned, so a symlink cannot carry a
+                // mount out of the operator's roots.
+                policy.check_mounts(&req.spec.mounts[own..])?;
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {
@@ -392,8 +420,8 @@ impl Supervisor {
 
     fn check_capacity(&self, more: usize) -> Result<(), SupError> {
         let live = self.live.load(Ordering::Relaxed);
-        if live + more > self.policy.capacity {
-            return Err(SupError::Capacity { live, capacity: self.policy.capacity });
+        if live + more > self.settings.capacity {
+            return Err(SupError::Capacity { live, capacity: self.settings.capacity });
         }
         Ok(())
     }

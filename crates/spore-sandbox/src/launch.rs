@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(spec.argv0.as_deref(), Some("/app.wasm"));
         assert_eq!(spec.args, ["--fixed", "--port", "80"], "Entrypoint's arguments, then Cmd");
         assert_eq!(spec.mounts[0].guest, "/");
-        assert!(spec.mounts[0].read_only && spec.mounts[0].host.join("app.wasm").is_file(), "the image's files, read-only");
+        assert!(
+            spec.mounts[0].read_only && spec.mounts[0].host.join("app.wasm").is_file(),
+            "the image's files, read-only"
+        );
 
         let mut spec = SandboxSpec { args: vec!["--verbose".into()], ..Default::default() };
         spec.env.insert("B".into(), "user".into());
