@@ -363,6 +363,12 @@ fn bad_requests_get_4xx_with_the_reason_and_the_daemon_lives_on() {
     let (_, body) = http(&s, "GET", "/v1/sandboxes", None);
     assert_eq!(body, "[]");
 
+    // A grace period too long to add to the present (it used to panic the handler).
+    for t in ["1e20", "1e19", "-1", "NaN"] {
+        let (status, body) = post(&format!("/v1/sandboxes/many-0/stop?timeout={t}"), "");
+        assert_eq!(status, 400, "timeout={t}: {body}");
+    }
+
     assert_eq!(http(&s, "GET", "/v1/health", None).0, 200, "the daemon survived all of it");
 }
 
