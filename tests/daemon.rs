@@ -527,3 +527,14 @@ fn the_operators_policy_bounds_what_a_client_may_ask() {
     assert_ne!(seen.code, 0);
     assert!(seen.stderr.contains("[defaults] must lie within [policy]"), "{seen:?}");
 }
+
+#[test]
+fn logs_show_a_guests_terminal_escapes_instead_of_obeying_them() {
+    let d = Daemon::start(&[]);
+    assert_eq!(d.run(["deploy", "--name", "esc", &g("args-env"), "\x1b[2J\x1b]0;owned\x07"]).code, 0);
+    d.wait_for("esc", 10, |r| r["state"] == "exited");
+    let shown = d.run(["logs", "esc"]).stdout;
+    assert!(shown.contains("\\x1b[2J\\x1b]0;owned\\x07") && !shown.contains('\x1b'), "{shown:?}");
+    let raw = d.run(["logs", "--raw", "esc"]).stdout;
+    assert!(raw.contains("\x1b[2J\x1b]0;owned\x07"), "{raw:?}");
+}

@@ -435,9 +435,31 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(short, long)]
     timestamps: bool,
+    /// Print the guest's text as it wrote it, terminal control sequences included (by default
+    /// they are shown escaped, `\x1b[2J`, so a guest cannot drive the reader's terminal).
+    #[arg(long)]
+    raw: bool,
     /// Sandbox id or name.
     #[arg(value_name = "SANDBOX")]
     name: String,
+}
+
+/// `text` with every control character but tab — C0, DEL and C1, which terminals act on
+/// (escape sequences, cursor moves, title changes) — shown as `\xNN` / `\u{NN}`.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Result<i32> {
@@ -471,11 +493,12 @@ pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Re
                 continue;
             }
             let Ok(line) = serde_json::from_slice::<LogLine>(&line) else { continue };
+            let m = if args.raw { line.m.as_str().into() } else { escape_controls(&line.m) };
             let text = if args.timestamps {
                 let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.t);
-                format!("{} {}\n", humantime::format_rfc3339_millis(t), line.m)
+                format!("{} {m}\n", humantime::format_rfc3339_millis(t))
             } else {
-                format!("{}\n", line.m)
+                format!("{m}\n")
             };
             match line.s {
                 Stream::Out => std::io::stdout().write_all(text.as_bytes())?,
@@ -576,4 +599,16 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(escape_controls("plain\ttext, ünïcode"), "plain\ttext, ünïcode");
+        assert_eq!(escape_controls("\x1b[2J\x1b]0;owned\x07done\r"), "\\x1b[2J\\x1b]0;owned\\x07done\\x0d");
+        assert_eq!(escape_controls("\u{9b}31m\x7f"), "\\u{9b}31m\\x7f");
+    }
 }
