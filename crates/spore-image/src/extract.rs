@@ -1,15 +1,41 @@
-//! Unpacking a layer (tar, optionally gzip) into a directory without letting it reach outside.
+//! Unpacking layers (tar, optionally gzip) into an image's root without letting them reach
+//! outside it, grow without bound, or leave what an upper layer deleted.
 //!
 //! Each entry's path is normalised and checked before anything is written: absolute paths and
-//! `..` are refused; symlinks and hard links must resolve inside the root (an absolute link
-//! target means the image's root, as it will inside the sandbox); no entry may be written
-//! *through* a symlink an earlier entry created; device files and FIFOs are refused. Errors
-//! name the entry, so a bad layer is diagnosable from the message alone.
+//! `..` are refused; symlinks and hard links must resolve inside the root, and an absolute link
+//! target means the image's root, as it will inside the sandbox — it is written relative, so it
+//! resolves there under WASI too; no entry may be written *through* a symlink an earlier entry
+//! created; device files and FIFOs are refused. OCI whiteouts are applied: `.wh.NAME` deletes
+//! `NAME` from the layers below, `.wh..wh..opq` empties its directory of them. Once all layers
+//! are in, every symlink is resolved through the links it meets ([`Unpacker::finish`]), since
+//! a link may only escape by way of another. The bytes and entries written are capped
+//! ([`ExtractLimits`]), so a gzip bomb stops at the cap. Errors name the entry, so a bad layer
+//! is diagnosable from the message alone.
 
 use flate2::read::GzDecoder;
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
+
+/// The most an image's layers may write together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Bytes of file contents.
+    pub max_bytes: u64,
+    /// Entries (files, directories, links, whiteouts).
+    pub max_entries: u64,
+}
+
+impl ExtractLimits {
+    /// Room for any wasm app's files (an interpreter's whole library is tens of MB and tens of
+    /// thousands of files), far below what would fill a disk or its inodes.
+    pub const DEFAULT: ExtractLimits = ExtractLimits { max_bytes: 4 << 30, max_entries: 1_000_000 };
+}
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
 
 /// Why a layer was refused or could not be unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +70,14 @@ pub enum ExtractError {
         /// What it is.
         kind: &'static str,
     },
+    /// The layers would write more than the limits allow.
+    #[error("the image's layers hold more than {limit} {what}; the image was refused")]
+    TooLarge {
+        /// "bytes" or "entries".
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
     /// Not a readable tar (or gzip) stream.
     #[error("layer is not a valid tar archive: {0}")]
     Corrupt(String),
@@ -57,64 +91,165 @@ pub enum ExtractError {
     },
 }
 
-/// Unpacks a tar or tar+gzip layer into `dest` (created if needed). Returns the number of
-/// entries written.
+/// Unpacks a single tar or tar+gzip archive into `dest` (created if needed), under the
+/// default limits. Returns the number of entries written.
 pub fn extract_layer(reader: impl Read, dest: &Path) -> Result<u64, ExtractError> {
-    let mut reader = BufReader::new(reader);
-    let gzip = reader.fill_buf().map_err(|e| ExtractError::Corrupt(e.to_string()))?.starts_with(&[0x1f, 0x8b]);
-    let stream: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(reader)) } else { Box::new(reader) };
-    let mut archive = tar::Archive::new(stream);
-    std::fs::create_dir_all(dest).map_err(|source| ExtractError::Io { entry: ".".into(), source })?;
-    let mut written = 0;
-    for entry in archive.entries().map_err(|e| ExtractError::Corrupt(e.to_string()))? {
-        let mut entry = entry.map_err(|e| ExtractError::Corrupt(e.to_string()))?;
-        let raw = entry.path().map_err(|e| ExtractError::Corrupt(e.to_string()))?.into_owned();
-        let shown = raw.display().to_string();
-        let rel = entry_path(&raw).ok_or_else(|| ExtractError::Escapes { entry: shown.clone() })?;
-        if rel.as_os_str().is_empty() {
-            continue; // "./" itself
-        }
-        check_no_symlink_on_the_way(dest, &rel, &shown)?;
-        let target = dest.join(&rel);
-        let io = |source| ExtractError::Io { entry: shown.clone(), source };
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        match entry.header().entry_type() {
-            EntryType::Directory => std::fs::create_dir_all(&target).map_err(io)?,
-            EntryType::Regular | EntryType::Continuous => {
-                remove_existing(&target).map_err(io)?;
-                let mut file = std::fs::File::create(&target).map_err(io)?;
-                std::io::copy(&mut entry, &mut file).map_err(io)?;
-                let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-            }
-            EntryType::Symlink => {
-                let link = link_name(&entry, &shown)?;
-                let base = rel.parent().unwrap_or(Path::new(""));
-                if !link_stays_inside(&link, base) {
-                    return Err(ExtractError::LinkEscapes { entry: shown, target: link.display().to_string() });
-                }
-                remove_existing(&target).map_err(io)?;
-                std::os::unix::fs::symlink(&link, &target).map_err(io)?;
-            }
-            EntryType::Link => {
-                let link = link_name(&entry, &shown)?;
-                let escapes = || ExtractError::LinkEscapes { entry: shown.clone(), target: link.display().to_string() };
-                let source = entry_path(&link).ok_or_else(escapes)?;
-                check_no_symlink_on_the_way(dest, &source, &shown)?;
-                remove_existing(&target).map_err(io)?;
-                std::fs::hard_link(dest.join(&source), &target).map_err(io)?;
-            }
-            EntryType::Char => return Err(ExtractError::Special { entry: shown, kind: "character device" }),
-            EntryType::Block => return Err(ExtractError::Special { entry: shown, kind: "block device" }),
-            EntryType::Fifo => return Err(ExtractError::Special { entry: shown, kind: "FIFO" }),
-            _ => return Err(ExtractError::Special { entry: shown, kind: "special tar entry" }),
-        }
-        written += 1;
-    }
+    let mut unpacker = Unpacker::new(dest, ExtractLimits::DEFAULT)?;
+    let written = unpacker.layer(reader)?;
+    unpacker.finish()?;
     Ok(written)
+}
+
+/// Unpacks an image's layers, lowest first, into one root.
+pub struct Unpacker {
+    dest: PathBuf,
+    limits: ExtractLimits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Unpacker {
+    /// An unpacker into `dest` (created if needed).
+    pub fn new(dest: &Path, limits: ExtractLimits) -> Result<Self, ExtractError> {
+        std::fs::create_dir_all(dest).map_err(|source| ExtractError::Io { entry: ".".into(), source })?;
+        Ok(Unpacker { dest: dest.to_owned(), limits, bytes: 0, entries: 0 })
+    }
+
+    /// Unpacks the next layer over the ones before it. Returns the number of entries written.
+    pub fn layer(&mut self, reader: impl Read) -> Result<u64, ExtractError> {
+        let dest = self.dest.clone();
+        let dest = dest.as_path();
+        let mut reader = BufReader::new(reader);
+        let gzip = reader.fill_buf().map_err(|e| ExtractError::Corrupt(e.to_string()))?.starts_with(&[0x1f, 0x8b]);
+        let stream: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(reader)) } else { Box::new(reader) };
+        let mut archive = tar::Archive::new(stream);
+        // What this layer wrote (and the directories above it): whiteouts hide the layers
+        // below only.
+        let mut ours: HashSet<PathBuf> = HashSet::new();
+        let mut written = 0;
+        for entry in archive.entries().map_err(|e| ExtractError::Corrupt(e.to_string()))? {
+            let mut entry = entry.map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+            self.entries += 1;
+            if self.entries > self.limits.max_entries {
+                return Err(ExtractError::TooLarge { what: "entries", limit: self.limits.max_entries });
+            }
+            let raw = entry.path().map_err(|e| ExtractError::Corrupt(e.to_string()))?.into_owned();
+            let shown = raw.display().to_string();
+            let rel = entry_path(&raw).ok_or_else(|| ExtractError::Escapes { entry: shown.clone() })?;
+            if rel.as_os_str().is_empty() {
+                continue; // "./" itself
+            }
+            check_no_symlink_on_the_way(dest, &rel, &shown)?;
+            let io = |source| ExtractError::Io { entry: shown.clone(), source };
+            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name == OPAQUE {
+                let dir = rel.parent().unwrap_or(Path::new(""));
+                hide_below(dest, dir, &ours, true).map_err(io)?;
+                mark(&mut ours, dir);
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+                hide_below(dest, &rel.with_file_name(hidden), &ours, false).map_err(io)?;
+                continue;
+            }
+            let target = dest.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            match entry.header().entry_type() {
+                EntryType::Directory => std::fs::create_dir_all(&target).map_err(io)?,
+                EntryType::Regular | EntryType::Continuous => {
+                    let room = self.limits.max_bytes - self.bytes;
+                    if entry.size() > room {
+                        return Err(ExtractError::TooLarge { what: "bytes", limit: self.limits.max_bytes });
+                    }
+                    remove_existing(&target).map_err(io)?;
+                    let mut file = std::fs::File::create(&target).map_err(io)?;
+                    self.bytes += std::io::copy(&mut (&mut entry).take(room), &mut file).map_err(io)?;
+                    let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+                }
+                EntryType::Symlink => {
+                    let link = link_name(&entry, &shown)?;
+                    let base = rel.parent().unwrap_or(Path::new(""));
+                    let Some(relative) = inside_target(&link, base) else {
+                        return Err(ExtractError::LinkEscapes { entry: shown, target: link.display().to_string() });
+                    };
+                    remove_existing(&target).map_err(io)?;
+                    std::os::unix::fs::symlink(&relative, &target).map_err(io)?;
+                }
+                EntryType::Link => {
+                    let link = link_name(&entry, &shown)?;
+                    let escapes =
+                        || ExtractError::LinkEscapes { entry: shown.clone(), target: link.display().to_string() };
+                    let source = entry_path(&link).ok_or_else(escapes)?;
+                    check_no_symlink_on_the_way(dest, &source, &shown)?;
+                    remove_existing(&target).map_err(io)?;
+                    std::fs::hard_link(dest.join(&source), &target).map_err(io)?;
+                }
+                EntryType::Char => return Err(ExtractError::Special { entry: shown, kind: "character device" }),
+                EntryType::Block => return Err(ExtractError::Special { entry: shown, kind: "block device" }),
+                EntryType::Fifo => return Err(ExtractError::Special { entry: shown, kind: "FIFO" }),
+                _ => return Err(ExtractError::Special { entry: shown, kind: "special tar entry" }),
+            }
+            mark(&mut ours, &rel);
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Checks the finished root: every symlink, resolved through the links it meets on its
+    /// way, stays inside it. (Checked once all layers are in, because a later link can change
+    /// where an earlier one leads: `a/up -> ..` makes `t -> a/up/..` leave the root.)
+    pub fn finish(self) -> Result<(), ExtractError> {
+        let mut todo = vec![PathBuf::new()];
+        while let Some(dir) = todo.pop() {
+            let io = |source| ExtractError::Io { entry: dir.display().to_string(), source };
+            for child in std::fs::read_dir(self.dest.join(&dir)).map_err(io)? {
+                let child = child.map_err(io)?;
+                let rel = dir.join(child.file_name());
+                let kind = child.file_type().map_err(io)?;
+                if kind.is_dir() {
+                    todo.push(rel);
+                } else if kind.is_symlink() && !resolves_inside(&self.dest, &rel) {
+                    let target = std::fs::read_link(child.path()).map_err(io)?;
+                    return Err(ExtractError::LinkEscapes {
+                        entry: rel.display().to_string(),
+                        target: target.display().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records that this layer wrote `rel`, and so the directories above it.
+fn mark(ours: &mut HashSet<PathBuf>, rel: &Path) {
+    let mut at = Some(rel);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
+        if !ours.insert(p.to_owned()) {
+            break;
+        }
+        at = p.parent();
+    }
+}
+
+/// Deletes what the layers below left at `rel` (only its contents when `contents_only`), but
+/// nothing this layer wrote. Never follows a symlink: one is removed as itself.
+fn hide_below(dest: &Path, rel: &Path, ours: &HashSet<PathBuf>, contents_only: bool) -> std::io::Result<()> {
+    let at = dest.join(rel);
+    let Ok(meta) = std::fs::symlink_metadata(&at) else { return Ok(()) };
+    if !contents_only && !ours.contains(rel) {
+        return if meta.is_dir() { std::fs::remove_dir_all(&at) } else { std::fs::remove_file(&at) };
+    }
+    if meta.is_dir() {
+        for child in std::fs::read_dir(&at)? {
+            hide_below(dest, &rel.join(child?.file_name()), ours, false)?;
+        }
+    }
+    Ok(())
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>, shown: &str) -> Result<PathBuf, ExtractError> {
@@ -139,20 +274,65 @@ fn entry_path(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Whether a symlink at directory `base` (inside the root) pointing at `target` stays inside
-/// the root. An absolute target means the image's root, as it will once the image is the
-/// sandbox's `/`.
-fn link_stays_inside(target: &Path, base: &Path) -> bool {
+/// The target a symlink at directory `base` (inside the root) should be written with, if
+/// `target` stays inside the root read as written: relative, with an absolute target taken
+/// from the image's root (`/app/x` at `bin/sh` becomes `../app/x`), so that it resolves the
+/// same on the host and under WASI, which refuses absolute links.
+fn inside_target(target: &Path, base: &Path) -> Option<PathBuf> {
     let mut depth: usize = if target.is_absolute() { 0 } else { base.components().count() };
     for c in target.components() {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(_) => depth += 1,
-            Component::ParentDir => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            Component::Prefix(_) => return false,
+            Component::ParentDir => depth = depth.checked_sub(1)?,
+            Component::Prefix(_) => return None,
+        }
+    }
+    if !target.is_absolute() {
+        return Some(target.to_owned());
+    }
+    let up = base.components().map(|_| Component::ParentDir);
+    let relative: PathBuf = up.chain(target.components().filter(|c| *c != Component::RootDir)).collect();
+    Some(if relative.as_os_str().is_empty() { PathBuf::from(".") } else { relative })
+}
+
+/// Whether the symlink at `rel` inside `root` resolves inside it, following every link on the
+/// way as the kernel would (an absolute target from `root`). A loop is not an escape: it
+/// resolves nowhere.
+fn resolves_inside(root: &Path, rel: &Path) -> bool {
+    // Where resolution stands (components below `root`), and what is left to walk, last first.
+    let mut at: Vec<OsString> = rel.parent().into_iter().flat_map(|p| p.iter().map(OsString::from)).collect();
+    let mut todo: Vec<OsString> = Vec::new();
+    let follow = |target: &Path, at: &mut Vec<OsString>, todo: &mut Vec<OsString>| {
+        if target.is_absolute() {
+            at.clear();
+        }
+        let parts = target.components().filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        });
+        let parts: Vec<OsString> = parts.collect();
+        todo.extend(parts.into_iter().rev());
+    };
+    let Ok(target) = std::fs::read_link(root.join(rel)) else { return true };
+    follow(&target, &mut at, &mut todo);
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            if at.pop().is_none() {
+                return false;
+            }
+            continue;
+        }
+        at.push(part);
+        if let Ok(next) = std::fs::read_link(root.join(at.iter().collect::<PathBuf>())) {
+            hops += 1;
+            if hops > 40 {
+                return true;
+            }
+            at.pop();
+            follow(&next, &mut at, &mut todo);
         }
     }
     true
@@ -275,6 +455,106 @@ mod tests {
             assert!(err.contains(needle), "expected {needle:?} in {err:?}");
             assert!(!dir.path().join("evil").exists() && !dir.path().join("outside").exists());
         }
+    }
+
+    /// Unpacks layers in order into one root, as an image's are.
+    fn unpack_layers(layers: &[&[Raw<'_>]], limits: ExtractLimits) -> (tempfile::TempDir, Result<(), ExtractError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let result = (|| {
+            let mut u = Unpacker::new(&dir.path().join("root"), limits)?;
+            for layer in layers {
+                u.layer(&archive(layer)[..])?;
+            }
+            u.finish()
+        })();
+        (dir, result)
+    }
+
+    #[test]
+    fn whiteouts_delete_what_the_layers_below_left() {
+        let lower: &[Raw<'_>] = &[
+            ("secret", EntryType::Regular, "", b"password"),
+            ("keep", EntryType::Regular, "", b"k"),
+            ("cache/", EntryType::Directory, "", b""),
+            ("cache/a", EntryType::Regular, "", b"a"),
+            ("conf/", EntryType::Directory, "", b""),
+            ("conf/old", EntryType::Regular, "", b"o"),
+        ];
+        let upper: &[Raw<'_>] = &[
+            ("conf/new", EntryType::Regular, "", b"n"),
+            ("conf/.wh..wh..opq", EntryType::Regular, "", b""),
+            (".wh.secret", EntryType::Regular, "", b""),
+            (".wh.cache", EntryType::Regular, "", b""),
+            (".wh.absent", EntryType::Regular, "", b""),
+        ];
+        let (dir, r) = unpack_layers(&[lower, upper], ExtractLimits::DEFAULT);
+        r.unwrap();
+        let root = dir.path().join("root");
+        let names = |d: &Path| {
+            let mut n: Vec<String> =
+                std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&root), ["conf", "keep"], "the deleted file, directory and the markers are gone");
+        assert_eq!(names(&root.join("conf")), ["new"], "an opaque directory keeps only this layer's entries");
+    }
+
+    #[test]
+    fn absolute_links_are_written_relative_to_resolve_inside_the_sandbox() {
+        let (dir, r) = unpack(&[
+            ("app/main.wasm", EntryType::Regular, "", b"\0asm"),
+            ("usr/local/bin/app", EntryType::Symlink, "/app/main.wasm", b""),
+            ("root", EntryType::Symlink, "/", b""),
+        ]);
+        r.unwrap();
+        let root = dir.path().join("root");
+        assert_eq!(std::fs::read_link(root.join("usr/local/bin/app")).unwrap(), Path::new("../../../app/main.wasm"));
+        assert_eq!(std::fs::read(root.join("usr/local/bin/app")).unwrap(), b"\0asm");
+        assert_eq!(std::fs::read_link(root.join("root")).unwrap(), Path::new("."));
+    }
+
+    #[test]
+    fn a_link_that_escapes_by_way_of_another_is_refused() {
+        // Each link looks inside read as written; `a/up` is the root, so `t` is its parent.
+        let cases: &[&[Raw<'_>]] = &[
+            &[("a/up", EntryType::Symlink, "..", b""), ("t", EntryType::Symlink, "a/up/..", b"")],
+            // The later link changes where the earlier one leads.
+            &[("t", EntryType::Symlink, "x/..", b""), ("a/up", EntryType::Symlink, "..", b""), ("x", EntryType::Symlink, "a/up", b"")],
+        ];
+        for layer in cases {
+            let (_dir, r) = unpack_layers(&[layer], ExtractLimits::DEFAULT);
+            let err = r.expect_err("escapes").to_string();
+            assert!(err.contains("\"t\" links to") && err.contains("outside the image root"), "{err}");
+        }
+        // A loop resolves nowhere; it is not an escape.
+        let (_dir, r) = unpack(&[("l1", EntryType::Symlink, "l2", b""), ("l2", EntryType::Symlink, "l1", b"")]);
+        r.unwrap();
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limits() {
+        let big = vec![0u8; 4096];
+        let layer: &[Raw<'_>] = &[("a", EntryType::Regular, "", &big), ("b", EntryType::Regular, "", &big)];
+        let (_d, r) = unpack_layers(&[layer], ExtractLimits { max_bytes: 6000, max_entries: 10 });
+        assert!(r.unwrap_err().to_string().contains("more than 6000 bytes"));
+        let (_d, r) = unpack_layers(&[layer, layer], ExtractLimits { max_bytes: 1 << 20, max_entries: 3 });
+        assert!(r.unwrap_err().to_string().contains("more than 3 entries"), "counted across layers");
+        // A gzip bomb: 64 MiB of zeros in a few KiB, stopped at 1 MiB without writing it all.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(64 << 20);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "zeros", std::io::repeat(0).take(64 << 20)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 200 << 10);
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = Unpacker::new(dir.path(), ExtractLimits { max_bytes: 1 << 20, max_entries: 10 }).unwrap();
+        assert!(u.layer(&bomb[..]).unwrap_err().to_string().contains("more than 1048576 bytes"));
+        assert!(!dir.path().join("zeros").exists() || std::fs::metadata(dir.path().join("zeros")).unwrap().len() <= 1 << 20);
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod store;
 pub use artifact::ArtifactImage;
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use doc::{Descriptor, Document, Platform};
-pub use extract::{ExtractError, extract_layer};
+pub use extract::{ExtractError, ExtractLimits, Unpacker, extract_layer};
 pub use gc::{GcGuard, Pruned};
 pub use layout::{LayoutError, REF_NAME, export_layout, import_layout};
 pub use open::{INDEX_TYPES, ImageError, MANIFEST_TYPES, OpenedImage, open_image};

@@ -240,14 +240,14 @@ impl OpenedImage {
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
         let tmp = tempfile::tempdir_in(&dir).map_err(StoreError::from)?;
+        let malformed = |message: String| ImageError::Malformed { what: "manifest", digest: self.manifest, message };
+        let mut unpacker =
+            crate::Unpacker::new(tmp.path(), crate::ExtractLimits::DEFAULT).map_err(|e| malformed(e.to_string()))?;
         for layer in &self.tree_layers {
             let file = std::fs::File::open(store.path(layer)).map_err(|_| StoreError::Missing(*layer))?;
-            crate::extract_layer(std::io::BufReader::new(file), tmp.path()).map_err(|e| ImageError::Malformed {
-                what: "manifest",
-                digest: self.manifest,
-                message: format!("layer {layer}: {e}"),
-            })?;
+            unpacker.layer(std::io::BufReader::new(file)).map_err(|e| malformed(format!("layer {layer}: {e}")))?;
         }
+        unpacker.finish().map_err(|e| malformed(e.to_string()))?;
         match std::fs::rename(tmp.keep(), &done) {
             Ok(()) => Ok(done),
             // Another process unpacked the same image meanwhile: theirs is as good.
