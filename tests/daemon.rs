@@ -423,14 +423,11 @@ fn the_operators_policy_bounds_what_a_client_may_ask() {
     let d = Daemon::start(&[]);
     let seen = d.run(["deploy", "--name", "m", "--dir", &format!("{}:/d", outside.path().display()), &g("hello")]);
     assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(seen.stderr.contains("is outside the directories this daemon lets a sandbox mount (none)"), "{seen:?}");
+    assert!(seen.stderr.contains("is outside the directories this daemon lets a sandbox use (none)"), "{seen:?}");
     assert!(seen.stderr.contains("[policy] mount_roots"), "{seen:?}");
     let seen = d.run(["deploy", "--name", "w", "--http", "0.0.0.0:18099", &g("http-hello")]);
     assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(
-        seen.stderr.contains("allows HTTP apps to listen on 127.0.0.1:1024-65535, [::1]:1024-65535 only"),
-        "{seen:?}"
-    );
+    assert!(seen.stderr.contains("allows listening on 127.0.0.1:1024-65535, [::1]:1024-65535 only"), "{seen:?}");
     assert!(d.run(["ps", "-aq"]).stdout.trim().is_empty(), "nothing was created");
 
     let digest = upload(&d, &guest("args-env"));
@@ -453,6 +450,10 @@ fn the_operators_policy_bounds_what_a_client_may_ask() {
     let (status, body) = http(&d.socket(), "GET", "/v1/sandboxes/v?secrets=true", None);
     assert_eq!(status, 403, "{body}");
     assert!(error_of(&body).contains("[policy] reveal_variables"), "{body}");
+    for action in ["start", "stop", "kill"] {
+        let (_, body) = http(&d.socket(), "POST", &format!("/v1/sandboxes/v/{action}"), None);
+        assert!(!body.contains("s3cret"), "{action}: {body}");
+    }
 
     // A request body above the policy's cap is refused before it is read whole.
     let big = format!(r#"{{"spec": {{"args": ["{}"]}}}}"#, "x".repeat(2 << 20));
@@ -478,6 +479,9 @@ fn the_operators_policy_bounds_what_a_client_may_ask() {
         r#"{{"name": "in", "spec": {{"program": {{"digest": "{digest}"}}, "stdio": {{"stdin": {{"file": "{input}"}}}}}}}}"#
     ));
     assert_eq!(status, 201, "{body}");
+    // Read once, at create: the record holds the contents, not a path to reopen.
+    assert_eq!(d.inspect("in")["spec"]["stdio"]["stdin"]["bytes"], "from a file\n");
+    d.wait_for("in", 10, |r| r["state"] == "exited");
     let seen = d.run(["deploy", "--name", "cpu", "--cpu-time", "5s", &g("hello")]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(
@@ -488,8 +492,10 @@ fn the_operators_policy_bounds_what_a_client_may_ask() {
     );
     let seen = d.run(["deploy", "--name", "fds", "--max-open-files", "65", &g("hello")]);
     assert!(seen.code == 125 && seen.stderr.contains("[policy] max_open_files"), "{seen:?}");
-    // The operator's default applies under the cap.
+    // The operator's default applies under the cap; a limit left unset with no default gets
+    // its cap, never more.
     assert_eq!(d.inspect("ok")["spec"]["limits"]["cpu_time_ms"], 1000);
+    assert_eq!(d.inspect("ok")["spec"]["limits"]["max_open_files"], 64);
     let (status, body) = http(&d.socket(), "GET", "/v1/sandboxes/ok?secrets=true", None);
     assert_eq!(status, 200, "{body}");
 

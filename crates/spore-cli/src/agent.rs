@@ -163,6 +163,10 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
         None => ProgramSource::Digest(upload(client, &args.spec).await?),
     };
     let mut spec = args.spec.spec(program)?;
+    // The daemon has its own working directory: a relative --dir means this shell's.
+    for m in &mut spec.mounts {
+        m.host = std::path::absolute(&m.host).with_context(|| format!("--dir {}", m.host.display()))?;
+    }
     spec.http = args.http.clone().map(|listen| spore_sandbox::HttpSpec { listen, concurrency: args.concurrency });
     let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     labels.insert(APP_LABEL.into(), json!(name));

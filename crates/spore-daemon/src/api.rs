@@ -234,16 +234,19 @@ async fn inspect(AxState(sup): Sup, Path(id): Path<String>, Query(params): Param
 }
 
 /// How records are shown: with variables' values only when the client asks (`secrets=true`)
-/// and the policy allows it.
+/// and the policy allows it. Every other answer that carries a record hides them.
 fn shown(sup: &Supervisor, params: &[(String, String)]) -> ApiResult<fn(SandboxRecord) -> SandboxRecord> {
     if !flag(params, "secrets") {
-        return Ok(|mut r| {
-            redact(&mut r.spec);
-            r
-        });
+        return Ok(hidden);
     }
     sup.policy().check_reveal().map_err(|e| ApiError::from(SupError::from(e)))?;
     Ok(|r| r)
+}
+
+/// A record with its variables' values hidden.
+fn hidden(mut record: SandboxRecord) -> SandboxRecord {
+    redact(&mut record.spec);
+    record
 }
 
 async fn remove(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<StatusCode> {
@@ -252,7 +255,7 @@ async fn remove(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params
 }
 
 async fn start(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(Json(sup.start_sandbox(&id).await?).into_response())
+    Ok(Json(hidden(sup.start_sandbox(&id).await?)).into_response())
 }
 
 async fn stop(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
@@ -265,11 +268,11 @@ async fn stop(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) 
             )?
         }
     };
-    Ok(Json(sup.stop(&id, grace).await?).into_response())
+    Ok(Json(hidden(sup.stop(&id, grace).await?)).into_response())
 }
 
 async fn kill(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(Json(sup.kill(&id).await?).into_response())
+    Ok(Json(hidden(sup.kill(&id).await?)).into_response())
 }
 
 async fn stats(AxState(sup): Sup, Path(id): Path<String>) -> ApiResult<Response> {

@@ -82,6 +82,9 @@ pub struct PolicySection {
     pub max_table_elements: Option<usize>,
     /// The most linear memories a create may ask (the pool's share caps it too).
     pub max_memories: Option<usize>,
+    /// Requests an HTTP app may ask to run at once (`spec.http.concurrency`; each takes a
+    /// sandbox slot).
+    pub max_concurrency: usize,
     /// Sandboxes the daemon keeps, running or not; creates beyond it get 429.
     pub max_sandboxes: usize,
     /// Sandboxes one batch request may create.
@@ -108,6 +111,7 @@ impl Default for PolicySection {
             max_tables: None,
             max_table_elements: None,
             max_memories: None,
+            max_concurrency: 1024,
             max_sandboxes: 100_000,
             max_batch: 10_000,
             max_request_body: "1M".into(),

@@ -12,7 +12,7 @@
 
 use crate::config::PolicySection;
 use crate::model::Defaults;
-use spore_sandbox::{Input, Mount, SandboxSpec, human_bytes, parse_size};
+use spore_sandbox::{AddrRule, DEFAULT_MAX_OPEN_FILES, Input, Limits, Mount, SandboxSpec, human_bytes, parse_size};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -43,6 +43,10 @@ pub struct Policy {
     pub max_request_body: usize,
     /// Largest program upload.
     pub max_program_body: usize,
+    /// Requests an HTTP app may run at once (each is a sandbox slot).
+    max_concurrency: usize,
+    /// The pool's slot: the memory a sandbox gets when it asks for none.
+    pool_max_memory: u64,
     reveal_variables: bool,
 }
 
@@ -91,6 +95,25 @@ impl ListenRule {
 
     fn allows(&self, addr: SocketAddr) -> bool {
         self.ip.is_none_or(|ip| ip == addr.ip()) && (self.ports.0..=self.ports.1).contains(&addr.port())
+    }
+
+    /// Whether a guest's socket grant to listen on `rule` lies within this rule: one address
+    /// (or any, where this rule allows any) and a port in range (any port, or 0 for an
+    /// ephemeral one, only where this rule allows every port).
+    fn covers(&self, rule: &AddrRule) -> bool {
+        let every_port = self.ports == (1, u16::MAX);
+        let (ip_ok, port) = match rule {
+            AddrRule::Net { net, port } => {
+                let single = net.prefix_len() == net.max_prefix_len();
+                (self.ip.is_none() || (single && self.ip == Some(net.addr())), *port)
+            }
+            AddrRule::Host { port, .. } => (self.ip.is_none(), *port),
+        };
+        ip_ok
+            && match port {
+                None | Some(0) => every_port,
+                Some(p) => (self.ports.0..=self.ports.1).contains(&p),
+            }
     }
 }
 
@@ -145,8 +168,21 @@ impl Policy {
             max_batch: section.max_batch,
             max_request_body: size("max_request_body", &Some(section.max_request_body.clone()))?.unwrap_or(0) as usize,
             max_program_body: size("max_program_body", &Some(section.max_program_body.clone()))?.unwrap_or(0) as usize,
+            max_concurrency: section.max_concurrency,
+            pool_max_memory,
             reveal_variables: section.reveal_variables,
         };
+        for (key, value) in [
+            ("max_sandboxes", policy.max_sandboxes),
+            ("max_batch", policy.max_batch),
+            ("max_concurrency", policy.max_concurrency),
+            ("max_request_body", policy.max_request_body),
+            ("max_program_body", policy.max_program_body),
+        ] {
+            if value == 0 {
+                return Err(format!("[policy] {key} must be at least 1"));
+            }
+        }
         // A default the caps refuse would refuse every create that leaves the limit unset.
         let mut probe = SandboxSpec::default();
         probe.limits.memory_bytes = defaults.memory_bytes;
@@ -156,10 +192,22 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Checks what a create asks before anything is fetched or compiled: stdin, where an HTTP
-    /// app listens, every limit against its cap. Mounts are checked once resolved
-    /// ([`Policy::check_mounts`]).
-    pub fn check_request(&self, spec: &SandboxSpec) -> Result<(), Refusal> {
+    /// Judges what a create asks before anything is fetched or compiled: its mounts as written
+    /// (each must name a path under a mount root; [`Policy::check_mounts`] judges them again
+    /// once resolved), stdin, where an HTTP app and its sockets listen, every limit against
+    /// its cap. A stdin file is read now, into the spec: a path reopened at every start could
+    /// be swapped for a link by then.
+    pub fn admit_request(&self, spec: &mut SandboxSpec) -> Result<(), Refusal> {
+        for m in &spec.mounts {
+            if !m.host.is_absolute() {
+                return Err(Refusal::OverCap(format!(
+                    "mount {}: the host path {} must be absolute",
+                    m.guest,
+                    m.host.display()
+                )));
+            }
+            self.inside_roots(&lexical(&m.host), &format!("mount {}", m.guest), &m.host)?;
+        }
         match &spec.stdio.stdin {
             Input::Inherit => {
                 return Err(Refusal::OverCap(
@@ -167,15 +215,8 @@ impl Policy {
                 ));
             }
             Input::File(file) => {
-                if !self.stdin_files {
-                    return Err(Refusal::Forbidden(format!(
-                        "spec.stdio.stdin reads the host file {}: this daemon's policy does not allow stdin from host files ([policy] stdin_files = true, with the file under one of mount_roots)",
-                        file.display()
-                    )));
-                }
-                let canonical = std::fs::canonicalize(file)
-                    .map_err(|e| Refusal::OverCap(format!("spec.stdio.stdin file {}: {e}", file.display())))?;
-                self.inside_roots(&canonical, "spec.stdio.stdin file", file)?;
+                let file = file.clone();
+                spec.stdio.stdin = Input::Bytes(self.read_stdin(&file)?);
             }
             Input::Null | Input::Bytes(_) => {}
         }
@@ -184,14 +225,72 @@ impl Policy {
                 Refusal::OverCap(format!("spec.http.listen {:?} is not IP:PORT (e.g. 127.0.0.1:8080)", http.listen))
             })?;
             if !self.listen.iter().any(|rule| rule.allows(addr)) {
-                let allowed: Vec<&str> = self.listen.iter().map(|r| r.text.as_str()).collect();
-                return Err(Refusal::Forbidden(format!(
-                    "spec.http.listen {addr}: this daemon's policy allows HTTP apps to listen on {} only; add the address to [policy] listen",
-                    if allowed.is_empty() { "nothing".to_owned() } else { allowed.join(", ") }
+                return Err(self.listen_refused(&format!("spec.http.listen {addr}")));
+            }
+            if let Some(n) = http.concurrency
+                && n > self.max_concurrency
+            {
+                return Err(Refusal::OverCap(format!(
+                    "spec.http.concurrency {n} is more than this daemon allows ({}, [policy] max_concurrency)",
+                    self.max_concurrency
                 )));
             }
         }
+        if let Some(rule) = spec.network.listen.iter().find(|r| !self.listen.iter().any(|l| l.covers(r))) {
+            return Err(self.listen_refused(&format!("spec.network.listen {rule}")));
+        }
         self.check_limits(spec)
+    }
+
+    fn listen_refused(&self, what: &str) -> Refusal {
+        let allowed: Vec<&str> = self.listen.iter().map(|r| r.text.as_str()).collect();
+        Refusal::Forbidden(format!(
+            "{what}: this daemon's policy allows listening on {} only; add the address to [policy] listen",
+            if allowed.is_empty() { "nothing".to_owned() } else { allowed.join(", ") }
+        ))
+    }
+
+    /// A stdin file's contents, if the policy lets a create read it: a regular file under a
+    /// mount root, no larger than a request body.
+    fn read_stdin(&self, file: &Path) -> Result<String, Refusal> {
+        if !self.stdin_files {
+            return Err(Refusal::Forbidden(format!(
+                "spec.stdio.stdin reads the host file {}: this daemon's policy does not allow stdin from host files ([policy] stdin_files = true, with the file under one of mount_roots)",
+                file.display()
+            )));
+        }
+        self.inside_roots(&lexical(file), "spec.stdio.stdin file", file)?;
+        let unreadable = |e: std::io::Error| Refusal::OverCap(format!("spec.stdio.stdin file {}: {e}", file.display()));
+        let canonical = std::fs::canonicalize(file).map_err(unreadable)?;
+        self.inside_roots(&canonical, "spec.stdio.stdin file", file)?;
+        let opened = std::fs::File::open(&canonical).map_err(unreadable)?;
+        let meta = opened.metadata().map_err(unreadable)?;
+        if !meta.is_file() || meta.len() > self.max_request_body as u64 {
+            return Err(Refusal::OverCap(format!(
+                "spec.stdio.stdin file {} must be a regular file of at most {} ([policy] max_request_body)",
+                file.display(),
+                human_bytes(self.max_request_body as u64)
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(opened, self.max_request_body as u64), &mut text)
+            .map_err(unreadable)?;
+        Ok(text)
+    }
+
+    /// Fills the limits a create left unset (after the operator's defaults) from the caps, so
+    /// leaving a limit out never gets more than asking for it would.
+    pub fn fill_unset(&self, limits: &mut Limits) {
+        let caps = &self.caps;
+        limits.memory_bytes = limits.memory_bytes.or(caps.memory_bytes.filter(|&cap| cap < self.pool_max_memory));
+        limits.cpu_time_ms = limits.cpu_time_ms.or(caps.cpu_time_ms);
+        limits.timeout_ms = limits.timeout_ms.or(caps.timeout_ms);
+        let [open_files, instances, tables, elements, memories] = caps.counts.map(|(_, cap)| cap);
+        limits.max_open_files = limits.max_open_files.or(open_files.filter(|&cap| cap < DEFAULT_MAX_OPEN_FILES));
+        limits.max_instances = limits.max_instances.or(instances);
+        limits.max_tables = limits.max_tables.or(tables);
+        limits.max_table_elements = limits.max_table_elements.or(elements);
+        limits.max_memories = limits.max_memories.or(memories);
     }
 
     fn check_limits(&self, spec: &SandboxSpec) -> Result<(), Refusal> {
@@ -238,17 +337,18 @@ impl Policy {
         mounts.iter().try_for_each(|m| self.inside_roots(&m.host, &format!("mount {}", m.guest), &m.host))
     }
 
-    fn inside_roots(&self, canonical: &Path, what: &str, asked: &Path) -> Result<(), Refusal> {
-        if self.mount_roots.iter().any(|root| canonical.starts_with(root)) {
+    /// Refuses `path` (as resolved or normalised) outside every mount root. The message
+    /// repeats only what the client asked, so a refusal tells nothing of the host.
+    fn inside_roots(&self, path: &Path, what: &str, asked: &Path) -> Result<(), Refusal> {
+        if self.mount_roots.iter().any(|root| path.starts_with(root)) {
             return Ok(());
         }
         let roots = match self.mount_roots.is_empty() {
             true => "none".to_owned(),
             false => self.mount_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", "),
         };
-        let through = if canonical != asked { format!(" (which is {})", canonical.display()) } else { String::new() };
         Err(Refusal::Forbidden(format!(
-            "{what}: the host path {}{through} is outside the directories this daemon lets a sandbox mount ({roots}); add it, or a directory above it, to [policy] mount_roots",
+            "{what}: the host path {} is outside the directories this daemon lets a sandbox use ({roots}); add it, or a directory above it, to [policy] mount_roots",
             asked.display()
         )))
     }
@@ -262,6 +362,22 @@ impl Policy {
             )),
         }
     }
+}
+
+/// `path` with `.` and `..` taken out as written (no link followed): where an absolute path
+/// names before anything on the host is consulted.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(name) => out.push(name),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// What a record shows of its secret values unless revealed.
@@ -289,21 +405,51 @@ mod tests {
     #[test]
     fn by_default_apps_listen_on_loopback_above_1023_and_nothing_of_the_host_is_allowed() {
         let p = policy("").unwrap();
-        assert!(p.check_request(&listening("127.0.0.1:8080")).is_ok());
-        assert!(p.check_request(&listening("[::1]:8080")).is_ok());
+        assert!(p.admit_request(&mut listening("127.0.0.1:8080")).is_ok());
+        assert!(p.admit_request(&mut listening("[::1]:8080")).is_ok());
         for refused in ["0.0.0.0:8080", "127.0.0.1:80", "10.0.0.1:8080"] {
-            let err = p.check_request(&listening(refused)).unwrap_err();
+            let err = p.admit_request(&mut listening(refused)).unwrap_err();
             assert!(matches!(err, Refusal::Forbidden(_)) && err.to_string().contains("[policy] listen"), "{err}");
         }
         let dir = tempfile::tempdir().unwrap();
         let err = p.check_mounts(&[Mount { host: dir.path().into(), guest: "/d".into(), read_only: true, pin: None }]);
         assert!(err.unwrap_err().to_string().contains("(none); add it"));
+        // Judged as written before anything on the host is looked at: no probing.
+        for host in ["/etc", "/nonexistent/x", "/etc/../root"] {
+            let mut spec = SandboxSpec::default();
+            spec.mounts.push(Mount { host: host.into(), guest: "/d".into(), read_only: true, pin: None });
+            let err = p.admit_request(&mut spec).unwrap_err().to_string();
+            assert!(err.contains(&format!("the host path {host} is outside")), "{err}");
+        }
+        // A guest's own sockets listen where HTTP apps may.
+        let mut spec = SandboxSpec::default();
+        spec.network.listen = vec!["127.0.0.1:9000".parse().unwrap()];
+        assert!(p.admit_request(&mut spec).is_ok());
+        for refused in ["0.0.0.0:9000", "127.0.0.1:22", "127.0.0.0/8:9000", "127.0.0.1:*", "localhost:9000"] {
+            spec.network.listen = vec![refused.parse().unwrap()];
+            let err = p.admit_request(&mut spec).unwrap_err().to_string();
+            assert!(err.contains("spec.network.listen"), "{refused}: {err}");
+        }
         let mut spec = SandboxSpec::default();
         spec.stdio.stdin = Input::File("/etc/passwd".into());
-        assert!(matches!(p.check_request(&spec), Err(Refusal::Forbidden(_))));
+        assert!(matches!(p.admit_request(&mut spec), Err(Refusal::Forbidden(_))));
         spec.stdio.stdin = Input::Inherit;
-        assert!(matches!(p.check_request(&spec), Err(Refusal::OverCap(_))));
+        assert!(matches!(p.admit_request(&mut spec), Err(Refusal::OverCap(_))));
         assert!(p.check_reveal().is_err());
+    }
+
+    #[test]
+    fn a_stdin_file_is_read_once_when_allowed() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("input"), "hello\n").unwrap();
+        let p =
+            policy(&format!("mount_roots = [{:?}]\nstdin_files = true", root.path().display().to_string())).unwrap();
+        let mut spec = SandboxSpec::default();
+        spec.stdio.stdin = Input::File(root.path().join("input"));
+        p.admit_request(&mut spec).unwrap();
+        assert_eq!(spec.stdio.stdin, Input::Bytes("hello\n".into()), "the contents, not a path to reopen");
+        spec.stdio.stdin = Input::File("/etc/passwd".into());
+        assert!(matches!(p.admit_request(&mut spec), Err(Refusal::Forbidden(_))), "outside the roots");
     }
 
     #[test]
@@ -332,17 +478,22 @@ mod tests {
         spec.limits.cpu_time_ms = Some(2000);
         spec.limits.max_open_files = Some(64);
         spec.limits.memory_bytes = Some(64 << 20);
-        assert!(p.check_request(&spec).is_ok());
+        assert!(p.admit_request(&mut spec).is_ok());
         spec.limits.cpu_time_ms = Some(2001);
-        assert!(p.check_request(&spec).unwrap_err().to_string().contains(
+        assert!(p.admit_request(&mut spec).unwrap_err().to_string().contains(
             "spec.limits.cpu_time_ms 2001 ms is more than this daemon allows (2000 ms, [policy] max_cpu_time)"
         ));
         spec.limits.cpu_time_ms = None;
         spec.limits.max_open_files = Some(65);
-        assert!(p.check_request(&spec).unwrap_err().to_string().contains("[policy] max_open_files"));
+        assert!(p.admit_request(&mut spec).unwrap_err().to_string().contains("[policy] max_open_files"));
         spec.limits.max_open_files = None;
         spec.limits.memory_bytes = Some(65 << 20);
-        assert!(p.check_request(&spec).unwrap_err().to_string().contains("64 MiB"), "the pool's slot is the cap");
+        assert!(p.admit_request(&mut spec).unwrap_err().to_string().contains("64 MiB"), "the pool's slot is the cap");
+
+        // Left unset, a limit gets its cap, never more than asking would.
+        let mut limits = Limits::default();
+        p.fill_unset(&mut limits);
+        assert_eq!((limits.cpu_time_ms, limits.max_open_files, limits.memory_bytes), (Some(2000), Some(64), None));
 
         let section: PolicySection = toml::from_str("max_timeout = \"1m\"").unwrap();
         let defaults = Defaults { timeout_ms: Some(3_600_000), ..Default::default() };

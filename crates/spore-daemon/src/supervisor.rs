@@ -128,6 +128,8 @@ pub struct Supervisor {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
     settings: Settings,
+    /// Sandboxes being created now, counted toward `max_sandboxes` (see [`Supervisor::reserve`]).
+    reserved: Mutex<usize>,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -157,6 +159,7 @@ impl Supervisor {
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             settings,
+            reserved: Mutex::new(0),
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -296,16 +299,13 @@ impl Supervisor {
     /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
     pub async fn create(self: &Arc<Self>, mut requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
-        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len();
-        if kept + requests.len() > policy.max_sandboxes {
-            return Err(SupError::TooMany { kept, max: policy.max_sandboxes });
-        }
-        let starting = requests.iter().filter(|r| r.start).map(|r| slots(&r.spec)).sum();
-        self.check_capacity(starting)?;
         // What the client asks is judged before anything is fetched or compiled.
-        for req in &requests {
-            policy.check_request(&req.spec)?;
+        for req in &mut requests {
+            policy.admit_request(&mut req.spec)?;
         }
+        let _reserved = self.reserve(requests.len())?;
+        let starting = requests.iter().filter(|r| r.start).fold(0usize, |n, r| n.saturating_add(slots(&r.spec)));
+        self.check_capacity(starting)?;
         // Images become stored programs first; a batch names one image many times, and after
         // the first request resolved it the rest reuse that spec. An image with files puts its
         // root in front of the client's mounts: `own` counts those, which the policy's mount
@@ -337,6 +337,7 @@ impl Supervisor {
             let mut seen = std::collections::HashSet::new();
             for (mut req, (image, own)) in requests.into_iter().zip(images) {
                 self.settings.defaults.apply(&mut req);
+                policy.fill_unset(&mut req.spec.limits);
                 let ProgramSource::Digest(digest) = req.spec.program.clone() else {
                     return Err(SupError::Invalid(
                         "spec.program must be {\"digest\": \"sha256:...\"} naming an uploaded program, or {\"image\": \"REF\"}".into(),
@@ -418,9 +419,22 @@ impl Supervisor {
         Ok(created)
     }
 
+    /// Holds room for `n` more sandboxes under the policy's `max_sandboxes` until the create
+    /// is recorded (or fails), so creates running side by side cannot pass it together.
+    fn reserve(&self, n: usize) -> Result<Reservation<'_>, SupError> {
+        let max = self.settings.policy.max_sandboxes;
+        let mut reserved = lock(&self.reserved);
+        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len().saturating_add(*reserved);
+        if kept.saturating_add(n) > max {
+            return Err(SupError::TooMany { kept, max });
+        }
+        *reserved += n;
+        Ok(Reservation { reserved: &self.reserved, n })
+    }
+
     fn check_capacity(&self, more: usize) -> Result<(), SupError> {
         let live = self.live.load(Ordering::Relaxed);
-        if live + more > self.settings.capacity {
+        if live.saturating_add(more) > self.settings.capacity {
             return Err(SupError::Capacity { live, capacity: self.settings.capacity });
         }
         Ok(())
@@ -734,6 +748,19 @@ pub const DEFAULT_HTTP_CONCURRENCY: usize = 16;
 
 /// Pool slots a sandbox takes while it runs: one for a command; one per request an HTTP app
 /// may run at once, since each request's instance is a guest of the pool until it ends.
+/// Room held for sandboxes being created; given back when the create ends, by which time
+/// they are entries (or never will be).
+struct Reservation<'a> {
+    reserved: &'a Mutex<usize>,
+    n: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        *lock(self.reserved) -= self.n;
+    }
+}
+
 fn slots(spec: &SandboxSpec) -> usize {
     spec.http.as_ref().map_or(1, |h| h.concurrency.unwrap_or(DEFAULT_HTTP_CONCURRENCY).max(1))
 }

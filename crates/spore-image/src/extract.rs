@@ -520,7 +520,11 @@ mod tests {
         let cases: &[&[Raw<'_>]] = &[
             &[("a/up", EntryType::Symlink, "..", b""), ("t", EntryType::Symlink, "a/up/..", b"")],
             // The later link changes where the earlier one leads.
-            &[("t", EntryType::Symlink, "x/..", b""), ("a/up", EntryType::Symlink, "..", b""), ("x", EntryType::Symlink, "a/up", b"")],
+            &[
+                ("t", EntryType::Symlink, "x/..", b""),
+                ("a/up", EntryType::Symlink, "..", b""),
+                ("x", EntryType::Symlink, "a/up", b""),
+            ],
         ];
         for layer in cases {
             let (_dir, r) = unpack_layers(&[layer], ExtractLimits::DEFAULT);
@@ -554,7 +558,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut u = Unpacker::new(dir.path(), ExtractLimits { max_bytes: 1 << 20, max_entries: 10 }).unwrap();
         assert!(u.layer(&bomb[..]).unwrap_err().to_string().contains("more than 1048576 bytes"));
-        assert!(!dir.path().join("zeros").exists() || std::fs::metadata(dir.path().join("zeros")).unwrap().len() <= 1 << 20);
+        assert!(
+            !dir.path().join("zeros").exists() || std::fs::metadata(dir.path().join("zeros")).unwrap().len() <= 1 << 20
+        );
     }
 
     #[test]
