@@ -80,6 +80,42 @@ fn deploying_a_name_again_replaces_the_old_version() {
         assert!(!first.contains(&r["id"].as_str().unwrap().to_owned()));
         assert_eq!(r["spec"]["args"], serde_json::json!(["7"]));
     }
+
+    // A redeploy the daemon refuses leaves the running version as it was.
+    d.wait_for("web-0", 10, |r| r["state"] == "running");
+    let before = d.inspect("web-0")["id"].clone();
+    for bad in [
+        vec!["deploy", "--name", "web", "--replicas", "2", "--memory", "99G"],
+        vec!["deploy", "--name", "web", "--replicas", "2", "--http", "127.0.0.1:18777"],
+    ] {
+        let seen = d.run(bad.into_iter().chain([g("refdaemon").as_str(), "9"]));
+        assert_eq!(seen.code, 125, "{seen:?}");
+        assert!(seen.stderr.contains("web was not redeployed; its 2 sandbox(es) were left as they were"), "{seen:?}");
+        let record = d.inspect("web-0");
+        assert_eq!((&record["id"], record["state"].as_str()), (&before, Some("running")), "{record:#}");
+        assert_eq!(record["spec"]["args"], serde_json::json!(["7"]));
+    }
+    // The app's name addresses all its replicas, as a compose service does.
+    d.wait_for("web-1", 10, |r| r["state"] == "running");
+    let logs = d.run(["logs", "web"]).stdout;
+    assert!(logs.contains("web-0 | tick 0") && logs.contains("web-1 | tick 0"), "{logs}");
+    let stats = d.run(["stats", "web"]).stdout;
+    assert!(stats.contains("web-0") && stats.contains("web-1"), "{stats}");
+    assert_eq!(d.run(["stop", "-t", "0", "web"]).code, 0);
+    for r in ["web-0", "web-1"] {
+        assert_eq!(d.inspect(r)["desired"], "stopped");
+    }
+    let seen = d.run(["rm", "web"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(d.run(["ps", "-aq"]).stdout.trim().is_empty());
+    assert!(d.run(["logs", "web"]).stderr.contains("no sandbox \"web\""), "gone, by its name too");
+
+    // Replacing takes the old ones' names and slots: a daemon at capacity redeploys too.
+    let d = Daemon::start(&["--capacity", "2"]);
+    assert_eq!(d.run(["deploy", "--name", "full", "--replicas", "2", &g("refdaemon"), "5"]).code, 0);
+    let seen = d.run(["deploy", "--name", "full", "--replicas", "2", &g("refdaemon"), "6"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    d.wait_for("full-1", 10, |r| r["state"] == "running" && r["spec"]["args"] == serde_json::json!(["6"]));
 }
 
 #[test]

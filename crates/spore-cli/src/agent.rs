@@ -171,13 +171,12 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
     let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     labels.insert(APP_LABEL.into(), json!(name));
 
-    // Replace what an earlier deploy of this name left running.
+    // Replace what an earlier deploy of this name left, in the create itself: the daemon
+    // removes the old sandboxes only once it has accepted the new ones.
     let old: Vec<SandboxRecord> = client
         .json(Method::GET, &format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}"))), None)
         .await?;
-    for record in &old {
-        client.json::<Value>(Method::DELETE, &format!("/v1/sandboxes/{}?force=true", record.id), None).await?;
-    }
+    let replace: String = old.iter().map(|r| format!("replace={}&", encode(&r.id))).collect();
     let mut template = json!({ "name": name, "labels": labels, "spec": spec });
     if image.is_some() {
         template["pull"] = json!(args.spec.pull);
@@ -185,12 +184,20 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
     if let Some(restart) = args.restart {
         template["restart"] = json!(restart);
     }
-    let created: Vec<Created> = if args.replicas == 1 {
-        vec![client.json(Method::POST, "/v1/sandboxes", Some(template)).await?]
+    let created: anyhow::Result<Vec<Created>> = if args.replicas == 1 {
+        client.json(Method::POST, &format!("/v1/sandboxes?{replace}"), Some(template)).await.map(|c| vec![c])
     } else {
-        client
-            .json(Method::POST, "/v1/sandboxes/batch", Some(json!({ "template": template, "count": args.replicas })))
-            .await?
+        let batch = json!({ "template": template, "count": args.replicas });
+        client.json(Method::POST, &format!("/v1/sandboxes/batch?{replace}"), Some(batch)).await
+    };
+    let created = match created {
+        Ok(created) => created,
+        Err(err) if !old.is_empty() => {
+            return Err(
+                err.context(format!("{name} was not redeployed; its {} sandbox(es) were left as they were", old.len()))
+            );
+        }
+        Err(err) => return Err(err),
     };
     if json_out {
         println!("{}", serde_json::to_string(&created)?);
@@ -326,7 +333,11 @@ pub struct InspectArgs {
 
 /// `spore inspect`: sandboxes from the daemon, else images from the local store.
 pub async fn inspect(client: &Client, args: InspectArgs, store_dir: &std::path::Path) -> anyhow::Result<i32> {
-    per_name(&args.names, |name| async move {
+    let names = match args.kind {
+        Some(InspectType::Image) => args.names.clone(),
+        _ => expand(client, &args.names).await,
+    };
+    per_name(&names, |name| async move {
         let sandbox = match args.kind {
             Some(InspectType::Image) => Err(anyhow::anyhow!("not looked up as a sandbox")),
             _ => {
@@ -353,7 +364,8 @@ pub async fn inspect(client: &Client, args: InspectArgs, store_dir: &std::path::
 pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool) -> anyhow::Result<i32> {
     let (method, suffix) = (Method::POST, format!("/{action}"));
     let print_record = json_out;
-    per_name(&args.names, |name| {
+    let names = expand(client, &args.names).await;
+    per_name(&names, |name| {
         let (client, method, path) = (client, method.clone(), format!("/v1/sandboxes/{}{suffix}", encode(name)));
         async move {
             let record: SandboxRecord = client.json(method, &path, None).await?;
@@ -361,6 +373,27 @@ pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool
         }
     })
     .await
+}
+
+/// The sandboxes `names` address: each a sandbox's id, id prefix or name — or else a deployed
+/// app's name, which stands for all its replicas (`web` → `web-0`, `web-1`…), as a compose
+/// service stands for its containers. A name that is neither is kept, for its error.
+async fn expand(client: &Client, names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        let path = format!("/v1/sandboxes/{}", encode(name));
+        if client.json::<SandboxRecord>(Method::GET, &path, None).await.is_err() {
+            let path = format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}")));
+            if let Ok(replicas) = client.json::<Vec<SandboxRecord>>(Method::GET, &path, None).await
+                && !replicas.is_empty()
+            {
+                out.extend(replicas.into_iter().map(|r| r.name));
+                continue;
+            }
+        }
+        out.push(name.clone());
+    }
+    out
 }
 
 /// Runs `request` for every name, printing what it returns or the error, one line per name
@@ -394,7 +427,8 @@ pub struct StopArgs {
 }
 
 pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
-    per_name(&args.names.names, |name| async move {
+    let names = expand(client, &args.names.names).await;
+    per_name(&names, |name| async move {
         let path = format!("/v1/sandboxes/{}/stop?timeout={}", encode(name), args.time);
         client.json::<SandboxRecord>(Method::POST, &path, None).await?;
         Ok(name.to_owned())
@@ -413,7 +447,8 @@ pub struct RmArgs {
 }
 
 pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
-    per_name(&args.names.names, |name| async move {
+    let names = expand(client, &args.names.names).await;
+    per_name(&names, |name| async move {
         let path = format!("/v1/sandboxes/{}?force={}", encode(name), args.force);
         client.json::<Value>(Method::DELETE, &path, None).await?;
         Ok(name.to_owned())
@@ -477,15 +512,38 @@ pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Re
     if let Some(s) = &args.since {
         query.push(format!("since={}", encode(s)));
     }
-    let response = client
-        .send(Method::GET, &format!("/v1/sandboxes/{}/logs?{}", encode(&args.name), query.join("&")), None)
-        .await?;
+    let query = query.join("&");
+    // An app's name stands for all its replicas: their lines interleave, each with its
+    // sandbox's name in front (as compose shows a service's containers).
+    let names = expand(client, std::slice::from_ref(&args.name)).await;
+    let prefixed = names.len() > 1;
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    let streams = names.iter().map(|name| {
+        let prefix = prefixed.then(|| format!("{name:<width$} | "));
+        stream_logs(client, name, &query, prefix, &args, json_out)
+    });
+    futures_util::future::try_join_all(streams).await?;
+    Ok(0)
+}
+
+/// Prints one sandbox's log lines as they come (stdout lines to stdout, stderr lines to
+/// stderr), each after `prefix`.
+async fn stream_logs(
+    client: &Client,
+    name: &str,
+    query: &str,
+    prefix: Option<String>,
+    args: &LogsArgs,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let response = client.send(Method::GET, &format!("/v1/sandboxes/{}/logs?{query}", encode(name)), None).await?;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
         let bytes = body.collect().await?.to_bytes();
         return Err(server_error(status, &bytes));
     }
+    let prefix = prefix.unwrap_or_default();
     let mut pending = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else { continue };
@@ -500,9 +558,9 @@ pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Re
             let m = if args.raw { line.m.as_str().into() } else { escape_controls(&line.m) };
             let text = if args.timestamps {
                 let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.t);
-                format!("{} {m}\n", humantime::format_rfc3339_millis(t))
+                format!("{prefix}{} {m}\n", humantime::format_rfc3339_millis(t))
             } else {
-                format!("{m}\n")
+                format!("{prefix}{m}\n")
             };
             match line.s {
                 Stream::Out => std::io::stdout().write_all(text.as_bytes())?,
@@ -511,7 +569,7 @@ pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Re
         }
         std::io::stdout().flush()?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// Live figures: memory, CPU time, uptime, restarts.
@@ -527,8 +585,8 @@ pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::
         client.json(Method::GET, "/v1/stats", None).await?
     } else {
         let mut out = Vec::new();
-        for name in &args.names {
-            out.push(client.json(Method::GET, &format!("/v1/sandboxes/{}/stats", encode(name)), None).await?);
+        for name in expand(client, &args.names).await {
+            out.push(client.json(Method::GET, &format!("/v1/sandboxes/{}/stats", encode(&name)), None).await?);
         }
         out
     };

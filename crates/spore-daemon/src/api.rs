@@ -202,13 +202,32 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
     Ok(Json(sup.list(&labels, state).into_iter().map(shown).collect::<Vec<_>>()).into_response())
 }
 
-async fn create(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
+/// The sandboxes a create replaces (`?replace=ID` or name, repeatable; a redeploy).
+fn replaced(params: &[(String, String)]) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "replace" => out.push(v.clone()),
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {other:?}; use replace"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn create(AxState(sup): Sup, Query(params): Params, body: Bytes) -> ApiResult<Response> {
+    let replace = replaced(&params)?;
     let req: CreateRequest = parse(&body)?;
-    let mut created = sup.create(vec![req]).await?;
+    let mut created = sup.create(vec![req], &replace).await?;
     Ok((StatusCode::CREATED, Json(created.remove(0))).into_response())
 }
 
-async fn batch(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
+async fn batch(AxState(sup): Sup, Query(params): Params, body: Bytes) -> ApiResult<Response> {
+    let replace = replaced(&params)?;
     let req: BatchRequest = parse(&body)?;
     let max = sup.policy().max_batch;
     if req.count == 0 || req.count as usize > max {
@@ -224,7 +243,7 @@ async fn batch(AxState(sup): Sup, body: Bytes) -> ApiResult<Response> {
             r
         })
         .collect();
-    let created = sup.create(requests).await?;
+    let created = sup.create(requests, &replace).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -297,15 +297,33 @@ impl Supervisor {
     }
 
     /// Creates sandboxes from requests in one durable transaction, then starts those asked to.
-    pub async fn create(self: &Arc<Self>, mut requests: Vec<CreateRequest>) -> Result<Vec<Created>, SupError> {
+    ///
+    /// `replace` names sandboxes the new ones take the place of (a redeploy): everything about
+    /// the new ones is checked first — policy, image, program, names, capacity — and only then,
+    /// in the same transaction, are the old ones removed (stopped at once) and the new ones
+    /// recorded. A create that fails leaves the old ones as they were.
+    pub async fn create(
+        self: &Arc<Self>,
+        mut requests: Vec<CreateRequest>,
+        replace: &[String],
+    ) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
+        let mut replaced: Vec<Arc<Entry>> = Vec::new();
+        for key in replace {
+            let entry = self.find(key)?;
+            if !replaced.iter().any(|e| Arc::ptr_eq(e, &entry)) {
+                replaced.push(entry);
+            }
+        }
+        let replaced_names: Vec<String> = replaced.iter().map(|e| lock(&e.record).name.clone()).collect();
         // What the client asks is judged before anything is fetched or compiled.
         for req in &mut requests {
             policy.admit_request(&mut req.spec)?;
         }
-        let _reserved = self.reserve(requests.len())?;
+        let _reserved = self.reserve(requests.len().saturating_sub(replaced.len()))?;
         let starting = requests.iter().filter(|r| r.start).fold(0usize, |n, r| n.saturating_add(slots(&r.spec)));
-        self.check_capacity(starting)?;
+        let freed = replaced.iter().filter_map(|e| lock(&e.running).as_ref().map(|r| r.slots)).sum::<usize>();
+        self.check_capacity(starting.saturating_sub(freed))?;
         // Images become stored programs first; a batch names one image many times, and after
         // the first request resolved it the rest reuse that spec. An image with files puts its
         // root in front of the client's mounts: `own` counts those, which the policy's mount
@@ -373,7 +391,7 @@ impl Supervisor {
                         _ => format!("sandbox-{id}"),
                     },
                 };
-                if names.contains_key(&name) || !seen.insert(name.clone()) {
+                if (names.contains_key(&name) && !replaced_names.contains(&name)) || !seen.insert(name.clone()) {
                     return Err(SupError::NameTaken(name));
                 }
                 records.push(SandboxRecord {
@@ -393,10 +411,15 @@ impl Supervisor {
                 });
             }
         }
+        let gone = replaced.iter().map(|e| Change::Delete(lock(&e.record).id.clone()));
         self.db
-            .commit(records.iter().cloned().map(|r| Change::Put(Box::new(r))).collect())
+            .commit(gone.chain(records.iter().cloned().map(|r| Change::Put(Box::new(r)))).collect())
             .await
             .map_err(SupError::Storage)?;
+        for entry in &replaced {
+            self.kill_entry(entry, "killed: replaced".into()).await;
+            self.forget(entry);
+        }
         let mut created = Vec::with_capacity(records.len());
         for record in records {
             let start = record.desired == Desired::Running;
@@ -558,8 +581,15 @@ impl Supervisor {
             }
             self.kill_entry(&entry, "killed: removed".into()).await;
         }
+        let id = lock(&entry.record).id.clone();
+        self.db.commit(vec![Change::Delete(id)]).await.map_err(SupError::Storage)?;
+        self.forget(&entry);
+        Ok(())
+    }
+
+    /// Drops a sandbox whose record is deleted: its entry, name, log and its image's pin.
+    fn forget(&self, entry: &Arc<Entry>) {
         let record = lock(&entry.record).clone();
-        self.db.commit(vec![Change::Delete(record.id.clone())]).await.map_err(SupError::Storage)?;
         {
             let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
             entries.remove(&record.id);
@@ -575,7 +605,6 @@ impl Supervisor {
         entry.log.close();
         self.logs.remove(&record.id);
         self.announce(&record, "removed");
-        Ok(())
     }
 
     /// Live figures of one sandbox.
