@@ -112,6 +112,25 @@ fn key_value_on_the_embedded_store_is_granted_by_name_and_durable() {
 }
 
 #[test]
+fn two_servers_run_side_by_side_and_a_shared_store_file_names_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = counter(dir.path(), &[]);
+    assert_eq!(first.get("/count"), (200, "1 1\n".into()));
+    // Another server on this machine whose app uses no store starts and serves (before, it
+    // failed at start on the store file's lock).
+    let hello = serve(dir.path(), &[guest("http-hello").to_str().unwrap()]);
+    assert_eq!(hello.get("/x").0, 200, "{}", hello.output());
+    // One whose app uses the same store file gets the interface's error, naming the file
+    // and the process that holds it.
+    let second = counter(dir.path(), &[]);
+    let (status, body) = second.get("/count");
+    assert_eq!(status, 503, "{body}");
+    let holder = format!("held by process {}", first.pid());
+    assert!(body.contains("default.redb") && body.contains(&holder), "{body}");
+    assert_eq!(first.get("/count"), (200, "2 2\n".into()), "the first goes on");
+}
+
+#[test]
 fn key_value_on_redis_gives_the_same_results_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(0);
@@ -264,6 +283,23 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     }
     assert_eq!(answer, (200, "1 1\n".into()), "daemon log:\n{}", d.log());
     assert_eq!(request(&listen, "GET", "/count", &[], b""), (200, "2 2\n".into()));
+    // Another app granted `default` gets its own `default`, as in Spin (before, both shared
+    // one store: this answered "3 3").
+    let other = format!("127.0.0.1:{}", support::peers::free_port());
+    let seen = d.run(["deploy", "--name", "other", "--http", &other, "--key-value", "default", kv.to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    d.wait_for("other", 10, |r| r["state"] == "running");
+    let answer = (0..100)
+        .find_map(|_| match std::net::TcpStream::connect(&other) {
+            Ok(_) => Some(request(&other, "GET", "/count", &[], b"")),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(answer, (200, "1 1\n".into()));
+    assert_eq!(d.run(["rm", "-f", "other"]).code, 0);
     // A stop is a graceful shutdown: the port closes and the sandbox ends cleanly.
     let seen = d.run(["stop", "counter"]);
     assert_eq!(seen.code, 0, "{seen:?}");

@@ -665,7 +665,10 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             r.state = State::Running;
             r.started_at = Some(now_ms());
             r.exit = None;
-            (r.spec.clone(), r.clone())
+            let mut spec = r.spec.clone();
+            // Each app's stores are its own (see `app_of`).
+            spec.capabilities.key_value_namespace = Some(app_of(&r).to_owned());
+            (spec, r.clone())
         };
         // Not persisted: after a crash a sandbox runs again because it is *desired* running,
         // whatever state was last stored; its ending (below) is what the record must keep.
@@ -788,6 +791,12 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         *lock(self.reserved) -= self.n;
     }
+}
+
+/// The app a sandbox belongs to, whose key-value stores it opens: the app `spore deploy` made
+/// it for (its `spore.app` label, shared by the replicas of one deploy), else its own name.
+fn app_of(record: &SandboxRecord) -> &str {
+    record.labels.get("spore.app").map_or(record.name.as_str(), String::as_str)
 }
 
 fn slots(spec: &SandboxSpec) -> usize {

@@ -1,12 +1,17 @@
 //! The embedded backend: one redb file, one table per store. Every write is its own ACID
 //! transaction (durable when it returns); reads see the last commit. redb calls block, so they
 //! run on tokio's blocking pool, never on the threads that drive guests.
+//!
+//! The file is opened on first use, not when the host starts: a server whose apps use no store
+//! never takes its lock (two servers run side by side), and a file that is corrupt or held by
+//! another process fails the store's operations — with a message naming the file and, for a
+//! lock, the process holding it — not the host.
 
 use crate::{Backend, KeyPage, KvError, parse_counter};
 use futures_util::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Keys per `list` page.
 const PAGE: usize = 1000;
@@ -14,7 +19,8 @@ const PAGE: usize = 1000;
 /// Stores in a redb file.
 #[derive(Clone)]
 pub struct Embedded {
-    db: Arc<Database>,
+    path: Arc<PathBuf>,
+    db: Arc<Mutex<Option<Arc<Database>>>>,
 }
 
 fn table(store: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
@@ -26,21 +32,49 @@ fn err(e: impl std::fmt::Display) -> KvError {
 }
 
 impl Embedded {
-    /// Opens (or creates) the file at `path`.
+    /// A store in the file at `path` (created on first use).
+    pub fn at(path: &Path) -> Self {
+        Embedded { path: Arc::new(path.to_owned()), db: Arc::default() }
+    }
+
+    /// Opens (or creates) the file at `path` now, failing as a first use would.
     pub fn open(path: &Path) -> Result<Self, KvError> {
+        let kv = Embedded::at(path);
+        kv.database()?;
+        Ok(kv)
+    }
+
+    /// The open database, opened now if it is not yet. Blocks: call on the blocking pool.
+    fn database(&self) -> Result<Arc<Database>, KvError> {
+        let mut slot = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let path = self.path.as_path();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| KvError(format!("{}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| KvError(format!("{}: {e}", path.display())))?;
-        Ok(Embedded { db: Arc::new(db) })
+        let db = Database::create(path).map_err(|e| {
+            let held = matches!(e, redb::DatabaseError::DatabaseAlreadyOpen)
+                .then(|| lock_holder(path))
+                .flatten()
+                .map(|pid| format!(" (held by process {pid}{})", process_name(pid)))
+                .unwrap_or_default();
+            let message = format!("key-value store file {}: {e}{held}", path.display());
+            tracing::warn!("{message}");
+            KvError(message)
+        })?;
+        let db = Arc::new(db);
+        *slot = Some(db.clone());
+        Ok(db)
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, KvError> + Send + 'static,
     ) -> Result<T, KvError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(err)?
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.database().and_then(|db| f(&db))).await.map_err(err)?
     }
 
     /// Runs `f` on the store's table inside one write transaction, committed when it returns Ok.
@@ -173,6 +207,25 @@ impl Backend for Embedded {
     }
 }
 
+/// The process holding a lock on `path`, from the kernel's lock table (`/proc/locks`:
+/// `ID: TYPE MODE ACCESS PID MAJ:MIN:INODE START END`).
+fn lock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (pid, id) = (fields.get(4)?, fields.get(5)?);
+        let inode: u64 = id.rsplit(':').next()?.parse().ok()?;
+        (inode == meta.ino()).then(|| pid.parse().ok()).flatten()
+    })
+}
+
+/// `: NAME` of process `pid`, when it can be read.
+fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|n| format!(": {}", n.trim())).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +239,21 @@ mod tests {
         drop(kv);
         let kv = Embedded::open(&path).unwrap();
         assert_eq!(kv.get("s", "n").await.unwrap().as_deref(), Some(&b"5"[..]), "durable");
+    }
+
+    #[tokio::test]
+    async fn a_file_is_opened_on_first_use_and_trouble_fails_the_store_not_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let kv = Embedded::at(&path);
+        assert!(!path.exists(), "nothing opened before use");
+        kv.set("s", "k", b"v").await.unwrap();
+        // A second holder of the same file (another process would be told which one).
+        let err = Embedded::at(&path).get("s", "k").await.unwrap_err().0;
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        let corrupt = dir.path().join("corrupt.redb");
+        std::fs::write(&corrupt, b"not a database").unwrap();
+        let err = Embedded::at(&corrupt).get("s", "k").await.unwrap_err().0;
+        assert!(err.contains("corrupt.redb"), "{err}");
     }
 }

@@ -100,5 +100,15 @@ pub(crate) mod conformance {
         b.delete("s", "k").await.unwrap();
         assert!(!b.exists("s", "k").await.unwrap());
         assert_eq!(b.list("s", None).await.unwrap().keys, ["n"]);
+        // No (store, key) pair meets another, whatever separators either holds.
+        b.set("x", "y:z", b"first").await.unwrap();
+        b.set("x:y", "z", b"second").await.unwrap();
+        assert_eq!(b.get("x", "y:z").await.unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(b.list("x", None).await.unwrap().keys, ["y:z"], "x lists none of x:y's keys");
+        assert_eq!(b.list("x:y", None).await.unwrap().keys, ["z"]);
+        // A store's name is a name, never a pattern.
+        b.set("g*", "k", b"1").await.unwrap();
+        b.set("gx", "other", b"2").await.unwrap();
+        assert_eq!(b.list("g*", None).await.unwrap().keys, ["k"]);
     }
 }

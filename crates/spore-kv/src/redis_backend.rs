@@ -1,4 +1,7 @@
-//! The Redis backend: each store is a key prefix (`{store}:{key}`) in one Redis database.
+//! The Redis backend: each store is a key prefix in one Redis database:
+//! `spore:{length of store}:{store}:{key}`. The length makes the prefix unambiguous — store
+//! `a` key `b:c` and store `a:b` key `c` are different keys, and listing `a` never sees `a:b`'s
+//! — and `spore:` keeps other programs' keys on a shared Redis out of every store.
 //!
 //! The connection is made on first use and kept by redis-rs's `ConnectionManager`, which
 //! reconnects by itself; if Redis is down when a guest asks, the guest gets the interface's
@@ -47,7 +50,7 @@ impl Redis {
     }
 
     fn key(store: &str, key: &str) -> String {
-        format!("{store}:{key}")
+        format!("spore:{}:{store}:{key}", store.len())
     }
 }
 
@@ -74,7 +77,14 @@ impl Backend for Redis {
     fn list<'a>(&'a self, store: &'a str, cursor: Option<u64>) -> BoxFuture<'a, Result<KeyPage, KvError>> {
         Box::pin(async move {
             let prefix = Self::key(store, "");
-            let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']', '\\'], "\\$0"));
+            let mut pattern = String::with_capacity(prefix.len() + 8);
+            for c in prefix.chars() {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('*');
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor.unwrap_or(0))
                 .arg("MATCH")

@@ -53,10 +53,30 @@ pub struct Bucket {
     backend: Arc<dyn Backend>,
 }
 
-/// What one sandbox may reach: the host's stores and the names its spec grants.
+/// What one sandbox may reach: the host's stores, the names its spec grants, and whose they
+/// are.
 pub(crate) struct KvGrant {
     pub(crate) stores: Arc<KvStores>,
     pub(crate) granted: Arc<[String]>,
+    pub(crate) namespace: Option<String>,
+}
+
+impl KvGrant {
+    /// The name the backend keeps the store `label` under: the label itself where one app has
+    /// the host to itself, else `app:APP/LABEL` — so two apps' `default` are two stores.
+    /// Labels are plain names ([`valid_label`]) and app names hold no `/`, so no two
+    /// (app, label) pairs meet.
+    fn backend_name(&self, label: &str) -> String {
+        match &self.namespace {
+            None => label.to_owned(),
+            Some(app) => format!("app:{app}/{label}"),
+        }
+    }
+}
+
+/// Whether `label` is a store label Spore accepts: 1–64 ASCII letters, digits, `-` or `_`.
+pub(crate) fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The view the bindings work on.
@@ -119,7 +139,7 @@ impl store::Host for KvView<'_> {
             );
             return Ok(Err(store::Error::NoSuchStore));
         };
-        Ok(Ok(self.table.push(Bucket { name: identifier, backend })?))
+        Ok(Ok(self.table.push(Bucket { name: self.grant.backend_name(&identifier), backend })?))
     }
 }
 

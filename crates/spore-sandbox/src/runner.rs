@@ -413,7 +413,11 @@ impl Runnable {
             open_files_limit: (open_files, by_process),
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks { policy: Arc::new(policy), resolver: crate::outbound::system_resolver() },
-            kv: KvGrant { stores: self.kv_stores.clone(), granted: caps.key_value_stores.clone().into() },
+            kv: KvGrant {
+                stores: self.kv_stores.clone(),
+                granted: caps.key_value_stores.clone().into(),
+                namespace: caps.key_value_namespace.clone(),
+            },
             config: Arc::new(caps.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
         };
         Ok((state, captured))

@@ -221,6 +221,12 @@ pub struct Capabilities {
     pub key_value_stores: Vec<String>,
     /// `wasi:config` variables the guest can read.
     pub variables: BTreeMap<String, String>,
+    /// Whose stores a granted name opens: the app the host runs this sandbox for (the daemon
+    /// gives each app its own `default`, as Spin does), or `None` where one app has the host
+    /// to itself (`spore serve`, `up`). Set by the host, never by a client: not part of the
+    /// stored or submitted spec.
+    #[serde(skip)]
+    pub key_value_namespace: Option<String>,
 }
 
 /// A spec that cannot run as written.
@@ -229,6 +235,14 @@ pub enum SpecError {
     /// An outbound HTTP grant that does not parse.
     #[error("{0}")]
     Outbound(String),
+    /// A key-value store label that is not a plain name.
+    #[error(
+        "key-value store {label:?}: a store's label is letters, digits, '-' and '_' (at most 64), as in Spin's key_value_stores"
+    )]
+    StoreLabel {
+        /// The label.
+        label: String,
+    },
     /// A mount's host directory is missing or not a directory.
     #[error("mount {host}: {problem}; create it or fix the path")]
     MountHost {
@@ -319,6 +333,9 @@ impl SandboxSpec {
         }
         crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts)
             .map_err(SpecError::Outbound)?;
+        if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !crate::kv::valid_label(l)) {
+            return Err(SpecError::StoreLabel { label: label.clone() });
+        }
         let l = &self.limits;
         for (name, value) in
             [("memory_bytes", l.memory_bytes), ("cpu_time_ms", l.cpu_time_ms), ("timeout_ms", l.timeout_ms)]

@@ -78,14 +78,9 @@ pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, Str
                         path.display()
                     ));
                 }
-                let db = match embedded.get(&path) {
-                    Some(db) => db.clone(),
-                    None => {
-                        let db = Embedded::open(&path).map_err(|e| format!("[key_value_store.{name}]: {e}"))?;
-                        embedded.insert(path.clone(), db.clone());
-                        db
-                    }
-                };
+                // Opened on first use (see spore_kv::Embedded): a host whose apps use no
+                // store never takes the file's lock, and a bad file fails its store only.
+                let db = embedded.entry(path.clone()).or_insert_with(|| Embedded::at(&path)).clone();
                 stores.insert(&name, Arc::new(db));
             }
             "redis" => {
