@@ -7,6 +7,7 @@
 //! under the spec by the launch path ([`spore_sandbox::launch::from_image`]). The stored
 //! record is then a plain spec: restarts need no registry.
 
+use spore_engine::Digest;
 use spore_image::{ContentStore, Reference, StoreError, open_image};
 use spore_registry::{AuthFiles, Progress, PullPolicy, Registry, RegistryError, RegistryOptions};
 use spore_sandbox::{ProgramSource, SandboxSpec};
@@ -78,15 +79,31 @@ impl Programs {
                 "no image {reference} in the daemon's image store and the pull policy is never; pull it first"
             ))
         })?;
+        // Unpacking the layers, reading and hashing the wasm: disk and CPU work, done on the
+        // blocking pool so that the runtime's workers go on driving guests and the API.
+        let (this, mut taken) = (self.clone(), std::mem::take(spec));
+        let (result, taken) = tokio::task::spawn_blocking(move || {
+            let result = this.program_of_image(&image, digest, &mut taken);
+            (result, taken)
+        })
+        .await
+        .map_err(|e| ProgramError::Upstream(format!("unpacking the image failed: {e}")))?;
+        *spec = taken;
+        result.map(|()| Some(digest.to_string()))
+    }
+
+    /// The blocking half of [`Programs::resolve_image`]: the image `digest` (named `image`)
+    /// opened, pinned, its wasm stored as a program and its settings put under `spec`.
+    fn program_of_image(&self, image: &str, digest: Digest, spec: &mut SandboxSpec) -> Result<(), ProgramError> {
         let bad = |e: spore_image::ImageError| ProgramError::BadImage(format!("{image}: {e}"));
         let opened = open_image(&self.images, digest).map_err(bad)?;
         // Pinned before anything depends on it, so a prune racing this create keeps it.
         self.images.pin("daemon", &digest)?;
         let wasm = spore_sandbox::launch::from_image(&self.images, &opened, spec).map_err(bad)?;
-        let program = spore_engine::Digest::of(&wasm).to_string();
+        let program = Digest::of(&wasm).to_string();
         self.put(&program, &wasm)?;
         spec.program = ProgramSource::Digest(program);
-        Ok(Some(digest.to_string()))
+        Ok(())
     }
 
     /// Keeps the image `digest` (a manifest) through prunes again: a create pins it a second

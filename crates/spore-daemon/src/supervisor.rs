@@ -349,6 +349,24 @@ impl Supervisor {
             };
             images.push((image, req.spec.mounts.len() - asked_mounts));
         }
+        // Each program compiled (or fetched from the cache) and linked before anything is
+        // committed — a bad program is an error now, not a crash loop — on the blocking pool:
+        // compiling is CPU work that would stall every guest and the API on the runtime's
+        // workers.
+        let mut digests: Vec<String> = requests
+            .iter()
+            .filter_map(|r| match &r.spec.program {
+                ProgramSource::Digest(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        digests.dedup();
+        for digest in digests {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.runnable(&digest))
+                .await
+                .map_err(|e| SupError::Compile(format!("compiling failed: {e}")))??;
+        }
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
@@ -367,11 +385,10 @@ impl Supervisor {
                 if !self.programs.has(&digest)? {
                     return Err(ProgramError::Missing(digest.clone()).into());
                 }
-                // Compiled and linked before anything is committed (a bad program is an error
-                // now, not a crash loop), then the spec admitted through the launch path every
-                // front end shares: valid, mounts pinned (a restart opens these very
-                // directories or fails) and clear of the compile cache, counts within the
-                // pool's share, the program of the kind the spec runs.
+                // Linked above; the spec admitted through the launch path every front end
+                // shares: valid, mounts pinned (a restart opens these very directories or
+                // fails) and clear of the compile cache, counts within the pool's share, the
+                // program of the kind the spec runs.
                 let prepared = self.runnable(&digest)?;
                 let wanted = if req.spec.http.is_some() { AppKind::Http } else { AppKind::Command };
                 launch::admit(&prepared, &mut req.spec, Some(wanted)).map_err(refused)?;
