@@ -580,3 +580,64 @@ fn logs_show_a_guests_terminal_escapes_instead_of_obeying_them() {
     let raw = d.run(["logs", "--raw", "esc"]).stdout;
     assert!(raw.contains("\x1b[2J\x1b]0;owned\x07"), "{raw:?}");
 }
+
+/// A module that takes the compiler a while: `n` functions of arithmetic, `seed` making each
+/// module's bytes (and so its compile) its own.
+fn slow_to_compile(n: usize, seed: usize) -> Vec<u8> {
+    let mut wat = String::from("(module (memory (export \"memory\") 1)");
+    for i in 0..n {
+        wat.push_str(&format!("(func $f{i} (param i32) (result i32)"));
+        for j in 0..40 {
+            wat.push_str(&format!(" (local.get 0) (i32.const {}) (i32.mul) (local.set 0)", j + seed));
+        }
+        wat.push_str(" (local.get 0))");
+    }
+    wat.push_str(" (func (export \"_start\")))");
+    wat::parse_str(&wat).unwrap()
+}
+
+#[test]
+fn slow_creates_stall_neither_the_api_nor_other_sandboxes() {
+    let d = Daemon::start(&[]);
+    let store = d.dir.path().join("data/store");
+    // Two images, each a wasm that takes a while to compile and 16 MiB of files to unpack.
+    for i in 0..2 {
+        let ctx = d.dir.path().join(format!("ctx{i}"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("app.wasm"), slow_to_compile(6_000, i)).unwrap();
+        std::fs::write(ctx.join("data"), vec![i as u8; 16 << 20]).unwrap();
+        std::fs::write(ctx.join("Sporefile"), "FROM scratch\nCOPY app.wasm data /\nENTRYPOINT [\"/app.wasm\"]\n")
+            .unwrap();
+        let seen = Seen::from(
+            spore().env("SPORE_STORE", &store).args(["build", "-t", &format!("big{i}")]).arg(&ctx).output().unwrap(),
+        );
+        assert_eq!(seen.code, 0, "{seen:?}");
+    }
+    assert_eq!(d.run(["deploy", "--name", "neighbour", &g("refdaemon"), "1"]).code, 0);
+
+    let started = std::time::Instant::now();
+    let creates: Vec<_> = (0..2)
+        .map(|i| {
+            let mut cmd = d.cli();
+            cmd.args(["deploy", "--pull", "never", "--name", &format!("big{i}"), &format!("big{i}")]);
+            std::thread::spawn(move || Seen::from(cmd.output().unwrap()))
+        })
+        .collect();
+    let mut slowest = std::time::Duration::ZERO;
+    while !creates.iter().all(|c| c.is_finished()) {
+        let asked = std::time::Instant::now();
+        assert_eq!(http(&d.socket(), "GET", "/v1/health", None).0, 200);
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    for c in creates {
+        let seen = c.join().unwrap();
+        assert_eq!(seen.code, 0, "{seen:?}");
+    }
+    // With the work on the runtime's two workers, the API answered only once a create was
+    // done: its slowest answer took as long as the creates (measured: 8.6 s of 10.6 s; with
+    // the work on the blocking pool, 8 ms).
+    assert!(slowest * 4 < took, "the API's slowest answer took {slowest:?} while the creates took {took:?}");
+    assert_eq!(d.inspect("neighbour")["state"], "running");
+}
