@@ -452,3 +452,55 @@ fn the_daemon_stops_lingering_http_instances_at_their_limits_and_on_removal() {
 }
 
 use support::served;
+
+/// Sends half a request on `conn` (whose read timeout the caller set) and waits: whether the
+/// server closed it before the read timed out (a slow client is cut off, not kept forever).
+fn slow_client_is_cut_off<S: std::io::Read + std::io::Write>(mut conn: S) -> bool {
+    use std::io::{Read, Write};
+    conn.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a 408 before the close is fine
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // the read timed out: still open
+        }
+    }
+}
+
+#[test]
+fn slow_clients_cannot_hold_the_daemons_api_or_an_apps_server() {
+    // The daemon's API: four connections allowed, each must send its headers within 1 s.
+    let d = Daemon::start_with_config("[api]\nheader_read_timeout = \"1s\"\nmax_connections = 4\n", &[]);
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let conn = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            std::thread::spawn(move || slow_client_is_cut_off(conn))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // Every slot is held; the API answers once the slow ones are cut off, not never.
+    assert_eq!(http(&d.socket(), "GET", "/v1/health", None).0, 200);
+    for s in slow {
+        assert!(s.join().unwrap(), "a client that never finished its headers was still connected after 5 s");
+    }
+
+    // An app's server (`spore serve`): the same bounds, as flags.
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &["--header-timeout", "1s", "--max-connections", "2", &g("http-hello")]);
+    let addr = s.addr.clone();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let conn = std::net::TcpStream::connect(&addr).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            std::thread::spawn(move || slow_client_is_cut_off(conn))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.get("/after").0, 200);
+    for c in slow {
+        assert!(c.join().unwrap(), "a slow client of the app was still connected after 5 s");
+    }
+}

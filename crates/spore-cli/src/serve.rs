@@ -32,6 +32,13 @@ pub struct ServerArgs {
     /// Requests handled at once; more wait for a slot.
     #[arg(long, default_value_t = 256, value_name = "N")]
     concurrency: usize,
+    /// Longest wait for a request's headers, and between requests on a kept-alive connection
+    /// (then the connection is closed).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = crate::flags::parse_duration)]
+    header_timeout: Duration,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_connections: usize,
     /// Where key-value stores live (Spin's runtime-config.toml); `default` is always there.
     #[arg(long, value_name = "FILE")]
     runtime_config: Option<PathBuf>,
@@ -110,6 +117,7 @@ fn limits(s: &ServerArgs) -> Limits {
         max_body: s.max_body,
         max_header_bytes: s.max_headers as usize,
         concurrency: s.concurrency,
+        door: spore_serve::door::Door { header_read_timeout: s.header_timeout, max_connections: s.max_connections },
         ..Limits::default()
     }
 }

@@ -27,6 +27,8 @@ pub struct DaemonConfig {
     pub registries: RegistriesSection,
     /// What an API client may ask for.
     pub policy: PolicySection,
+    /// How the API's listeners hold connections.
+    pub api: ApiSection,
     /// Where key-value stores live (Spin's runtime-config.toml); `default` is embedded in the
     /// data dir without one.
     pub runtime_config: Option<PathBuf>,
@@ -121,6 +123,24 @@ impl Default for PolicySection {
     }
 }
 
+/// `[api]`: the API's front doors (the Unix socket and TCP), each on its own: a client must
+/// send a request's headers within `header_read_timeout` (also the idle limit between
+/// requests), and at most `max_connections` are open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// e.g. "30s".
+    pub header_read_timeout: String,
+    /// Connections open at once, per listener.
+    pub max_connections: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { header_read_timeout: "30s".into(), max_connections: 1024 }
+    }
+}
+
 /// `[pool]`: how many sandboxes may be alive at once, and how big each may get.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,6 +187,7 @@ impl Default for DaemonConfig {
             defaults: DefaultsSection::default(),
             registries: RegistriesSection::default(),
             policy: PolicySection::default(),
+            api: ApiSection::default(),
             runtime_config: None,
         }
     }

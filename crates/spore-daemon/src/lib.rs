@@ -74,7 +74,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let app = api::router(sup.clone());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    let unix_server = axum::serve(unix, app.clone()).into_future();
+    let header_read_timeout = humantime::parse_duration(&config.api.header_read_timeout)
+        .map_err(|e| format!("[api] header_read_timeout: {e}"))?;
+    let door = spore_serve::door::Door { header_read_timeout, max_connections: config.api.max_connections };
+    let unix_server = serve_api(unix, app.clone(), door);
     let tcp_server = match &config.listen {
         None => None,
         Some(addr) => {
@@ -99,24 +102,40 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 "spore daemon: also listening on tcp://{} (bearer token required)",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
-            Some(axum::serve(listener, authed).into_future())
+            Some(serve_api(listener, authed, door))
         }
     };
     eprintln!("spore daemon: listening on unix://{} (capacity {capacity} sandboxes)", config.socket.display());
     let servers = async {
         match tcp_server {
-            Some(tcp) => tokio::try_join!(unix_server, tcp).map(|_| ()),
+            Some(tcp) => tokio::join!(unix_server, tcp).0,
             None => unix_server.await,
         }
     };
     tokio::select! {
-        result = servers => result.map_err(|e| format!("API server failed: {e}"))?,
+        () = servers => {}
         _ = &mut shutdown => {}
     }
     eprintln!("spore daemon: shutting down; running sandboxes will be brought back at the next start");
     sup.shutdown().await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+/// Serves the API on `listener` until the daemon stops (this future is then dropped), each
+/// connection held to the `door`'s bounds.
+async fn serve_api<L: axum::serve::Listener>(mut listener: L, app: axum::Router, door: spore_serve::door::Door) {
+    let gate = door.gate();
+    loop {
+        let permit = gate.enter().await;
+        let (io, _) = listener.accept().await;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = door.http1().serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
 }
 
 fn parse_defaults(d: &config::DefaultsSection) -> Result<model::Defaults, String> {

@@ -15,6 +15,7 @@
 //! [`Server::serve`] returns — after the grace period by abort — and dropping the server's
 //! future (a daemon's kill) aborts them at once.
 
+pub mod door;
 pub mod manifest;
 pub mod router;
 pub mod runtime_config;
@@ -22,7 +23,6 @@ pub mod runtime_config;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use router::Router;
@@ -57,6 +57,8 @@ pub struct Limits {
     pub concurrency: usize,
     /// How long shutdown waits for requests in flight.
     pub grace: Duration,
+    /// Connection bounds: header-read (and idle) timeout, open connections.
+    pub door: door::Door,
 }
 
 impl Default for Limits {
@@ -67,6 +69,7 @@ impl Default for Limits {
             max_header_bytes: 64 << 10,
             concurrency: 1000,
             grace: Duration::from_secs(10),
+            door: door::Door::default(),
         }
     }
 }
@@ -107,8 +110,13 @@ impl Server {
         // Dropped before the end (a kill): no guest of this server may run on.
         let _abort = AbortOnDrop(self.instances.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let gate = self.limits.door.gate();
         tokio::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = gate.enter() => permit,
+            };
             let (stream, remote) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -127,13 +135,16 @@ impl Server {
                 let server = server.clone();
                 async move { Ok::<_, std::convert::Infallible>(server.respond(req, remote).await) }
             });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
+            let conn = self
+                .limits
+                .door
+                .http1()
                 .max_buf_size(self.limits.max_header_bytes.max(8192))
                 .serve_connection(TokioIo::new(stream), service);
             let watched = graceful.watch(conn);
             tokio::spawn(async move {
                 let _ = watched.await;
+                drop(permit);
             });
         }
         drop(listener);
