@@ -641,3 +641,70 @@ fn slow_creates_stall_neither_the_api_nor_other_sandboxes() {
     assert!(slowest * 4 < took, "the API's slowest answer took {slowest:?} while the creates took {took:?}");
     assert_eq!(d.inspect("neighbour")["state"], "running");
 }
+
+/// `python3 -c CODE` as user nobody (65534).
+fn as_nobody(code: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", code]);
+    cmd
+}
+
+#[test]
+fn the_api_socket_is_the_users_own_on_both_ends() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test switches users, so it runs as root");
+    // A directory others may write is refused: they could swap the socket for their own.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let seen = Seen::from(
+        std::process::Command::new(env!("CARGO_BIN_EXE_spore"))
+            .args(["daemon", "--socket"])
+            .arg(open.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(open.path().join("data"))
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("writable by nobody else (it is uid 0, mode 777)"), "{seen:?}");
+
+    // The daemon lets in only its own user (or root), even through a socket made 0666.
+    let d = Daemon::start(&[]);
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let probe = format!(
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\ntry:\n s.sendall(b'GET /v1/health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n s.settimeout(5)\n print(repr(s.recv(100)))\nexcept ConnectionResetError:\n print(repr(b''))",
+        d.socket().display().to_string()
+    );
+    let out = as_nobody(&probe).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim() == "b''",
+        "another user got: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(http(&d.socket(), "GET", "/v1/health", None).0, 200, "its own user still gets in");
+
+    // The CLI talks only to its own user's (or root's) daemon, not to a listener planted by
+    // another user at the path.
+    let planted = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(planted.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = planted.path().join("spore.sock");
+    let listen = format!(
+        "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind({:?}); s.listen(); time.sleep(30)",
+        path.display().to_string()
+    );
+    let mut impostor = as_nobody(&listen).spawn().unwrap();
+    for _ in 0..100 {
+        if path.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let seen = Seen::from(spore().args(["--host", &format!("unix://{}", path.display()), "ps"]).output().unwrap());
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("is served by user 65534, neither you (0) nor root; refusing"), "{seen:?}");
+}

@@ -19,7 +19,7 @@ pub mod syslimits;
 use config::DaemonConfig;
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::parse_size;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,7 +77,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let header_read_timeout = humantime::parse_duration(&config.api.header_read_timeout)
         .map_err(|e| format!("[api] header_read_timeout: {e}"))?;
     let door = spore_serve::door::Door { header_read_timeout, max_connections: config.api.max_connections };
-    let unix_server = serve_api(unix, app.clone(), door);
+    let unix_server = serve_api(unix, app.clone(), door, same_user);
     let tcp_server = match &config.listen {
         None => None,
         Some(addr) => {
@@ -102,7 +102,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 "spore daemon: also listening on tcp://{} (bearer token required)",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
-            Some(serve_api(listener, authed, door))
+            Some(serve_api(listener, authed, door, |_| true))
         }
     };
     eprintln!("spore daemon: listening on unix://{} (capacity {capacity} sandboxes)", config.socket.display());
@@ -123,18 +123,44 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
 }
 
 /// Serves the API on `listener` until the daemon stops (this future is then dropped), each
-/// connection held to the `door`'s bounds.
-async fn serve_api<L: axum::serve::Listener>(mut listener: L, app: axum::Router, door: spore_serve::door::Door) {
+/// connection held to the `door`'s bounds and let in only if `admit` says so.
+async fn serve_api<L: axum::serve::Listener>(
+    mut listener: L,
+    app: axum::Router,
+    door: spore_serve::door::Door,
+    admit: fn(&L::Io) -> bool,
+) {
     let gate = door.gate();
     loop {
         let permit = gate.enter().await;
         let (io, _) = listener.accept().await;
+        if !admit(&io) {
+            continue;
+        }
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let conn = door.http1().serve_connection(hyper_util::rt::TokioIo::new(io), service);
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);
         });
+    }
+}
+
+/// Whether the peer on the API socket is this daemon's user or root (`SO_PEERCRED`): the
+/// socket's mode already keeps others out; this holds if it is loosened.
+fn same_user(stream: &tokio::net::UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match stream.peer_cred() {
+        Ok(peer) if peer.uid() == me || peer.uid() == 0 => true,
+        Ok(peer) => {
+            tracing::warn!("API socket: refused a client of user {} (pid {:?})", peer.uid(), peer.pid());
+            false
+        }
+        Err(e) => {
+            tracing::warn!("API socket: cannot tell who connected ({e}); refused");
+            false
+        }
     }
 }
 
@@ -169,9 +195,31 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Binds the owner-only API socket, replacing a stale socket file but never a live daemon's.
+///
+/// Its directory must be this user's (or root's) and writable by nobody else: in a directory
+/// another user can write, they could swap the socket for their own listener and receive every
+/// client's specs and uploads. One the daemon creates is 0700. The socket is created under a
+/// umask that leaves it 0600 from its first instant.
 fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("--socket {}: {e}", path.display()))?;
+    let shown = path.display();
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("--socket {shown}: {e}"))?;
+    }
+    let meta = std::fs::symlink_metadata(parent).map_err(|e| format!("--socket {shown}: {e}"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "--socket {shown}: its directory {} must be yours (uid {me}) or root's and writable by nobody else (it is uid {}, mode {:o}); fix it (chmod go-w) or choose another --socket",
+            parent.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -183,10 +231,12 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("--socket {}: cannot remove the stale socket: {e}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| format!("--socket {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("--socket {}: {e}", path.display()))?;
-    Ok(listener)
+    // SAFETY: umask has no preconditions; the old mask is restored at once (the daemon starts
+    // no threads that create files meanwhile).
+    let old = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    bound.map_err(|e| format!("--socket {shown}: {e}"))
 }
 
 async fn shutdown_signal() {
