@@ -380,3 +380,26 @@ fn an_index_travels_whole_and_a_pull_takes_only_its_wasm_platform() {
     let seen = fresh.ok(&["push", &copy]);
     assert!(seen.stdout.contains(&wasm.manifest.to_string()), "{seen:?}");
 }
+
+#[test]
+fn a_failed_pull_leaves_its_blobs_for_prune_instead_of_deleting_what_others_may_use() {
+    let reg = Registry::start(None);
+    let me = Client::new();
+    let image = format!("{}/demo/half:v1", reg.addr);
+    me.build_hello(&image, "compat");
+    me.ok(&["push", &image]);
+    // The registry loses the image's layer: a pull stores the manifest and config, then fails.
+    let inspect: serde_json::Value = serde_json::from_str(&me.ok(&["image", "inspect", &image]).stdout).unwrap();
+    let layer = inspect["Layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let data = reg.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&layer[..2]).join(&layer).join("data");
+    std::fs::remove_file(&data).unwrap();
+    let other = Client::new();
+    let seen = other.run(&["pull", &image]);
+    assert_ne!(seen.code, 0, "{seen:?}");
+    // What it stored stays: a pull running beside it may have found those blobs there and
+    // named an image that needs them (before, they were deleted from under it).
+    assert_eq!(other.blob_count(), 2, "manifest and config");
+    // Nothing names them, so a prune collects them.
+    let prune = other.ok(&["image", "prune"]);
+    assert!(prune.stdout.contains("Deleted 2 blob(s)"), "{prune:?}");
+}

@@ -4,8 +4,9 @@
 //! own is the walk: which documents and blobs an image needs, which of them the other side
 //! already has, and that nothing unverified or half-pulled becomes visible. A pull writes every
 //! blob through the store's verifying writer (digest and size against the manifest), holds the
-//! store's GC lock while the image is unnamed, and names it only once the whole image opens;
-//! when anything fails, the blobs it added are removed again. A push sends only the blobs the
+//! store's GC lock while the image is unnamed, and names it only once the whole image opens.
+//! When a pull fails, the blobs it wrote stay for `prune` to collect: another pull may have
+//! found them there meanwhile and named an image that needs them. A push sends only the blobs the
 //! registry lacks, then the manifest, then the tag.
 
 mod auth;
@@ -266,12 +267,11 @@ impl Registry {
     ) -> Result<Transferred, RegistryError> {
         let session = self.connect(reference, RegistryOperation::Pull).await?;
         let _gc = store.gc_guard()?;
-        let mut added = Added { store, blobs: Vec::new() };
-        let (top, doc) = session.manifest(store, &mut added, reference.digest, None).await?;
+        let (top, doc) = session.manifest(store, reference.digest, None).await?;
         let manifest = if doc.is_index() {
             let entry = doc.wasm_platform(top)?;
             let digest = entry.digest(top)?;
-            session.manifest(store, &mut added, Some(digest), Some(entry.size)).await?
+            session.manifest(store, Some(digest), Some(entry.size)).await?
         } else {
             (top, doc)
         };
@@ -285,13 +285,12 @@ impl Registry {
                 continue;
             }
             let bar = progress.blob("Pulling", &digest, blob.size);
-            done.bytes += session.blob(store, &mut added, digest, blob, &bar).await?;
+            done.bytes += session.blob(store, digest, blob, &bar).await?;
             done.moved += 1;
             bar.finish("Pulled", blob.size);
         }
         open_image(store, top)?;
         store.set_ref(reference, top)?;
-        added.blobs.clear();
         Ok(done)
     }
 
@@ -393,7 +392,6 @@ impl Session {
     async fn manifest(
         &self,
         store: &ContentStore,
-        added: &mut Added<'_>,
         digest: Option<Digest>,
         size: Option<u64>,
     ) -> Result<(Digest, Document), RegistryError> {
@@ -421,7 +419,6 @@ impl Session {
         let doc = Document::parse(&bytes, actual)?;
         if !store.has(&actual) {
             store.put(&actual, &bytes)?;
-            added.blobs.push(actual);
         }
         Ok((actual, doc))
     }
@@ -430,7 +427,6 @@ impl Session {
     async fn blob(
         &self,
         store: &ContentStore,
-        added: &mut Added<'_>,
         digest: Digest,
         desc: &Descriptor,
         bar: &progress::BlobProgress,
@@ -456,7 +452,6 @@ impl Session {
             bar.advance(chunk.len() as u64);
         }
         let size = writer.commit()?;
-        added.blobs.push(digest);
         Ok(size)
     }
 
@@ -564,20 +559,6 @@ impl Session {
                 RegistryError::Unreachable { registry, detail, hint }
             }
             other => RegistryError::Protocol { registry, detail: other.to_string() },
-        }
-    }
-}
-
-/// Blobs a pull added, removed again unless the pull completes (then the list is emptied).
-struct Added<'a> {
-    store: &'a ContentStore,
-    blobs: Vec<Digest>,
-}
-
-impl Drop for Added<'_> {
-    fn drop(&mut self) {
-        for d in &self.blobs {
-            let _ = self.store.delete(d);
         }
     }
 }
