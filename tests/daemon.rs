@@ -708,3 +708,81 @@ fn the_api_socket_is_the_users_own_on_both_ends() {
     assert_ne!(seen.code, 0);
     assert!(seen.stderr.contains("is served by user 65534, neither you (0) nor root; refusing"), "{seen:?}");
 }
+
+#[test]
+fn the_tcp_api_beyond_loopback_needs_tls_and_the_cli_checks_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
+    let token = token_file.to_str().unwrap();
+    let start = |extra: &[&str]| {
+        Seen::from(
+            spore()
+                .args(["daemon", "--token-file", token, "--socket"])
+                .arg(dir.path().join("x.sock"))
+                .arg("--data-dir")
+                .arg(dir.path().join("x"))
+                .args(extra)
+                .output()
+                .unwrap(),
+        )
+    };
+    // Every interface, in clear: refused, naming the fix.
+    let seen = start(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("needs TLS; give --tls-cert FILE --tls-key FILE"), "{seen:?}");
+
+    // A CA and the daemon's certificate, made with openssl as an operator would.
+    let openssl = |args: &[&str]| {
+        let made = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("openssl is installed by scripts/setup");
+        assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "1", "-subj", "/CN=spore-test-ca", "-keyout", "ca.key", "-out", "ca.pem"][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    openssl(&[&["req", "-subj", "/CN=spore-daemon", "-keyout", "key.pem", "-out", "req.pem"][..], &ec].concat());
+    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let port = support::peers::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (ca, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
+    let _d = Daemon::start(&["--listen", &addr, "--token-file", token, "--tls-cert", cert, "--tls-key", key]);
+    let cli = |args: &[&str]| {
+        Seen::from(spore().env("SPORE_TOKEN", "s3cret-token-for-tests").args(args).arg("ps").output().unwrap())
+    };
+    let https = format!("https://{addr}");
+    let seen = cli(&["--host", &https, "--tls-ca", ca]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    // Not trusted without the CA; and the token never goes out in clear to a TLS port.
+    let seen = cli(&["--host", &https]);
+    assert_ne!(seen.code, 0);
+    assert!(seen.stderr.contains("TLS with the spore daemon") && seen.stderr.contains("--tls-ca"), "{seen:?}");
+    let seen = cli(&["--host", &format!("tcp://{addr}")]);
+    assert_ne!(seen.code, 0, "{seen:?}");
+}

@@ -23,7 +23,8 @@ use std::path::PathBuf;
 Examples:
   spore daemon
   spore daemon --data-dir /srv/spore --socket /run/spore/spore.sock
-  spore daemon --listen 0.0.0.0:7070 --token-file /etc/spore/token   # remote agents
+  spore daemon --listen 0.0.0.0:7070 --token-file /etc/spore/token \
+               --tls-cert /etc/spore/cert.pem --tls-key /etc/spore/key.pem   # remote agents
   spore daemon --config /etc/spore/daemon.toml")]
 pub struct DaemonArgs {
     /// API socket (owner-only) [default: $XDG_RUNTIME_DIR/spore/spore.sock, /run/spore/spore.sock as root].
@@ -38,6 +39,12 @@ pub struct DaemonArgs {
     /// File holding the bearer token TCP clients must send.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// PEM certificate chain: serve the TCP API over TLS (needed beyond loopback).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// TOML configuration ([pool], [logs], [engine]); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,6 +69,9 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     }
     if args.token_file.is_some() {
         config.token_file = args.token_file;
+    }
+    if args.tls_cert.is_some() {
+        (config.tls_cert, config.tls_key) = (args.tls_cert, args.tls_key);
     }
     if let Some(n) = args.capacity {
         config.pool.sandboxes = n;

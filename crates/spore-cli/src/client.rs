@@ -17,6 +17,8 @@ pub enum Host {
     Unix(PathBuf),
     /// `tcp://host:port`
     Tcp(String),
+    /// `https://host:port`: TCP with TLS, the server checked against the CA.
+    Tls(String),
 }
 
 impl std::fmt::Display for Host {
@@ -24,6 +26,7 @@ impl std::fmt::Display for Host {
         match self {
             Host::Unix(p) => write!(f, "unix://{}", p.display()),
             Host::Tcp(a) => write!(f, "tcp://{a}"),
+            Host::Tls(a) => write!(f, "https://{a}"),
         }
     }
 }
@@ -32,11 +35,14 @@ impl std::fmt::Display for Host {
 pub struct Client {
     host: Host,
     token: Option<String>,
+    /// Roots a TLS daemon's certificate is checked against: `--tls-ca`, else the system's.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Client {
-    /// From `--host`/`SPORE_HOST` (default: the local daemon's socket) and `--token`/`SPORE_TOKEN`.
-    pub fn new(host: Option<&str>, token: Option<String>) -> anyhow::Result<Client> {
+    /// From `--host`/`SPORE_HOST` (default: the local daemon's socket), `--token`/`SPORE_TOKEN`
+    /// and `--tls-ca`/`SPORE_TLS_CA`.
+    pub fn new(host: Option<&str>, token: Option<String>, tls_ca: Option<PathBuf>) -> anyhow::Result<Client> {
         let host = match host {
             None => Host::Unix(spore_daemon::config::default_paths().0),
             Some(h) => {
@@ -44,12 +50,14 @@ impl Client {
                     Host::Unix(PathBuf::from(path))
                 } else if let Some(addr) = h.strip_prefix("tcp://") {
                     Host::Tcp(addr.to_owned())
+                } else if let Some(addr) = h.strip_prefix("https://") {
+                    Host::Tls(addr.trim_end_matches('/').to_owned())
                 } else {
-                    bail!("--host {h:?}: write unix:///path/to/spore.sock or tcp://HOST:PORT")
+                    bail!("--host {h:?}: write unix:///path/to/spore.sock, https://HOST:PORT or tcp://HOST:PORT")
                 }
             }
         };
-        Ok(Client { host, token })
+        Ok(Client { host, token, tls_ca })
     }
 
     /// Sends one request and returns the response, body unread.
@@ -95,8 +103,50 @@ impl Client {
                 let stream = tokio::net::TcpStream::connect(addr).await.map_err(unreachable)?;
                 exchange(stream, request).await
             }
+            Host::Tls(addr) => {
+                let connector = self.tls_connector()?;
+                let name = server_name(addr)?;
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(unreachable)?;
+                let stream = connector.connect(name, stream).await.map_err(|e| {
+                    anyhow!(
+                        "TLS with the spore daemon at {}: {e}{}",
+                        self.host,
+                        if self.tls_ca.is_none() {
+                            "; if its certificate is your own CA's, pass --tls-ca FILE"
+                        } else {
+                            ""
+                        }
+                    )
+                })?;
+                exchange(stream, request).await
+            }
         };
         response.with_context(|| format!("talking to the spore daemon at {}", self.host))
+    }
+
+    /// A TLS connector trusting `--tls-ca` (PEM), or else the system's roots.
+    fn tls_connector(&self) -> anyhow::Result<tokio_rustls::TlsConnector> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.tls_ca {
+            Some(ca) => {
+                for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("--tls-ca {}", ca.display()))? {
+                    roots.add(cert.with_context(|| format!("--tls-ca {}", ca.display()))?)?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
     }
 
     /// Sends a request and decodes a JSON answer; a non-2xx answer becomes its error message.
@@ -137,4 +187,16 @@ pub fn server_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
     if message.is_empty() { anyhow!("the daemon answered {status}") } else { anyhow!("{message}") }
+}
+
+/// The name a TLS daemon's certificate must carry: the host part of `HOST:PORT` (an IP
+/// address, `[v6]`, or a DNS name).
+fn server_name(addr: &str) -> anyhow::Result<rustls::pki_types::ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| anyhow!("--host https://{addr}: {host:?} is not a host name or address: {e}"))
 }

@@ -42,13 +42,19 @@ struct Cli {
     #[arg(long, global = true, env = "SPORE_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
-    /// Daemon to talk to: unix:///path/spore.sock or tcp://HOST:PORT [default: the local socket].
+    /// Daemon to talk to: unix:///path/spore.sock, https://HOST:PORT (TLS) or tcp://HOST:PORT
+    /// [default: the local socket].
     #[arg(long, global = true, env = "SPORE_HOST", value_name = "URL")]
     host: Option<String>,
 
     /// Bearer token for a daemon reached over TCP.
     #[arg(long, global = true, env = "SPORE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
+
+    /// CA certificate (PEM) a daemon reached at https://… must be signed by [default: the
+    /// system's roots].
+    #[arg(long, global = true, env = "SPORE_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 
     /// Local image store [default: the daemon's data dir + /store, e.g. ~/.local/share/spore/store].
     #[arg(long, global = true, env = "SPORE_STORE", value_name = "DIR")]
@@ -155,7 +161,7 @@ fn main() -> ExitCode {
         Command::Image(command) => images::image(command, &store_dir, json),
         Command::Compile(args) => compile::compile(args, cache_dir),
         Command::Daemon(args) => agent::daemon(args),
-        command => agent_command(command, cli.host.as_deref(), cli.token, json, &store_dir),
+        command => agent_command(command, cli.host.as_deref(), (cli.token, cli.tls_ca), json, &store_dir),
     };
     match result {
         Ok(code) => exit(code),
@@ -184,11 +190,11 @@ fn init_logging() {
 fn agent_command(
     command: Command,
     host: Option<&str>,
-    token: Option<String>,
+    (token, tls_ca): (Option<String>, Option<PathBuf>),
     json: bool,
     store_dir: &std::path::Path,
 ) -> anyhow::Result<i32> {
-    let client = client::Client::new(host, token)?;
+    let client = client::Client::new(host, token, tls_ca)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match command {

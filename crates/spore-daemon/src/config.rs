@@ -15,6 +15,11 @@ pub struct DaemonConfig {
     pub listen: Option<String>,
     /// File holding the bearer token TCP clients must send.
     pub token_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the TCP API (with `tls_key`); required unless the TCP
+    /// address is loopback.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Sizes of the instance pool: the daemon's capacity.
     pub pool: PoolSection,
     /// Per-sandbox log files.
@@ -181,6 +186,8 @@ impl Default for DaemonConfig {
             data_dir,
             listen: None,
             token_file: None,
+            tls_cert: None,
+            tls_key: None,
             pool: PoolSection::default(),
             logs: LogSection::default(),
             engine: EngineSection::default(),

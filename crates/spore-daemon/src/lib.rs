@@ -91,24 +91,35 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
             if token.len() < 16 {
                 return Err(format!("--token-file {}: the token must be at least 16 characters", token_file.display()));
             }
+            let tls = match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together: give both, or neither".into()),
+            };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("--listen {addr}: cannot listen: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            if tls.is_none() && !local.ip().is_loopback() {
+                return Err(format!(
+                    "--listen {addr}: the token grants everything the policy allows, so beyond loopback the TCP API needs TLS; give --tls-cert FILE --tls-key FILE"
+                ));
+            }
             let token = Arc::new(token);
             let authed = app
                 .clone()
                 .layer(axum::middleware::from_fn(move |req, next| api::require_token(token.clone(), req, next)));
-            eprintln!(
-                "spore daemon: also listening on tcp://{} (bearer token required)",
-                listener.local_addr().map_err(|e| e.to_string())?
-            );
-            Some(serve_api(listener, authed, door, |_| true))
+            let scheme = if tls.is_some() { "https" } else { "tcp" };
+            eprintln!("spore daemon: also listening on {scheme}://{local} (bearer token required)");
+            Some(serve_tcp(listener, authed, door, tls))
         }
     };
     eprintln!("spore daemon: listening on unix://{} (capacity {capacity} sandboxes)", config.socket.display());
     let servers = async {
         match tcp_server {
-            Some(tcp) => tokio::join!(unix_server, tcp).0,
+            Some(tcp) => {
+                tokio::join!(unix_server, tcp);
+            }
             None => unix_server.await,
         }
     };
@@ -137,13 +148,69 @@ async fn serve_api<L: axum::serve::Listener>(
         if !admit(&io) {
             continue;
         }
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = door.http1().serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        tokio::spawn(serve_connection(io, app.clone(), door, permit));
+    }
+}
+
+/// Serves the API on TCP, over TLS when there is an acceptor. The handshake runs in the
+/// connection's own task, held to the door's header timeout, so a slow one delays nobody.
+async fn serve_tcp(
+    mut listener: tokio::net::TcpListener,
+    app: axum::Router,
+    door: spore_serve::door::Door,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    use axum::serve::Listener;
+    let gate = door.gate();
+    loop {
+        let permit = gate.enter().await;
+        let (io, _) = Listener::accept(&mut listener).await;
+        let Some(tls) = tls.clone() else {
+            tokio::spawn(serve_connection(io, app.clone(), door, permit));
+            continue;
+        };
+        let app = app.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            match tokio::time::timeout(door.header_read_timeout, tls.accept(io)).await {
+                Ok(Ok(stream)) => serve_connection(stream, app, door, permit).await,
+                Ok(Err(e)) => tracing::debug!("API over TLS: handshake failed: {e}"),
+                Err(_) => tracing::debug!("API over TLS: handshake timed out"),
+            }
         });
     }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    app: axum::Router,
+    door: spore_serve::door::Door,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = door.http1().serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
+    drop(permit);
+}
+
+/// The TLS acceptor for the TCP API, from PEM files; errors name the file.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("--tls-cert {}: no PEM certificate in it", cert.display()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Whether the peer on the API socket is this daemon's user or root (`SO_PEERCRED`): the
