@@ -456,7 +456,6 @@ use support::served;
 /// Sends half a request on `conn` (whose read timeout the caller set) and waits: whether the
 /// server closed it before the read timed out (a slow client is cut off, not kept forever).
 fn slow_client_is_cut_off<S: std::io::Read + std::io::Write>(mut conn: S) -> bool {
-    use std::io::{Read, Write};
     conn.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut buf = [0u8; 512];
     loop {
