@@ -221,13 +221,34 @@ pub fn load(file: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, St
             }
         };
         let mut mounts = Vec::new();
+        // An app's files are the app's: a manifest (perhaps someone else's) mounts nothing
+        // from outside its own directory, however it spells the path.
+        let inside = |source: &str| -> Result<PathBuf, String> {
+            let path = dir.join(source);
+            let outside = Path::new(source).is_absolute()
+                || match (std::fs::canonicalize(&path), std::fs::canonicalize(&dir)) {
+                    (Ok(real), Ok(root)) => !real.starts_with(root),
+                    _ => Path::new(source).components().any(|c| c == std::path::Component::ParentDir),
+                };
+            match outside {
+                true => Err(at(
+                    offset,
+                    format!(
+                        "[component.{id}] files: {source:?} is outside the app's directory {}; an app's files must be inside it",
+                        dir.display()
+                    ),
+                )),
+                false => Ok(path),
+            }
+        };
         for f in &c.files {
             match f {
-                RawFile::Map { source, destination } => mounts.push((dir.join(source), destination.clone())),
+                RawFile::Map { source, destination } => mounts.push((inside(source)?, destination.clone())),
                 RawFile::Path(p) => {
                     // Directories (or `dir/**`) are mounted where the guest expects them; single
                     // files and other globs cannot be preopened one by one.
                     let d = p.trim_end_matches("/**").trim_end_matches("/*");
+                    inside(d)?;
                     if dir.join(d).is_dir() {
                         mounts.push((dir.join(d), format!("/{}", d.trim_start_matches("./"))));
                     } else {
@@ -363,6 +384,7 @@ message = "{{ greeting }}, world"
     fn errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let base = "[component.a]\nsource = \"a.wasm\"\n";
+        std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
         let cases = [
             (format!("{base}[[trigger.http]]\nroute = \"/x\"\ncomponent = \"b\"\n"), 5, "no [component.b]"),
             (format!("{base}[[trigger.http]]\nroute = \"x\"\ncomponent = \"a\"\n"), 4, "must start with /"),
@@ -374,6 +396,13 @@ message = "{{ greeting }}, world"
                 "duplicates",
             ),
             ("[variables]\nk = { required = true }\n".to_owned(), 0, "required"),
+            (
+                format!("{base}files = [{{ source = \"/etc\", destination = \"/e\" }}]\n"),
+                0,
+                "outside the app's directory",
+            ),
+            (format!("{base}files = [\"../..\"]\n"), 0, "\"../..\" is outside the app's directory"),
+            (format!("{base}files = [\"escape\"]\n"), 0, "\"escape\" is outside the app's directory"),
             (base.to_owned(), 0, "no [[trigger.http]]"),
         ];
         for (text, line, what) in cases {
