@@ -216,7 +216,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
             eprintln!("replaced {} sandbox(es) of {name}", old.len());
         }
         for c in &created {
-            println!("{}  {}", &c.id[..12], c.name);
+            println!("{}  {}", short_id(&c.id), c.name);
         }
     }
     Ok(0)
@@ -261,7 +261,7 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else if args.quiet {
         for r in &records {
-            println!("{}", &r.id[..12]);
+            println!("{}", short_id(&r.id));
         }
     } else {
         println!("{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  PROGRAM", "ID", "NAME", "STATE", "STATUS", "RESTARTS");
@@ -274,7 +274,7 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
             };
             println!(
                 "{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  {program}",
-                &r.id[..12],
+                short_id(&r.id),
                 r.name,
                 r.state.as_str(),
                 status_text(r),
@@ -493,6 +493,12 @@ pub struct LogsArgs {
     name: String,
 }
 
+/// The first twelve characters of an id, as docker shows them (all of it if shorter: the
+/// daemon's answer is not trusted to be well formed).
+fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
 /// `text` with every control character but tab — C0, DEL and C1, which terminals act on
 /// (escape sequences, cursor moves, title changes) — shown as `\xNN` / `\u{NN}`.
 fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
@@ -654,7 +660,7 @@ pub async fn events(client: &Client, _args: EventsArgs, json_out: bool) -> anyho
                     humantime::format_rfc3339_millis(t),
                     event.kind,
                     event.name,
-                    &event.id[..12]
+                    short_id(&event.id)
                 );
             }
             std::io::stdout().flush()?;
@@ -676,6 +682,13 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::escape_controls;
+
+    #[test]
+    fn ids_are_shortened_without_trusting_their_length() {
+        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_id("short"), "short");
+        assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

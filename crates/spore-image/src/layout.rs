@@ -51,7 +51,7 @@ pub fn import_layout(store: &ContentStore, dir: &Path) -> Result<Vec<String>, La
             .as_str()
             .and_then(Digest::parse)
             .ok_or_else(|| malformed(format!("bad manifest digest in {m}")))?;
-        copy_tree(store, dir, digest, m["size"].as_u64())?;
+        copy_tree(store, dir, digest, m["size"].as_u64(), 0)?;
         let opened = open_image(store, digest)?;
         let name = m["annotations"][REF_NAME].as_str().map(str::to_owned);
         match name {
@@ -69,11 +69,29 @@ pub fn import_layout(store: &ContentStore, dir: &Path) -> Result<Vec<String>, La
 }
 
 /// Copies a manifest (or index) and everything it names from the layout into the store.
-fn copy_tree(store: &ContentStore, dir: &Path, digest: Digest, size: Option<u64>) -> Result<(), LayoutError> {
+/// Indexes within indexes a layout may nest: real images use one or two levels; a hostile
+/// layout nesting thousands would otherwise exhaust the stack.
+const MAX_NESTING: usize = 8;
+
+fn copy_tree(
+    store: &ContentStore,
+    dir: &Path,
+    digest: Digest,
+    size: Option<u64>,
+    depth: usize,
+) -> Result<(), LayoutError> {
     copy_blob(store, dir, digest, size)?;
     let doc = Document::parse(&store.get(&digest)?, digest)?;
+    if depth >= MAX_NESTING && !doc.manifests.is_empty() {
+        return Err(ImageError::Malformed {
+            what: "index",
+            digest,
+            message: format!("indexes nest more than {MAX_NESTING} deep"),
+        }
+        .into());
+    }
     for m in &doc.manifests {
-        copy_tree(store, dir, m.digest(digest)?, Some(m.size))?;
+        copy_tree(store, dir, m.digest(digest)?, Some(m.size), depth + 1)?;
     }
     for blob in doc.blobs() {
         copy_blob(store, dir, blob.digest(digest)?, Some(blob.size))?;
@@ -126,6 +144,36 @@ pub fn export_layout(store: &ContentStore, name: &Reference, manifest: Digest, d
 mod tests {
     use super::*;
     use crate::CompatImage;
+
+    #[test]
+    fn indexes_nested_without_end_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let index_type = "application/vnd.oci.image.index.v1+json";
+        let mut inner: Option<(Digest, usize)> = None;
+        for _ in 0..50 {
+            let manifests: Vec<serde_json::Value> = inner
+                .iter()
+                .map(|(d, n)| json!({"mediaType": index_type, "digest": d.to_string(), "size": n}))
+                .collect();
+            let bytes =
+                serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests}))
+                    .unwrap();
+            let d = Digest::of(&bytes);
+            std::fs::write(blobs.join(d.hex()), &bytes).unwrap();
+            inner = Some((d, bytes.len()));
+        }
+        let (d, n) = inner.unwrap();
+        let top =
+            json!({"schemaVersion": 2, "manifests": [{"mediaType": index_type, "digest": d.to_string(), "size": n}]});
+        std::fs::write(dir.path().join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(store_dir.path()).unwrap();
+        let err = import_layout(&store, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("indexes nest more than 8 deep"), "{err}");
+    }
 
     #[test]
     fn export_then_import_round_trips_and_bad_blobs_are_refused() {
