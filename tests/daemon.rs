@@ -786,3 +786,24 @@ fn the_tcp_api_beyond_loopback_needs_tls_and_the_cli_checks_the_certificate() {
     let seen = cli(&["--host", &format!("tcp://{addr}")]);
     assert_ne!(seen.code, 0, "{seen:?}");
 }
+
+#[test]
+fn a_corrupt_state_database_is_named_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("state.redb"), vec![0x5a; 8192]).unwrap();
+    let seen = Seen::from(
+        spore()
+            .args(["daemon", "--socket"])
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(seen.code, 0);
+    let db = data.join("state.redb").display().to_string();
+    assert!(seen.stderr.contains(&format!("cannot open the state database {db}")), "{seen:?}");
+    assert!(seen.stderr.contains(&format!("mv {db} {db}.broken")), "{seen:?}");
+}

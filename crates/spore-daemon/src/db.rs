@@ -41,7 +41,9 @@ pub enum DbError {
         path: String,
     },
     /// Corrupt, unreadable, or not a redb file.
-    #[error("cannot open the state database {path}: {message}")]
+    #[error(
+        "cannot open the state database {path}: {message}. To start anyway, move it aside (mv {path} {path}.broken): the daemon then starts with no sandboxes, and the moved file keeps the old records for inspection"
+    )]
     Open {
         /// The file.
         path: String,
