@@ -326,7 +326,7 @@ pub fn image(command: ImageCommand, store_dir: &Path, json: bool) -> anyhow::Res
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"blobs": pruned.blobs, "bytes": pruned.bytes, "roots": pruned.roots})
+                    serde_json::json!({"blobs": pruned.blobs, "bytes": pruned.bytes, "roots": pruned.roots, "leftovers": pruned.leftovers})
                 );
             } else {
                 println!(
@@ -335,6 +335,9 @@ pub fn image(command: ImageCommand, store_dir: &Path, json: bool) -> anyhow::Res
                     pruned.roots,
                     spore_sandbox::human_bytes(pruned.bytes)
                 );
+                if pruned.leftovers > 0 {
+                    println!("Removed {} leftover(s) of interrupted writes", pruned.leftovers);
+                }
             }
             Ok(0)
         }

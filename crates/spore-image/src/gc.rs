@@ -11,6 +11,14 @@ use crate::doc::Document;
 use crate::store::{ContentStore, StoreError};
 use spore_engine::Digest;
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Largest blob read as a document while walking what names reach: manifests, indexes and
+/// configs are kilobytes; a layer is never read whole to find out it is not one.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Age after which a writer's temporary file or directory is a crashed writer's leftover.
+const STALE: Duration = Duration::from_secs(3600);
 
 /// Held while blobs are added but not yet named; see the module docs.
 pub struct GcGuard {
@@ -26,6 +34,8 @@ pub struct Pruned {
     pub bytes: u64,
     /// Unpacked image roots deleted.
     pub roots: usize,
+    /// Crashed writers' temporary files and directories deleted.
+    pub leftovers: usize,
 }
 
 impl ContentStore {
@@ -80,6 +90,9 @@ impl ContentStore {
                 continue;
             }
             // Only documents name other blobs; a layer that is not JSON names nothing.
+            if std::fs::metadata(self.path(&d)).map_or(true, |m| m.len() > MAX_DOCUMENT) {
+                continue;
+            }
             let Ok(bytes) = self.get(&d) else { continue };
             if let Ok(doc) = Document::parse(&bytes, d) {
                 for child in doc.manifests.iter().chain(doc.blobs()) {
@@ -101,8 +114,10 @@ impl ContentStore {
         let mut pruned = Pruned::default();
         for entry in std::fs::read_dir(self.root().join("blobs/sha256"))? {
             let entry = entry?;
-            // Temporary files of writers in progress are not named by a digest: left alone.
+            // Temporary files are not named by a digest: a writer's in progress is left alone,
+            // a crashed writer's (an hour old) removed.
             let Some(d) = entry.file_name().to_str().and_then(|hex| Digest::parse(&format!("sha256:{hex}"))) else {
+                pruned.leftovers += remove_if_stale(&entry)?;
                 continue;
             };
             if !live.contains(&d) {
@@ -115,6 +130,7 @@ impl ContentStore {
             for entry in roots {
                 let entry = entry?;
                 let Some(d) = entry.file_name().to_str().and_then(|hex| Digest::parse(&format!("sha256:{hex}"))) else {
+                    pruned.leftovers += remove_if_stale(&entry)?;
                     continue;
                 };
                 if !live.contains(&d) {
@@ -127,10 +143,42 @@ impl ContentStore {
     }
 }
 
+/// Removes a temporary file or directory last changed over [`STALE`] ago; 1 if it did.
+fn remove_if_stale(entry: &std::fs::DirEntry) -> Result<usize, StoreError> {
+    let meta = entry.metadata()?;
+    let age = meta.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+    if age < STALE {
+        return Ok(0);
+    }
+    match meta.is_dir() {
+        true => std::fs::remove_dir_all(entry.path())?,
+        false => std::fs::remove_file(entry.path())?,
+    }
+    Ok(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{CompatImage, Reference, open_image};
+
+    #[test]
+    fn prune_removes_crashed_writers_leftovers_but_not_a_writer_at_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::create_dir_all(dir.path().join("rootfs/.tmpOLD")).unwrap();
+        std::fs::write(blobs.join(".tmpOLD"), b"half a blob").unwrap();
+        std::fs::write(blobs.join(".tmpNEW"), b"a blob being written").unwrap();
+        let hour_ago = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
+        for old in [blobs.join(".tmpOLD"), dir.path().join("rootfs/.tmpOLD")] {
+            std::fs::File::options().read(true).open(&old).unwrap().set_modified(hour_ago).unwrap();
+        }
+        assert_eq!(store.prune().unwrap().leftovers, 2);
+        assert!(blobs.join(".tmpNEW").exists() && !blobs.join(".tmpOLD").exists());
+        assert!(!dir.path().join("rootfs/.tmpOLD").exists());
+    }
 
     #[test]
     fn prune_keeps_named_images_and_pins_and_removes_the_rest() {
