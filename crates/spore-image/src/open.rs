@@ -248,9 +248,13 @@ impl OpenedImage {
             unpacker.layer(std::io::BufReader::new(file)).map_err(|e| malformed(format!("layer {layer}: {e}")))?;
         }
         unpacker.finish().map_err(|e| malformed(e.to_string()))?;
-        match std::fs::rename(tmp.keep(), &done) {
-            Ok(()) => Ok(done),
-            // Another process unpacked the same image meanwhile: theirs is as good.
+        match std::fs::rename(tmp.path(), &done) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                Ok(done)
+            }
+            // Another process unpacked the same image meanwhile: theirs is as good (ours is
+            // removed with `tmp`).
             Err(_) if done.is_dir() => Ok(done),
             Err(e) => Err(StoreError::from(e).into()),
         }
