@@ -55,7 +55,9 @@ impl ContentStore {
         let mut tmp = tempfile::NamedTempFile::new_in(self.root())?;
         tmp.write_all(&serde_json::to_vec_pretty(&raw).expect("refs serialize"))?;
         tmp.as_file().sync_all()?;
-        tmp.persist(self.root().join("refs.json")).map_err(|e| e.error)?;
+        let path = self.root().join("refs.json");
+        tmp.persist(&path).map_err(|e| e.error)?;
+        crate::store::sync_parent(&path)?;
         Ok(())
     }
 }

@@ -210,7 +210,18 @@ impl BlobWriter {
         }
         self.tmp.as_file().sync_all()?;
         self.tmp.persist(&self.dest).map_err(|e| e.error)?;
+        sync_parent(&self.dest)?;
         Ok(self.total)
+    }
+}
+
+/// Makes a rename into `path`'s directory durable: until the directory itself is synced, a
+/// crash may lose the new entry even though the file's contents were synced — and a name
+/// (refs.json) written after it could then point at a blob that is not there.
+pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
