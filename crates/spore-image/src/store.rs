@@ -71,9 +71,13 @@ pub enum StoreError {
 
 impl ContentStore {
     /// Opens (and creates) a store under `root`.
+    ///
+    /// Directories it creates are the user's alone (0700, whatever the umask): images may hold
+    /// an app's secrets, and its unpacked roots are readable files.
     pub fn open(root: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let blobs = root.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&blobs)?;
         Ok(ContentStore { root: root.to_owned(), blobs, max_blob: DEFAULT_MAX_BLOB })
     }
 
@@ -227,6 +231,17 @@ pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_new_store_is_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        ContentStore::open(&root).unwrap();
+        for d in [root.clone(), root.join("blobs"), root.join("blobs/sha256")] {
+            assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+        }
+    }
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, ContentStore) {

@@ -51,8 +51,14 @@ impl Embedded {
             return Ok(db.clone());
         }
         let path = self.path.as_path();
+        // The user's alone, whatever the umask: stores hold apps' data.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| KvError(format!("{}: {e}", dir.display())))?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| KvError(format!("{}: {e}", dir.display())))?;
         }
         let db = Database::create(path).map_err(|e| {
             let held = matches!(e, redb::DatabaseError::DatabaseAlreadyOpen)
@@ -64,6 +70,10 @@ impl Embedded {
             tracing::warn!("{message}");
             KvError(message)
         })?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         let db = Arc::new(db);
         *slot = Some(db.clone());
         Ok(db)
