@@ -109,7 +109,7 @@ impl LogHub {
         std::fs::create_dir_all(dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new(LogHub { dir: dir.to_owned(), limits, tx, followers: Mutex::new(HashMap::new()) });
-        let writer = Writer { hub: Arc::downgrade(&hub), dir: dir.to_owned(), files: HashMap::new() };
+        let writer = Writer { hub: Arc::downgrade(&hub), dir: dir.to_owned(), files: HashMap::new(), failing: false };
         std::thread::Builder::new().name("spore-logs".into()).spawn(move || writer.run(rx))?;
         Ok(hub)
     }
@@ -117,7 +117,7 @@ impl LogHub {
     /// The log of sandbox `id`: a new one (`existing` false) starts at sequence 0; a stored
     /// sandbox continues its numbering from what is on disk.
     pub fn open(self: &Arc<Self>, id: &str, existing: bool) -> Arc<SandboxLog> {
-        let next = if existing { self.read(id, None, None).last().map_or(0, |l| l.n + 1) } else { 0 };
+        let next = if existing { self.last_seq(id).map_or(0, |n| n + 1) } else { 0 };
         Arc::new(SandboxLog {
             id: id.to_owned(),
             hub: self.clone(),
@@ -134,6 +134,31 @@ impl LogHub {
 
     fn file(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.log"))
+    }
+
+    /// The sequence number of a sandbox's last stored line, read from the end of its newest
+    /// file: a daemon restarting with many sandboxes reads a little of each log, not all of it.
+    fn last_seq(&self, id: &str) -> Option<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        const TAIL: u64 = 64 << 10;
+        for path in [self.file(id), self.rotated(id, 1)] {
+            let Ok(mut file) = File::open(&path) else { continue };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len == 0 {
+                continue;
+            }
+            let mut tail = Vec::new();
+            if file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).and_then(|_| file.read_to_end(&mut tail)).is_err() {
+                continue;
+            }
+            let last = tail.split(|&b| b == b'\n').rev().find_map(|l| serde_json::from_slice::<LogLine>(l).ok());
+            match last {
+                Some(line) => return Some(line.n),
+                // A last line longer than the tail: read the file whole, once.
+                None => return self.read(id, None, None).last().map(|l| l.n),
+            }
+        }
+        None
     }
 
     fn rotated(&self, id: &str, n: u32) -> PathBuf {
@@ -261,6 +286,9 @@ struct Writer {
     hub: std::sync::Weak<LogHub>,
     dir: PathBuf,
     files: HashMap<String, (BufWriter<File>, u64)>,
+    /// Set while writes fail (a full disk): the failure is logged once, not per line, and its
+    /// end once.
+    failing: bool,
 }
 
 impl Writer {
@@ -301,8 +329,16 @@ impl Writer {
         let line = LogLine { n: log.next_seq.fetch_add(1, Ordering::Relaxed), t, s, m };
         let mut json = serde_json::to_vec(&line).expect("log lines always serialize");
         json.push(b'\n');
-        if let Err(err) = self.write_rotating(hub, &log.id, &json) {
-            tracing::warn!(sandbox = %log.id, dir = %self.dir.display(), "cannot write log: {err}");
+        match self.write_rotating(hub, &log.id, &json) {
+            Err(err) if !self.failing => {
+                self.failing = true;
+                tracing::warn!(sandbox = %log.id, dir = %self.dir.display(), "cannot write logs: {err}; lines are lost until writes succeed again");
+            }
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::warn!(dir = %self.dir.display(), "writing logs again");
+            }
+            _ => {}
         }
         hub.publish(&log.id, &line);
     }
@@ -333,5 +369,33 @@ impl Writer {
         file.write_all(bytes)?;
         *size += bytes.len() as u64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopened_log_continues_its_numbering_from_the_end_of_its_newest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = LogLimits { max_size: 1 << 20, max_files: 2, buffer_per_sandbox: 1 << 20 };
+        let hub = LogHub::start(dir.path(), limits).unwrap();
+        let line = |n: u64, m: &str| {
+            let mut l = serde_json::to_vec(&LogLine { n, t: 0, s: Stream::Out, m: m.into() }).unwrap();
+            l.push(b'\n');
+            l
+        };
+        // A rotated file, and a current one whose last line is long.
+        let rotated: Vec<u8> = (0..500).flat_map(|n| line(n, "tick")).collect();
+        std::fs::write(hub.rotated("a", 1), rotated).unwrap();
+        let mut current: Vec<u8> = (500..900).flat_map(|n| line(n, "tick")).collect();
+        current.extend(line(900, &"x".repeat(100 << 10)));
+        std::fs::write(hub.file("a"), &current).unwrap();
+        assert_eq!(hub.open("a", true).next_seq.load(Ordering::Relaxed), 901);
+        // Only a rotated file (the current one was just rotated away).
+        std::fs::remove_file(hub.file("a")).unwrap();
+        assert_eq!(hub.open("a", true).next_seq.load(Ordering::Relaxed), 500);
+        assert_eq!(hub.open("b", true).next_seq.load(Ordering::Relaxed), 0, "no log yet");
     }
 }
