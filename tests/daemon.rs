@@ -807,3 +807,28 @@ fn a_corrupt_state_database_is_named_with_the_way_out() {
     assert!(seen.stderr.contains(&format!("cannot open the state database {db}")), "{seen:?}");
     assert!(seen.stderr.contains(&format!("mv {db} {db}.broken")), "{seen:?}");
 }
+
+#[test]
+fn of_concurrent_creates_with_one_name_exactly_one_wins() {
+    let d = Daemon::start(&[]);
+    let digest = upload(&d, &guest("refdaemon"));
+    for round in 0..5 {
+        let name = format!("same-{round}");
+        let body = format!(r#"{{"name":"{name}","start":false,"spec":{{"program":{{"digest":"{digest}"}}}}}}"#);
+        let racers: Vec<_> = (0..16)
+            .map(|_| {
+                let (socket, body) = (d.socket(), body.clone());
+                std::thread::spawn(move || {
+                    http(&socket, "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes()))).0
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        statuses.sort();
+        assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 1, "{statuses:?}");
+        assert!(statuses.iter().all(|&s| s == 201 || s == 409), "{statuses:?}");
+        let (_, body) = http(&d.socket(), "GET", "/v1/sandboxes", None);
+        let listed = serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap();
+        assert_eq!(listed.iter().filter(|r| r["name"] == name.as_str()).count(), 1);
+    }
+}

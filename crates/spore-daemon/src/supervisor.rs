@@ -128,8 +128,9 @@ pub struct Supervisor {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     names: RwLock<HashMap<String, String>>,
     settings: Settings,
-    /// Sandboxes being created now, counted toward `max_sandboxes` (see [`Supervisor::reserve`]).
-    reserved: Mutex<usize>,
+    /// Sandboxes being created now: counted toward `max_sandboxes`, their names taken (see
+    /// [`Supervisor::reserve`]).
+    reserved: Mutex<Reserved>,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -159,7 +160,7 @@ impl Supervisor {
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             settings,
-            reserved: Mutex::new(0),
+            reserved: Mutex::default(),
             live: Default::default(),
             metrics: Metrics::default(),
         });
@@ -320,7 +321,7 @@ impl Supervisor {
         for req in &mut requests {
             policy.admit_request(&mut req.spec)?;
         }
-        let _reserved = self.reserve(requests.len().saturating_sub(replaced.len()))?;
+        let mut reservation = self.reserve(requests.len().saturating_sub(replaced.len()))?;
         let starting = requests.iter().filter(|r| r.start).fold(0usize, |n, r| n.saturating_add(slots(&r.spec)));
         let freed = replaced.iter().filter_map(|e| lock(&e.running).as_ref().map(|r| r.slots)).sum::<usize>();
         self.check_capacity(starting.saturating_sub(freed))?;
@@ -370,6 +371,9 @@ impl Supervisor {
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+            // Names are checked and taken under the reservation's lock: of two creates of one
+            // name side by side, exactly one gets it (the other's check sees it taken).
+            let mut reserved = lock(&self.reserved);
             let mut seen = std::collections::HashSet::new();
             for (mut req, (image, own)) in requests.into_iter().zip(images) {
                 self.settings.defaults.apply(&mut req);
@@ -408,7 +412,8 @@ impl Supervisor {
                         _ => format!("sandbox-{id}"),
                     },
                 };
-                if (names.contains_key(&name) && !replaced_names.contains(&name)) || !seen.insert(name.clone()) {
+                let held = names.contains_key(&name) && !replaced_names.contains(&name);
+                if held || reserved.names.contains(&name) || !seen.insert(name.clone()) {
                     return Err(SupError::NameTaken(name));
                 }
                 records.push(SandboxRecord {
@@ -427,6 +432,8 @@ impl Supervisor {
                     finished_at: None,
                 });
             }
+            reservation.names = records.iter().map(|r| r.name.clone()).collect();
+            reserved.names.extend(reservation.names.iter().cloned());
         }
         let gone = replaced.iter().map(|e| Change::Delete(lock(&e.record).id.clone()));
         self.db
@@ -464,12 +471,12 @@ impl Supervisor {
     fn reserve(&self, n: usize) -> Result<Reservation<'_>, SupError> {
         let max = self.settings.policy.max_sandboxes;
         let mut reserved = lock(&self.reserved);
-        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len().saturating_add(*reserved);
+        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len().saturating_add(reserved.count);
         if kept.saturating_add(n) > max {
             return Err(SupError::TooMany { kept, max });
         }
-        *reserved += n;
-        Ok(Reservation { reserved: &self.reserved, n })
+        reserved.count += n;
+        Ok(Reservation { reserved: &self.reserved, n, names: Vec::new() })
     }
 
     fn check_capacity(&self, more: usize) -> Result<(), SupError> {
@@ -795,18 +802,28 @@ fn start_error(err: &spore_sandbox::SandboxError) -> String {
 /// Requests an HTTP app of the daemon runs at once unless its spec says otherwise.
 pub const DEFAULT_HTTP_CONCURRENCY: usize = 16;
 
-/// Pool slots a sandbox takes while it runs: one for a command; one per request an HTTP app
-/// may run at once, since each request's instance is a guest of the pool until it ends.
-/// Room held for sandboxes being created; given back when the create ends, by which time
-/// they are entries (or never will be).
+/// What creates in flight hold: room under `max_sandboxes`, and their names.
+#[derive(Default)]
+struct Reserved {
+    count: usize,
+    names: std::collections::HashSet<String>,
+}
+
+/// Room and names held for sandboxes being created; given back when the create ends, by which
+/// time they are entries (or never will be).
 struct Reservation<'a> {
-    reserved: &'a Mutex<usize>,
+    reserved: &'a Mutex<Reserved>,
     n: usize,
+    names: Vec<String>,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        *lock(self.reserved) -= self.n;
+        let mut reserved = lock(self.reserved);
+        reserved.count -= self.n;
+        for name in &self.names {
+            reserved.names.remove(name);
+        }
     }
 }
 
@@ -816,6 +833,8 @@ fn app_of(record: &SandboxRecord) -> &str {
     record.labels.get("spore.app").map_or(record.name.as_str(), String::as_str)
 }
 
+/// Pool slots a sandbox takes while it runs: one for a command; one per request an HTTP app
+/// may run at once, since each request's instance is a guest of the pool until it ends.
 fn slots(spec: &SandboxSpec) -> usize {
     spec.http.as_ref().map_or(1, |h| h.concurrency.unwrap_or(DEFAULT_HTTP_CONCURRENCY).max(1))
 }
