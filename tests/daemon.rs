@@ -832,3 +832,46 @@ fn of_concurrent_creates_with_one_name_exactly_one_wins() {
         assert_eq!(listed.iter().filter(|r| r["name"] == name.as_str()).count(), 1);
     }
 }
+
+#[test]
+fn a_remove_racing_starts_and_stops_never_comes_back() {
+    let mut d = Daemon::start(&[]);
+    let digest = upload(&d, &guest("refdaemon"));
+    let mut removed = Vec::new();
+    for round in 0..30 {
+        let name = format!("r{round}");
+        let body = format!(
+            r#"{{"name":"{name}","start":false,"spec":{{"program":{{"digest":"{digest}"}},"args":["3600"]}}}}"#
+        );
+        assert_eq!(http(&d.socket(), "POST", "/v1/sandboxes", Some(("application/json", body.as_bytes()))).0, 201);
+        // Starts and stops hammer the sandbox while one client removes it.
+        let racers: Vec<_> = ["start", "stop?timeout=0", "start", "stop?timeout=0", "start"]
+            .into_iter()
+            .map(|action| {
+                let (socket, path) = (d.socket(), format!("/v1/sandboxes/{name}/{action}"));
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        http(&socket, "POST", &path, None);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(round % 5));
+        let (status, body) = http(&d.socket(), "DELETE", &format!("/v1/sandboxes/{name}?force=true"), None);
+        assert_eq!(status, 204, "{body}");
+        removed.push(name);
+        for r in racers {
+            r.join().unwrap();
+        }
+    }
+    // What was removed stays removed, in memory and after a restart.
+    let listed = |d: &Daemon| http(&d.socket(), "GET", "/v1/sandboxes", None).1;
+    let now = listed(&d);
+    d.kill9();
+    d.spawn();
+    let after = listed(&d);
+    for name in &removed {
+        let quoted = format!("\"name\":\"{name}\"");
+        assert!(!now.contains(&quoted) && !after.contains(&quoted), "{name} came back: {after}");
+    }
+}

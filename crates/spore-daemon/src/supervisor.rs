@@ -102,6 +102,12 @@ struct Entry {
     running: Mutex<Option<Running>>,
     /// Usage of the last finished run, kept for stats.
     last: Mutex<Arc<Meter>>,
+    /// Held by an operator's request (start, stop, kill, remove, replace) from its check to its
+    /// commit, so two on one sandbox cannot interleave: a start's record written after a
+    /// remove's deletion would bring the sandbox back at the next daemon start.
+    op: Arc<tokio::sync::Mutex<()>>,
+    /// Set once the record is deleted; a request that waited for `op` then finds no sandbox.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// What the daemon allows: how many sandboxes run at once, what a client may ask for, and
@@ -197,6 +203,8 @@ impl Supervisor {
             running: Mutex::new(None),
             last: Mutex::new(Arc::default()),
             record: Mutex::new(record.clone()),
+            op: Arc::default(),
+            removed: Default::default(),
         });
         self.names.write().unwrap_or_else(|p| p.into_inner()).insert(record.name.clone(), record.id.clone());
         self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(record.id, entry.clone());
@@ -244,6 +252,17 @@ impl Supervisor {
             .map_err(|e| SupError::Compile(e.to_string()))?;
         lock(&self.runnables).insert(digest.to_owned(), prepared.clone());
         Ok(prepared)
+    }
+
+    /// The sandbox `key` names, with the right to change it until the guard is dropped (see
+    /// `Entry::op`).
+    async fn exclusive(&self, key: &str) -> Result<(Arc<Entry>, tokio::sync::OwnedMutexGuard<()>), SupError> {
+        let entry = self.find(key)?;
+        let guard = entry.op.clone().lock_owned().await;
+        if entry.removed.load(Ordering::Acquire) {
+            return Err(SupError::NotFound(key.to_owned()));
+        }
+        Ok((entry, guard))
     }
 
     /// Resolves an id, a unique id prefix (4+ characters) or a name.
@@ -309,12 +328,18 @@ impl Supervisor {
         replace: &[String],
     ) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
+        // The replaced sandboxes are held (in id order, so two creates never wait on each
+        // other) until this create is done with them.
+        let mut ids: Vec<String> =
+            replace.iter().map(|key| self.find(key).map(|e| lock(&e.record).id.clone())).collect::<Result<_, _>>()?;
+        ids.sort();
+        ids.dedup();
         let mut replaced: Vec<Arc<Entry>> = Vec::new();
-        for key in replace {
-            let entry = self.find(key)?;
-            if !replaced.iter().any(|e| Arc::ptr_eq(e, &entry)) {
-                replaced.push(entry);
-            }
+        let mut _ops = Vec::new();
+        for id in &ids {
+            let (entry, op) = self.exclusive(id).await?;
+            _ops.push(op);
+            replaced.push(entry);
         }
         let replaced_names: Vec<String> = replaced.iter().map(|e| lock(&e.record).name.clone()).collect();
         // What the client asks is judged before anything is fetched or compiled.
@@ -489,7 +514,7 @@ impl Supervisor {
 
     /// Starts a stopped or exited sandbox (durably marking it to be kept running).
     pub async fn start_sandbox(self: &Arc<Self>, key: &str) -> Result<SandboxRecord, SupError> {
-        let entry = self.find(key)?;
+        let (entry, _op) = self.exclusive(key).await?;
         if lock(&entry.running).is_some() {
             return Ok(lock(&entry.record).clone());
         }
@@ -531,7 +556,7 @@ impl Supervisor {
     /// Stops a sandbox: no more restarts; waits up to `grace` for the guest to end by itself
     /// (WASI has no signals, so this suits jobs about to finish), then kills it.
     pub async fn stop(&self, key: &str, grace: Duration) -> Result<SandboxRecord, SupError> {
-        let entry = self.find(key)?;
+        let (entry, _op) = self.exclusive(key).await?;
         self.want_stopped(&entry).await?;
         let handle = lock(&entry.running).as_ref().map(|r| r.stop.clone());
         if let Some(stop) = handle {
@@ -553,7 +578,7 @@ impl Supervisor {
 
     /// Kills a sandbox's guest now. It stays stopped.
     pub async fn kill(&self, key: &str) -> Result<SandboxRecord, SupError> {
-        let entry = self.find(key)?;
+        let (entry, _op) = self.exclusive(key).await?;
         self.want_stopped(&entry).await?;
         self.kill_entry(&entry, "killed by request".into()).await;
         Ok(lock(&entry.record).clone())
@@ -595,7 +620,7 @@ impl Supervisor {
 
     /// Removes a sandbox (`force` kills a running one first) and its logs.
     pub async fn remove(&self, key: &str, force: bool) -> Result<(), SupError> {
-        let entry = self.find(key)?;
+        let (entry, _op) = self.exclusive(key).await?;
         if lock(&entry.running).is_some() {
             if !force {
                 return Err(SupError::Conflict(format!(
@@ -613,6 +638,7 @@ impl Supervisor {
 
     /// Drops a sandbox whose record is deleted: its entry, name, log and its image's pin.
     fn forget(&self, entry: &Arc<Entry>) {
+        entry.removed.store(true, Ordering::Release);
         let record = lock(&entry.record).clone();
         {
             let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
