@@ -674,7 +674,7 @@ fn the_api_socket_is_the_users_own_on_both_ends() {
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let probe = format!(
-        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\ntry:\n s.sendall(b'GET /v1/health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n s.settimeout(5)\n print(repr(s.recv(100)))\nexcept ConnectionResetError:\n print(repr(b''))",
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\ntry:\n s.sendall(b'GET /v1/health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n s.settimeout(5)\n print(repr(s.recv(100)))\nexcept OSError:\n print(repr(b''))",
         d.socket().display().to_string()
     );
     let out = as_nobody(&probe).output().unwrap();
