@@ -171,9 +171,9 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
     let entry_wasm = image.files.get(&entry_path).map(|(bytes, _)| bytes.clone()).ok_or_else(|| {
         BuildError::Other(format!("the entrypoint {entry_path} is not in the image; COPY the wasm there"))
     })?;
-    image.os = match spore_engine::detect(&entry_wasm) {
-        Ok(spore_engine::WasmKind::Module) => "wasip1".into(),
-        Ok(spore_engine::WasmKind::Component) => "wasip2".into(),
+    image.os = match spore_types::detect(&entry_wasm) {
+        Ok(spore_types::WasmKind::Module) => "wasip1".into(),
+        Ok(spore_types::WasmKind::Component) => "wasip2".into(),
         Err(e) => return Err(BuildError::Other(format!("the entrypoint {entry_path}: {e}"))),
     };
     Ok(Planned { image, entry_wasm, warnings })

@@ -20,8 +20,9 @@
 //! program's, or from another host — is rejected and rebuilt. wasmtime itself rejects artifacts from another engine version or
 //! configuration. (BLAKE3 costs about a tenth of a millisecond on a typical artifact.)
 
-use crate::detect::WasmKind;
-use crate::engine::{Digest, ProgramCode};
+use crate::engine::ProgramCode;
+use spore_types::Digest;
+use spore_types::WasmKind;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,87 +1,10 @@
-//! Tell a core module from a component by its first eight bytes, before anything is compiled.
-//!
-//! The binary format puts the kind in the header: `\0asm` then a 32-bit version word whose
-//! upper half is the *layer* (0 for core modules, 1 for components). Reading it ourselves lets
-//! Spore give a precise message for the common mistakes (a text `.wat`, a native binary, a
-//! precompiled `.cwasm`) instead of a parser error at offset 0.
+//! Telling a module from a component before anything is compiled: the header is read by
+//! [`spore_types::detect`]; here its refusal becomes the engine's [`LoadError`].
 
 use crate::error::LoadError;
-
-/// What a wasm binary is, which decides how it is linked and run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WasmKind {
-    /// A core WebAssembly module (WASI preview 1 commands, reactors, libraries).
-    Module,
-    /// A component-model component (WASI preview 2 commands, `wasi:http` proxies).
-    Component,
-}
-
-impl WasmKind {
-    /// The word users see in messages and `--json` output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WasmKind::Module => "module",
-            WasmKind::Component => "component",
-        }
-    }
-}
-
-const MAGIC: &[u8; 4] = b"\0asm";
+use spore_types::WasmKind;
 
 /// Classifies `bytes` as a module or a component, or says what it looks like instead.
 pub fn detect(bytes: &[u8]) -> Result<WasmKind, LoadError> {
-    if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(LoadError::NotWasm { looks_like: looks_like(bytes) });
-    }
-    let layer = u16::from_le_bytes([bytes[6], bytes[7]]);
-    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    match (layer, version) {
-        (0, 1) => Ok(WasmKind::Module),
-        (1, _) => Ok(WasmKind::Component),
-        _ => Err(LoadError::UnknownVersion { layer, version }),
-    }
-}
-
-/// A best guess at what a non-wasm file is, so the error can say what to do about it.
-fn looks_like(bytes: &[u8]) -> &'static str {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
-    let trimmed = text.trim_start();
-    if bytes.is_empty() {
-        "an empty file"
-    } else if bytes.starts_with(b"\x7fELF") {
-        "an ELF binary (a native program or a precompiled .cwasm, not portable wasm)"
-    } else if trimmed.starts_with("(module") || trimmed.starts_with("(component") || trimmed.starts_with(";;") {
-        "WebAssembly text format (.wat); compile it with `wasm-tools parse` or `wat2wasm` first"
-    } else if bytes.starts_with(b"\x1f\x8b") {
-        "a gzip archive"
-    } else if bytes.starts_with(b"#!") {
-        "a script"
-    } else if bytes.len() < 8 && bytes.starts_with(&MAGIC[..bytes.len().min(4)]) {
-        "a truncated wasm header"
-    } else {
-        "something else"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_module_and_component_headers() {
-        assert_eq!(detect(b"\0asm\x01\0\0\0").unwrap(), WasmKind::Module);
-        assert_eq!(detect(b"\0asm\x0d\0\x01\0").unwrap(), WasmKind::Component);
-    }
-
-    #[test]
-    fn names_what_a_non_wasm_file_looks_like() {
-        let err = detect(b"(module (func))").unwrap_err().to_string();
-        assert!(err.contains("text format"), "{err}");
-        let err = detect(b"\x7fELF\x02\x01\x01\0\0\0").unwrap_err().to_string();
-        assert!(err.contains("ELF"), "{err}");
-        let err = detect(b"").unwrap_err().to_string();
-        assert!(err.contains("empty"), "{err}");
-        let err = detect(b"\0asm\x02\0\0\0").unwrap_err().to_string();
-        assert!(err.contains("version 2"), "{err}");
-    }
+    spore_types::detect(bytes).map_err(LoadError::Header)
 }

@@ -2,58 +2,13 @@
 
 use crate::cache::{CacheKey, CacheOutcome, CompileCache, Lookup};
 use crate::config::{Allocation, EngineConfig, PoolConfig};
-use crate::detect::{WasmKind, detect};
+use crate::detect::detect;
 use crate::error::{EngineError, LoadError};
 use crate::ticker;
-use sha2::{Digest as _, Sha256};
+use spore_types::{Digest, WasmKind};
 use std::fmt;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
-
-/// The sha256 of a wasm binary: its identity in caches, stores and logs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    /// Hashes `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Digest(Sha256::digest(bytes).into())
-    }
-
-    /// Lower-case hex, without the algorithm prefix (for file names).
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Reads the OCI form `sha256:<64 lowercase hex>`; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Digest> {
-        let hex = s.strip_prefix("sha256:")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex, &mut out).ok()?;
-        Some(Digest(out))
-    }
-
-    /// Wraps a finished sha256.
-    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
-        Digest(bytes)
-    }
-}
-
-impl fmt::Display for Digest {
-    /// The OCI form, `sha256:<hex>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
 
 /// Compiled code, ready to link: the form depends on the binary's kind.
 #[derive(Clone)]

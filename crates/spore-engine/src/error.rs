@@ -37,22 +37,9 @@ impl EngineError {
 /// A wasm binary could not be turned into a runnable [`crate::Program`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The bytes do not start with the wasm magic number.
-    #[error("not a WebAssembly binary: it looks like {looks_like}")]
-    NotWasm {
-        /// A guess at what the file is instead.
-        looks_like: &'static str,
-    },
-    /// The header carries a version this engine does not know.
-    #[error(
-        "unsupported WebAssembly binary version {version} (layer {layer}); Spore reads core modules (version 1) and components (layer 1)"
-    )]
-    UnknownVersion {
-        /// Layer field of the header (0 = core, 1 = component).
-        layer: u16,
-        /// Version field of the header.
-        version: u16,
-    },
+    /// Not a wasm binary Spore reads (the header says so).
+    #[error(transparent)]
+    Header(spore_types::HeaderError),
     /// Validation or compilation failed: truncated, malformed, or uses a disabled feature.
     #[error("invalid WebAssembly {kind}: {message}")]
     Invalid {

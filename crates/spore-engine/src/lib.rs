@@ -17,6 +17,7 @@ mod ticker;
 
 pub use cache::{CacheKey, CacheOutcome, CompileCache};
 pub use config::{Allocation, EngineConfig, PoolConfig};
-pub use detect::{WasmKind, detect};
-pub use engine::{Digest, PoolShare, Program, ProgramCode, SporeEngine};
+pub use detect::detect;
+pub use engine::{PoolShare, Program, ProgramCode, SporeEngine};
 pub use error::{EngineError, LoadError};
+pub use spore_types::{Digest, WasmKind};

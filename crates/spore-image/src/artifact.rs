@@ -7,7 +7,7 @@ use crate::Written;
 use crate::open::WASM_CONFIG;
 use crate::store::{ContentStore, StoreError};
 use serde_json::json;
-use spore_engine::Digest;
+use spore_types::Digest;
 
 /// A wasm and what the artifact's config says about it.
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,7 @@ use oci_spec::image::{
     Arch, ConfigBuilder, DescriptorBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
     RootFsBuilder,
 };
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 
 use crate::open::{INDEX_TYPES, ImageError};
 use serde::Deserialize;
-use spore_engine::Digest;
+use spore_types::Digest;
 
 /// A reference to a blob: what it is, its digest and size, and (in an index) its platform.
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,7 @@
 
 use crate::doc::Document;
 use crate::store::{ContentStore, StoreError};
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use crate::open::{ImageError, open_image};
 use crate::reference::Reference;
 use crate::store::{ContentStore, StoreError};
 use serde_json::json;
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::path::Path;
 
 /// The annotation naming a manifest in an index.

@@ -9,7 +9,7 @@
 use crate::doc::{Descriptor, Document};
 use crate::store::{ContentStore, StoreError};
 use serde::Deserialize;
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::path::PathBuf;
 
 /// Manifest media types read here.

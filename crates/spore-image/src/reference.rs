@@ -3,7 +3,7 @@
 //! means `docker.io`, a one-part Docker Hub repository means `library/NAME`, no tag or digest
 //! means `:latest`), so a name means the same image in every tool.
 
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::fmt;
 
 /// The registry assumed when a reference names none.

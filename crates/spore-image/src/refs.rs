@@ -6,7 +6,7 @@
 
 use crate::reference::Reference;
 use crate::store::{ContentStore, StoreError};
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::collections::BTreeMap;
 use std::io::Write;
 

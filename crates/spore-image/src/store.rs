@@ -6,7 +6,7 @@
 //! of the same blob race harmlessly (the same bytes land under the same name).
 
 use sha2::{Digest as _, Sha256};
-use spore_engine::Digest;
+use spore_types::Digest;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 

@@ -20,10 +20,10 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
-use spore_engine::Digest;
 use spore_image::{
     ContentStore, Descriptor, Document, INDEX_TYPES, ImageError, MANIFEST_TYPES, Reference, StoreError, open_image,
 };
+use spore_types::Digest;
 use std::collections::BTreeSet;
 
 /// Manifests larger than this are refused, as docker and containerd do.

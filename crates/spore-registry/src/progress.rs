@@ -2,7 +2,7 @@
 //! CI output still say what moved and what was skipped).
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use spore_engine::Digest;
+use spore_types::Digest;
 
 /// Where progress goes.
 pub struct Progress {

@@ -1,0 +1,9 @@
+//! Spore's shared vocabulary: what every layer — images, registries, builds, the engine, the
+//! daemon and the edge runners to come — names the same way. Plain data and pure functions: no
+//! wasmtime, no async runtime, so the crates that only move bytes build without a compiler.
+
+mod digest;
+mod wasm;
+
+pub use digest::Digest;
+pub use wasm::{HeaderError, WasmKind, detect};
