@@ -12,7 +12,9 @@ export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/spore/fuzz-target}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
-cargo build --quiet --release --bins
+# With --target, RUSTFLAGS instrument the targets' code only, not build scripts and proc macros.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+cargo build --quiet --release --bins --target "$host"
 echo "| target | seconds | executions | exec/s | corpus | crashes |"
 echo "|---|---|---|---|---|---|"
 for t in $TARGETS; do
@@ -20,7 +22,7 @@ for t in $TARGETS; do
   work="$(mktemp -d)"
   cp -r "corpus/$t/." "$work/" 2>/dev/null || true
   set +e
-  "$CARGO_TARGET_DIR/release/$t" -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=2048 \
+  "$CARGO_TARGET_DIR/$host/release/$t" -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=2048 \
     -artifact_prefix="artifacts/$t/" "$work" >"$work.log" 2>&1
   rc=$?
   set -e
