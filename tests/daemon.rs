@@ -875,3 +875,23 @@ fn a_remove_racing_starts_and_stops_never_comes_back() {
         assert!(!now.contains(&quoted) && !after.contains(&quoted), "{name} came back: {after}");
     }
 }
+
+#[test]
+fn a_programs_linked_form_goes_with_its_last_sandbox() {
+    let d = Daemon::start(&[]);
+    let linked = || {
+        let (_, body) = http(&d.socket(), "GET", "/metrics", None);
+        body.lines().find_map(|l| l.strip_prefix("spore_programs_linked ")).unwrap().parse::<usize>().unwrap()
+    };
+    assert_eq!(d.run(["deploy", "--name", "a", "--replicas", "2", &g("refdaemon"), "5"]).code, 0);
+    assert_eq!(d.run(["deploy", "--name", "b", &g("hello")]).code, 0);
+    assert_eq!(linked(), 2);
+    assert_eq!(d.run(["rm", "-f", "a-0"]).code, 0);
+    assert_eq!(linked(), 2, "a-1 still runs it");
+    assert_eq!(d.run(["rm", "-f", "a-1", "b"]).code, 0);
+    assert_eq!(linked(), 0, "the cache does not grow with every program ever run");
+    // Deployed again, it is linked again.
+    assert_eq!(d.run(["deploy", "--name", "a", &g("refdaemon"), "5"]).code, 0);
+    d.wait_for("a", 10, |r| r["state"] == "running");
+    assert_eq!(linked(), 1);
+}

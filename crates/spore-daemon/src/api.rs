@@ -403,6 +403,10 @@ async fn metrics(AxState(sup): Sup, _headers: HeaderMap) -> Response {
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
     }
+    out.push_str(&format!(
+        "# HELP spore_programs_linked Programs compiled and linked in memory.\n# TYPE spore_programs_linked gauge\nspore_programs_linked {}\n",
+        sup.programs_linked()
+    ));
     let latencies = sup.start_latencies();
     if !latencies.is_empty() {
         out.push_str("# HELP spore_start_latency_seconds Create-to-running latency (launch to guest code entered) of running sandboxes.\n# TYPE spore_start_latency_seconds summary\n");

@@ -242,6 +242,11 @@ impl Supervisor {
         &self.logs
     }
 
+    /// Programs linked in memory now (for `/metrics`).
+    pub fn programs_linked(&self) -> usize {
+        lock(&self.runnables).len()
+    }
+
     /// Compiles (or fetches from cache) and links a stored program, once per digest.
     pub fn runnable(&self, digest: &str) -> Result<Prepared, SupError> {
         if let Some(r) = lock(&self.runnables).get(digest) {
@@ -633,6 +638,19 @@ impl Supervisor {
         let id = lock(&entry.record).id.clone();
         self.db.commit(vec![Change::Delete(id)]).await.map_err(SupError::Storage)?;
         self.forget(&entry);
+        // The last sandbox of a program lets its linked form go: the cache is not to grow
+        // with every program ever run (a later create links it again, from the compile cache).
+        let program = match &lock(&entry.record).spec.program {
+            ProgramSource::Digest(d) => Some(d.clone()),
+            _ => None,
+        };
+        if let Some(digest) = program {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let used = entries.values().any(|e| lock(&e.record).spec.program == ProgramSource::Digest(digest.clone()));
+            if !used {
+                lock(&self.runnables).remove(&digest);
+            }
+        }
         Ok(())
     }
 
