@@ -52,9 +52,18 @@ pub enum DbError {
     },
 }
 
+/// What the database held at start.
+pub struct Stored {
+    /// Every record this version reads.
+    pub records: Vec<SandboxRecord>,
+    /// Names of records it cannot read (written by a newer version): kept taken, so a create
+    /// cannot give a second sandbox a name the stored one will have again after an upgrade.
+    pub unreadable_names: Vec<String>,
+}
+
 impl Db {
-    /// Opens (or creates) the database and returns every stored record.
-    pub fn open(path: &Path) -> Result<(Db, Vec<SandboxRecord>), DbError> {
+    /// Opens (or creates) the database and returns what it holds.
+    pub fn open(path: &Path) -> Result<(Db, Stored), DbError> {
         let shown = path.display().to_string();
         let open_err = |message: String| DbError::Open { path: shown.clone(), message };
         let db = match Database::create(path) {
@@ -68,14 +77,22 @@ impl Db {
         txn.commit().map_err(|e| open_err(e.to_string()))?;
 
         let mut records = Vec::new();
+        let mut unreadable_names = Vec::new();
         let read = db.begin_read().map_err(|e| open_err(e.to_string()))?;
         let table = read.open_table(SANDBOXES).map_err(|e| open_err(e.to_string()))?;
         for entry in table.iter().map_err(|e| open_err(e.to_string()))? {
             let (key, value) = entry.map_err(|e| open_err(e.to_string()))?;
             match serde_json::from_slice::<SandboxRecord>(value.value()) {
                 Ok(record) => records.push(record),
-                // A record this version cannot read is kept on disk, untouched, and reported.
-                Err(err) => tracing::error!(id = key.value(), "skipping unreadable sandbox record: {err}"),
+                // A record this version cannot read is kept on disk, untouched, and reported;
+                // its name, if it can be told, stays taken (see `Stored::unreadable_names`).
+                Err(err) => {
+                    tracing::error!(id = key.value(), "skipping unreadable sandbox record: {err}");
+                    let name = serde_json::from_slice::<serde_json::Value>(value.value())
+                        .ok()
+                        .and_then(|v| v["name"].as_str().map(str::to_owned));
+                    unreadable_names.extend(name);
+                }
             }
         }
         drop(table);
@@ -86,7 +103,7 @@ impl Db {
             .name("spore-db".into())
             .spawn(move || writer(db, rx))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
-        Ok((Db { tx }, records))
+        Ok((Db { tx }, Stored { records, unreadable_names }))
     }
 
     /// Applies `changes` in one transaction and waits until it is durable.
@@ -141,4 +158,28 @@ fn apply<'a>(db: &Database, changes: impl Iterator<Item = &'a Change>) -> Result
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_this_version_cannot_read_keeps_its_name_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(SANDBOXES).unwrap();
+                // As a newer daemon might write it: a field this version does not know.
+                t.insert("abc", br#"{"id":"abc","name":"web","colour":"red"}"#.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (_db, stored) = Db::open(&path).unwrap();
+        assert!(stored.records.is_empty());
+        assert_eq!(stored.unreadable_names, ["web"]);
+    }
 }

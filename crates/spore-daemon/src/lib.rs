@@ -50,7 +50,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let engine =
         SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))
             .map_err(|e| e.to_string())?;
-    let (db, records) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
+    let (db, stored) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
     let programs = programs::Programs::open(
         &config.data_dir.join("programs"),
         policy.max_program_body as u64,
@@ -68,7 +68,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
     let settings =
         supervisor::Settings { capacity: capacity as usize, policy, defaults, kv_stores: Arc::new(kv.stores) };
-    let sup = supervisor::Supervisor::start(engine, programs, db, logs, records, settings);
+    let sup = supervisor::Supervisor::start(engine, programs, db, logs, stored, settings);
 
     let unix = bind_unix(&config.socket)?;
     let app = api::router(sup.clone());

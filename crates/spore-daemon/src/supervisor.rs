@@ -153,9 +153,10 @@ impl Supervisor {
         programs: Programs,
         db: Db,
         logs: Arc<LogHub>,
-        records: Vec<SandboxRecord>,
+        stored: crate::db::Stored,
         settings: Settings,
     ) -> Arc<Supervisor> {
+        let records = stored.records;
         let sup = Arc::new(Supervisor {
             engine,
             programs,
@@ -166,7 +167,7 @@ impl Supervisor {
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             settings,
-            reserved: Mutex::default(),
+            reserved: Mutex::new(Reserved { count: 0, names: stored.unreadable_names.into_iter().collect() }),
             live: Default::default(),
             metrics: Metrics::default(),
         });
