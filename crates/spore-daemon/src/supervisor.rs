@@ -393,6 +393,9 @@ impl Supervisor {
             })
             .collect();
         digests.dedup();
+        // Programs already linked (the common case: a redeploy, a batch, an upload that compiled
+        // it) need no trip to the blocking pool.
+        digests.retain(|d| !lock(&self.runnables).contains_key(d));
         for digest in digests {
             let this = self.clone();
             tokio::task::spawn_blocking(move || this.runnable(&digest))
