@@ -120,7 +120,7 @@ fn build_push_rmi_pull_run_against_a_real_registry() {
 }
 
 #[test]
-fn a_pull_verifies_every_blob_and_stores_nothing_of_a_bad_image() {
+fn a_pull_verifies_every_blob_and_names_nothing_of_a_bad_image() {
     let reg = Registry::start(None);
     let me = Client::new();
     let image = format!("{}/demo/hello:v1", reg.addr);
@@ -135,7 +135,11 @@ fn a_pull_verifies_every_blob_and_stores_nothing_of_a_bad_image() {
     let seen = fresh.run(&["pull", "--max-blob-size", "1K", &image]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("larger than the 1024-byte limit"), "{seen:?}");
-    assert_eq!(fresh.blob_count(), 0, "nothing kept: {seen:?}");
+    // The refused blob is not stored; what was verified before it (manifest, config) stays
+    // for prune, since a pull beside this one may have named an image that needs it.
+    let stored = |digest: &str| fresh.store().join("blobs/sha256").join(digest.trim_start_matches("sha256:")).exists();
+    assert!(!stored(layer), "the refused layer is not kept: {seen:?}");
+    assert_eq!(fresh.blob_count(), 2, "{seen:?}");
 
     // The registry's copy of the layer is tampered with (same size, other bytes).
     let file = reg.blob_file(layer);
@@ -149,9 +153,12 @@ fn a_pull_verifies_every_blob_and_stores_nothing_of_a_bad_image() {
         seen.stderr.contains(&format!("{layer}: the registry sent content that does not match its digest")),
         "{seen:?}"
     );
-    assert_eq!(fresh.blob_count(), 0, "the manifest and config pulled before it are removed too: {seen:?}");
+    assert!(!stored(layer), "the tampered layer is not kept: {seen:?}");
     let seen = fresh.run(&["images", "--json"]);
-    assert_eq!(seen.stdout.trim(), "[]", "{seen:?}");
+    assert_eq!(seen.stdout.trim(), "[]", "no image is named: {seen:?}");
+    let prune = fresh.ok(&["image", "prune"]);
+    assert!(prune.stdout.contains("Deleted 2 blob(s)"), "the verified ones go with a prune: {prune:?}");
+    assert_eq!(fresh.blob_count(), 0);
 }
 
 #[test]
