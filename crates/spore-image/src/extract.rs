@@ -149,6 +149,11 @@ impl Unpacker {
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+                // It names one entry beside it: `.wh.` alone, `.wh..` or `.wh...` would name the
+                // directory itself or the one above the root.
+                if hidden.is_empty() || hidden == "." || hidden == ".." {
+                    return Err(ExtractError::Escapes { entry: shown });
+                }
                 hide_below(dest, &rel.with_file_name(hidden), &ours, false).map_err(io)?;
                 continue;
             }
@@ -448,6 +453,9 @@ mod tests {
             (&[("dev/null", EntryType::Char, "", b"")], "\"dev/null\" is a character device"),
             (&[("disk", EntryType::Block, "", b"")], "block device"),
             (&[("pipe", EntryType::Fifo, "", b"")], "FIFO"),
+            (&[(".wh...", EntryType::Regular, "", b"")], "\".wh...\" points outside"),
+            (&[("d/.wh..", EntryType::Regular, "", b"")], "\"d/.wh..\" points outside"),
+            (&[(".wh.", EntryType::Regular, "", b"")], "\".wh.\" points outside"),
         ];
         for (entries, needle) in cases {
             let (dir, r) = unpack(entries);
