@@ -895,3 +895,19 @@ fn a_programs_linked_form_goes_with_its_last_sandbox() {
     d.wait_for("a", 10, |r| r["state"] == "running");
     assert_eq!(linked(), 1);
 }
+
+#[test]
+fn replaced_sandboxes_stay_gone_after_a_daemon_restart() {
+    let mut d = Daemon::start(&[]);
+    assert_eq!(d.run(["deploy", "--name", "web", "--replicas", "2", &g("refdaemon"), "5"]).code, 0);
+    d.wait_for("web-1", 10, |r| r["state"] == "running");
+    assert_eq!(d.run(["deploy", "--name", "web", "--replicas", "2", &g("refdaemon"), "7"]).code, 0);
+    d.wait_for("web-1", 10, |r| r["state"] == "running" && r["spec"]["args"] == serde_json::json!(["7"]));
+    // The old ones' endings were written after their deletion; a restart must not bring them back.
+    d.kill9();
+    d.spawn();
+    let (_, body) = http(&d.socket(), "GET", "/v1/sandboxes", None);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 2, "{body}");
+    assert!(list.iter().all(|r| r["spec"]["args"] == serde_json::json!(["7"])), "{body}");
+}

@@ -393,14 +393,22 @@ impl Supervisor {
             })
             .collect();
         digests.dedup();
-        // Programs already linked (the common case: a redeploy, a batch, an upload that compiled
-        // it) need no trip to the blocking pool.
-        digests.retain(|d| !lock(&self.runnables).contains_key(d));
+        // Kept here, not looked up again below: a removal meanwhile may drop it from the cache.
+        let mut linked: HashMap<String, Prepared> = HashMap::new();
         for digest in digests {
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || this.runnable(&digest))
-                .await
-                .map_err(|e| SupError::Compile(format!("compiling failed: {e}")))??;
+            // Programs already linked (the common case: a redeploy, a batch, an upload that
+            // compiled it) need no trip to the blocking pool.
+            let cached = lock(&self.runnables).get(&digest).cloned();
+            let prepared = match cached {
+                Some(p) => p,
+                None => {
+                    let (this, d) = (self.clone(), digest.clone());
+                    tokio::task::spawn_blocking(move || this.runnable(&d))
+                        .await
+                        .map_err(|e| SupError::Compile(format!("compiling failed: {e}")))??
+                }
+            };
+            linked.insert(digest, prepared);
         }
         let mut records = Vec::with_capacity(requests.len());
         {
@@ -427,7 +435,7 @@ impl Supervisor {
                 // shares: valid, mounts pinned (a restart opens these very directories or
                 // fails) and clear of the compile cache, counts within the pool's share, the
                 // program of the kind the spec runs.
-                let prepared = self.runnable(&digest)?;
+                let prepared = linked.get(&digest).cloned().ok_or_else(|| ProgramError::Missing(digest.clone()))?;
                 let wanted = if req.spec.http.is_some() { AppKind::Http } else { AppKind::Command };
                 launch::admit(&prepared, &mut req.spec, Some(wanted)).map_err(refused)?;
                 // Judged where they lead once resolved and pinned, so a symlink cannot carry a
@@ -476,6 +484,9 @@ impl Supervisor {
             .map_err(SupError::Storage)?;
         for entry in &replaced {
             self.kill_entry(entry, "killed: replaced".into()).await;
+            // Killing queued the run's ending (a Put) after the deletion committed above; the
+            // deletion again, queued after it, is what the database keeps.
+            self.db.queue(Change::Delete(lock(&entry.record).id.clone()));
             self.forget(entry);
         }
         let mut created = Vec::with_capacity(records.len());
@@ -504,8 +515,10 @@ impl Supervisor {
     /// is recorded (or fails), so creates running side by side cannot pass it together.
     fn reserve(&self, n: usize) -> Result<Reservation<'_>, SupError> {
         let max = self.settings.policy.max_sandboxes;
+        // Lock order, everywhere: entries, then names, then reserved.
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let mut reserved = lock(&self.reserved);
-        let kept = self.entries.read().unwrap_or_else(|p| p.into_inner()).len().saturating_add(reserved.count);
+        let kept = entries.len().saturating_add(reserved.count);
         if kept.saturating_add(n) > max {
             return Err(SupError::TooMany { kept, max });
         }
