@@ -894,6 +894,9 @@ fn a_programs_linked_form_goes_with_its_last_sandbox() {
     assert_eq!(d.run(["deploy", "--name", "a", &g("refdaemon"), "5"]).code, 0);
     d.wait_for("a", 10, |r| r["state"] == "running");
     assert_eq!(linked(), 1);
+    // A redeploy with another program lets the replaced one's go.
+    assert_eq!(d.run(["deploy", "--name", "a", &g("hello")]).code, 0);
+    assert_eq!(linked(), 1, "hello only");
 }
 
 #[test]

@@ -68,9 +68,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
     let settings =
         supervisor::Settings { capacity: capacity as usize, policy, defaults, kv_stores: Arc::new(kv.stores) };
+    // Bound before any sandbox is brought back: the umask it sets for a moment is process-wide,
+    // and a guest writing a file meanwhile would get it.
+    let unix = bind_unix(&config.socket)?;
     let sup = supervisor::Supervisor::start(engine, programs, db, logs, stored, settings);
 
-    let unix = bind_unix(&config.socket)?;
     let app = api::router(sup.clone());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -298,8 +300,8 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("--socket {}: cannot remove the stale socket: {e}", path.display()))?;
     }
-    // SAFETY: umask has no preconditions; the old mask is restored at once (the daemon starts
-    // no threads that create files meanwhile).
+    // SAFETY: umask has no preconditions; the old mask is restored at once (no sandbox runs
+    // yet: the socket is bound before any is brought back).
     let old = unsafe { libc::umask(0o177) };
     let bound = tokio::net::UnixListener::bind(path);
     unsafe { libc::umask(old) };

@@ -508,6 +508,9 @@ impl Supervisor {
                 self.launch(&id)?;
             }
         }
+        for entry in &replaced {
+            self.release_program(entry);
+        }
         Ok(created)
     }
 
@@ -655,20 +658,19 @@ impl Supervisor {
         let id = lock(&entry.record).id.clone();
         self.db.commit(vec![Change::Delete(id)]).await.map_err(SupError::Storage)?;
         self.forget(&entry);
-        // The last sandbox of a program lets its linked form go: the cache is not to grow
-        // with every program ever run (a later create links it again, from the compile cache).
-        let program = match &lock(&entry.record).spec.program {
-            ProgramSource::Digest(d) => Some(d.clone()),
-            _ => None,
-        };
-        if let Some(digest) = program {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            let used = entries.values().any(|e| lock(&e.record).spec.program == ProgramSource::Digest(digest.clone()));
-            if !used {
-                lock(&self.runnables).remove(&digest);
-            }
-        }
+        self.release_program(&entry);
         Ok(())
+    }
+
+    /// The last sandbox of a program lets its linked form go: the cache is not to grow with
+    /// every program ever run (a later create links it again, from the compile cache).
+    fn release_program(&self, gone: &Entry) {
+        let ProgramSource::Digest(digest) = lock(&gone.record).spec.program.clone() else { return };
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let used = entries.values().any(|e| lock(&e.record).spec.program == ProgramSource::Digest(digest.clone()));
+        if !used {
+            lock(&self.runnables).remove(&digest);
+        }
     }
 
     /// Drops a sandbox whose record is deleted: its entry, name, log and its image's pin.
