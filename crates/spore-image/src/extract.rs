@@ -162,7 +162,13 @@ impl Unpacker {
                 std::fs::create_dir_all(parent).map_err(io)?;
             }
             match entry.header().entry_type() {
-                EntryType::Directory => std::fs::create_dir_all(&target).map_err(io)?,
+                EntryType::Directory => {
+                    // A directory takes the place of a file or link an earlier entry left there.
+                    if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
+                        std::fs::remove_file(&target).map_err(io)?;
+                    }
+                    std::fs::create_dir_all(&target).map_err(io)?
+                }
                 EntryType::Regular | EntryType::Continuous => {
                     let room = self.limits.max_bytes - self.bytes;
                     if entry.size() > room {
@@ -367,10 +373,12 @@ pub(crate) fn symlink_on_the_way(root: &Path, rel: &Path, including_last: bool) 
     None
 }
 
-/// Later layers and entries replace earlier ones; a directory stays (its contents merge).
+/// Makes room for a file or link: later layers and entries replace earlier ones, a directory
+/// too (never followed: a directory here was checked to be no link). A directory entry over a
+/// directory merges instead (see `Unpacker::layer`).
 fn remove_existing(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
         Err(_) => Ok(()),
     }
@@ -506,6 +514,25 @@ mod tests {
         };
         assert_eq!(names(&root), ["conf", "keep"], "the deleted file, directory and the markers are gone");
         assert_eq!(names(&root.join("conf")), ["new"], "an opaque directory keeps only this layer's entries");
+    }
+
+    #[test]
+    fn an_upper_layer_may_put_a_file_where_a_directory_was_and_the_other_way_round() {
+        let lower: &[Raw<'_>] = &[
+            ("x/", EntryType::Directory, "", b""),
+            ("x/f", EntryType::Regular, "", b"in x"),
+            ("y", EntryType::Regular, "", b"a file"),
+        ];
+        let upper: &[Raw<'_>] = &[
+            ("x", EntryType::Regular, "", b"now a file"),
+            ("y/", EntryType::Directory, "", b""),
+            ("y/z", EntryType::Regular, "", b"z"),
+        ];
+        let (dir, r) = unpack_layers(&[lower, upper], ExtractLimits::DEFAULT);
+        r.unwrap();
+        let root = dir.path().join("root");
+        assert_eq!(std::fs::read(root.join("x")).unwrap(), b"now a file");
+        assert_eq!(std::fs::read(root.join("y/z")).unwrap(), b"z");
     }
 
     #[test]
