@@ -89,9 +89,9 @@ impl Client {
                 // Whoever listens there gets the request's specs and uploads: it must be this
                 // user's daemon (or root's), not one a local user planted at the path.
                 let served_by = stream.peer_cred().map(|c| c.uid()).map_err(unreachable)?;
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let me = unsafe { libc::geteuid() };
-                if served_by != me && served_by != 0 {
+                if !spore_daemon::trusted_peer(served_by) {
+                    // SAFETY: geteuid has no preconditions and cannot fail.
+                    let me = unsafe { libc::geteuid() };
                     bail!(
                         "the socket {} is served by user {served_by}, neither you ({me}) nor root; refusing to talk to it (remove it, or point --host at your own daemon)",
                         path.display()

@@ -215,13 +215,18 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, St
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Whether the other end of an API socket — a client, for the daemon; the daemon, for a
+/// client — may be trusted: this process's own user, or root. One rule for both ends.
+pub fn trusted_peer(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    uid == unsafe { libc::geteuid() } || uid == 0
+}
+
 /// Whether the peer on the API socket is this daemon's user or root (`SO_PEERCRED`): the
 /// socket's mode already keeps others out; this holds if it is loosened.
 fn same_user(stream: &tokio::net::UnixStream) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
     match stream.peer_cred() {
-        Ok(peer) if peer.uid() == me || peer.uid() == 0 => true,
+        Ok(peer) if trusted_peer(peer.uid()) => true,
         Ok(peer) => {
             tracing::warn!("API socket: refused a client of user {} (pid {:?})", peer.uid(), peer.pid());
             false
