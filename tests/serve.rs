@@ -112,6 +112,23 @@ fn key_value_on_the_embedded_store_is_granted_by_name_and_durable() {
 }
 
 #[test]
+fn a_store_over_its_quota_refuses_the_write_with_the_interfaces_error_and_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    // "hits" and one digit fill 5 bytes; the tenth count needs a second digit.
+    std::fs::write(&config, "[key_value_store.default]\nmax_bytes = 5\n").unwrap();
+    let s = counter(dir.path(), &["--runtime-config", config.to_str().unwrap()]);
+    for n in 1..=9 {
+        assert_eq!(s.get("/count"), (200, format!("{n} {n}\n")));
+    }
+    let (status, body) = s.get("/count");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store default is full") && body.contains("max_bytes of 5"), "{body}");
+    assert!(s.output().contains("key-value: store default is full"), "a log line: {}", s.output());
+    assert_eq!(s.get("/count"), (503, body), "nothing was written: still 9");
+}
+
+#[test]
 fn two_servers_run_side_by_side_and_a_shared_store_file_names_its_holder() {
     let dir = tempfile::tempdir().unwrap();
     let first = counter(dir.path(), &[]);

@@ -1,5 +1,7 @@
 //! The embedded backend: one redb file, one table per store. Every write is its own ACID
-//! transaction (durable when it returns); reads see the last commit. redb calls block, so they
+//! transaction (durable when it returns); reads see the last commit. What each store holds
+//! (keys, bytes) is kept in a table of its own, updated in the write's transaction, so a
+//! quota is checked exactly, however many writers race. redb calls block, so they
 //! run on tokio's blocking pool, never on the threads that drive guests.
 //!
 //! The file is opened on first use, not when the host starts: a server whose apps use no store
@@ -7,7 +9,7 @@
 //! another process fails the store's operations — with a message naming the file and, for a
 //! lock, the process holding it — not the host.
 
-use crate::{Backend, KeyPage, KvError, parse_counter};
+use crate::{Backend, KeyPage, KvError, Quota, Usage, parse_counter};
 use futures_util::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use std::path::{Path, PathBuf};
@@ -21,10 +23,43 @@ const PAGE: usize = 1000;
 pub struct Embedded {
     path: Arc<PathBuf>,
     db: Arc<Mutex<Option<Arc<Database>>>>,
+    quota: Quota,
 }
+
+type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 
 fn table(store: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
     TableDefinition::new(store)
+}
+
+/// (keys, bytes) by store. Its name starts with a NUL, which no store name may.
+const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("\0usage");
+
+/// What `t` holds, counted (a store written before usage was kept).
+fn count(t: &Table) -> Result<Usage, KvError> {
+    let mut usage = Usage::default();
+    for entry in t.iter().map_err(err)? {
+        let (k, v) = entry.map_err(err)?;
+        usage.add(k.value(), v.value().len());
+    }
+    Ok(usage)
+}
+
+/// Sets `key` in `t`, keeping `usage`.
+fn put(t: &mut Table, usage: &mut Usage, key: &str, value: &[u8]) -> Result<(), KvError> {
+    if let Some(old) = t.insert(key, value).map_err(err)? {
+        usage.remove(key, old.value().len());
+    }
+    usage.add(key, value.len());
+    Ok(())
+}
+
+/// Removes `key` from `t`, keeping `usage`.
+fn take(t: &mut Table, usage: &mut Usage, key: &str) -> Result<(), KvError> {
+    if let Some(old) = t.remove(key).map_err(err)? {
+        usage.remove(key, old.value().len());
+    }
+    Ok(())
 }
 
 fn err(e: impl std::fmt::Display) -> KvError {
@@ -34,7 +69,12 @@ fn err(e: impl std::fmt::Display) -> KvError {
 impl Embedded {
     /// A store in the file at `path` (created on first use).
     pub fn at(path: &Path) -> Self {
-        Embedded { path: Arc::new(path.to_owned()), db: Arc::default() }
+        Embedded { path: Arc::new(path.to_owned()), db: Arc::default(), quota: Quota::default() }
+    }
+
+    /// The same file (one handle, one lock), its stores held to `quota`.
+    pub fn with_quota(&self, quota: Quota) -> Self {
+        Embedded { quota, ..self.clone() }
     }
 
     /// Opens (or creates) the file at `path` now, failing as a first use would.
@@ -87,21 +127,39 @@ impl Embedded {
         tokio::task::spawn_blocking(move || this.database().and_then(|db| f(&db))).await.map_err(err)?
     }
 
-    /// Runs `f` on the store's table inside one write transaction, committed when it returns Ok.
+    /// Runs `f` on the store's table and its usage inside one write transaction, committed when
+    /// `f` returns Ok and the quota admits what it did; otherwise nothing is written.
     async fn write<T: Send + 'static>(
         &self,
         store: &str,
-        f: impl FnOnce(&mut redb::Table<&'static str, &'static [u8]>) -> Result<T, KvError> + Send + 'static,
+        f: impl FnOnce(&mut Table, &mut Usage) -> Result<T, KvError> + Send + 'static,
     ) -> Result<T, KvError> {
-        let store = store.to_owned();
+        if store.starts_with('\0') {
+            return Err(KvError(format!("{store:?} is not a store name")));
+        }
+        let (store, quota) = (store.to_owned(), self.quota);
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(err)?;
-            let out = {
+            let done = (|| {
                 let mut t = tx.open_table(table(&store)).map_err(err)?;
-                f(&mut t)?
-            };
-            tx.commit().map_err(err)?;
-            Ok(out)
+                let mut kept = tx.open_table(USAGE).map_err(err)?;
+                let before = match kept.get(store.as_str()).map_err(err)? {
+                    Some(row) => Usage { keys: row.value().0, bytes: row.value().1 },
+                    None => count(&t)?,
+                };
+                let mut usage = before;
+                let out = f(&mut t, &mut usage)?;
+                quota.admit(&store, before, usage)?;
+                kept.insert(store.as_str(), (usage.keys, usage.bytes)).map_err(err)?;
+                Ok(out)
+            })();
+            match done {
+                Ok(out) => tx.commit().map_err(err).map(|()| out),
+                Err(e) => {
+                    let _ = tx.abort();
+                    Err(e)
+                }
+            }
         })
         .await
     }
@@ -134,18 +192,12 @@ impl Backend for Embedded {
 
     fn set<'a>(&'a self, store: &'a str, key: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KvError>> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        Box::pin(self.write(store, move |t| {
-            t.insert(key.as_str(), value.as_slice()).map_err(err)?;
-            Ok(())
-        }))
+        Box::pin(self.write(store, move |t, usage| put(t, usage, &key, &value)))
     }
 
     fn delete<'a>(&'a self, store: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), KvError>> {
         let key = key.to_owned();
-        Box::pin(self.write(store, move |t| {
-            t.remove(key.as_str()).map_err(err)?;
-            Ok(())
-        }))
+        Box::pin(self.write(store, move |t, usage| take(t, usage, &key)))
     }
 
     fn exists<'a>(&'a self, store: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, KvError>> {
@@ -171,7 +223,7 @@ impl Backend for Embedded {
 
     fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: u64) -> BoxFuture<'a, Result<u64, KvError>> {
         let (store_name, key) = (store.to_owned(), key.to_owned());
-        Box::pin(self.write(store, move |t| {
+        Box::pin(self.write(store, move |t, usage| {
             let current = {
                 let v = t.get(key.as_str()).map_err(err)?;
                 parse_counter(&store_name, &key, v.as_ref().map(|v| v.value()))?
@@ -179,29 +231,19 @@ impl Backend for Embedded {
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| KvError(format!("{store_name}/{key}: the counter would overflow")))?;
-            t.insert(key.as_str(), next.to_string().as_bytes()).map_err(err)?;
+            put(t, usage, &key, next.to_string().as_bytes())?;
             Ok(next)
         }))
     }
 
     fn set_many<'a>(&'a self, store: &'a str, pairs: &'a [(String, Vec<u8>)]) -> BoxFuture<'a, Result<(), KvError>> {
         let pairs = pairs.to_vec();
-        Box::pin(self.write(store, move |t| {
-            for (k, v) in &pairs {
-                t.insert(k.as_str(), v.as_slice()).map_err(err)?;
-            }
-            Ok(())
-        }))
+        Box::pin(self.write(store, move |t, usage| pairs.iter().try_for_each(|(k, v)| put(t, usage, k, v))))
     }
 
     fn delete_many<'a>(&'a self, store: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), KvError>> {
         let keys = keys.to_vec();
-        Box::pin(self.write(store, move |t| {
-            for k in &keys {
-                t.remove(k.as_str()).map_err(err)?;
-            }
-            Ok(())
-        }))
+        Box::pin(self.write(store, move |t, usage| keys.iter().try_for_each(|k| take(t, usage, k))))
     }
 
     fn get_many<'a>(
@@ -249,6 +291,35 @@ mod tests {
         drop(kv);
         let kv = Embedded::open(&path).unwrap();
         assert_eq!(kv.get("s", "n").await.unwrap().as_deref(), Some(&b"5"[..]), "durable");
+    }
+
+    #[tokio::test]
+    async fn quotas_hold_across_handles_and_count_stores_written_before_usage_was_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let quota = Quota { max_keys: Some(3), max_bytes: Some(30) };
+        let kv = Embedded::open(&path).unwrap();
+        crate::conformance::quota(&kv.with_quota(quota)).await;
+        // One file, two labels: the quota is the handle's, the file's lock is shared.
+        kv.set("q", "d", b"1").await.unwrap();
+        drop(kv);
+        // A store whose table has no usage row yet is counted when first written.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(table("old")).unwrap();
+                for k in ["a", "b", "c"] {
+                    t.insert(k, &b"v"[..]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let kv = Embedded::open(&path).unwrap().with_quota(quota);
+        assert!(kv.set("old", "d", b"v").await.unwrap_err().0.contains("max_keys of 3"));
+        kv.delete("old", "a").await.unwrap();
+        kv.set("old", "d", b"v").await.unwrap();
+        assert!(kv.set("\0usage", "k", b"v").await.unwrap_err().0.contains("is not a store name"));
     }
 
     #[tokio::test]

@@ -20,6 +20,56 @@ use futures_util::future::BoxFuture;
 #[error("{0}")]
 pub struct KvError(pub String);
 
+/// How much one store may hold, set by the operator per store label (`max_keys`, `max_bytes` in
+/// the runtime config). A write that would take a store past either is refused whole — the
+/// guest gets the interface's error, the host log a line — and nothing already stored is lost.
+/// Writes that shrink a store always pass, so a store over a lowered quota can be emptied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// At most this many keys.
+    pub max_keys: Option<u64>,
+    /// At most this many bytes, keys and values together.
+    pub max_bytes: Option<u64>,
+}
+
+/// What a store holds: its keys, and their bytes plus their values' bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub(crate) keys: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Usage {
+    /// `key` = `value` was added.
+    fn add(&mut self, key: &str, value: usize) {
+        self.keys += 1;
+        self.bytes += (key.len() + value) as u64;
+    }
+
+    /// `key`, holding `value` bytes, went.
+    fn remove(&mut self, key: &str, value: usize) {
+        self.keys = self.keys.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub((key.len() + value) as u64);
+    }
+}
+
+impl Quota {
+    /// Whether a write that takes `store` from `before` to `after` may happen; the refusal
+    /// names the store, the quota and what to do, and is logged.
+    pub(crate) fn admit(&self, store: &str, before: Usage, after: Usage) -> Result<(), KvError> {
+        let over = |max: Option<u64>, before: u64, after: u64| max.filter(|&m| after > m && after > before);
+        let refusal = if let Some(max) = over(self.max_keys, before.keys, after.keys) {
+            format!("store {store} is full: this write would make {} keys, over its max_keys of {max}", after.keys)
+        } else if let Some(max) = over(self.max_bytes, before.bytes, after.bytes) {
+            format!("store {store} is full: this write would make {} bytes, over its max_bytes of {max}", after.bytes)
+        } else {
+            return Ok(());
+        };
+        tracing::warn!("key-value: {refusal}; nothing was written (delete keys, or raise the quota in the runtime config)");
+        Err(KvError(format!("{refusal}; nothing was written")))
+    }
+}
+
 /// One page of keys: the keys and, when more follow, the cursor for the next page.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyPage {
@@ -110,5 +160,36 @@ pub(crate) mod conformance {
         b.set("g*", "k", b"1").await.unwrap();
         b.set("gx", "other", b"2").await.unwrap();
         assert_eq!(b.list("g*", None).await.unwrap().keys, ["k"]);
+    }
+
+    /// The quota every backend keeps; `b` holds each store to 3 keys and 30 bytes.
+    pub async fn quota(b: &dyn Backend) {
+        let pair = |k: &str, v: &[u8]| (k.to_owned(), v.to_vec());
+        b.set("q", "a", b"1234").await.unwrap(); // 1 key, 5 bytes
+        b.set_many("q", &[pair("b", b"12345678"), pair("c", b"1"), pair("c", b"2")]).await.unwrap(); // 3, 16
+        let err = b.set("q", "d", b"x").await.unwrap_err().0;
+        assert!(err.contains("store q is full") && err.contains("4 keys, over its max_keys of 3"), "{err}");
+        assert!(!b.exists("q", "d").await.unwrap(), "a refused write leaves nothing");
+        let err = b.increment("q", "n", 1).await.unwrap_err().0;
+        assert!(err.contains("max_keys of 3"), "{err}");
+        assert!(!b.exists("q", "n").await.unwrap(), "a refused increment is undone");
+        // A refused batch is refused whole: "a" keeps its value.
+        let err = b.set_many("q", &[pair("a", b"9"), pair("e", b"9")]).await.unwrap_err().0;
+        assert!(err.contains("max_keys"), "{err}");
+        assert_eq!(b.get("q", "a").await.unwrap().as_deref(), Some(&b"1234"[..]));
+        // Overwrites count the difference: 16 - 5 + 16 = 27 fits, 16 - 5 + 20 = 31 does not.
+        b.set("q", "a", &[b'x'; 15]).await.unwrap();
+        let err = b.set("q", "a", &[b'x'; 19]).await.unwrap_err().0;
+        assert!(err.contains("31 bytes, over its max_bytes of 30"), "{err}");
+        assert_eq!(b.get("q", "a").await.unwrap().map(|v| v.len()), Some(15));
+        // Deleting makes room; a counter's digits count.
+        b.delete_many("q", &["b".into(), "zz".into()]).await.unwrap();
+        b.delete("q", "c").await.unwrap();
+        assert_eq!(b.increment("q", "n", 5).await.unwrap(), 5);
+        b.set("q", "c", b"1").await.unwrap();
+        b.set("q", "d", b"1").await.unwrap_err();
+        assert_eq!(b.increment("q", "n", 5).await.unwrap(), 10, "a counter may grow by a digit within the quota");
+        // Another store has its own room.
+        b.set_many("r", &[pair("a", b"1"), pair("b", b"2"), pair("c", b"3")]).await.unwrap();
     }
 }

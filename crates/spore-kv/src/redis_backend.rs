@@ -3,30 +3,113 @@
 //! `a` key `b:c` and store `a:b` key `c` are different keys, and listing `a` never sees `a:b`'s
 //! — and `spore:` keeps other programs' keys on a shared Redis out of every store.
 //!
+//! What each store holds (keys, bytes) is kept beside it in the hash `spore:usage:{length}:{store}`
+//! (never a store's key: those have a digit after `spore:`), changed by the same Lua script
+//! as the write, so a quota is checked atomically. Keys written to Redis by anything but Spore
+//! are not counted.
+//!
 //! The connection is made on first use and kept by redis-rs's `ConnectionManager`, which
 //! reconnects by itself; if Redis is down when a guest asks, the guest gets the interface's
 //! error at once (timeouts are short) and a log line says which Redis and why, and the next
 //! call tries again — so an app recovers when Redis returns, without a restart.
 
-use crate::{Backend, KeyPage, KvError, parse_counter};
+use crate::{Backend, KeyPage, KvError, Quota, Usage, parse_counter};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+static SET: LazyLock<Script> = LazyLock::new(|| Script::new(SET_LUA));
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
+static INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(INCREMENT_LUA));
 
 /// Stores in a Redis server.
 pub struct Redis {
     client: redis::Client,
     url: String,
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    quota: Quota,
 }
+
+/// Sets `KEYS[2..]` to `ARGV[4..]` and keeps the usage hash `KEYS[1]`, unless the result
+/// would be over the quota (`ARGV[1]` keys, `ARGV[2]` bytes; 0: none). `ARGV[3]`: the length
+/// of the store's key prefix. Answers `{applied, keys before, bytes before, keys after, bytes
+/// after}`.
+const SET_LUA: &str = r#"
+local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+local k0, b0, plen = keys, bytes, tonumber(ARGV[3])
+local held = {}
+for i = 2, #KEYS do
+  local k, v = KEYS[i], ARGV[i + 2]
+  local old = held[k]
+  if old == nil then
+    old = -1
+    if redis.call('EXISTS', k) == 1 then old = redis.call('STRLEN', k) end
+  end
+  if old >= 0 then bytes = bytes - (#k - plen) - old else keys = keys + 1 end
+  bytes = bytes + (#k - plen) + #v
+  held[k] = #v
+end
+local mk, mb = tonumber(ARGV[1]), tonumber(ARGV[2])
+if (mk > 0 and keys > mk and keys > k0) or (mb > 0 and bytes > mb and bytes > b0) then
+  return {0, k0, b0, keys, bytes}
+end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 2]) end
+redis.call('HSET', KEYS[1], 'keys', keys, 'bytes', bytes)
+return {1, k0, b0, keys, bytes}
+"#;
+
+/// Deletes `KEYS[2..]` and keeps the usage hash `KEYS[1]`; `ARGV[1]`: the prefix length.
+const DELETE_LUA: &str = r#"
+local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  if redis.call('EXISTS', k) == 1 then
+    bytes = bytes - (#k - tonumber(ARGV[1])) - redis.call('STRLEN', k)
+    keys = keys - 1
+    redis.call('DEL', k)
+  end
+end
+redis.call('HSET', KEYS[1], 'keys', math.max(keys, 0), 'bytes', math.max(bytes, 0))
+return 1
+"#;
+
+/// Adds `ARGV[4]` to the counter `KEYS[2]` and keeps the usage hash `KEYS[1]`, undone if the
+/// result would be over the quota (`ARGV[1..3]` as for SET). Answers as SET, with the new
+/// value last (text: Lua numbers would round a large counter).
+const INCREMENT_LUA: &str = r#"
+local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+local k0, b0, k = keys, bytes, KEYS[2]
+local klen = #k - tonumber(ARGV[3])
+local existed = redis.call('EXISTS', k) == 1
+if existed then bytes = bytes - klen - redis.call('STRLEN', k) else keys = keys + 1 end
+redis.call('INCRBY', k, ARGV[4])
+bytes = bytes + klen + redis.call('STRLEN', k)
+local mk, mb = tonumber(ARGV[1]), tonumber(ARGV[2])
+if (mk > 0 and keys > mk and keys > k0) or (mb > 0 and bytes > mb and bytes > b0) then
+  if existed then redis.call('DECRBY', k, ARGV[4]) else redis.call('DEL', k) end
+  return {0, k0, b0, keys, bytes, ''}
+end
+redis.call('HSET', KEYS[1], 'keys', keys, 'bytes', bytes)
+return {1, k0, b0, keys, bytes, redis.call('GET', k)}
+"#;
 
 impl Redis {
     /// A backend for the server at `url` (`redis://host:port[/db]`); nothing is connected yet.
     pub fn new(url: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url)
             .map_err(|e| KvError(format!("redis url {url:?}: {e}; write redis://HOST:PORT[/DB]")))?;
-        Ok(Redis { client, url: url.to_owned(), conn: tokio::sync::Mutex::new(None) })
+        Ok(Redis { client, url: url.to_owned(), conn: tokio::sync::Mutex::new(None), quota: Quota::default() })
+    }
+
+    /// This backend, its stores held to `quota`.
+    pub fn with_quota(self, quota: Quota) -> Self {
+        Redis { quota, ..self }
     }
 
     async fn conn(&self) -> Result<ConnectionManager, KvError> {
@@ -52,6 +135,37 @@ impl Redis {
     fn key(store: &str, key: &str) -> String {
         format!("spore:{}:{store}:{key}", store.len())
     }
+
+    /// The hash that counts what `store` holds.
+    fn usage_key(store: &str) -> String {
+        format!("spore:usage:{}:{store}", store.len())
+    }
+
+    /// Runs `script` on `store`'s usage hash and `keys`, its quota and key prefix first among
+    /// the arguments, then `args`.
+    fn invoke(&self, script: &'static Script, store: &str, keys: &[&str]) -> redis::ScriptInvocation<'static> {
+        let mut call = script.key(Self::usage_key(store));
+        for k in keys {
+            call.key(Self::key(store, k));
+        }
+        call.arg(self.quota.max_keys.unwrap_or(0))
+            .arg(self.quota.max_bytes.unwrap_or(0))
+            .arg(Self::key(store, "").len());
+        call
+    }
+
+    /// The quota's answer to a script's `{applied, keys before, bytes before, keys after, bytes after}`.
+    fn admitted(&self, store: &str, answer: (i64, i64, i64, i64, i64)) -> Result<(), KvError> {
+        let (applied, k0, b0, k, b) = answer;
+        let usage = |keys: i64, bytes: i64| Usage { keys: keys.max(0) as u64, bytes: bytes.max(0) as u64 };
+        let result = self.quota.admit(store, usage(k0, b0), usage(k, b));
+        match (applied, result) {
+            (1, _) => Ok(()),
+            (_, Err(e)) => Err(e),
+            // Lua and Quota::admit disagree: say so rather than claim a write that did not happen.
+            (_, Ok(())) => Err(KvError(format!("store {store}: the write was not applied"))),
+        }
+    }
 }
 
 impl Backend for Redis {
@@ -60,12 +174,15 @@ impl Backend for Redis {
     }
 
     fn set<'a>(&'a self, store: &'a str, key: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KvError>> {
-        Box::pin(async move { self.conn().await?.set(Self::key(store, key), value).await.map_err(|e| self.fail(e)) })
+        Box::pin(async move {
+            let answer = self.invoke(&SET, store, &[key]).arg(value).invoke_async(&mut self.conn().await?).await;
+            self.admitted(store, answer.map_err(|e| self.fail(e))?)
+        })
     }
 
     fn delete<'a>(&'a self, store: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
-            let _: i64 = self.conn().await?.del(Self::key(store, key)).await.map_err(|e| self.fail(e))?;
+            let _: i64 = self.invoke(&DELETE, store, &[key]).invoke_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))?;
             Ok(())
         })
     }
@@ -103,9 +220,13 @@ impl Backend for Redis {
         Box::pin(async move {
             let delta =
                 i64::try_from(delta).map_err(|_| KvError(format!("{store}/{key}: delta {delta} is too large")))?;
-            let result: Result<i64, _> = self.conn().await?.incr(Self::key(store, key), delta).await;
+            let result: Result<(i64, i64, i64, i64, i64, String), _> =
+                self.invoke(&INCREMENT, store, &[key]).arg(delta).invoke_async(&mut self.conn().await?).await;
             match result {
-                Ok(n) => Ok(n as u64),
+                Ok((applied, k0, b0, k, b, value)) => {
+                    self.admitted(store, (applied, k0, b0, k, b))?;
+                    parse_counter(store, key, Some(value.as_bytes()))
+                }
                 // Same words as the embedded store for a value that is not a counter.
                 Err(e) if e.kind() == redis::ErrorKind::ResponseError => Err(parse_counter(store, key, Some(b"x"))
                     .err()
@@ -120,8 +241,13 @@ impl Backend for Redis {
             if pairs.is_empty() {
                 return Ok(());
             }
-            let items: Vec<(String, &[u8])> = pairs.iter().map(|(k, v)| (Self::key(store, k), v.as_slice())).collect();
-            self.conn().await?.mset(&items).await.map_err(|e| self.fail(e))
+            let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let mut call = self.invoke(&SET, store, &keys);
+            for (_, v) in pairs {
+                call.arg(v.as_slice());
+            }
+            let answer = call.invoke_async(&mut self.conn().await?).await;
+            self.admitted(store, answer.map_err(|e| self.fail(e))?)
         })
     }
 
@@ -130,8 +256,8 @@ impl Backend for Redis {
             if keys.is_empty() {
                 return Ok(());
             }
-            let keys: Vec<String> = keys.iter().map(|k| Self::key(store, k)).collect();
-            let _: i64 = self.conn().await?.del(keys).await.map_err(|e| self.fail(e))?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let _: i64 = self.invoke(&DELETE, store, &keys).invoke_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))?;
             Ok(())
         })
     }
@@ -203,6 +329,8 @@ mod tests {
         assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
         let server = Server::start(port);
         crate::conformance::check(&kv).await;
+        let quota = Quota { max_keys: Some(3), max_bytes: Some(30) };
+        crate::conformance::quota(&Redis::new(&format!("redis://127.0.0.1:{port}")).unwrap().with_quota(quota)).await;
         drop(server);
         assert!(kv.get("s", "n").await.is_err(), "down again");
         let _server = Server::start(port);

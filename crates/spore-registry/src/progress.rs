@@ -60,7 +60,7 @@ impl BlobProgress {
                 bar.set_position(size);
                 bar.finish_with_message(outcome.to_owned());
             }
-            None => eprintln!("{}: {outcome} ({})", self.label, spore_sandbox::human_bytes(size)),
+            None => eprintln!("{}: {outcome} ({})", self.label, spore_types::human_bytes(size)),
         }
     }
 }

@@ -24,7 +24,8 @@ mod status;
 mod stdio;
 
 pub use kv::KvStores;
-pub use limits::{Meter, human_bytes, parse_size};
+pub use limits::Meter;
+pub use spore_types::{human_bytes, parse_size};
 pub use net::{AddrRule, NetworkPolicy};
 pub use outbound::{Grant, OutboundPolicy};
 pub use proxy::{HandleError, Instances, ProxyResponse, Slot};

@@ -231,40 +231,6 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Parses a size as users write it for `--memory` and in config files: `64M`, `512K`, `1G`,
-/// `64MiB` or a byte count (binary units). The error shows the accepted forms.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size; write e.g. 64M, 512K, 1G or a byte count");
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "ki" | "kib" => 10,
-        "m" | "mb" | "mi" | "mib" => 20,
-        "g" | "gb" | "gi" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    num.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(bad)
-}
-
-/// Human-readable bytes for limit messages (binary units, as `--memory` takes them).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,12 +257,5 @@ mod tests {
         assert!(!l.table_growing(1 << 16, (1 << 16) + 1, None).unwrap());
         assert!(!l.memory_growing(1 << 19, (1 << 19) + (1 << 16), None).unwrap());
         assert_eq!(l.memory_denied, Some((1 << 20, (1 << 20) + 8)));
-    }
-
-    #[test]
-    fn human_bytes_reads_like_the_flag() {
-        assert_eq!(human_bytes(64 << 20), "64 MiB");
-        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
-        assert_eq!(human_bytes(100), "100 B");
     }
 }

@@ -6,7 +6,8 @@
 //! spec, the limits wired into the store, and the guest driven as one async task.
 
 use crate::kv::{KvGrant, KvStores, KvView};
-use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered, human_bytes};
+use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered};
+use spore_types::human_bytes;
 use crate::outbound::OutboundHooks;
 use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
 use crate::status::{ExitStatus, LimitKind};

@@ -16,9 +16,9 @@
 //! future (a daemon's kill) aborts them at once.
 
 pub mod door;
-pub mod manifest;
-pub mod router;
 pub mod runtime_config;
+
+pub use spore_app::{manifest, router};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

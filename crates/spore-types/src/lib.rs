@@ -3,7 +3,9 @@
 //! wasmtime, no async runtime, so the crates that only move bytes build without a compiler.
 
 mod digest;
+mod size;
 mod wasm;
 
 pub use digest::Digest;
+pub use size::{human_bytes, parse_size};
 pub use wasm::{HeaderError, WasmKind, detect};

@@ -151,13 +151,19 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// `SPORE_VARIABLE_<NAME>`/`SPIN_VARIABLE_<NAME>` in the environment, which win over defaults).
 pub fn load(file: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let shown = file.display().to_string();
-    let at = |offset: usize, message: String| format!("{shown}:{}: {message}", line_of(&text, offset));
-    let raw: Raw = toml::from_str(&text).map_err(|e| match e.span() {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &file.display().to_string(), &dir, vars)
+}
+
+/// Reads a manifest's `text`, shown in messages as `shown`, whose relative paths are under
+/// `dir` (which it looks at: files must lie inside it).
+pub fn parse(text: &str, shown: &str, dir: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, String> {
+    let at = |offset: usize, message: String| format!("{shown}:{}: {message}", line_of(text, offset));
+    let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => at(span.start, e.message().to_owned()),
         None => format!("{shown}: {e}"),
     })?;
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = dir.to_path_buf();
     let mut warnings = Vec::new();
     let unknown = |warnings: &mut Vec<String>, what: &str, extra: &BTreeMap<String, toml::Value>| {
         for key in extra.keys() {

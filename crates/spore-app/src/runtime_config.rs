@@ -1,0 +1,200 @@
+//! Where key-value stores live and how much they may hold: a `runtime-config.toml` as Spin
+//! writes it, read into plain declarations (the host opens them).
+//!
+//! ```toml
+//! [key_value_store.default]          # the embedded store (redb), in the data dir
+//! type = "spore"                     # "spin" is read as "spore"
+//! max_keys = 10000                   # per app: a write past it fails, nothing is lost
+//! max_bytes = "64M"                  # keys and values together, per app
+//!
+//! [key_value_store.cache]
+//! type = "redis"
+//! url = "redis://127.0.0.1:6379"
+//!
+//! [key_value_store.local]
+//! type = "spore"
+//! path = "state/local.redb"          # relative to the file's directory
+//! ```
+//!
+//! The store `default` exists without any file (embedded). Keys Spore does not read are
+//! reported as warnings, one per key, never silently dropped.
+
+use std::path::{Path, PathBuf};
+
+/// A host's stores, declared, and what it could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// Stores in file order; `default` last when the file does not declare it.
+    pub stores: Vec<Store>,
+    /// Keys that were ignored, named.
+    pub warnings: Vec<String>,
+}
+
+/// One `[key_value_store.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// The label apps ask for.
+    pub name: String,
+    /// Where its data lives.
+    pub backend: Backend,
+    /// At most this many keys in one app's store.
+    pub max_keys: Option<u64>,
+    /// At most this many bytes (keys plus values) in one app's store.
+    pub max_bytes: Option<u64>,
+}
+
+/// Where a store's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A redb file: the given one (resolved against the config file's directory), or the
+    /// host's default file when `None`.
+    Embedded(Option<PathBuf>),
+    /// A Redis server.
+    Redis {
+        /// `redis://HOST:PORT[/DB]`.
+        url: String,
+    },
+}
+
+/// Reads `file`.
+pub fn read(file: &Path) -> Result<Declared, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    parse(&text, &file.display().to_string(), file.parent().unwrap_or(Path::new("")))
+}
+
+/// The declarations of no file at all: the embedded `default` store.
+pub fn none() -> Declared {
+    Declared { stores: vec![default_store()], warnings: Vec::new() }
+}
+
+fn default_store() -> Store {
+    Store { name: "default".into(), backend: Backend::Embedded(None), max_keys: None, max_bytes: None }
+}
+
+/// Reads a runtime config's `text`, shown in messages as `shown`, whose relative paths are
+/// under `base`.
+pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Declared, String> {
+    let doc: toml::Table = text.parse().map_err(|e| format!("{shown}: {e}"))?;
+    let mut warnings = Vec::new();
+    let mut stores = Vec::new();
+    for (key, value) in doc {
+        match (key.as_str(), value) {
+            ("key_value_store", toml::Value::Table(declared)) => {
+                for (name, table) in declared {
+                    let toml::Value::Table(table) = table else {
+                        return Err(format!("{shown}: [key_value_store.{name}] must be a table"));
+                    };
+                    stores.push(store(shown, base, name, table, &mut warnings)?);
+                }
+            }
+            ("key_value_store", _) => return Err(format!("{shown}: key_value_store must be a table of stores")),
+            (other, _) => warnings.push(format!("{shown}: [{other}] is not supported by Spore; ignored")),
+        }
+    }
+    if !stores.iter().any(|s| s.name == "default") {
+        stores.push(default_store());
+    }
+    Ok(Declared { stores, warnings })
+}
+
+fn store(shown: &str, base: &Path, name: String, table: toml::Table, warnings: &mut Vec<String>) -> Result<Store, String> {
+    let here = format!("{shown}: [key_value_store.{name}]");
+    let text = |key: &str| -> Result<Option<&str>, String> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("{here} {key} must be a string, not {}", other.type_str())),
+        }
+    };
+    let kind = text("type")?.unwrap_or("spore");
+    for key in table.keys().filter(|k| !["type", "path", "url", "max_keys", "max_bytes"].contains(&k.as_str())) {
+        warnings.push(format!("{here} {key} is not supported by Spore; ignored"));
+    }
+    let backend = match kind {
+        "spore" | "spin" => {
+            let path = text("path")?.map(|p| base.join(p));
+            if let (Some(path), "spin") = (&path, kind) {
+                warnings.push(format!(
+                    "{here} path {} is used as a Spore (redb) file; Spin's SQLite files are not read",
+                    path.display()
+                ));
+            }
+            Backend::Embedded(path)
+        }
+        "redis" => {
+            let url = text("url")?.ok_or_else(|| format!("{here} type = \"redis\" needs url = \"redis://HOST:PORT\""))?;
+            Backend::Redis { url: url.to_owned() }
+        }
+        other => {
+            return Err(format!(
+                "{here} type = {other:?} is not supported; Spore offers \"spore\" (embedded) and \"redis\""
+            ));
+        }
+    };
+    let max_keys = match table.get("max_keys") {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
+        Some(other) => return Err(format!("{here} max_keys must be a positive whole number, not {other}")),
+    };
+    let max_bytes = match table.get("max_bytes") {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
+        Some(toml::Value::String(s)) => Some(spore_types::parse_size(s).map_err(|e| format!("{here} max_bytes: {e}"))?),
+        Some(other) => return Err(format!("{here} max_bytes must be a size such as \"64M\", not {other}")),
+    };
+    Ok(Store { name, backend, max_keys, max_bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_backends_and_quotas_are_read_and_the_rest_is_named() {
+        let text = r#"
+            [key_value_store.default]
+            max_keys = 100
+            max_bytes = "1M"
+            [key_value_store.cache]
+            type = "redis"
+            url = "redis://127.0.0.1:6379"
+            colour = "blue"
+            [key_value_store.local]
+            type = "spin"
+            path = "state/local.db"
+            [sqlite_database.default]
+            type = "spin"
+        "#;
+        let d = parse(text, "rc.toml", Path::new("app")).unwrap();
+        let names: Vec<&str> = d.stores.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cache", "default", "local"], "no second default");
+        let default = &d.stores[1];
+        assert_eq!((default.max_keys, default.max_bytes), (Some(100), Some(1 << 20)));
+        assert_eq!(default.backend, Backend::Embedded(None));
+        assert_eq!(d.stores[0].backend, Backend::Redis { url: "redis://127.0.0.1:6379".into() });
+        assert_eq!(d.stores[2].backend, Backend::Embedded(Some(PathBuf::from("app/state/local.db"))));
+        let warnings = d.warnings.join("\n");
+        for named in ["[key_value_store.cache] colour", "[sqlite_database]", "Spin's SQLite files are not read"] {
+            assert!(warnings.contains(named), "{named}: {warnings}");
+        }
+        assert_eq!(none().stores, [default_store()]);
+    }
+
+    #[test]
+    fn bad_declarations_name_the_store_and_the_key() {
+        for (text, named) in [
+            ("[key_value_store.c]\ntype = \"redis\"\n", "[key_value_store.c] type = \"redis\" needs url"),
+            ("[key_value_store.c]\ntype = \"mysql\"\n", "[key_value_store.c] type = \"mysql\" is not supported"),
+            ("[key_value_store.c]\ntype = 3\n", "[key_value_store.c] type must be a string"),
+            ("[key_value_store.c]\nmax_keys = 0\n", "[key_value_store.c] max_keys must be a positive"),
+            ("[key_value_store.c]\nmax_bytes = \"lots\"\n", "[key_value_store.c] max_bytes: \"lots\" is not a size"),
+            ("[key_value_store.c]\nmax_bytes = -1\n", "[key_value_store.c] max_bytes must be a size"),
+            ("key_value_store = 1\n", "key_value_store must be a table"),
+            ("[key_value_store]\nc = 1\n", "[key_value_store.c] must be a table"),
+            ("[key_value_store.c\n", "rc.toml"),
+        ] {
+            let err = parse(text, "rc.toml", Path::new(".")).unwrap_err();
+            assert!(err.contains(named) && err.starts_with("rc.toml"), "{text}: {err}");
+        }
+    }
+}
