@@ -410,3 +410,127 @@ fn a_failed_pull_leaves_its_blobs_for_prune_instead_of_deleting_what_others_may_
     let prune = other.ok(&["image", "prune"]);
     assert!(prune.stdout.contains("Deleted 2 blob(s)"), "{prune:?}");
 }
+
+/// A registry that means harm, on a loopback port: `/v2/` lets anyone in; the manifest
+/// `endless` is an answer that never ends (chunked, no length); `liar` says it is 100 MB;
+/// `wide` lists 200 layers and `huge` one layer of 5 GiB. It counts the manifest bytes it got
+/// out and every blob anyone asks for.
+struct HostileRegistry {
+    addr: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    blob_requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HostileRegistry {
+    fn start() -> HostileRegistry {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let blob_requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (counted, blobs) = (sent.clone(), blob_requests.clone());
+        let descriptor = |media: &str, size: u64| {
+            format!(r#"{{"mediaType":"{media}","digest":"sha256:{}","size":{size}}}"#, "ab".repeat(32))
+        };
+        let manifest = move |layers: Vec<String>| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
+                descriptor("application/vnd.wasm.config.v0+json", 2),
+                layers.join(",")
+            )
+        };
+        let wide = manifest((0..200).map(|_| descriptor("application/wasm", 8)).collect());
+        let huge = manifest(vec![descriptor("application/wasm", 5 << 30)]);
+        // Detached: each connection ends when the client goes, and the listener with the test.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (counted, blobs, wide, huge) = (counted.clone(), blobs.clone(), wide.clone(), huge.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap_or(0);
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {}
+                    let mut out = stream;
+                    let answer = |out: &mut std::net::TcpStream, body: &str| {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes()));
+                    };
+                    if path.contains("/blobs/") {
+                        blobs.fetch_add(1, Relaxed);
+                        let _ =
+                            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    } else if path.ends_with("/manifests/endless") {
+                        let _ = out.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        );
+                        let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                        while out.write_all(chunk.as_bytes()).is_ok() {
+                            counted.fetch_add(0x10000, Relaxed);
+                        }
+                    } else if path.ends_with("/manifests/liar") {
+                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n{");
+                    } else if path.ends_with("/manifests/wide") {
+                        answer(&mut out, &wide);
+                    } else if path.ends_with("/manifests/huge") {
+                        answer(&mut out, &huge);
+                    } else {
+                        answer(&mut out, "{}");
+                    }
+                });
+            }
+        });
+        HostileRegistry { addr, sent, blob_requests }
+    }
+}
+
+#[test]
+fn a_hostile_registry_can_neither_make_a_pull_read_without_end_nor_have_an_oversized_image_fetched() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let evil = HostileRegistry::start();
+    let me = Client::new();
+    let pull = |tag: &str| {
+        let mut child = me
+            .cmd()
+            .args(["pull", &format!("{}/evil:{tag}", evil.addr)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("spore pull {tag} was still reading after 60 s ({} bytes sent)", evil.sent.load(Relaxed));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Seen::from(child.wait_with_output().unwrap())
+    };
+
+    let seen = pull("endless");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("the limit is 4194304 bytes (read no further)"), "{seen:?}");
+    // What the registry got out: the cap plus what the sockets' buffers held.
+    let sent = evil.sent.load(Relaxed);
+    assert!(sent < 64 << 20, "the pull read {sent} bytes of an endless manifest");
+
+    let seen = pull("liar");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("a manifest of 100000000 bytes; the limit is 4194304"), "{seen:?}");
+
+    let seen = pull("wide");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("its manifest lists 201 blobs; the limit is 128; nothing was pulled"), "{seen:?}");
+    let seen = pull("huge");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("gives its blobs 5.0 GiB together; the limit is 4 GiB"), "{seen:?}");
+    assert_eq!(evil.blob_requests.load(Relaxed), 0, "no blob of a refused image was asked for");
+    let seen = me.run(&["images", "--json"]);
+    assert_eq!(seen.stdout.trim(), "[]", "nothing is named: {seen:?}");
+}

@@ -97,7 +97,13 @@ pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Declared, String> {
     Ok(Declared { stores, warnings })
 }
 
-fn store(shown: &str, base: &Path, name: String, table: toml::Table, warnings: &mut Vec<String>) -> Result<Store, String> {
+fn store(
+    shown: &str,
+    base: &Path,
+    name: String,
+    table: toml::Table,
+    warnings: &mut Vec<String>,
+) -> Result<Store, String> {
     let here = format!("{shown}: [key_value_store.{name}]");
     let text = |key: &str| -> Result<Option<&str>, String> {
         match table.get(key) {
@@ -122,7 +128,8 @@ fn store(shown: &str, base: &Path, name: String, table: toml::Table, warnings: &
             Backend::Embedded(path)
         }
         "redis" => {
-            let url = text("url")?.ok_or_else(|| format!("{here} type = \"redis\" needs url = \"redis://HOST:PORT\""))?;
+            let url =
+                text("url")?.ok_or_else(|| format!("{here} type = \"redis\" needs url = \"redis://HOST:PORT\""))?;
             Backend::Redis { url: url.to_owned() }
         }
         other => {

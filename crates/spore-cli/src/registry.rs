@@ -20,7 +20,11 @@ pub fn pull_flag() -> impl clap::builder::TypedValueParser<Value = PullPolicy> {
 
 /// The registry client, with the insecure registries the user named.
 pub fn registry(insecure: &[String]) -> Registry {
-    Registry::new(RegistryOptions { insecure: insecure.to_vec(), auth: AuthFiles::from_env() })
+    Registry::new(RegistryOptions {
+        insecure: insecure.to_vec(),
+        auth: AuthFiles::from_env(),
+        limits: Default::default(),
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -102,6 +102,11 @@ pub struct PolicySection {
     pub max_program_body: String,
     /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
     pub reveal_variables: bool,
+    /// The largest image a create may have pulled, its blobs' sizes together as its manifest
+    /// gives them, e.g. "4G"; judged before any layer is fetched.
+    pub max_image_size: String,
+    /// The most blobs (config and layers) an image a create has pulled may have.
+    pub max_image_layers: usize,
 }
 
 impl Default for PolicySection {
@@ -124,6 +129,8 @@ impl Default for PolicySection {
             max_request_body: "1M".into(),
             max_program_body: "512M".into(),
             reveal_variables: false,
+            max_image_size: "4G".into(),
+            max_image_layers: spore_registry::PullLimits::DEFAULT.max_layers,
         }
     }
 }

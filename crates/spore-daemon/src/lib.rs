@@ -56,6 +56,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         policy.max_program_body as u64,
         &config.data_dir.join("store"),
         config.registries.insecure.clone(),
+        policy.pull,
     )
     .map_err(|e| format!("program store: {e}"))?;
     let logs =

@@ -45,6 +45,8 @@ pub struct Policy {
     pub max_program_body: usize,
     /// Requests an HTTP app may run at once (each is a sandbox slot).
     max_concurrency: usize,
+    /// How big an image a create may have pulled.
+    pub pull: spore_registry::PullLimits,
     /// The pool's slot: the memory a sandbox gets when it asks for none.
     pool_max_memory: u64,
     reveal_variables: bool,
@@ -169,6 +171,10 @@ impl Policy {
             max_request_body: size("max_request_body", &Some(section.max_request_body.clone()))?.unwrap_or(0) as usize,
             max_program_body: size("max_program_body", &Some(section.max_program_body.clone()))?.unwrap_or(0) as usize,
             max_concurrency: section.max_concurrency,
+            pull: spore_registry::PullLimits {
+                max_layers: section.max_image_layers,
+                max_bytes: size("max_image_size", &Some(section.max_image_size.clone()))?.unwrap_or(0),
+            },
             pool_max_memory,
             reveal_variables: section.reveal_variables,
         };
@@ -178,6 +184,7 @@ impl Policy {
             ("max_concurrency", policy.max_concurrency),
             ("max_request_body", policy.max_request_body),
             ("max_program_body", policy.max_program_body),
+            ("max_image_layers", policy.pull.max_layers),
         ] {
             if value == 0 {
                 return Err(format!("[policy] {key} must be at least 1"));
@@ -500,5 +507,14 @@ mod tests {
         let err = Policy::from_config(&section, 64 << 20, &defaults).unwrap_err();
         assert!(err.contains("[defaults] must lie within [policy]") && err.contains("max_timeout"), "{err}");
         assert!(policy("listen = [\"localhost:80\"]").unwrap_err().contains("is not HOST:PORTS"));
+    }
+
+    #[test]
+    fn pulled_images_are_held_to_the_operators_size_and_layers() {
+        assert_eq!(policy("").unwrap().pull, spore_registry::PullLimits::DEFAULT);
+        let p = policy("max_image_size = \"64M\"\nmax_image_layers = 4").unwrap();
+        assert_eq!(p.pull, spore_registry::PullLimits { max_layers: 4, max_bytes: 64 << 20 });
+        assert!(policy("max_image_layers = 0").unwrap_err().contains("[policy] max_image_layers must be at least 1"));
+        assert!(policy("max_image_size = \"big\"").unwrap_err().contains("[policy] max_image_size"));
     }
 }

@@ -44,12 +44,22 @@ pub enum ProgramError {
 impl Programs {
     /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
     /// bytes, and the image store at `images`; `insecure` registries are reached over plain
-    /// HTTP.
-    pub fn open(root: &Path, max_program: u64, images: &Path, insecure: Vec<String>) -> std::io::Result<Self> {
+    /// HTTP; pulled images are held to `limits`.
+    pub fn open(
+        root: &Path,
+        max_program: u64,
+        images: &Path,
+        insecure: Vec<String>,
+        limits: spore_registry::PullLimits,
+    ) -> std::io::Result<Self> {
         Ok(Programs {
             store: ContentStore::open(root)?.with_max_blob(max_program),
             images: ContentStore::open(images)?,
-            registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth: AuthFiles::from_env() })),
+            registry: std::sync::Arc::new(Registry::new(RegistryOptions {
+                insecure,
+                auth: AuthFiles::from_env(),
+                limits,
+            })),
         })
     }
 
@@ -67,7 +77,9 @@ impl Programs {
         let (digest, pulled) =
             self.registry.ensure(&self.images, &reference, policy, &Progress::hidden()).await.map_err(|e| match e {
                 RegistryError::NotFound { .. } => ProgramError::ImageMissing(e.to_string()),
-                RegistryError::Image(_) | RegistryError::BadManifest { .. } => ProgramError::BadImage(e.to_string()),
+                RegistryError::Image(_) | RegistryError::BadManifest { .. } | RegistryError::TooLarge { .. } => {
+                    ProgramError::BadImage(e.to_string())
+                }
                 RegistryError::Store(e) => ProgramError::Store(e),
                 other => ProgramError::Upstream(other.to_string()),
             })?;

@@ -65,7 +65,9 @@ impl Quota {
         } else {
             return Ok(());
         };
-        tracing::warn!("key-value: {refusal}; nothing was written (delete keys, or raise the quota in the runtime config)");
+        tracing::warn!(
+            "key-value: {refusal}; nothing was written (delete keys, or raise the quota in the runtime config)"
+        );
         Err(KvError(format!("{refusal}; nothing was written")))
     }
 }

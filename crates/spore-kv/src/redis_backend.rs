@@ -16,8 +16,8 @@
 use crate::{Backend, KeyPage, KvError, Quota, Usage, parse_counter};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -182,7 +182,11 @@ impl Backend for Redis {
 
     fn delete<'a>(&'a self, store: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
-            let _: i64 = self.invoke(&DELETE, store, &[key]).invoke_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))?;
+            let _: i64 = self
+                .invoke(&DELETE, store, &[key])
+                .invoke_async(&mut self.conn().await?)
+                .await
+                .map_err(|e| self.fail(e))?;
             Ok(())
         })
     }
@@ -257,7 +261,11 @@ impl Backend for Redis {
                 return Ok(());
             }
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let _: i64 = self.invoke(&DELETE, store, &keys).invoke_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))?;
+            let _: i64 = self
+                .invoke(&DELETE, store, &keys)
+                .invoke_async(&mut self.conn().await?)
+                .await
+                .map_err(|e| self.fail(e))?;
             Ok(())
         })
     }

@@ -10,6 +10,7 @@
 //! registry lacks, then the manifest, then the tag.
 
 mod auth;
+mod manifest;
 mod progress;
 
 pub use auth::{AuthError, AuthFiles};
@@ -26,7 +27,8 @@ use spore_image::{
 use spore_types::Digest;
 use std::collections::BTreeSet;
 
-/// Manifests larger than this are refused, as docker and containerd do.
+/// Manifests larger than this are refused, as docker and containerd do; the answer is read no
+/// further.
 pub const MAX_MANIFEST: usize = 4 << 20;
 
 /// How to reach registries.
@@ -36,6 +38,30 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Where credentials are read and stored.
     pub auth: AuthFiles,
+    /// How big an image a pull accepts.
+    pub limits: PullLimits,
+}
+
+/// How big an image a pull accepts, judged from its manifest before any layer is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullLimits {
+    /// Blobs (config and layers) in one image.
+    pub max_layers: usize,
+    /// Their sizes together, as the manifest gives them (each blob is then held to its size).
+    pub max_bytes: u64,
+}
+
+impl PullLimits {
+    /// 128 layers (Docker's old layer limit; a wasm image has one or two) and 4 GiB, what an
+    /// image's layers may unpack to ([`spore_image::ExtractLimits::DEFAULT`]).
+    pub const DEFAULT: PullLimits =
+        PullLimits { max_layers: 128, max_bytes: spore_image::ExtractLimits::DEFAULT.max_bytes };
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        PullLimits::DEFAULT
+    }
 }
 
 /// A registry operation failed. Nothing is named in the store when a pull fails.
@@ -103,6 +129,14 @@ pub enum RegistryError {
         /// What was asked for.
         reference: String,
         /// What is wrong.
+        detail: String,
+    },
+    /// An image bigger than the puller accepts ([`PullLimits`]); nothing of it was fetched.
+    #[error("{reference}: {detail}; nothing was pulled")]
+    TooLarge {
+        /// What was asked for.
+        reference: String,
+        /// Which limit, and by how much.
         detail: String,
     },
     /// The image read is not one Spore runs (media types, JSON, no wasm platform).
@@ -175,6 +209,25 @@ impl Registry {
         loopback || self.options.insecure.iter().any(|i| i == registry || i == host)
     }
 
+    /// Refuses, before any layer is fetched, an image with more blobs or bytes than the limits.
+    fn check_size(&self, doc: &Document, reference: &Reference) -> Result<(), RegistryError> {
+        let PullLimits { max_layers, max_bytes } = self.options.limits;
+        let too_large = |detail: String| RegistryError::TooLarge { reference: reference.to_string(), detail };
+        let blobs = doc.blobs().count();
+        if blobs > max_layers {
+            return Err(too_large(format!("its manifest lists {blobs} blobs; the limit is {max_layers}")));
+        }
+        let bytes = doc.blobs().fold(0u64, |sum, b| sum.saturating_add(b.size));
+        if bytes > max_bytes {
+            return Err(too_large(format!(
+                "its manifest gives its blobs {} together; the limit is {}",
+                spore_types::human_bytes(bytes),
+                spore_types::human_bytes(max_bytes)
+            )));
+        }
+        Ok(())
+    }
+
     fn client(&self, registry: &str) -> Client {
         let protocol = if self.is_insecure(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
         Client::new(ClientConfig {
@@ -190,9 +243,15 @@ impl Registry {
     async fn connect(&self, reference: &Reference, op: RegistryOperation) -> Result<Session, RegistryError> {
         let client = self.client(&reference.registry);
         let auth = self.options.auth.lookup(&reference.registry)?;
-        let session =
-            Session { client, auth, reference: reference.clone(), insecure: self.is_insecure(&reference.registry) };
-        session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
+        let mut session = Session {
+            client,
+            auth,
+            reference: reference.clone(),
+            insecure: self.is_insecure(&reference.registry),
+            token: None,
+        };
+        session.token =
+            session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
         Ok(session)
     }
 
@@ -203,7 +262,7 @@ impl Registry {
         })?;
         let client = self.client(registry);
         let auth = RegistryAuth::Basic(user.to_owned(), password.to_owned());
-        let session = Session { client, auth, reference: probe, insecure: self.is_insecure(registry) };
+        let session = Session { client, auth, reference: probe, insecure: self.is_insecure(registry), token: None };
         // A token registry checks the credentials when it issues the token; a basic-auth one
         // only when they are used, so a catalog request (which needs them) follows.
         let token = session.client.auth(&session.oci(None), &session.auth, RegistryOperation::Pull).await;
@@ -275,8 +334,9 @@ impl Registry {
         } else {
             (top, doc)
         };
-        // Refuse what Spore cannot read before downloading layers.
+        // Refuse what Spore cannot read, or will not hold, before downloading layers.
         check_types(&manifest.1, manifest.0)?;
+        self.check_size(&manifest.1, reference)?;
         let mut done = Transferred { digest: top, moved: 0, skipped: 0, bytes: 0 };
         for blob in manifest.1.blobs() {
             let digest = blob.digest(manifest.0)?;
@@ -367,9 +427,29 @@ struct Session {
     auth: RegistryAuth,
     reference: Reference,
     insecure: bool,
+    /// The bearer token oci-client's handshake got, for the requests Spore makes itself.
+    token: Option<String>,
 }
 
 impl Session {
+    /// A client for the requests Spore makes itself, with oci-client's timeouts and TLS roots.
+    fn http(&self) -> Result<reqwest::Client, RegistryError> {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(120))
+            .user_agent(concat!("spore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Protocol { registry: self.reference.registry.clone(), detail: e.to_string() })
+    }
+
+    /// Where `oref`'s manifest is, as oci-client would ask for it.
+    fn manifest_url(&self, oref: &oci_client::Reference) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        let at = oref.digest().or(oref.tag()).unwrap_or("latest");
+        let ns = oref.namespace().map(|ns| format!("?ns={ns}")).unwrap_or_default();
+        format!("{scheme}://{}/v2/{}/manifests/{at}{ns}", oref.resolve_registry(), oref.repository())
+    }
+
     /// The oci-client reference for the repository, at `digest` or else at the tag.
     fn oci(&self, digest: Option<Digest>) -> oci_client::Reference {
         let r = &self.reference;
@@ -397,14 +477,29 @@ impl Session {
     ) -> Result<(Digest, Document), RegistryError> {
         let accept: Vec<&str> = MANIFEST_TYPES.iter().chain(INDEX_TYPES).copied().collect();
         let oref = self.oci(digest);
-        let (bytes, _) = self.client.pull_manifest_raw(&oref, &self.auth, &accept).await.map_err(|e| self.error(e))?;
         let bad = |detail: String| RegistryError::BadManifest { reference: oref.whole(), detail };
-        if bytes.len() > MAX_MANIFEST {
-            return Err(bad(format!(
-                "the registry sent a manifest of {} bytes; the limit is {MAX_MANIFEST}",
-                bytes.len()
-            )));
-        }
+        let bytes = match manifest::get(
+            &self.http()?,
+            &self.manifest_url(&oref),
+            &accept.join(", "),
+            self.token.as_deref(),
+            &self.auth,
+            MAX_MANIFEST,
+        )
+        .await
+        {
+            Ok(bytes) => bytes,
+            Err(manifest::Failed::TooBig(said)) => {
+                let size = said.map(|n| format!(" of {n} bytes")).unwrap_or_else(|| " longer than that".into());
+                return Err(bad(format!(
+                    "the registry sent a manifest{size}; the limit is {MAX_MANIFEST} bytes (read no further)"
+                )));
+            }
+            Err(manifest::Failed::Status(code, body)) => {
+                return Err(self.error(OciDistributionError::ServerError { code, url: oref.whole(), message: body }));
+            }
+            Err(manifest::Failed::Transport(e)) => return Err(self.error(OciDistributionError::RequestError(e))),
+        };
         let actual = Digest::of(&bytes);
         if let Some(expected) = digest.or(self.reference.digest)
             && expected != actual

@@ -25,7 +25,6 @@ mod stdio;
 
 pub use kv::KvStores;
 pub use limits::Meter;
-pub use spore_types::{human_bytes, parse_size};
 pub use net::{AddrRule, NetworkPolicy};
 pub use outbound::{Grant, OutboundPolicy};
 pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
@@ -35,5 +34,6 @@ pub use spec::{
     Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource,
     SandboxSpec, SpecError,
 };
+pub use spore_types::{human_bytes, parse_size};
 pub use status::{ExitStatus, LimitKind, exit_code};
 pub use stdio::{Input, Output, Sinks, StdioSpec};

@@ -7,12 +7,12 @@
 
 use crate::kv::{KvGrant, KvStores, KvView};
 use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered};
-use spore_types::human_bytes;
 use crate::outbound::OutboundHooks;
 use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
 use crate::status::{ExitStatus, LimitKind};
 use crate::stdio::{Captured, Sinks};
 use spore_engine::{Program, ProgramCode, SporeEngine};
+use spore_types::human_bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component;
