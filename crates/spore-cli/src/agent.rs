@@ -270,7 +270,6 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
                 ProgramSource::Digest(d) => d.get(..19).unwrap_or(d).to_owned(),
                 ProgramSource::Path(p) => p.display().to_string(),
                 ProgramSource::Image(i) => i.clone(),
-                _ => String::new(),
             };
             println!(
                 "{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  {program}",

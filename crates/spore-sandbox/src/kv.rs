@@ -64,7 +64,7 @@ pub(crate) struct KvGrant {
 impl KvGrant {
     /// The name the backend keeps the store `label` under: the label itself where one app has
     /// the host to itself, else `app:APP/LABEL` — so two apps' `default` are two stores.
-    /// Labels are plain names ([`valid_label`]) and app names hold no `/`, so no two
+    /// Labels are plain names ([`spore_spec::valid_store_label`]) and app names hold no `/`, so no two
     /// (app, label) pairs meet.
     fn backend_name(&self, label: &str) -> String {
         match &self.namespace {
@@ -72,11 +72,6 @@ impl KvGrant {
             Some(app) => format!("app:{app}/{label}"),
         }
     }
-}
-
-/// Whether `label` is a store label Spore accepts: 1–64 ASCII letters, digits, `-` or `_`.
-pub(crate) fn valid_label(label: &str) -> bool {
-    (1..=64).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The view the bindings work on.

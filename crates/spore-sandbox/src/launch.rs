@@ -14,9 +14,9 @@
 use crate::SandboxError;
 use crate::kv::KvStores;
 use crate::runner::Runnable;
-use crate::spec::{Counts, Mount, SandboxSpec, SpecError};
 use spore_engine::{LoadError, SporeEngine};
 use spore_image::{ContentStore, ImageError, OpenedImage};
+use spore_spec::{Mount, SandboxSpec, SpecError};
 use std::fmt;
 use std::sync::Arc;
 
@@ -139,12 +139,12 @@ pub fn link(engine: &SporeEngine, name: &str, wasm: &[u8], kv: Arc<KvStores>) ->
 
 /// Checks `spec` for a sandbox of `linked`, as a front end that runs a `wanted` kind of app
 /// (`None`: any), and pins its mounts: after this, every start of the spec opens the very
-/// directories resolved now (see [`SandboxSpec::pin_mounts`]).
+/// directories resolved now (see [`crate::pin_mounts`]).
 pub fn admit(linked: &Prepared, spec: &mut SandboxSpec, wanted: Option<AppKind>) -> Result<(), LaunchError> {
     spec.validate()?;
-    spec.pin_mounts()?;
+    crate::pin_mounts(spec)?;
     linked.runnable.check_mounts(spec)?;
-    if let Some((field, asked, share)) = Counts::for_engine(&linked.runnable.engine).exceeded_by(&spec.limits) {
+    if let Some((field, asked, share)) = crate::counts_for(&linked.runnable.engine).exceeded_by(&spec.limits) {
         return Err(LaunchError::Share { field, asked, share });
     }
     // A command's front end also runs libraries (a named export, or a clear message that

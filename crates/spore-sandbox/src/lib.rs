@@ -19,21 +19,41 @@ mod outbound;
 mod proxy;
 mod runner;
 mod sink;
-mod spec;
-mod status;
 mod stdio;
 
 pub use kv::KvStores;
 pub use limits::Meter;
-pub use net::{AddrRule, NetworkPolicy};
-pub use outbound::{Grant, OutboundPolicy};
 pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
 pub use runner::{RunReport, Runnable, SandboxError};
 pub use sink::{CaptureSink, OutputSink};
-pub use spec::{
-    Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource,
-    SandboxSpec, SpecError,
+// The spec vocabulary lives in spore-spec (no wasmtime); it is re-exported so that a front end
+// naming one crate names the whole sandbox.
+pub use spore_spec::{
+    AddrRule, Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, ExitStatus, Grant, HttpSpec, Input, Invoke, LimitKind,
+    Limits, Mount, MountPin, NetworkPolicy, OutboundPolicy, Output, ProgramSource, SandboxSpec, SpecError, StdioSpec,
+    exit_code,
 };
 pub use spore_types::{human_bytes, parse_size};
-pub use status::{ExitStatus, LimitKind, exit_code};
-pub use stdio::{Input, Output, Sinks, StdioSpec};
+pub use stdio::Sinks;
+
+/// The instance, table and memory ceilings for one sandbox of `engine`: its share of the pool
+/// where there is one, else [`Counts::DEFAULT`].
+pub fn counts_for(engine: &spore_engine::SporeEngine) -> Counts {
+    match engine.pool_share() {
+        Some(share) => Counts {
+            instances: share.instances,
+            tables: share.tables,
+            table_elements: share.table_elements,
+            memories: share.memories,
+        },
+        None => Counts::DEFAULT,
+    }
+}
+
+/// Resolves every mount's host directory in `spec` now — symlinks followed, the directory's
+/// identity recorded — so later starts of this spec open exactly these directories or fail
+/// (see [`SpecError::MountChanged`]). Whoever creates a sandbox calls it once; a start of a
+/// spec never pinned pins then.
+pub fn pin_mounts(spec: &mut SandboxSpec) -> Result<(), SpecError> {
+    spec.mounts.iter_mut().try_for_each(mounts::pin)
+}

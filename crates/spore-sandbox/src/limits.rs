@@ -9,7 +9,7 @@
 //! reads of the polling thread's CPU clock, so time a guest spends asleep or waiting on I/O
 //! costs nothing, and time it spends spinning is charged to it alone.
 
-use crate::spec::{Counts, Limits};
+use spore_spec::{Counts, Limits};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

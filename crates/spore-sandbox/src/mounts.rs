@@ -11,7 +11,7 @@
 //! The directory is handed to WASI as `/proc/self/fd/N` of the descriptor just checked, so
 //! nothing can be swapped between the check and the open.
 
-use crate::spec::{Mount, MountPin, SpecError};
+use spore_spec::{Mount, MountPin, SpecError};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;

@@ -11,9 +11,9 @@
 
 use crate::limits::{CpuTimeExceeded, Metered};
 use crate::runner::Runnable;
-use crate::spec::SandboxSpec;
 use crate::stdio::Sinks;
 use crate::{Meter, SandboxError};
+use spore_spec::SandboxSpec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

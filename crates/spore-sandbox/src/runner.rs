@@ -8,10 +8,10 @@
 use crate::kv::{KvGrant, KvStores, KvView};
 use crate::limits::{CpuTimeExceeded, Limiter, Meter, Metered};
 use crate::outbound::OutboundHooks;
-use crate::spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
-use crate::status::{ExitStatus, LimitKind};
 use crate::stdio::{Captured, Sinks};
 use spore_engine::{Program, ProgramCode, SporeEngine};
+use spore_spec::{ExitStatus, LimitKind};
+use spore_spec::{Invoke, ProgramSource, SandboxSpec, SpecError};
 use spore_types::human_bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -378,11 +378,11 @@ impl Runnable {
         // could stop it), so for a module it is switched off again; its file reads and writes
         // do the kernel's part on tokio's blocking pool, the copy into the guest on its thread.
         b.allow_blocking_current_thread(matches!(self.program.code, ProgramCode::Component(_)));
-        let captured = spec.stdio.apply(&mut b, sinks)?;
+        let captured = crate::stdio::apply(&spec.stdio, &mut b, sinks)?;
         if spec.network.is_none() {
             b.allow_tcp(false).allow_udp(false);
         } else {
-            let policy = spec.network.resolve().await;
+            let policy = crate::net::resolve(&spec.network).await;
             // wasmtime-wasi disables the protocols by default; the address check below is what
             // grants or denies each use.
             b.allow_tcp(true).allow_udp(true);
@@ -398,8 +398,7 @@ impl Runnable {
             });
         }
         let caps = &spec.capabilities;
-        let policy =
-            crate::outbound::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
+        let policy = spore_spec::OutboundPolicy::parse(&caps.allowed_outbound_hosts).map_err(SpecError::Outbound)?;
         let mut wasi = b.build_p1();
         // Every file, socket, stream and HTTP body the guest holds is an entry of this table:
         // capping it caps the sandbox's host descriptors (and their memory), where wasmtime's
@@ -409,7 +408,7 @@ impl Runnable {
         WasiView::ctx(&mut wasi).table.set_max_capacity(open_files);
         let state = SandboxState {
             wasi,
-            limiter: Limiter::new(&spec.limits, crate::spec::Counts::for_engine(&self.engine), cpu.clone()),
+            limiter: Limiter::new(&spec.limits, crate::counts_for(&self.engine), cpu.clone()),
             cpu,
             open_files_limit: (open_files, by_process),
             http: WasiHttpCtx::new(),

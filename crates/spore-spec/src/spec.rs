@@ -54,7 +54,6 @@ pub struct HttpSpec {
 /// Where the program's bytes come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum ProgramSource {
     /// A `.wasm` file on the host running the sandbox.
     Path(PathBuf),
@@ -169,19 +168,6 @@ impl Counts {
     /// Where instances are allocated on demand: generous, since each costs only its own memory
     /// (and tables are charged to the memory limit).
     pub const DEFAULT: Counts = Counts { instances: 100, tables: 100, table_elements: 1_000_000, memories: 100 };
-
-    /// The ceilings for one sandbox of an engine: its share of the pool where there is one.
-    pub fn for_engine(engine: &spore_engine::SporeEngine) -> Counts {
-        match engine.pool_share() {
-            Some(share) => Counts {
-                instances: share.instances,
-                tables: share.tables,
-                table_elements: share.table_elements,
-                memories: share.memories,
-            },
-            None => Counts::DEFAULT,
-        }
-    }
 
     /// The first count `limits` asks for above these ceilings: `(spec field, asked, ceiling)`.
     pub fn exceeded_by(&self, limits: &Limits) -> Option<(&'static str, usize, usize)> {
@@ -300,15 +286,13 @@ pub enum SpecError {
     },
 }
 
-impl SandboxSpec {
-    /// Resolves every mount's host directory now — symlinks followed, the directory's identity
-    /// recorded — so later starts of this spec open exactly these directories or fail (see
-    /// [`SpecError::MountChanged`]). Whoever creates a sandbox calls it once; a start of a spec
-    /// never pinned pins then.
-    pub fn pin_mounts(&mut self) -> Result<(), SpecError> {
-        self.mounts.iter_mut().try_for_each(crate::mounts::pin)
-    }
+/// Whether `label` is a key-value store label Spore accepts: 1–64 ASCII letters, digits, `-`
+/// or `_`.
+pub fn valid_store_label(label: &str) -> bool {
+    (1..=64).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
+impl SandboxSpec {
     /// Checks what can be checked before anything is instantiated, so a bad spec fails with a
     /// message about the spec rather than an error from deep inside WASI.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -333,7 +317,7 @@ impl SandboxSpec {
         }
         crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts)
             .map_err(SpecError::Outbound)?;
-        if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !crate::kv::valid_label(l)) {
+        if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !valid_store_label(l)) {
             return Err(SpecError::StoreLabel { label: label.clone() });
         }
         let l = &self.limits;
