@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+pub use spore_api::policy::PolicySection;
+
 /// Everything the daemon needs to start. Loaded from TOML (`--config`), then overridden by flags.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,79 +62,6 @@ pub struct DefaultsSection {
     pub timeout: Option<String>,
     /// Restart policy: no, always, on-failure, on-failure:N.
     pub restart: Option<String>,
-}
-
-/// `[policy]`: what an API client may ask of the daemon (see `policy.rs` and
-/// docs/security.md). The defaults allow nothing of the host.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicySection {
-    /// Host directories under which a create may mount (or read stdin from). Default: none.
-    pub mount_roots: Vec<PathBuf>,
-    /// Whether a create may read stdin from a host file (under `mount_roots`). Default: no.
-    pub stdin_files: bool,
-    /// Where HTTP apps may listen: `IP:PORT`, `IP:LOW-HIGH`, `IP:*`, `*:PORT`…
-    pub listen: Vec<String>,
-    /// The most memory a create may ask (never above `[pool] max_memory`), e.g. "32M".
-    pub max_memory: Option<String>,
-    /// The most CPU time a create may ask, e.g. "1h".
-    pub max_cpu_time: Option<String>,
-    /// The longest wall-clock limit a create may ask, e.g. "1d".
-    pub max_timeout: Option<String>,
-    /// The most open handles a create may ask.
-    pub max_open_files: Option<usize>,
-    /// The most core instances a create may ask (the pool's share caps it too).
-    pub max_instances: Option<usize>,
-    /// The most tables a create may ask (the pool's share caps it too).
-    pub max_tables: Option<usize>,
-    /// The largest table a create may ask (the pool's share caps it too).
-    pub max_table_elements: Option<usize>,
-    /// The most linear memories a create may ask (the pool's share caps it too).
-    pub max_memories: Option<usize>,
-    /// Requests an HTTP app may ask to run at once (`spec.http.concurrency`; each takes a
-    /// sandbox slot).
-    pub max_concurrency: usize,
-    /// Sandboxes the daemon keeps, running or not; creates beyond it get 429.
-    pub max_sandboxes: usize,
-    /// Sandboxes one batch request may create.
-    pub max_batch: usize,
-    /// Largest request body but program uploads, e.g. "1M".
-    pub max_request_body: String,
-    /// Largest program upload, e.g. "512M".
-    pub max_program_body: String,
-    /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
-    pub reveal_variables: bool,
-    /// The largest image a create may have pulled, its blobs' sizes together as its manifest
-    /// gives them, e.g. "4G"; judged before any layer is fetched.
-    pub max_image_size: String,
-    /// The most blobs (config and layers) an image a create has pulled may have.
-    pub max_image_layers: usize,
-}
-
-impl Default for PolicySection {
-    fn default() -> Self {
-        PolicySection {
-            mount_roots: Vec::new(),
-            stdin_files: false,
-            listen: vec!["127.0.0.1:1024-65535".into(), "[::1]:1024-65535".into()],
-            max_memory: None,
-            max_cpu_time: None,
-            max_timeout: None,
-            max_open_files: Some(4096),
-            max_instances: None,
-            max_tables: None,
-            max_table_elements: None,
-            max_memories: None,
-            max_concurrency: 1024,
-            max_sandboxes: 100_000,
-            max_batch: 10_000,
-            max_request_body: "1M".into(),
-            max_program_body: "512M".into(),
-            reveal_variables: false,
-            max_image_size: "4G".into(),
-            max_image_layers: spore_registry::PullLimits::DEFAULT.max_layers,
-        }
-    }
 }
 
 /// `[api]`: the API's front doors (the Unix socket and TCP), each on its own: a client must

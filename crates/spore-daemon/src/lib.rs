@@ -10,11 +10,13 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod logs;
-pub mod model;
-pub mod policy;
 pub mod programs;
 pub mod supervisor;
 pub mod syslimits;
+
+// The API's vocabulary and the operator's policy over it live in spore-api (no wasmtime), so
+// clients and fuzz targets use the daemon's own types.
+pub use spore_api::{model, policy};
 
 use config::DaemonConfig;
 use spore_engine::{EngineConfig, SporeEngine};
@@ -56,7 +58,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         policy.max_program_body as u64,
         &config.data_dir.join("store"),
         config.registries.insecure.clone(),
-        policy.pull,
+        spore_registry::PullLimits { max_layers: policy.max_image_layers, max_bytes: policy.max_image_size },
     )
     .map_err(|e| format!("program store: {e}"))?;
     let logs =

@@ -25,6 +25,7 @@ use spore_image::{
     ContentStore, Descriptor, Document, INDEX_TYPES, ImageError, MANIFEST_TYPES, Reference, StoreError, open_image,
 };
 use spore_types::Digest;
+pub use spore_types::PullPolicy;
 use std::collections::BTreeSet;
 
 /// Manifests larger than this are refused, as docker and containerd do; the answer is read no
@@ -161,31 +162,6 @@ pub struct Transferred {
     pub skipped: usize,
     /// Bytes moved.
     pub bytes: u64,
-}
-
-/// When `run`, `deploy` and the daemon fetch an image from its registry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Only when the local store does not have it.
-    #[default]
-    Missing,
-    /// Every time (picks up a moved tag).
-    Always,
-    /// Never: the image must be in the local store.
-    Never,
-}
-
-impl std::str::FromStr for PullPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "missing" => Ok(PullPolicy::Missing),
-            "always" => Ok(PullPolicy::Always),
-            "never" => Ok(PullPolicy::Never),
-            other => Err(format!("pull policy {other:?}: write missing, always or never")),
-        }
-    }
 }
 
 /// A client for the registries one command talks to.

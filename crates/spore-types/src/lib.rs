@@ -3,9 +3,11 @@
 //! wasmtime, no async runtime, so the crates that only move bytes build without a compiler.
 
 mod digest;
+mod pull;
 mod size;
 mod wasm;
 
 pub use digest::Digest;
+pub use pull::PullPolicy;
 pub use size::{human_bytes, parse_size};
 pub use wasm::{HeaderError, WasmKind, detect};

@@ -2,7 +2,7 @@
 //! These types are the API's JSON and the database's rows alike, so there is one shape to learn.
 
 use serde::{Deserialize, Serialize};
-use spore_sandbox::{ExitStatus, SandboxSpec};
+use spore_spec::{ExitStatus, SandboxSpec};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -163,7 +163,7 @@ pub struct CreateRequest {
     pub spec: SandboxSpec,
     /// For an image: when to pull it (`missing`, the default; `always`; `never`).
     #[serde(default)]
-    pub pull: spore_registry::PullPolicy,
+    pub pull: spore_types::PullPolicy,
     /// Restart policy; the daemon's `[defaults] restart` (else `no`) when absent.
     #[serde(default)]
     pub restart: Option<RestartPolicy>,

@@ -10,11 +10,85 @@
 //! A refusal names the rule and the config key that would allow it, since the reader is the
 //! client's operator, who can change it.
 
-use crate::config::PolicySection;
 use crate::model::Defaults;
-use spore_sandbox::{AddrRule, DEFAULT_MAX_OPEN_FILES, Input, Limits, Mount, SandboxSpec, human_bytes, parse_size};
+use serde::Deserialize;
+use spore_spec::{AddrRule, DEFAULT_MAX_OPEN_FILES, Input, Limits, Mount, SandboxSpec};
+use spore_types::{human_bytes, parse_size};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+/// `[policy]`: what an API client may ask of the daemon (see `policy.rs` and
+/// docs/security.md). The defaults allow nothing of the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// Host directories under which a create may mount (or read stdin from). Default: none.
+    pub mount_roots: Vec<PathBuf>,
+    /// Whether a create may read stdin from a host file (under `mount_roots`). Default: no.
+    pub stdin_files: bool,
+    /// Where HTTP apps may listen: `IP:PORT`, `IP:LOW-HIGH`, `IP:*`, `*:PORT`…
+    pub listen: Vec<String>,
+    /// The most memory a create may ask (never above `[pool] max_memory`), e.g. "32M".
+    pub max_memory: Option<String>,
+    /// The most CPU time a create may ask, e.g. "1h".
+    pub max_cpu_time: Option<String>,
+    /// The longest wall-clock limit a create may ask, e.g. "1d".
+    pub max_timeout: Option<String>,
+    /// The most open handles a create may ask.
+    pub max_open_files: Option<usize>,
+    /// The most core instances a create may ask (the pool's share caps it too).
+    pub max_instances: Option<usize>,
+    /// The most tables a create may ask (the pool's share caps it too).
+    pub max_tables: Option<usize>,
+    /// The largest table a create may ask (the pool's share caps it too).
+    pub max_table_elements: Option<usize>,
+    /// The most linear memories a create may ask (the pool's share caps it too).
+    pub max_memories: Option<usize>,
+    /// Requests an HTTP app may ask to run at once (`spec.http.concurrency`; each takes a
+    /// sandbox slot).
+    pub max_concurrency: usize,
+    /// Sandboxes the daemon keeps, running or not; creates beyond it get 429.
+    pub max_sandboxes: usize,
+    /// Sandboxes one batch request may create.
+    pub max_batch: usize,
+    /// Largest request body but program uploads, e.g. "1M".
+    pub max_request_body: String,
+    /// Largest program upload, e.g. "512M".
+    pub max_program_body: String,
+    /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
+    pub reveal_variables: bool,
+    /// The largest image a create may have pulled, its blobs' sizes together as its manifest
+    /// gives them, e.g. "4G"; judged before any layer is fetched.
+    pub max_image_size: String,
+    /// The most blobs (config and layers) an image a create has pulled may have.
+    pub max_image_layers: usize,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            mount_roots: Vec::new(),
+            stdin_files: false,
+            listen: vec!["127.0.0.1:1024-65535".into(), "[::1]:1024-65535".into()],
+            max_memory: None,
+            max_cpu_time: None,
+            max_timeout: None,
+            max_open_files: Some(4096),
+            max_instances: None,
+            max_tables: None,
+            max_table_elements: None,
+            max_memories: None,
+            max_concurrency: 1024,
+            max_sandboxes: 100_000,
+            max_batch: 10_000,
+            max_request_body: "1M".into(),
+            max_program_body: "512M".into(),
+            reveal_variables: false,
+            max_image_size: "4G".into(),
+            max_image_layers: 128,
+        }
+    }
+}
 
 /// Why the policy refuses a request.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +119,10 @@ pub struct Policy {
     pub max_program_body: usize,
     /// Requests an HTTP app may run at once (each is a sandbox slot).
     max_concurrency: usize,
-    /// How big an image a create may have pulled.
-    pub pull: spore_registry::PullLimits,
+    /// The largest image a create may have pulled (its blobs together, per its manifest).
+    pub max_image_size: u64,
+    /// The most blobs such an image may have.
+    pub max_image_layers: usize,
     /// The pool's slot: the memory a sandbox gets when it asks for none.
     pool_max_memory: u64,
     reveal_variables: bool,
@@ -171,10 +247,8 @@ impl Policy {
             max_request_body: size("max_request_body", &Some(section.max_request_body.clone()))?.unwrap_or(0) as usize,
             max_program_body: size("max_program_body", &Some(section.max_program_body.clone()))?.unwrap_or(0) as usize,
             max_concurrency: section.max_concurrency,
-            pull: spore_registry::PullLimits {
-                max_layers: section.max_image_layers,
-                max_bytes: size("max_image_size", &Some(section.max_image_size.clone()))?.unwrap_or(0),
-            },
+            max_image_size: size("max_image_size", &Some(section.max_image_size.clone()))?.unwrap_or(0),
+            max_image_layers: section.max_image_layers,
             pool_max_memory,
             reveal_variables: section.reveal_variables,
         };
@@ -184,7 +258,7 @@ impl Policy {
             ("max_concurrency", policy.max_concurrency),
             ("max_request_body", policy.max_request_body),
             ("max_program_body", policy.max_program_body),
-            ("max_image_layers", policy.pull.max_layers),
+            ("max_image_layers", policy.max_image_layers),
         ] {
             if value == 0 {
                 return Err(format!("[policy] {key} must be at least 1"));
@@ -398,7 +472,7 @@ pub fn redact(spec: &mut SandboxSpec) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spore_sandbox::HttpSpec;
+    use spore_spec::HttpSpec;
 
     fn policy(toml: &str) -> Result<Policy, String> {
         let section: PolicySection = toml::from_str(toml).map_err(|e| e.to_string())?;
@@ -511,9 +585,10 @@ mod tests {
 
     #[test]
     fn pulled_images_are_held_to_the_operators_size_and_layers() {
-        assert_eq!(policy("").unwrap().pull, spore_registry::PullLimits::DEFAULT);
+        let p = policy("").unwrap();
+        assert_eq!((p.max_image_size, p.max_image_layers), (4 << 30, 128));
         let p = policy("max_image_size = \"64M\"\nmax_image_layers = 4").unwrap();
-        assert_eq!(p.pull, spore_registry::PullLimits { max_layers: 4, max_bytes: 64 << 20 });
+        assert_eq!((p.max_image_size, p.max_image_layers), (64 << 20, 4));
         assert!(policy("max_image_layers = 0").unwrap_err().contains("[policy] max_image_layers must be at least 1"));
         assert!(policy("max_image_size = \"big\"").unwrap_err().contains("[policy] max_image_size"));
     }

@@ -1,0 +1,7 @@
+//! The daemon's API as data: what a sandbox record holds, what clients send, what events say
+//! ([`model`]), and the operator's policy that judges every request before the daemon acts
+//! on it ([`policy`]). No wasmtime, no async runtime: the CLI speaks these types, and the
+//! request bodies and the policy are fuzzed without building an engine.
+
+pub mod model;
+pub mod policy;
