@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers that read untrusted input (fuzz/fuzz_targets: the Sporefile parser, Spin
-# manifests, runtime configs, image references, OCI manifests and indexes, layer extraction),
-# each for SECS seconds (default 300), on libFuzzer with rustc's stable coverage instrumentation,
-# and prints a table of executions and crashes. A crash leaves its input in fuzz/artifacts/TARGET/
-# (make it a regression test). Each target's corpus grows under FUZZ_CORPUS_DIR (default
-# ~/.cache/spore/fuzz-corpus), seeded from fuzz/corpus, so one run goes on where the last stopped.
+# manifests, runtime configs, the daemon's create bodies under its policy, image references, OCI
+# manifests and indexes, layer extraction), each for SECS seconds (default 300), on libFuzzer
+# with rustc's stable coverage instrumentation, and prints a table of executions and crashes. A
+# crash leaves its input in fuzz/artifacts/TARGET/ (make it a regression test). Each target's
+# corpus grows under FUZZ_CORPUS_DIR (default ~/.cache/spore/fuzz-corpus), seeded from
+# fuzz/corpus, so one run goes on where the last stopped.
 #   SECS=60 TARGETS="sporefile layer" bench/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS="${SECS:-300}"
-TARGETS="${TARGETS:-sporefile spin_toml runtime_config reference oci_document layer}"
+TARGETS="${TARGETS:-sporefile spin_toml runtime_config request reference oci_document layer}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/spore/fuzz-target}"
 CORPUS="${FUZZ_CORPUS_DIR:-$HOME/.cache/spore/fuzz-corpus}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

@@ -258,6 +258,21 @@ impl Defaults {
     }
 }
 
+/// Checks a sandbox name a client chose: 1–128 letters, digits, `-`, `_` or `.`, starting with
+/// a letter or digit (so it is a file name, a log prefix and a DNS label's worth of text).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    match ok {
+        true => Ok(()),
+        false => {
+            Err(format!("name {name:?}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"))
+        }
+    }
+}
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -444,7 +444,7 @@ impl Supervisor {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {
-                        validate_name(&name)?;
+                        crate::model::check_name(&name).map_err(SupError::Invalid)?;
                         name
                     }
                     // Twelve hex digits, as docker shows ids; the whole id (unique) if even
@@ -900,20 +900,6 @@ fn app_of(record: &SandboxRecord) -> &str {
 /// may run at once, since each request's instance is a guest of the pool until it ends.
 fn slots(spec: &SandboxSpec) -> usize {
     spec.http.as_ref().map_or(1, |h| h.concurrency.unwrap_or(DEFAULT_HTTP_CONCURRENCY).max(1))
-}
-
-fn validate_name(name: &str) -> Result<(), SupError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(SupError::Invalid(format!(
-            "name {name:?}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"
-        )))
-    }
 }
 
 fn short(digest: &str) -> String {
