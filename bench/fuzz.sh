@@ -7,6 +7,7 @@
 # corpus grows under FUZZ_CORPUS_DIR (default ~/.cache/spore/fuzz-corpus), seeded from
 # fuzz/corpus, so one run goes on where the last stopped.
 #   SECS=60 TARGETS="sporefile layer" bench/fuzz.sh
+# It exits non-zero when a target crashed; scripts/test runs it for a few seconds per target.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS="${SECS:-300}"
@@ -18,9 +19,10 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
 # With --target, RUSTFLAGS instrument the targets' code only, not build scripts and proc macros.
 host="$(rustc -vV | sed -n 's/^host: //p')"
-cargo build --quiet --release --bins --target "$host"
+cargo build --quiet --locked --release --bins --target "$host"
 echo "| target | seconds | executions | exec/s | corpus | crashes |"
 echo "|---|---|---|---|---|---|"
+failed=0
 for t in $TARGETS; do
   mkdir -p "corpus/$t" "artifacts/$t"
   work="$CORPUS/$t"
@@ -32,6 +34,11 @@ for t in $TARGETS; do
     -artifact_prefix="artifacts/$t/" "$work" >"$log" 2>&1
   rc=$?
   set -e
+  if [ $rc -ne 0 ]; then
+    failed=1
+    echo "$t: libFuzzer exited $rc; its log:" >&2
+    tail -n 40 "$log" >&2
+  fi
   runs="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)"
   corpus="$(ls "$work" | wc -l)"
   crashes="$(ls "artifacts/$t" | wc -l)"
@@ -39,3 +46,5 @@ for t in $TARGETS; do
   rm -f "$log"
 done
 echo "machine: $(nproc) cores, $(uname -sr)"
+# A crash (or any other failure of a target) fails the run: the test suite runs this as a smoke.
+exit $failed
