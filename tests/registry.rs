@@ -411,10 +411,12 @@ fn a_failed_pull_leaves_its_blobs_for_prune_instead_of_deleting_what_others_may_
     assert!(prune.stdout.contains("Deleted 2 blob(s)"), "{prune:?}");
 }
 
-/// A registry that means harm, on a loopback port: `/v2/` lets anyone in; the manifest
-/// `endless` is an answer that never ends (chunked, no length); `liar` says it is 100 MB;
-/// `wide` lists 200 layers and `huge` one layer of 5 GiB. It counts the manifest bytes it got
-/// out and every blob anyone asks for.
+/// A registry that means harm, on a loopback port: `/v2/` lets anyone in (or, with
+/// `token_bomb`, sends clients to a token service of its own whose answer never ends); the
+/// manifest `endless` is an answer that never ends (chunked, no length); `liar` says it is
+/// 100 MB; `wide` lists 200 layers, `huge` one layer of 5 GiB, and `blob` a layer of 8 bytes
+/// whose blob never ends. It counts the bytes its endless answers got out and the requests
+/// for the blobs of refused images.
 struct HostileRegistry {
     addr: String,
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -422,7 +424,7 @@ struct HostileRegistry {
 }
 
 impl HostileRegistry {
-    fn start() -> HostileRegistry {
+    fn start(token_bomb: bool) -> HostileRegistry {
         use std::io::{BufRead, BufReader, Write};
         use std::sync::atomic::Ordering::Relaxed;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -436,16 +438,22 @@ impl HostileRegistry {
         let manifest = move |layers: Vec<String>| {
             format!(
                 r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
-                descriptor("application/vnd.wasm.config.v0+json", 2),
+                // `{}`, served.
+                r#"{"mediaType":"application/vnd.wasm.config.v0+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}"#,
                 layers.join(",")
             )
         };
         let wide = manifest((0..200).map(|_| descriptor("application/wasm", 8)).collect());
         let huge = manifest(vec![descriptor("application/wasm", 5 << 30)]);
+        let endless_blob =
+            format!(r#"{{"mediaType":"application/wasm","digest":"sha256:{}","size":8}}"#, "cd".repeat(32));
+        let blob = manifest(vec![endless_blob]);
+        let here = addr.clone();
         // Detached: each connection ends when the client goes, and the listener with the test.
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (counted, blobs, wide, huge) = (counted.clone(), blobs.clone(), wide.clone(), huge.clone());
+                let (counted, blobs) = (counted.clone(), blobs.clone());
+                let (wide, huge, blob, addr) = (wide.clone(), huge.clone(), blob.clone(), here.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut line = String::new();
@@ -460,24 +468,39 @@ impl HostileRegistry {
                         );
                         let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes()));
                     };
-                    if path.contains("/blobs/") {
-                        blobs.fetch_add(1, Relaxed);
-                        let _ =
-                            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    } else if path.ends_with("/manifests/endless") {
+                    let endless = |out: &mut std::net::TcpStream| {
                         let _ = out.write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                         );
                         let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
                         while out.write_all(chunk.as_bytes()).is_ok() {
                             counted.fetch_add(0x10000, Relaxed);
                         }
+                    };
+                    if token_bomb && path == "/v2/" {
+                        let head = format!(
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"evil\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        let _ = out.write_all(head.as_bytes());
+                    } else if path.starts_with("/token") || path.contains(&"cd".repeat(32)) {
+                        endless(&mut out);
+                    } else if path.contains("/blobs/") {
+                        blobs.fetch_add(1, Relaxed);
+                        if path.ends_with("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a") {
+                            return answer(&mut out, "{}");
+                        }
+                        let _ =
+                            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    } else if path.ends_with("/manifests/endless") {
+                        endless(&mut out);
                     } else if path.ends_with("/manifests/liar") {
                         let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n{");
                     } else if path.ends_with("/manifests/wide") {
                         answer(&mut out, &wide);
                     } else if path.ends_with("/manifests/huge") {
                         answer(&mut out, &huge);
+                    } else if path.ends_with("/manifests/blob") {
+                        answer(&mut out, &blob);
                     } else {
                         answer(&mut out, "{}");
                     }
@@ -491,9 +514,8 @@ impl HostileRegistry {
 #[test]
 fn a_hostile_registry_can_neither_make_a_pull_read_without_end_nor_have_an_oversized_image_fetched() {
     use std::sync::atomic::Ordering::Relaxed;
-    let evil = HostileRegistry::start();
     let me = Client::new();
-    let pull = |tag: &str| {
+    let pull = |evil: &HostileRegistry, tag: &str| {
         let mut child = me
             .cmd()
             .args(["pull", &format!("{}/evil:{tag}", evil.addr)])
@@ -513,24 +535,41 @@ fn a_hostile_registry_can_neither_make_a_pull_read_without_end_nor_have_an_overs
         Seen::from(child.wait_with_output().unwrap())
     };
 
-    let seen = pull("endless");
+    let evil = HostileRegistry::start(false);
+    let seen = pull(&evil, "endless");
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("the limit is 4194304 bytes (read no further)"), "{seen:?}");
     // What the registry got out: the cap plus what the sockets' buffers held.
     let sent = evil.sent.load(Relaxed);
     assert!(sent < 64 << 20, "the pull read {sent} bytes of an endless manifest");
 
-    let seen = pull("liar");
+    let seen = pull(&evil, "liar");
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("a manifest of 100000000 bytes; the limit is 4194304"), "{seen:?}");
 
-    let seen = pull("wide");
+    let seen = pull(&evil, "wide");
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("its manifest lists 201 blobs; the limit is 128; nothing was pulled"), "{seen:?}");
-    let seen = pull("huge");
+    let seen = pull(&evil, "huge");
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("gives its blobs 5.0 GiB together; the limit is 4 GiB"), "{seen:?}");
     assert_eq!(evil.blob_requests.load(Relaxed), 0, "no blob of a refused image was asked for");
+
+    // A blob longer than its descriptor says stops at its size.
+    let before = evil.sent.load(Relaxed);
+    let seen = pull(&evil, "blob");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("but 8 were announced; nothing was stored"), "{seen:?}");
+    let sent = evil.sent.load(Relaxed) - before;
+    assert!(sent < 64 << 20, "the pull read {sent} bytes of an endless blob");
+
+    // The token service a registry's challenge names is held to a cap too.
+    let evil = HostileRegistry::start(true);
+    let seen = pull(&evil, "any");
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("the registry's token service sent an endless answer (read no further)"), "{seen:?}");
+    let sent = evil.sent.load(Relaxed);
+    assert!(sent < 64 << 20, "the pull read {sent} bytes of an endless token");
     let seen = me.run(&["images", "--json"]);
     assert_eq!(seen.stdout.trim(), "[]", "nothing is named: {seen:?}");
 }

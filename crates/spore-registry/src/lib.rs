@@ -10,7 +10,7 @@
 //! registry lacks, then the manifest, then the tag.
 
 mod auth;
-mod manifest;
+mod capped;
 mod progress;
 
 pub use auth::{AuthError, AuthFiles};
@@ -204,6 +204,16 @@ impl Registry {
         Ok(())
     }
 
+    /// A client for the requests Spore makes itself, with the same timeouts as oci-client's.
+    fn http(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(120))
+            .user_agent(concat!("spore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Protocol { registry: registry.to_owned(), detail: e.to_string() })
+    }
+
     fn client(&self, registry: &str) -> Client {
         let protocol = if self.is_insecure(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
         Client::new(ClientConfig {
@@ -221,13 +231,25 @@ impl Registry {
         let auth = self.options.auth.lookup(&reference.registry)?;
         let mut session = Session {
             client,
+            http: self.http(&reference.registry)?,
             auth,
             reference: reference.clone(),
             insecure: self.is_insecure(&reference.registry),
             token: None,
         };
-        session.token =
-            session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
+        match op {
+            // A pull makes its own requests, read under caps (see `capped`).
+            RegistryOperation::Pull => {
+                let oref = session.oci(None);
+                let scope = format!("repository:{}:pull", oref.repository());
+                session.token = capped::token(&session.http, &session.url("/v2/"), &scope, &session.auth)
+                    .await
+                    .map_err(|f| session.failed(f, "the registry's token service"))?;
+            }
+            RegistryOperation::Push => {
+                session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
+            }
+        }
         Ok(session)
     }
 
@@ -238,21 +260,28 @@ impl Registry {
         })?;
         let client = self.client(registry);
         let auth = RegistryAuth::Basic(user.to_owned(), password.to_owned());
-        let session = Session { client, auth, reference: probe, insecure: self.is_insecure(registry), token: None };
+        let session = Session {
+            client,
+            http: self.http(registry)?,
+            auth,
+            reference: probe,
+            insecure: self.is_insecure(registry),
+            token: None,
+        };
         // A token registry checks the credentials when it issues the token; a basic-auth one
         // only when they are used, so a catalog request (which needs them) follows.
-        let token = session.client.auth(&session.oci(None), &session.auth, RegistryOperation::Pull).await;
-        let checked = match token {
+        let scope = format!("repository:{}:pull", session.oci(None).repository());
+        let checked = match capped::token(&session.http, &session.url("/v2/"), &scope, &session.auth).await {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => match session.client.catalog(&session.oci(None), &session.auth, Some(1), None).await {
+            Ok(None) => match capped::read(session.get("/v2/_catalog?n=1"), capped::MAX_TOKEN).await {
                 Ok(_) => Ok(()),
-                Err(e) => match session.error(e) {
+                Err(failed) => match session.failed(failed, "the registry's catalog") {
                     e @ (RegistryError::Unauthorized { .. } | RegistryError::Unreachable { .. }) => Err(e),
                     // Some registries hide the catalog; the credentials were accepted.
                     _ => Ok(()),
                 },
             },
-            Err(e) => Err(session.error(e)),
+            Err(failed) => Err(session.failed(failed, "the registry's token service")),
         };
         match checked {
             Err(RegistryError::Unauthorized { registry, detail, .. }) => {
@@ -400,30 +429,46 @@ impl Registry {
 /// One repository on one registry, authenticated.
 struct Session {
     client: Client,
+    http: reqwest::Client,
     auth: RegistryAuth,
     reference: Reference,
     insecure: bool,
-    /// The bearer token oci-client's handshake got, for the requests Spore makes itself.
+    /// The bearer token of a pull's handshake.
     token: Option<String>,
 }
 
 impl Session {
-    /// A client for the requests Spore makes itself, with oci-client's timeouts and TLS roots.
-    fn http(&self) -> Result<reqwest::Client, RegistryError> {
-        reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(120))
-            .user_agent(concat!("spore/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RegistryError::Protocol { registry: self.reference.registry.clone(), detail: e.to_string() })
+    /// `path` (from `/v2/`) on the registry, as oci-client addresses it (`docker.io` is
+    /// `index.docker.io`).
+    fn url(&self, path: &str) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}{path}", self.oci(None).resolve_registry())
     }
 
-    /// Where `oref`'s manifest is, as oci-client would ask for it.
-    fn manifest_url(&self, oref: &oci_client::Reference) -> String {
-        let scheme = if self.insecure { "http" } else { "https" };
-        let at = oref.digest().or(oref.tag()).unwrap_or("latest");
-        let ns = oref.namespace().map(|ns| format!("?ns={ns}")).unwrap_or_default();
-        format!("{scheme}://{}/v2/{}/manifests/{at}{ns}", oref.resolve_registry(), oref.repository())
+    /// A GET of `path` on the registry with the pull's credentials.
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        capped::get(&self.http, &self.url(path), self.token.as_deref(), &self.auth)
+    }
+
+    /// A capped request's failure, as a message naming the registry; `what` is what answered.
+    fn failed(&self, failed: capped::Failed, what: &str) -> RegistryError {
+        let registry = self.reference.registry.clone();
+        match failed {
+            capped::Failed::Status(code, message) => {
+                self.error(OciDistributionError::ServerError { code, url: what.to_owned(), message })
+            }
+            capped::Failed::Transport(e) => self.error(OciDistributionError::RequestError(e)),
+            capped::Failed::TooBig(said) => RegistryError::Protocol {
+                registry,
+                detail: format!(
+                    "{what} sent {} (read no further)",
+                    said.map_or("an endless answer".to_owned(), |n| format!("an answer of {n} bytes"))
+                ),
+            },
+            capped::Failed::Malformed(detail) => {
+                RegistryError::Protocol { registry, detail: format!("{what}: {detail}") }
+            }
+        }
     }
 
     /// The oci-client reference for the repository, at `digest` or else at the tag.
@@ -454,27 +499,20 @@ impl Session {
         let accept: Vec<&str> = MANIFEST_TYPES.iter().chain(INDEX_TYPES).copied().collect();
         let oref = self.oci(digest);
         let bad = |detail: String| RegistryError::BadManifest { reference: oref.whole(), detail };
-        let bytes = match manifest::get(
-            &self.http()?,
-            &self.manifest_url(&oref),
-            &accept.join(", "),
-            self.token.as_deref(),
-            &self.auth,
-            MAX_MANIFEST,
-        )
-        .await
-        {
+        let at = oref.digest().or(oref.tag()).unwrap_or("latest");
+        let ns = oref.namespace().map(|ns| format!("?ns={ns}")).unwrap_or_default();
+        let request = self
+            .get(&format!("/v2/{}/manifests/{at}{ns}", oref.repository()))
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        let bytes = match capped::read(request, MAX_MANIFEST).await {
             Ok(bytes) => bytes,
-            Err(manifest::Failed::TooBig(said)) => {
+            Err(capped::Failed::TooBig(said)) => {
                 let size = said.map(|n| format!(" of {n} bytes")).unwrap_or_else(|| " longer than that".into());
                 return Err(bad(format!(
                     "the registry sent a manifest{size}; the limit is {MAX_MANIFEST} bytes (read no further)"
                 )));
             }
-            Err(manifest::Failed::Status(code, body)) => {
-                return Err(self.error(OciDistributionError::ServerError { code, url: oref.whole(), message: body }));
-            }
-            Err(manifest::Failed::Transport(e)) => return Err(self.error(OciDistributionError::RequestError(e))),
+            Err(failed) => return Err(self.failed(failed, &oref.whole())),
         };
         let actual = Digest::of(&bytes);
         if let Some(expected) = digest.or(self.reference.digest)
@@ -503,27 +541,26 @@ impl Session {
         bar: &progress::BlobProgress,
     ) -> Result<u64, RegistryError> {
         let mut writer = store.writer(&digest, Some(desc.size))?;
-        let digest_text = digest.to_string();
-        let mut stream =
-            self.client.pull_blob_stream(&self.oci(None), digest_text.as_str()).await.map_err(|e| self.error(e))?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                // oci-client checks the digest too, and says so at the end of the stream.
-                if e.get_ref().is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) {
-                    RegistryError::BadContent { digest, detail: e.to_string() }
-                } else {
-                    RegistryError::Unreachable {
-                        registry: self.reference.registry.clone(),
-                        detail: format!("while downloading {digest}: {e}"),
-                        hint: "",
-                    }
-                }
+        let path = format!("/v2/{}/blobs/{digest}", self.oci(None).repository());
+        let mut response = capped::open(self.get(&path)).await.map_err(|f| self.failed(f, &path))?;
+        // The writer holds the blob to its size as it arrives (a longer answer stops there).
+        loop {
+            let chunk = response.chunk().await.map_err(|e| RegistryError::Unreachable {
+                registry: self.reference.registry.clone(),
+                detail: format!("while downloading {digest}: {e}"),
+                hint: "",
             })?;
+            let Some(chunk) = chunk else { break };
             writer.write(&chunk)?;
             bar.advance(chunk.len() as u64);
         }
-        let size = writer.commit()?;
-        Ok(size)
+        match writer.commit() {
+            Ok(size) => Ok(size),
+            Err(e @ StoreError::DigestMismatch { .. }) => {
+                Err(RegistryError::BadContent { digest, detail: e.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Uploads one stored blob in chunks (the registry checks the digest at the end).
