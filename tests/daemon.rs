@@ -914,3 +914,50 @@ fn replaced_sandboxes_stay_gone_after_a_daemon_restart() {
     assert_eq!(list.len(), 2, "{body}");
     assert!(list.iter().all(|r| r["spec"]["args"] == serde_json::json!(["7"])), "{body}");
 }
+
+#[test]
+fn programs_no_sandbox_uses_are_pruned_with_their_compiled_code_and_used_ones_kept() {
+    use sha2::Digest as _;
+    let d = Daemon::start(&[]);
+    assert_eq!(d.run(["deploy", "--name", "kept", &g("refdaemon"), "5"]).code, 0);
+    assert_eq!(d.run(["deploy", "--name", "gone", &g("hello")]).code, 0);
+    let hex = |name: &str| hex::encode(sha2::Sha256::digest(std::fs::read(g(name)).unwrap()));
+    let (hello, refdaemon) = (hex("hello"), hex("refdaemon"));
+    let stored = |hex: &str| d.dir.path().join("data/programs/blobs/sha256").join(hex).exists();
+    // The compile cache names each wasm's artifact in `<wasm sha256>.ref`.
+    let compiled = |hex: &str| {
+        let cache = d.dir.path().join("data/compiled");
+        std::fs::read_dir(&cache).unwrap().flatten().any(|dir| dir.path().join(format!("{hex}.ref")).exists())
+    };
+    assert!(stored(&hello) && compiled(&hello) && stored(&refdaemon) && compiled(&refdaemon));
+    assert_eq!(d.run(["rm", "-f", "gone"]).code, 0);
+
+    // Just uploaded: a deploy between its upload and its create keeps its program.
+    let seen = d.run(["program", "prune"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(seen.stdout.contains("Deleted 0 program(s)"), "{seen:?}");
+    assert!(stored(&hello));
+    let seen = d.run(["program", "prune", "--grace", "0s"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(
+        seen.stdout.contains(&format!("Deleted sha256:{hello}")) && seen.stdout.contains("Deleted 1 program(s)"),
+        "{seen:?}"
+    );
+    assert!(!stored(&hello) && !compiled(&hello), "the program and its compiled code are gone");
+    assert!(stored(&refdaemon) && compiled(&refdaemon), "a program a sandbox uses stays");
+    // Asking whether the daemon has a program (as a deploy does before creating) is a use.
+    assert_eq!(d.run(["rm", "-f", "kept"]).code, 0);
+    let blob = d.dir.path().join("data/programs/blobs/sha256").join(&refdaemon);
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&blob).unwrap().set_modified(hours_ago).unwrap();
+    let path = format!("/v1/programs/sha256:{refdaemon}");
+    assert_eq!(http(&d.socket(), "HEAD", &path, None).0, 200);
+    let seen = d.run(["program", "prune", "--grace", "1m"]);
+    assert!(seen.stdout.contains("Deleted 0 program(s)") && stored(&refdaemon), "{seen:?}");
+    // Deployed again, it is uploaded (and compiled) again.
+    assert_eq!(d.run(["deploy", "--name", "gone", &g("hello")]).code, 0);
+    assert!(stored(&hello) && compiled(&hello));
+    let seen = d.run(["program", "prune", "--grace", "soon"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("grace \"soon\""), "{seen:?}");
+}

@@ -5,7 +5,7 @@ use crate::client::{Client, server_error};
 use crate::run::SpecArgs;
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, Subcommand};
 use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -463,6 +463,47 @@ pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
         Ok(name.to_owned())
     })
     .await
+}
+
+/// The daemon's program store.
+#[derive(Subcommand)]
+pub enum ProgramCommand {
+    /// Delete the programs no sandbox uses from the daemon's store, with their compiled code.
+    Prune(ProgramPruneArgs),
+}
+
+/// `spore program prune`.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  spore program prune\n  spore program prune --grace 0s   # also what was uploaded a moment ago"
+)]
+pub struct ProgramPruneArgs {
+    /// Keep programs uploaded or used within this long (a deploy uploads, then creates).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    grace: String,
+}
+
+pub async fn program(client: &Client, command: ProgramCommand, json: bool) -> anyhow::Result<i32> {
+    match command {
+        ProgramCommand::Prune(args) => {
+            let path = format!("/v1/programs/prune?grace={}", encode(&args.grace));
+            let pruned: Value = client.json(Method::POST, &path, None).await?;
+            if json {
+                println!("{pruned}");
+                return Ok(0);
+            }
+            let deleted = pruned["deleted"].as_array().cloned().unwrap_or_default();
+            for d in &deleted {
+                println!("Deleted {}", d["digest"].as_str().unwrap_or("?"));
+            }
+            println!(
+                "Deleted {} program(s); reclaimed {}",
+                deleted.len(),
+                spore_sandbox::human_bytes(pruned["bytes"].as_u64().unwrap_or(0))
+            );
+            Ok(0)
+        }
+    }
 }
 
 /// Print a sandbox's logs (stdout lines to stdout, stderr lines to stderr).

@@ -129,6 +129,9 @@ enum Command {
     /// Inspect and prune images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Manage the daemon's program store.
+    #[command(subcommand)]
+    Program(agent::ProgramCommand),
 }
 
 fn main() -> ExitCode {
@@ -208,6 +211,7 @@ fn agent_command(
             Command::Logs(args) => agent::logs(&client, args, json).await,
             Command::Stats(args) => agent::stats(&client, args, json).await,
             Command::Events(args) => agent::events(&client, args, json).await,
+            Command::Program(command) => agent::program(&client, command, json).await,
             _ => unreachable!("local commands are handled in main"),
         }
     })

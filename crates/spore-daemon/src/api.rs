@@ -95,6 +95,7 @@ pub fn router(sup: Arc<Supervisor>) -> Router {
                 .put(put_program)
                 .layer(axum::extract::DefaultBodyLimit::max(program_body)),
         )
+        .route("/v1/programs/prune", post(prune_programs))
         .route("/v1/sandboxes", get(list).post(create))
         .route("/v1/sandboxes/batch", post(batch))
         .route("/v1/sandboxes/{id}", get(inspect).delete(remove))
@@ -138,8 +139,14 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
 }
 
+/// `HEAD`: whether the daemon has a program. A deploy asks this instead of uploading, then
+/// creates: the question counts as a use, so a prune in between leaves the program alone.
 async fn has_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult<StatusCode> {
-    Ok(if sup.programs().has(&digest)? { StatusCode::OK } else { StatusCode::NOT_FOUND })
+    if !sup.programs().has(&digest)? {
+        return Ok(StatusCode::NOT_FOUND);
+    }
+    sup.programs().touch(&digest)?;
+    Ok(StatusCode::OK)
 }
 
 async fn get_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult<Response> {
@@ -149,6 +156,10 @@ async fn get_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult
 
 async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes) -> ApiResult<Response> {
     let existed = sup.programs().has(&digest)?;
+    if existed {
+        // An upload of a stored program is a use: a prune leaves it alone for its grace.
+        sup.programs().touch(&digest)?;
+    }
     let store = sup.clone();
     let d = digest.clone();
     tokio::task::spawn_blocking(move || store.programs().put(&d, &body))
@@ -162,6 +173,22 @@ async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(json!({ "digest": digest }))).into_response())
+}
+
+/// `POST /v1/programs/prune[?grace=1h]`: deletes the programs no sandbox uses that nobody
+/// uploaded or used within the grace period (default an hour, so that a deploy between its
+/// upload and its create keeps its program).
+async fn prune_programs(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
+    let grace = match param(&params, "grace") {
+        None => Duration::from_secs(3600),
+        Some(g) => humantime::parse_duration(g)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("grace {g:?}: {e}; write e.g. 1h, 10m or 0s")))?,
+    };
+    let deleted = sup.prune_programs(grace).await?;
+    let bytes: u64 = deleted.iter().map(|(_, b)| b).sum();
+    let deleted: Vec<_> =
+        deleted.into_iter().map(|(digest, bytes)| json!({ "digest": digest, "bytes": bytes })).collect();
+    Ok(Json(json!({ "deleted": deleted, "bytes": bytes })).into_response())
 }
 
 async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {

@@ -141,6 +141,42 @@ impl Programs {
         Ok(self.store.put(&ContentStore::digest(digest)?, bytes)?)
     }
 
+    /// Marks the stored program `digest` as just used, so that a prune leaves it alone for its
+    /// grace period: an upload or a create that finds it already stored is a use.
+    pub fn touch(&self, digest: &str) -> Result<(), ProgramError> {
+        let path = self.store.path(&ContentStore::digest(digest)?);
+        let file = std::fs::File::options().write(true).open(&path).map_err(StoreError::from)?;
+        file.set_modified(std::time::SystemTime::now()).map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Deletes the stored programs not in `used` and not used for `grace`; returns each
+    /// deleted program's digest and size.
+    pub fn prune(
+        &self,
+        used: &std::collections::HashSet<String>,
+        grace: std::time::Duration,
+    ) -> Result<Vec<(String, u64)>, ProgramError> {
+        let mut deleted = Vec::new();
+        for digest in self.store.blobs()? {
+            let name = digest.to_string();
+            if used.contains(&name) {
+                continue;
+            }
+            let meta = match std::fs::metadata(self.store.path(&digest)) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::from(e).into()),
+            };
+            let idle = meta.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+            if idle >= grace {
+                self.store.delete(&digest)?;
+                deleted.push((name, meta.len()));
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Reads a stored program.
     pub fn get(&self, digest: &str) -> Result<Vec<u8>, ProgramError> {
         match self.store.get(&ContentStore::digest(digest)?) {

@@ -14,7 +14,7 @@ use crate::programs::{ProgramError, Programs};
 use spore_engine::SporeEngine;
 use spore_sandbox::launch::{self, AppKind, LaunchError, Prepared};
 use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, SandboxSpec, Sinks};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -137,6 +137,10 @@ pub struct Supervisor {
     /// Sandboxes being created now: counted toward `max_sandboxes`, their names taken (see
     /// [`Supervisor::reserve`]).
     reserved: Mutex<Reserved>,
+    /// Held shared by every create from its first look at a program until its records are
+    /// committed, and exclusively by a prune of the program store: a prune never deletes a
+    /// program a create in flight is about to record.
+    prune_gate: tokio::sync::RwLock<()>,
     live: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -164,6 +168,7 @@ impl Supervisor {
             logs,
             events: broadcast::channel(4096).0,
             runnables: Mutex::new(HashMap::new()),
+            prune_gate: tokio::sync::RwLock::new(()),
             entries: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             settings,
@@ -246,6 +251,33 @@ impl Supervisor {
     /// Programs linked in memory now (for `/metrics`).
     pub fn programs_linked(&self) -> usize {
         lock(&self.runnables).len()
+    }
+
+    /// Deletes the stored programs no sandbox uses and nobody uploaded or used for `grace`,
+    /// with their linked form and compiled code; returns each one's digest and size.
+    pub async fn prune_programs(self: &Arc<Self>, grace: Duration) -> Result<Vec<(String, u64)>, SupError> {
+        let _creates_done = self.prune_gate.write().await;
+        let used: HashSet<String> = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            entries
+                .values()
+                .filter_map(|e| match &lock(&e.record).spec.program {
+                    ProgramSource::Digest(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let this = self.clone();
+        let deleted = tokio::task::spawn_blocking(move || this.programs.prune(&used, grace))
+            .await
+            .map_err(|e| SupError::Storage(format!("pruning the program store: {e}")))??;
+        for (digest, _) in &deleted {
+            lock(&self.runnables).remove(digest);
+            if let (Some(cache), Ok(d)) = (self.engine.cache(), spore_image::ContentStore::digest(digest)) {
+                cache.evict(&d);
+            }
+        }
+        Ok(deleted)
     }
 
     /// Compiles (or fetches from cache) and links a stored program, once per digest.
@@ -334,6 +366,7 @@ impl Supervisor {
         replace: &[String],
     ) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
+        let _no_prune = self.prune_gate.read().await;
         // The replaced sandboxes are held (in id order, so two creates never wait on each
         // other) until this create is done with them.
         let mut ids: Vec<String> =

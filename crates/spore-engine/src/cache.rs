@@ -210,8 +210,9 @@ impl CompileCache {
         write_atomically(&self.dir, &self.ref_path(digest), sum.as_bytes())
     }
 
-    /// Forgets an untrusted entry (its ref, and the artifact it named) so it is never read again.
-    pub(crate) fn evict(&self, digest: &Digest) {
+    /// Forgets an entry (its ref, and the artifact it named): an untrusted one, so it is never
+    /// read again, or one of a program its host no longer keeps.
+    pub fn evict(&self, digest: &Digest) {
         if let Some(artifact) = self.artifact_path(digest) {
             let _ = std::fs::remove_file(artifact);
         }

@@ -102,6 +102,21 @@ impl ContentStore {
         self.blobs.join(digest.hex())
     }
 
+    /// The digests of the blobs stored (not the temporary files of writers at work).
+    pub fn blobs(&self) -> Result<Vec<Digest>, StoreError> {
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut digests = Vec::new();
+        for entry in entries {
+            if let Some(d) = entry?.file_name().to_str().and_then(|hex| Digest::parse(&format!("sha256:{hex}"))) {
+                digests.push(d);
+            }
+        }
+        Ok(digests)
+    }
+
     /// Whether the blob is stored.
     pub fn has(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
