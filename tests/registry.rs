@@ -573,3 +573,79 @@ fn a_hostile_registry_can_neither_make_a_pull_read_without_end_nor_have_an_overs
     let seen = me.run(&["images", "--json"]);
     assert_eq!(seen.stdout.trim(), "[]", "nothing is named: {seen:?}");
 }
+
+/// A token registry whose bearer tokens are each good for one request, as a token that has run
+/// out is for the next: it serves a wasm artifact to whoever presents the newest unused token.
+#[test]
+fn a_pull_renews_a_bearer_token_that_ran_out() {
+    use sha2::Digest as _;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let (wasm, config) = (b"\0asm\x01\0\0\0".to_vec(), b"{}".to_vec());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.wasm.config.v0+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/wasm","digest":"{}","size":8}}]}}"#,
+        sha(&config),
+        sha(&wasm)
+    );
+    let content: Vec<(String, Vec<u8>)> = vec![
+        ("/v2/app/manifests/v1".into(), manifest.into_bytes()),
+        (format!("/v2/app/blobs/{}", sha(&config)), config),
+        (format!("/v2/app/blobs/{}", sha(&wasm)), wasm),
+    ];
+    // (tokens issued, the newest one while it is unused)
+    let tokens = Arc::new(Mutex::new((0u32, None::<String>)));
+    let (issued, realm) = (tokens.clone(), format!("http://{addr}/token"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut presented = None;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) <= 2 {
+                    break;
+                }
+                if let Some(token) =
+                    header.strip_prefix("authorization: Bearer ").or(header.strip_prefix("Authorization: Bearer "))
+                {
+                    presented = Some(token.trim().to_owned());
+                }
+            }
+            let mut out = stream;
+            let reply = |out: &mut std::net::TcpStream, status: &str, extra: &str, body: &[u8]| {
+                let head =
+                    format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body));
+            };
+            let mut t = tokens.lock().unwrap();
+            if path.starts_with("/token") {
+                t.0 += 1;
+                let token = format!("t{}", t.0);
+                t.1 = Some(token.clone());
+                reply(&mut out, "200 OK", "", format!(r#"{{"token":"{token}"}}"#).as_bytes());
+            } else if presented.is_some() && presented == t.1 {
+                t.1 = None; // used up
+                match content.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => {
+                        reply(&mut out, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", body)
+                    }
+                    None => reply(&mut out, "404 Not Found", "", b""),
+                }
+            } else {
+                let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"test\"\r\n");
+                reply(&mut out, "401 Unauthorized", &challenge, b"");
+            }
+        }
+    });
+    let me = Client::new();
+    let seen = me.run(&["pull", &format!("{addr}/app:v1")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert_eq!(issued.lock().unwrap().0, 3, "one handshake for the manifest, one renewal for each blob");
+    let seen = me.ok(&["images", "--json"]);
+    assert!(seen.stdout.contains("app"), "{seen:?}");
+}

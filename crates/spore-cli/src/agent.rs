@@ -14,6 +14,7 @@ use spore_daemon::logs::{LogLine, Stream};
 use spore_daemon::model::{Created, Event, RestartPolicy, SandboxRecord, State, Stats, now_ms};
 use spore_engine::Digest;
 use spore_sandbox::ProgramSource;
+use spore_types::escape_controls;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -539,24 +540,6 @@ fn short_id(id: &str) -> &str {
     id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }
 
-/// `text` with every control character but tab — C0, DEL and C1, which terminals act on
-/// (escape sequences, cursor moves, title changes) — shown as `\xNN` / `\u{NN}`.
-fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\t' => out.push(c),
-            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.into()
-}
-
 pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Result<i32> {
     let mut query = Vec::new();
     if args.follow {
@@ -721,19 +704,11 @@ fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
 
     #[test]
     fn ids_are_shortened_without_trusting_their_length() {
         assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
         assert_eq!(super::short_id("short"), "short");
         assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
-    }
-
-    #[test]
-    fn control_characters_are_shown_not_obeyed() {
-        assert_eq!(escape_controls("plain\ttext, ünïcode"), "plain\ttext, ünïcode");
-        assert_eq!(escape_controls("\x1b[2J\x1b]0;owned\x07done\r"), "\\x1b[2J\\x1b]0;owned\\x07done\\x0d");
-        assert_eq!(escape_controls("\u{9b}31m\x7f"), "\\u{9b}31m\\x7f");
     }
 }

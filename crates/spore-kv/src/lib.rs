@@ -191,6 +191,15 @@ pub(crate) mod conformance {
         b.set("q", "c", b"1").await.unwrap();
         b.set("q", "d", b"1").await.unwrap_err();
         assert_eq!(b.increment("q", "n", 5).await.unwrap(), 10, "a counter may grow by a digit within the quota");
+        // The count after all that is exact: a(16) + n(3) + c(2) = 21 of 30 bytes.
+        b.set("q", "c", &[b'x'; 10]).await.unwrap(); // c: 11, 30 in all
+        let err = b.set("q", "c", &[b'x'; 11]).await.unwrap_err().0;
+        assert!(err.contains("31 bytes, over its max_bytes of 30"), "deletes were counted exactly: {err}");
+        // A value that is not a counter is left alone by increment, however it is spelled.
+        b.delete("q", "c").await.unwrap();
+        b.set("q", "c", b"-3").await.unwrap();
+        assert!(b.increment("q", "c", 1).await.unwrap_err().0.contains("not a counter"));
+        assert_eq!(b.get("q", "c").await.unwrap().as_deref(), Some(&b"-3"[..]));
         // Another store has its own room.
         b.set_many("r", &[pair("a", b"1"), pair("b", b"2"), pair("c", b"3")]).await.unwrap();
     }

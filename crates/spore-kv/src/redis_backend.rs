@@ -53,6 +53,8 @@ for i = 2, #KEYS do
   bytes = bytes + (#k - plen) + #v
   held[k] = #v
 end
+-- A key written before usage was kept is not counted: never below nothing.
+bytes = math.max(bytes, 0)
 local mk, mb = tonumber(ARGV[1]), tonumber(ARGV[2])
 if (mk > 0 and keys > mk and keys > k0) or (mb > 0 and bytes > mb and bytes > b0) then
   return {0, k0, b0, keys, bytes}
@@ -62,14 +64,15 @@ redis.call('HSET', KEYS[1], 'keys', keys, 'bytes', bytes)
 return {1, k0, b0, keys, bytes}
 "#;
 
-/// Deletes `KEYS[2..]` and keeps the usage hash `KEYS[1]`; `ARGV[1]`: the prefix length.
+/// Deletes `KEYS[2..]` and keeps the usage hash `KEYS[1]`; `ARGV[3]`: the prefix length
+/// (`ARGV[1..2]`, the quota, are not needed to shrink).
 const DELETE_LUA: &str = r#"
 local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 for i = 2, #KEYS do
   local k = KEYS[i]
   if redis.call('EXISTS', k) == 1 then
-    bytes = bytes - (#k - tonumber(ARGV[1])) - redis.call('STRLEN', k)
+    bytes = bytes - (#k - tonumber(ARGV[3])) - redis.call('STRLEN', k)
     keys = keys - 1
     redis.call('DEL', k)
   end
@@ -80,16 +83,25 @@ return 1
 
 /// Adds `ARGV[4]` to the counter `KEYS[2]` and keeps the usage hash `KEYS[1]`, undone if the
 /// result would be over the quota (`ARGV[1..3]` as for SET). Answers as SET, with the new
-/// value last (text: Lua numbers would round a large counter).
+/// value last (text: Lua numbers would round a large counter); `applied` is -1 for a value
+/// that is not a counter and -2 for a sum Redis cannot hold, nothing changed for either.
 const INCREMENT_LUA: &str = r#"
 local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local k0, b0, k = keys, bytes, KEYS[2]
 local klen = #k - tonumber(ARGV[3])
 local existed = redis.call('EXISTS', k) == 1
-if existed then bytes = bytes - klen - redis.call('STRLEN', k) else keys = keys + 1 end
-redis.call('INCRBY', k, ARGV[4])
-bytes = bytes + klen + redis.call('STRLEN', k)
+if existed then
+  -- A counter is decimal digits, as the embedded store reads it; anything else is left alone.
+  local current = redis.call('GET', k)
+  if not string.match(current, '^%s*%d+%s*$') then return {-1, k0, b0, keys, bytes, ''} end
+  bytes = bytes - klen - #current
+else
+  keys = keys + 1
+end
+local sum = redis.pcall('INCRBY', k, ARGV[4])
+if type(sum) == 'table' and sum.err then return {-2, k0, b0, keys, bytes, ''} end
+bytes = math.max(bytes + klen + redis.call('STRLEN', k), 0)
 local mk, mb = tonumber(ARGV[1]), tonumber(ARGV[2])
 if (mk > 0 and keys > mk and keys > k0) or (mb > 0 and bytes > mb and bytes > b0) then
   if existed then redis.call('DECRBY', k, ARGV[4]) else redis.call('DEL', k) end
@@ -227,14 +239,15 @@ impl Backend for Redis {
             let result: Result<(i64, i64, i64, i64, i64, String), _> =
                 self.invoke(&INCREMENT, store, &[key]).arg(delta).invoke_async(&mut self.conn().await?).await;
             match result {
+                // Same words as the embedded store for a value that is not a counter.
+                Ok((-1, ..)) => Err(parse_counter(store, key, Some(b"x"))
+                    .err()
+                    .unwrap_or_else(|| KvError(format!("{store}/{key}: not a counter")))),
+                Ok((-2, ..)) => Err(KvError(format!("{store}/{key}: the counter would overflow"))),
                 Ok((applied, k0, b0, k, b, value)) => {
                     self.admitted(store, (applied, k0, b0, k, b))?;
                     parse_counter(store, key, Some(value.as_bytes()))
                 }
-                // Same words as the embedded store for a value that is not a counter.
-                Err(e) if e.kind() == redis::ErrorKind::ResponseError => Err(parse_counter(store, key, Some(b"x"))
-                    .err()
-                    .unwrap_or_else(|| KvError(format!("{store}/{key}: {e}")))),
                 Err(e) => Err(self.fail(e)),
             }
         })

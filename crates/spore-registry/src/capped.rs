@@ -46,21 +46,26 @@ pub(crate) fn get(
     let request = http.get(url);
     match (token, auth) {
         (Some(token), _) => request.bearer_auth(token),
+        (None, RegistryAuth::Bearer(token)) => request.bearer_auth(token),
         (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-        (None, _) => request,
+        (None, RegistryAuth::Anonymous) => request,
     }
 }
 
 /// The distribution protocol's token handshake: asks `v2` (the registry's `/v2/`) for its
 /// challenge and, for a `Bearer` one, the token service it names for a token of `scope`,
 /// with `auth`'s basic credentials when there are any. `None`: no bearer challenge (an open
-/// registry, or one taking basic credentials on every request).
+/// registry, or one taking basic credentials on every request). A stored identity token
+/// (Docker's `registrytoken`) is the token itself.
 pub(crate) async fn token(
     http: &reqwest::Client,
     v2: &str,
     scope: &str,
     auth: &RegistryAuth,
 ) -> Result<Option<String>, Failed> {
+    if let RegistryAuth::Bearer(token) = auth {
+        return Ok(Some(token.clone()));
+    }
     let probe = http.get(v2).send().await?;
     let Some(challenge) = probe.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()) else {
         return Ok(None);
@@ -100,7 +105,11 @@ pub(crate) async fn token(
 /// Sends `request` and reads its answer: the body of a success, at most `max` bytes of it;
 /// a failure as its status and the start of its text.
 pub(crate) async fn read(request: reqwest::RequestBuilder, max: usize) -> Result<Vec<u8>, Failed> {
-    let mut response = open(request).await?;
+    read_body(open(request).await?, max).await
+}
+
+/// Reads the body of an opened answer, at most `max` bytes of it.
+pub(crate) async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Failed> {
     if let Some(length) = response.content_length().filter(|&l| l > max as u64) {
         return Err(Failed::TooBig(Some(length)));
     }
@@ -118,15 +127,9 @@ pub(crate) async fn open(request: reqwest::RequestBuilder) -> Result<reqwest::Re
     if !status.is_success() {
         let mut body = body(&mut response, ERROR_BODY).await.unwrap_or_default();
         body.truncate(ERROR_BODY);
-        // Shown on a terminal: the server's control characters are escaped, not obeyed.
-        let text: String = String::from_utf8_lossy(&body)
-            .trim()
-            .chars()
-            .flat_map(|c| match c.is_control() && c != '\n' {
-                true => c.escape_default().collect::<Vec<_>>(),
-                false => vec![c],
-            })
-            .collect();
+        // Shown on a terminal and in logs: the server's control characters are escaped, not
+        // obeyed (no forged lines, no escape sequences).
+        let text = spore_types::escape_controls(String::from_utf8_lossy(&body).trim()).into_owned();
         return Err(Failed::Status(status.as_u16(), text));
     }
     Ok(response)

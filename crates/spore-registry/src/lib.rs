@@ -229,22 +229,22 @@ impl Registry {
     async fn connect(&self, reference: &Reference, op: RegistryOperation) -> Result<Session, RegistryError> {
         let client = self.client(&reference.registry);
         let auth = self.options.auth.lookup(&reference.registry)?;
-        let mut session = Session {
+        let session = Session {
             client,
             http: self.http(&reference.registry)?,
             auth,
             reference: reference.clone(),
             insecure: self.is_insecure(&reference.registry),
-            token: None,
+            token: Default::default(),
+            scope: format!("repository:{}:pull", reference.repository),
         };
         match op {
             // A pull makes its own requests, read under caps (see `capped`).
             RegistryOperation::Pull => {
-                let oref = session.oci(None);
-                let scope = format!("repository:{}:pull", oref.repository());
-                session.token = capped::token(&session.http, &session.url("/v2/"), &scope, &session.auth)
+                let token = capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth)
                     .await
                     .map_err(|f| session.failed(f, "the registry's token service"))?;
+                *session.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
             }
             RegistryOperation::Push => {
                 session.client.auth(&session.oci(None), &session.auth, op).await.map_err(|e| session.error(e))?;
@@ -266,12 +266,12 @@ impl Registry {
             auth,
             reference: probe,
             insecure: self.is_insecure(registry),
-            token: None,
+            token: Default::default(),
+            scope: "repository:spore-login-probe:pull".to_owned(),
         };
         // A token registry checks the credentials when it issues the token; a basic-auth one
         // only when they are used, so a catalog request (which needs them) follows.
-        let scope = format!("repository:{}:pull", session.oci(None).repository());
-        let checked = match capped::token(&session.http, &session.url("/v2/"), &scope, &session.auth).await {
+        let checked = match capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => match capped::read(session.get("/v2/_catalog?n=1"), capped::MAX_TOKEN).await {
                 Ok(_) => Ok(()),
@@ -433,8 +433,10 @@ struct Session {
     auth: RegistryAuth,
     reference: Reference,
     insecure: bool,
-    /// The bearer token of a pull's handshake.
-    token: Option<String>,
+    /// The bearer token of a pull's handshake, renewed when it runs out.
+    token: std::sync::Mutex<Option<String>>,
+    /// What the token is for (`repository:NAME:pull`).
+    scope: String,
 }
 
 impl Session {
@@ -447,7 +449,31 @@ impl Session {
 
     /// A GET of `path` on the registry with the pull's credentials.
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        capped::get(&self.http, &self.url(path), self.token.as_deref(), &self.auth)
+        let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        capped::get(&self.http, &self.url(path), token.as_deref(), &self.auth)
+    }
+
+    /// GETs `path` (accepting `accept`) and opens the answer. A handshake's token runs out
+    /// (Docker Hub's after five minutes, a big pull takes longer): a 401 with one gets a fresh
+    /// handshake and one retry.
+    async fn fetch(&self, path: &str, accept: Option<&str>) -> Result<reqwest::Response, capped::Failed> {
+        let request = || {
+            let request = self.get(path);
+            match accept {
+                Some(accept) => request.header(reqwest::header::ACCEPT, accept),
+                None => request,
+            }
+        };
+        let handshaken = self.token.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+            && !matches!(self.auth, RegistryAuth::Bearer(_));
+        match capped::open(request()).await {
+            Err(capped::Failed::Status(401, _)) if handshaken => {
+                let fresh = capped::token(&self.http, &self.url("/v2/"), &self.scope, &self.auth).await?;
+                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                capped::open(request()).await
+            }
+            other => other,
+        }
     }
 
     /// A capped request's failure, as a message naming the registry; `what` is what answered.
@@ -501,10 +527,12 @@ impl Session {
         let bad = |detail: String| RegistryError::BadManifest { reference: oref.whole(), detail };
         let at = oref.digest().or(oref.tag()).unwrap_or("latest");
         let ns = oref.namespace().map(|ns| format!("?ns={ns}")).unwrap_or_default();
-        let request = self
-            .get(&format!("/v2/{}/manifests/{at}{ns}", oref.repository()))
-            .header(reqwest::header::ACCEPT, accept.join(", "));
-        let bytes = match capped::read(request, MAX_MANIFEST).await {
+        let path = format!("/v2/{}/manifests/{at}{ns}", oref.repository());
+        let answer = match self.fetch(&path, Some(&accept.join(", "))).await {
+            Ok(response) => capped::read_body(response, MAX_MANIFEST).await,
+            Err(failed) => Err(failed),
+        };
+        let bytes = match answer {
             Ok(bytes) => bytes,
             Err(capped::Failed::TooBig(said)) => {
                 let size = said.map(|n| format!(" of {n} bytes")).unwrap_or_else(|| " longer than that".into());
@@ -542,7 +570,7 @@ impl Session {
     ) -> Result<u64, RegistryError> {
         let mut writer = store.writer(&digest, Some(desc.size))?;
         let path = format!("/v2/{}/blobs/{digest}", self.oci(None).repository());
-        let mut response = capped::open(self.get(&path)).await.map_err(|f| self.failed(f, &path))?;
+        let mut response = self.fetch(&path, None).await.map_err(|f| self.failed(f, &path))?;
         // The writer holds the blob to its size as it arrives (a longer answer stops there).
         loop {
             let chunk = response.chunk().await.map_err(|e| RegistryError::Unreachable {

@@ -3,15 +3,20 @@
 //! socket operation wasmtime-wasi asks about.
 
 use ipnet::IpNet;
+use spore_spec::outbound::is_private;
 use spore_spec::{AddrRule, NetworkPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// Resolves `policy`'s host names into addresses, giving the address-only form checked per
-/// socket call.
-pub(crate) async fn resolve(policy: &NetworkPolicy) -> Arc<ResolvedPolicy> {
-    Arc::new(ResolvedPolicy { connect: resolve_all(&policy.connect).await, listen: resolve_all(&policy.listen).await })
+/// socket call; with `public_only`, no rule reaches a non-public address.
+pub(crate) async fn resolve(policy: &NetworkPolicy, public_only: bool) -> Arc<ResolvedPolicy> {
+    Arc::new(ResolvedPolicy {
+        connect: resolve_all(&policy.connect).await,
+        listen: resolve_all(&policy.listen).await,
+        public_only,
+    })
 }
 
 async fn resolve_all(rules: &[AddrRule]) -> Vec<(IpNet, Option<u16>)> {
@@ -35,6 +40,9 @@ async fn resolve_all(rules: &[AddrRule]) -> Vec<(IpNet, Option<u16>)> {
 pub(crate) struct ResolvedPolicy {
     connect: Vec<(IpNet, Option<u16>)>,
     listen: Vec<(IpNet, Option<u16>)>,
+    /// Destinations must be public addresses, whatever the rules say
+    /// ([`spore_spec::SandboxSpec::public_network_only`]).
+    public_only: bool,
 }
 
 impl ResolvedPolicy {
@@ -43,12 +51,13 @@ impl ResolvedPolicy {
         let matches = |rules: &[(IpNet, Option<u16>)]| {
             rules.iter().any(|(net, port)| net.contains(&addr.ip()) && port.is_none_or(|p| p == addr.port()))
         };
+        let reachable = !(self.public_only && is_private(addr.ip()));
         // Binding the wildcard address to an ephemeral port is what the OS does implicitly
         // before an outgoing connect or send; it opens nothing to the outside by itself.
         let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
         match use_ {
-            SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => matches(&self.connect),
-            SocketAddrUse::UdpReceive => matches(&self.connect) || !self.listen.is_empty(),
+            SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => reachable && matches(&self.connect),
+            SocketAddrUse::UdpReceive => reachable && (matches(&self.connect) || !self.listen.is_empty()),
             SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
                 (implicit_bind && !self.connect.is_empty()) || matches(&self.listen)
             }
@@ -64,7 +73,8 @@ mod tests {
 
     #[test]
     fn decides_connect_bind_and_listen() {
-        let p = ResolvedPolicy { connect: vec![(rule_net("10.0.0.0/8"), Some(443))], listen: vec![] };
+        let p =
+            ResolvedPolicy { connect: vec![(rule_net("10.0.0.0/8"), Some(443))], listen: vec![], public_only: false };
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert!(p.allows(a("10.1.2.3:443"), SocketAddrUse::TcpConnect));
         assert!(!p.allows(a("10.1.2.3:80"), SocketAddrUse::TcpConnect));
@@ -74,6 +84,15 @@ mod tests {
         assert!(!p.allows(a("0.0.0.0:8080"), SocketAddrUse::TcpListen));
         let none = ResolvedPolicy::default();
         assert!(!none.allows(a("0.0.0.0:0"), SocketAddrUse::TcpBind), "no policy, no sockets");
+        // Public only: a rule for everything reaches the internet, not the box or its LAN.
+        let everything = vec![(rule_net("0.0.0.0/0"), None)];
+        let p = ResolvedPolicy { connect: everything, listen: vec![], public_only: true };
+        assert!(p.allows(a("93.184.216.34:443"), SocketAddrUse::TcpConnect));
+        for private in ["127.0.0.1:6379", "10.0.0.5:80", "169.254.169.254:80", "192.168.1.1:53"] {
+            assert!(!p.allows(a(private), SocketAddrUse::TcpConnect), "{private}");
+            assert!(!p.allows(a(private), SocketAddrUse::UdpSend), "{private}");
+        }
+        assert!(p.allows(a("0.0.0.0:0"), SocketAddrUse::TcpBind), "the implicit bind before a connect");
     }
 
     fn rule_net(s: &str) -> IpNet {

@@ -28,6 +28,9 @@ pub(crate) fn system_resolver() -> Resolver {
 pub(crate) struct OutboundHooks {
     pub(crate) policy: Arc<OutboundPolicy>,
     pub(crate) resolver: Resolver,
+    /// Every grant is held to public addresses, an exact one too
+    /// ([`spore_spec::SandboxSpec::public_network_only`]).
+    pub(crate) public_only: bool,
 }
 
 type SendFuture = Box<
@@ -48,6 +51,7 @@ impl WasiHttpHooks for OutboundHooks {
     ) -> SendFuture {
         let policy = self.policy.clone();
         let resolver = self.resolver.clone();
+        let public_only = self.public_only;
         Box::new(async move {
             drop(fut);
             let uri = request.uri().clone();
@@ -60,7 +64,10 @@ impl WasiHttpHooks for OutboundHooks {
                 );
                 Err(HttpError::HttpRequestDenied)
             };
-            match policy.check(&scheme, &host, port) {
+            // Where the host keeps its sandboxes from private addresses, an exact grant is
+            // checked as a wildcard one is.
+            let grant = policy.check(&scheme, &host, port).map(|g| if public_only { Grant::Wildcard } else { g });
+            match grant {
                 None => deny("not in the sandbox's allowed outbound hosts"),
                 // Named exactly by the operator: sent as asked, private addresses included.
                 Some(Grant::Exact) => {
@@ -79,7 +86,12 @@ impl WasiHttpHooks for OutboundHooks {
                         return Err(HttpError::DestinationNotFound);
                     }
                     if addrs.iter().any(|a| is_private(a.ip())) {
-                        return deny("it is a private or loopback address, which a wildcard grant does not reach");
+                        return deny(match public_only {
+                            true => {
+                                "it is a private or loopback address, which this host's sandboxes do not reach (the daemon's [policy] private_network)"
+                            }
+                            false => "it is a private or loopback address, which a wildcard grant does not reach",
+                        });
                     }
                     send_vetted(request, options, &addrs, &host, scheme == "https").await
                 }
@@ -198,11 +210,27 @@ mod tests {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async move { Ok(vec![SocketAddr::new("100.100.100.200".parse().unwrap(), port)]) })
         });
-        let mut hooks = OutboundHooks { policy: Arc::new(policy(&["*://*:*"])), resolver };
+        let mut hooks = OutboundHooks { policy: Arc::new(policy(&["*://*:*"])), resolver, public_only: false };
         let body = http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync();
         let request = http::Request::get("http://metadata.example/latest").body(body).unwrap();
         let sent = Box::into_pin(hooks.send_request(request, None, Box::new(async { Ok(()) }))).await;
         assert!(matches!(sent, Err(HttpError::HttpRequestDenied)));
         assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Where the host keeps sandboxes to public addresses, a host named exactly is checked as
+    /// a wildcard's is: its private answer is refused (without the flag it is sent as asked).
+    #[tokio::test]
+    async fn public_only_holds_an_exact_grant_to_public_addresses() {
+        let resolver: Resolver =
+            Arc::new(|_, port| Box::pin(async move { Ok(vec![SocketAddr::new("10.0.0.5".parse().unwrap(), port)]) }));
+        let grants = Arc::new(policy(&["http://db.internal:8080", "http://10.0.0.5:8080"]));
+        let mut hooks = OutboundHooks { policy: grants, resolver, public_only: true };
+        for url in ["http://db.internal:8080/", "http://10.0.0.5:8080/"] {
+            let body = http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync();
+            let request = http::Request::get(url).body(body).unwrap();
+            let sent = Box::into_pin(hooks.send_request(request, None, Box::new(async { Ok(()) }))).await;
+            assert!(matches!(sent, Err(HttpError::HttpRequestDenied)), "{url}");
+        }
     }
 }

@@ -382,7 +382,7 @@ impl Runnable {
         if spec.network.is_none() {
             b.allow_tcp(false).allow_udp(false);
         } else {
-            let policy = crate::net::resolve(&spec.network).await;
+            let policy = crate::net::resolve(&spec.network, spec.public_network_only).await;
             // wasmtime-wasi disables the protocols by default; the address check below is what
             // grants or denies each use.
             b.allow_tcp(true).allow_udp(true);
@@ -412,7 +412,11 @@ impl Runnable {
             cpu,
             open_files_limit: (open_files, by_process),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { policy: Arc::new(policy), resolver: crate::outbound::system_resolver() },
+            hooks: OutboundHooks {
+                policy: Arc::new(policy),
+                resolver: crate::outbound::system_resolver(),
+                public_only: spec.public_network_only,
+            },
             kv: KvGrant {
                 stores: self.kv_stores.clone(),
                 granted: caps.key_value_stores.clone().into(),

@@ -36,6 +36,14 @@ pub struct SandboxSpec {
     /// For an HTTP app (a `wasi:http` proxy component) run as a long-lived sandbox: where it
     /// is served. Each request runs in a fresh instance under this spec.
     pub http: Option<HttpSpec>,
+    /// Whether the network grants (sockets and outbound HTTP) reach public addresses only,
+    /// whatever they name — loopback, private, link-local and other non-public addresses
+    /// refused even where a rule or an exact host names them. Set by a host whose operator
+    /// keeps the box's own and its LAN's services from sandboxes (the daemon, unless its
+    /// `[policy] private_network` allows them), never by a client: not part of the stored or
+    /// submitted spec.
+    #[serde(skip)]
+    pub public_network_only: bool,
 }
 
 /// Where a sandbox's HTTP app listens.

@@ -5,9 +5,11 @@
 mod digest;
 mod pull;
 mod size;
+mod text;
 mod wasm;
 
 pub use digest::Digest;
 pub use pull::PullPolicy;
 pub use size::{human_bytes, parse_size};
+pub use text::escape_controls;
 pub use wasm::{HeaderError, WasmKind, detect};
