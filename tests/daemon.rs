@@ -961,3 +961,47 @@ fn programs_no_sandbox_uses_are_pruned_with_their_compiled_code_and_used_ones_ke
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("grace \"soon\""), "{seen:?}");
 }
+
+#[test]
+fn sandboxes_reach_neither_the_box_nor_its_lan_unless_the_operator_allows_it() {
+    use std::io::{Read, Write};
+    // A service on the box's loopback (a database, another app's Redis, the daemon's own TCP
+    // API): a vendor's sandbox granting itself a way there must not get it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut ping = [0u8; 4];
+            if conn.read_exact(&mut ping).is_ok() {
+                let _ = conn.write_all(b"pong");
+            }
+        }
+    });
+    let probe = |d: &Daemon, name: &str, rule: &str, to: &str| {
+        d.run(["deploy", "--name", name, "--net", &format!("allow={rule}"), &g("netprobe"), "connect", to])
+    };
+    let d = Daemon::start(&[]);
+    let seen = probe(&d, "ip", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port}"));
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("[policy] private_network = true allows it"), "{seen:?}");
+    // A name (or a network) can only be judged where it leads, when the sandbox runs.
+    let seen = probe(&d, "named", &format!("localhost:{port}"), &format!("localhost:{port}"));
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let r = d.wait_for("named", 10, |r| r["state"] == "exited");
+    assert_eq!(r["exit"]["code"], 1, "{r}");
+    let logs = d.run(["logs", "named"]);
+    assert!(logs.stderr.contains("netprobe connect"), "{logs:?}");
+    assert!(d.log().contains("denied TcpConnect"), "{}", d.log());
+    let seen = probe(&d, "everything", "0.0.0.0/0:*", &format!("127.0.0.1:{port}"));
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let r = d.wait_for("everything", 10, |r| r["state"] == "exited");
+    assert_eq!(r["exit"]["code"], 1, "a rule for every address reaches the internet only: {r}");
+
+    // The operator may allow it.
+    let d = Daemon::start_with_config("[policy]\nprivate_network = true\n", &[]);
+    let seen = probe(&d, "ip", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port}"));
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let r = d.wait_for("ip", 10, |r| r["state"] == "exited");
+    assert_eq!(r["exit"]["code"], 0, "{r}");
+    assert!(d.run(["logs", "ip"]).stdout.contains("pong"));
+}

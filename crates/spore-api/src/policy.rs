@@ -12,6 +12,7 @@
 
 use crate::model::Defaults;
 use serde::Deserialize;
+use spore_spec::outbound::is_private;
 use spore_spec::{AddrRule, DEFAULT_MAX_OPEN_FILES, Input, Limits, Mount, SandboxSpec};
 use spore_types::{human_bytes, parse_size};
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +58,9 @@ pub struct PolicySection {
     pub max_program_body: String,
     /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
     pub reveal_variables: bool,
+    /// Whether a sandbox's network grants (sockets, outbound HTTP) may reach loopback,
+    /// private and link-local addresses: the box's own services and its LAN's. Default: no.
+    pub private_network: bool,
     /// The largest image a create may have pulled, its blobs' sizes together as its manifest
     /// gives them, e.g. "4G"; judged before any layer is fetched.
     pub max_image_size: String,
@@ -84,6 +88,7 @@ impl Default for PolicySection {
             max_request_body: "1M".into(),
             max_program_body: "512M".into(),
             reveal_variables: false,
+            private_network: false,
             max_image_size: "4G".into(),
             max_image_layers: 128,
         }
@@ -126,6 +131,9 @@ pub struct Policy {
     /// The pool's slot: the memory a sandbox gets when it asks for none.
     pool_max_memory: u64,
     reveal_variables: bool,
+    /// Whether sandboxes may reach non-public addresses (else their grants reach public
+    /// ones only: [`spore_spec::SandboxSpec::public_network_only`]).
+    pub private_network: bool,
 }
 
 /// The most of each limit a create may ask; `None`: no cap beyond the pool's.
@@ -251,6 +259,7 @@ impl Policy {
             max_image_layers: section.max_image_layers,
             pool_max_memory,
             reveal_variables: section.reveal_variables,
+            private_network: section.private_network,
         };
         for (key, value) in [
             ("max_sandboxes", policy.max_sandboxes),
@@ -320,7 +329,43 @@ impl Policy {
         if let Some(rule) = spec.network.listen.iter().find(|r| !self.listen.iter().any(|l| l.covers(r))) {
             return Err(self.listen_refused(&format!("spec.network.listen {rule}")));
         }
+        self.check_reach(spec)?;
         self.check_limits(spec)
+    }
+
+    /// Refuses, unless the operator allows private networks, a grant that can only reach a
+    /// non-public address: a rule for one such address, an outbound host that is one (or
+    /// `localhost`). Grants that name networks or host names are held to public addresses
+    /// when the sandbox runs, which this check cannot foresee.
+    fn check_reach(&self, spec: &SandboxSpec) -> Result<(), Refusal> {
+        if self.private_network {
+            return Ok(());
+        }
+        let refused = |what: String| {
+            Refusal::Forbidden(format!(
+                "{what} reaches a loopback or private address, which this daemon's sandboxes do not reach (the box's own services and its LAN's); [policy] private_network = true allows it"
+            ))
+        };
+        for rule in &spec.network.connect {
+            if let AddrRule::Net { net, .. } = rule
+                && net.prefix_len() == net.max_prefix_len()
+                && is_private(net.addr())
+            {
+                return Err(refused(format!("spec.network.connect {rule}")));
+            }
+        }
+        for entry in &spec.capabilities.allowed_outbound_hosts {
+            let host = entry.split_once("://").map_or(entry.as_str(), |(_, rest)| rest);
+            let host = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6),
+                None => host.split(['/', ':']).next().unwrap_or(host),
+            };
+            let private = host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(is_private);
+            if private {
+                return Err(refused(format!("capabilities.allowed_outbound_hosts {entry:?}")));
+            }
+        }
+        Ok(())
     }
 
     fn listen_refused(&self, what: &str) -> Refusal {
@@ -581,6 +626,48 @@ mod tests {
         let err = Policy::from_config(&section, 64 << 20, &defaults).unwrap_err();
         assert!(err.contains("[defaults] must lie within [policy]") && err.contains("max_timeout"), "{err}");
         assert!(policy("listen = [\"localhost:80\"]").unwrap_err().contains("is not HOST:PORTS"));
+    }
+
+    #[test]
+    fn grants_that_only_reach_private_addresses_are_refused_unless_allowed() {
+        let p = policy("").unwrap();
+        let connect = |rule: &str| {
+            let mut spec = SandboxSpec::default();
+            spec.network.connect = vec![rule.parse().unwrap()];
+            spec
+        };
+        let outbound = |entry: &str| {
+            let mut spec = SandboxSpec::default();
+            spec.capabilities.allowed_outbound_hosts = vec![entry.into()];
+            spec
+        };
+        for mut spec in [
+            connect("127.0.0.1:6379"),
+            connect("[::1]:80"),
+            connect("10.0.0.5:*"),
+            connect("169.254.169.254:80"),
+            outbound("http://localhost:6379"),
+            outbound("http://127.0.0.1:8080"),
+            outbound("https://[fd00::1]"),
+            outbound("http://192.168.1.1/"),
+        ] {
+            let err = p.admit_request(&mut spec).unwrap_err().to_string();
+            assert!(err.contains("[policy] private_network = true"), "{spec:?}: {err}");
+        }
+        // Public addresses, networks and names pass (names and networks are held to public
+        // addresses when the sandbox runs).
+        for mut spec in [
+            connect("93.184.216.34:443"),
+            connect("0.0.0.0/0:443"),
+            connect("db.internal:5432"),
+            outbound("https://api.example.com"),
+            outbound("*://*:*"),
+        ] {
+            assert!(p.admit_request(&mut spec).is_ok(), "{spec:?}");
+        }
+        let open = policy("private_network = true").unwrap();
+        assert!(open.admit_request(&mut connect("127.0.0.1:6379")).is_ok());
+        assert!(open.private_network && !p.private_network);
     }
 
     #[test]

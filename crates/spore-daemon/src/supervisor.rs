@@ -786,8 +786,10 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             r.started_at = Some(now_ms());
             r.exit = None;
             let mut spec = r.spec.clone();
-            // Each app's stores are its own (see `app_of`).
+            // Each app's stores are its own (see `app_of`); the box's own and its LAN's
+            // services are out of reach unless the operator allows them.
             spec.capabilities.key_value_namespace = Some(app_of(&r).to_owned());
+            spec.public_network_only = !sup.settings.policy.private_network;
             (spec, r.clone())
         };
         // Not persisted: after a crash a sandbox runs again because it is *desired* running,
