@@ -156,10 +156,6 @@ async fn get_program(AxState(sup): Sup, Path(digest): Path<String>) -> ApiResult
 
 async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes) -> ApiResult<Response> {
     let existed = sup.programs().has(&digest)?;
-    if existed {
-        // An upload of a stored program is a use: a prune leaves it alone for its grace.
-        sup.programs().touch(&digest)?;
-    }
     let store = sup.clone();
     let d = digest.clone();
     tokio::task::spawn_blocking(move || store.programs().put(&d, &body))

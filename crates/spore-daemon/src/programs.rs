@@ -136,9 +136,11 @@ impl Programs {
         Ok(self.store.has(&ContentStore::digest(digest)?))
     }
 
-    /// Stores `bytes` under `digest` after checking they hash to it.
+    /// Stores `bytes` under `digest` after checking they hash to it; a program already stored
+    /// counts as just used (see [`Programs::touch`]).
     pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), ProgramError> {
-        Ok(self.store.put(&ContentStore::digest(digest)?, bytes)?)
+        self.store.put(&ContentStore::digest(digest)?, bytes)?;
+        self.touch(digest)
     }
 
     /// Marks the stored program `digest` as just used, so that a prune leaves it alone for its

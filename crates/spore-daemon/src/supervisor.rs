@@ -366,7 +366,6 @@ impl Supervisor {
         replace: &[String],
     ) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
-        let _no_prune = self.prune_gate.read().await;
         // The replaced sandboxes are held (in id order, so two creates never wait on each
         // other) until this create is done with them.
         let mut ids: Vec<String> =
@@ -414,6 +413,10 @@ impl Supervisor {
             };
             images.push((image, req.spec.mounts.len() - asked_mounts));
         }
+        // From here until its records are committed, no prune deletes a program this create
+        // names. (Not while pulling: a slow registry must not hold prunes, and the creates
+        // queued behind a waiting prune, off; a program an image gave was stored just now.)
+        let _no_prune = self.prune_gate.read().await;
         // Each program compiled (or fetched from the cache) and linked before anything is
         // committed — a bad program is an error now, not a crash loop — on the blocking pool:
         // compiling is CPU work that would stall every guest and the API on the runtime's
