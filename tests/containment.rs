@@ -111,6 +111,7 @@ fn run_measured(mut cmd: std::process::Command) -> (i32, Duration) {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 on our own child's pid fills both out-params.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
     let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
@@ -320,7 +321,7 @@ fn no_sandbox_takes_more_of_the_daemons_pool_than_its_share() {
     // An HTTP app takes a slot for each request it may run at once: 6 of 8 here, so a second
     // app of 4 does not fit, and a command (1) still does.
     let hostile = g("http-hostile");
-    let addr = |_| format!("127.0.0.1:{}", support::peers::free_port());
+    let addr = |_| format!("127.0.0.1:{}", peers::free_port());
     let (a, b) = (addr(0), addr(1));
     let seen = d.run(["deploy", "--name", "wide", "--http", &a, "--concurrency", "6", &hostile]);
     assert_eq!(seen.code, 0, "{seen:?}");
@@ -334,7 +335,7 @@ fn no_sandbox_takes_more_of_the_daemons_pool_than_its_share() {
 #[test]
 fn a_killed_or_removed_http_sandbox_writes_nothing_afterwards() {
     let d = Daemon::start(&[]);
-    let addr = format!("127.0.0.1:{}", support::peers::free_port());
+    let addr = format!("127.0.0.1:{}", peers::free_port());
     assert_eq!(d.run(["deploy", "--name", "chatty", "--http", &addr, &g("http-hostile")]).code, 0);
     wait_for_text("daemon app", 1, "no such attack", || try_get(&addr, "/"));
     assert_eq!(served::request(&addr, "GET", "/linger-log", &[], b"").0, 200);
@@ -421,8 +422,8 @@ fn an_http_descriptor_bomb_fails_its_request_and_the_app_answers_on() {
 #[test]
 fn the_daemon_stops_lingering_http_instances_at_their_limits_and_on_removal() {
     let d = Daemon::start(&[]);
-    let limited = format!("127.0.0.1:{}", support::peers::free_port());
-    let open = format!("127.0.0.1:{}", support::peers::free_port());
+    let limited = format!("127.0.0.1:{}", peers::free_port());
+    let open = format!("127.0.0.1:{}", peers::free_port());
     let hostile = g("http-hostile");
     assert_eq!(d.run(["deploy", "--name", "limited", "--cpu-time", "200ms", "--http", &limited, &hostile]).code, 0);
     assert_eq!(d.run(["deploy", "--name", "open", "--http", &open, &hostile]).code, 0);

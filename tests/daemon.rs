@@ -768,7 +768,7 @@ fn the_tcp_api_beyond_loopback_needs_tls_and_the_cli_checks_the_certificate() {
         "-out",
         "cert.pem",
     ]);
-    let port = support::peers::free_port();
+    let port = peers::free_port();
     let addr = format!("127.0.0.1:{port}");
     let (ca, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());

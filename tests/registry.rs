@@ -632,7 +632,7 @@ fn a_pull_renews_a_bearer_token_that_ran_out() {
                 t.1 = None; // used up
                 match content.iter().find(|(p, _)| *p == path) {
                     Some((_, body)) => {
-                        reply(&mut out, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", body)
+                        reply(&mut out, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", body);
                     }
                     None => reply(&mut out, "404 Not Found", "", b""),
                 }

@@ -283,7 +283,7 @@ key_value_stores = ["default"]
 #[test]
 fn the_daemon_serves_http_apps_through_the_same_server() {
     let d = Daemon::start(&[]);
-    let port = support::peers::free_port();
+    let port = peers::free_port();
     let listen = format!("127.0.0.1:{port}");
     let kv = guest("http-kv");
     let seen =
@@ -302,7 +302,7 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     assert_eq!(request(&listen, "GET", "/count", &[], b""), (200, "2 2\n".into()));
     // Another app granted `default` gets its own `default`, as in Spin (before, both shared
     // one store: this answered "3 3").
-    let other = format!("127.0.0.1:{}", support::peers::free_port());
+    let other = format!("127.0.0.1:{}", peers::free_port());
     let seen = d.run(["deploy", "--name", "other", "--http", &other, "--key-value", "default", kv.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
     d.wait_for("other", 10, |r| r["state"] == "running");

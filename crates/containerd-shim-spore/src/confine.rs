@@ -99,10 +99,7 @@ impl View {
             .context("Landlock")?;
         for (path, access) in rules {
             // Best effort per rule: a file takes only the rights that apply to files.
-            let fd = match PathFd::new(&path) {
-                Ok(fd) => fd,
-                Err(_) => continue,
-            };
+            let Ok(fd) = PathFd::new(&path) else { continue };
             ruleset = ruleset
                 .add_rule(PathBeneath::new(fd, access).set_compatibility(CompatLevel::BestEffort))
                 .with_context(|| format!("Landlock rule for {}", path.display()))?;

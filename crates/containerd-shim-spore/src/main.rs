@@ -238,7 +238,7 @@ async fn guest(
     match &report.status {
         spore_sandbox::ExitStatus::Exited { .. } => {}
         spore_sandbox::ExitStatus::LimitExceeded { limit: spore_sandbox::LimitKind::Memory, .. } => {
-            eprintln!("spore: {name}: {}; raise the pod's resources.limits.memory", report.status)
+            eprintln!("spore: {name}: {}; raise the pod's resources.limits.memory", report.status);
         }
         other => eprintln!("spore: {name}: {other}"),
     }

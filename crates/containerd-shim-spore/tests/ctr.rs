@@ -52,7 +52,7 @@ fn get(port: u16, path: &str) -> String {
 
 /// Waits (up to 5 s) for task `id` to stop, then deletes it and its container.
 fn stopped(c: &Containerd, id: &str) {
-    stopped_within(c, id, std::time::Duration::from_secs(5))
+    stopped_within(c, id, std::time::Duration::from_secs(5));
 }
 
 /// Waits (up to `wait`) for task `id` to stop, then deletes it and its container.

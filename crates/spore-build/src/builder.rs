@@ -209,11 +209,7 @@ fn archive_head(path: &Path) -> Option<()> {
 
 /// Unpacks an archive (refusing entries that escape, links and devices, as for image layers)
 /// and adds its regular files under `dest`.
-fn unpack_archive(
-    path: &Path,
-    dest: &str,
-    files: &mut std::collections::BTreeMap<String, (Vec<u8>, u32)>,
-) -> Result<(), String> {
+fn unpack_archive(path: &Path, dest: &str, files: &mut BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     spore_image::extract_layer(std::io::BufReader::new(file), tmp.path()).map_err(|e| e.to_string())?;

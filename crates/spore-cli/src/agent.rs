@@ -411,7 +411,7 @@ async fn expand(client: &Client, names: &[String]) -> Vec<String> {
 async fn per_name<'a, F, Fut>(names: &'a [String], request: F) -> anyhow::Result<i32>
 where
     F: Fn(&'a str) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<String>>,
+    Fut: Future<Output = anyhow::Result<String>>,
 {
     let mut failed = false;
     for name in names {

@@ -166,7 +166,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     match &report.status {
         ExitStatus::Exited { .. } => {}
         ExitStatus::LimitExceeded { limit, .. } => {
-            eprintln!("spore: {name}: {}; raise {}", report.status, flag(*limit))
+            eprintln!("spore: {name}: {}; raise {}", report.status, flag(*limit));
         }
         other => eprintln!("spore: {name}: {other}"),
     }

@@ -212,7 +212,7 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
                             format!("state filter {other:?}: use created, running, restarting or exited"),
                         ));
                     }
-                })
+                });
             }
             other => {
                 return Err(ApiError(

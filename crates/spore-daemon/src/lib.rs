@@ -312,6 +312,7 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
     // yet: the socket is bound before any is brought back).
     let old = unsafe { libc::umask(0o177) };
     let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above; this puts the process's mask back.
     unsafe { libc::umask(old) };
     bound.map_err(|e| format!("--socket {shown}: {e}"))
 }

@@ -452,7 +452,7 @@ impl Supervisor {
             // Names are checked and taken under the reservation's lock: of two creates of one
             // name side by side, exactly one gets it (the other's check sees it taken).
             let mut reserved = lock(&self.reserved);
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             for (mut req, (image, own)) in requests.into_iter().zip(images) {
                 self.settings.defaults.apply(&mut req);
                 policy.fill_unset(&mut req.spec.limits);
@@ -480,7 +480,7 @@ impl Supervisor {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {
-                        crate::model::check_name(&name).map_err(SupError::Invalid)?;
+                        check_name(&name).map_err(SupError::Invalid)?;
                         name
                     }
                     // Twelve hex digits, as docker shows ids; the whole id (unique) if even
@@ -907,7 +907,7 @@ pub const DEFAULT_HTTP_CONCURRENCY: usize = 16;
 #[derive(Default)]
 struct Reserved {
     count: usize,
-    names: std::collections::HashSet<String>,
+    names: HashSet<String>,
 }
 
 /// Room and names held for sandboxes being created; given back when the create ends, by which

@@ -167,7 +167,7 @@ impl Unpacker {
                     if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
                         std::fs::remove_file(&target).map_err(io)?;
                     }
-                    std::fs::create_dir_all(&target).map_err(io)?
+                    std::fs::create_dir_all(&target).map_err(io)?;
                 }
                 EntryType::Regular | EntryType::Continuous => {
                     let room = self.limits.max_bytes - self.bytes;

@@ -27,7 +27,7 @@ async fn resolve_all(rules: &[AddrRule]) -> Vec<(IpNet, Option<u16>)> {
             AddrRule::Host { host, port } => match tokio::net::lookup_host((host.as_str(), 0)).await {
                 Ok(addrs) => out.extend(addrs.map(|a| (IpNet::from(a.ip()), *port))),
                 Err(err) => {
-                    tracing::warn!(%host, "network rule {rule}: cannot resolve host ({err}); it allows nothing")
+                    tracing::warn!(%host, "network rule {rule}: cannot resolve host ({err}); it allows nothing");
                 }
             },
         }
