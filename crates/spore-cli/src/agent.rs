@@ -268,7 +268,7 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
         println!("{:<12}  {:<24}  {:<10}  {:<28}  {:>8}  PROGRAM", "ID", "NAME", "STATE", "STATUS", "RESTARTS");
         for r in &records {
             let program = match &r.spec.program {
-                ProgramSource::Digest(d) => d.get(..19).unwrap_or(d).to_owned(),
+                ProgramSource::Digest(d) => Digest::shorten(d).to_owned(),
                 ProgramSource::Path(p) => p.display().to_string(),
                 ProgramSource::Image(i) => i.clone(),
             };

@@ -193,7 +193,7 @@ pub fn images(_args: ImagesArgs, store_dir: &Path, json: bool) -> anyhow::Result
     }
     println!("{:<50}  {:<19}  {:>10}", "IMAGE", "DIGEST", "SIZE");
     for (name, digest, size) in rows {
-        println!("{name:<50}  {:<19}  {:>10}", &digest.to_string()[..19], spore_sandbox::human_bytes(size));
+        println!("{name:<50}  {:<19}  {:>10}", digest.short(), spore_sandbox::human_bytes(size));
     }
     Ok(0)
 }

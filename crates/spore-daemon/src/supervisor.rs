@@ -941,5 +941,5 @@ fn slots(spec: &SandboxSpec) -> usize {
 }
 
 fn short(digest: &str) -> String {
-    digest.get(..19).unwrap_or(digest).to_owned()
+    spore_types::Digest::shorten(digest).to_owned()
 }

@@ -15,5 +15,6 @@ pub use spec::{
     Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource,
     SandboxSpec, SpecError, valid_store_label,
 };
-pub use status::{ExitStatus, LimitKind, exit_code};
+pub use spore_types::exit_code;
+pub use status::{ExitStatus, LimitKind};
 pub use stdio::{Input, Output, PIPE_CAPACITY, StdioSpec};

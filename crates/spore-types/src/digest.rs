@@ -29,6 +29,21 @@ impl Digest {
         Some(Digest(out))
     }
 
+    /// The short form people read in lists and logs: `sha256:` and the first 12 hex digits,
+    /// as docker shortens ids.
+    pub fn short(&self) -> String {
+        format!("sha256:{}", &self.hex()[..12])
+    }
+
+    /// The short form of a digest in text (`sha256:<hex>`); text that is not one is shown as
+    /// it is, so a client never slices what a server sent.
+    pub fn shorten(text: &str) -> &str {
+        match Digest::parse(text) {
+            Some(_) => &text[..19],
+            None => text,
+        }
+    }
+
     /// Wraps a finished sha256.
     pub fn from_bytes(bytes: [u8; 32]) -> Digest {
         Digest(bytes)
@@ -45,5 +60,19 @@ impl fmt::Display for Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_forms_are_the_first_twelve_digits_and_never_slice_other_text() {
+        let d = Digest::of(b"hello");
+        assert_eq!(d.short(), format!("sha256:{}", &d.hex()[..12]));
+        assert_eq!(Digest::shorten(&d.to_string()), d.short());
+        assert_eq!(Digest::shorten("sha256:é"), "sha256:é");
+        assert_eq!(Digest::shorten("short"), "short");
     }
 }

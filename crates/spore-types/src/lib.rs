@@ -3,13 +3,17 @@
 //! wasmtime, no async runtime, so the crates that only move bytes build without a compiler.
 
 mod digest;
+mod duration;
+mod exit;
 mod pull;
 mod size;
 mod text;
 mod wasm;
 
 pub use digest::Digest;
+pub use duration::HumanDuration;
+pub use exit::exit_code;
 pub use pull::PullPolicy;
-pub use size::{human_bytes, parse_size};
+pub use size::{ByteSize, human_bytes, parse_size};
 pub use text::escape_controls;
 pub use wasm::{HeaderError, WasmKind, detect};

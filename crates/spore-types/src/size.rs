@@ -35,9 +35,92 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A size in bytes as a flag or a config file gives it (`64M`, `"1G"`, `4096`), printed back
+/// in a form that parses to the same number (`64M`). In TOML and JSON it is a string or a
+/// plain byte count; zero is not a size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The number of bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(ByteSize)
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    /// The largest unit that divides it exactly, so the text parses back to the same size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        match [(30, "G"), (20, "M"), (10, "K")].into_iter().find(|&(shift, _)| n != 0 && n.is_multiple_of(1 << shift)) {
+            Some((shift, unit)) => write!(f, "{}{unit}", n >> shift),
+            None => write!(f, "{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as \"64M\", \"512K\", \"1G\" or a byte count")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                match v {
+                    0 => Err(E::custom("0 is not a size")),
+                    v => Ok(ByteSize(v)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a size"))).and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_size_prints_what_parses_back_and_reads_strings_and_counts() {
+        for (text, n) in
+            [("64M", 64 << 20), ("1G", 1 << 30), ("512K", 512 << 10), ("1000", 1000), ("1536K", 1536 << 10)]
+        {
+            let size: ByteSize = text.parse().unwrap();
+            assert_eq!((size.bytes(), size.to_string()), (n, text.to_owned()));
+        }
+        #[derive(serde::Deserialize)]
+        struct Config {
+            a: ByteSize,
+            b: ByteSize,
+        }
+        let c: Config = toml::from_str("a = \"2M\"\nb = 4096").unwrap();
+        assert_eq!((c.a, c.b), (ByteSize(2 << 20), ByteSize(4096)));
+        for bad in ["a = \"lots\"", "a = 0", "a = -1", "a = 1.5"] {
+            let err = toml::from_str::<Config>(&format!("{bad}\nb = 1")).err().unwrap().to_string();
+            assert!(err.contains("a"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn human_bytes_reads_like_the_flag() {
