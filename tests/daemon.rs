@@ -1005,3 +1005,45 @@ fn sandboxes_reach_neither_the_box_nor_its_lan_unless_the_operator_allows_it() {
     assert_eq!(r["exit"]["code"], 0, "{r}");
     assert!(d.run(["logs", "ip"]).stdout.contains("pong"));
 }
+
+#[test]
+fn the_effective_configuration_prints_as_toml_that_reads_back_and_bad_values_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        "[pool]\nmax_memory = \"32M\"\n[defaults]\ncpu_time = \"1m 30s\"\nrestart = \"on-failure:3\"\n[policy]\nmax_request_body = 65536\n",
+    )
+    .unwrap();
+    let print = |config: &std::path::Path, extra: &[&str]| {
+        let mut cmd = spore();
+        cmd.args(["daemon", "--config"]).arg(config).arg("--print-config").args(extra);
+        Seen::from(cmd.output().unwrap())
+    };
+    let seen = print(&config, &["--capacity", "7"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let printed: toml::Table = toml::from_str(&seen.stdout).unwrap();
+    assert_eq!(printed["pool"]["sandboxes"].as_integer(), Some(7), "flags win over the file");
+    assert_eq!(printed["pool"]["max_memory"].as_str(), Some("32M"));
+    assert_eq!(printed["pool"]["stack"].as_str(), Some("256K"), "defaults fill the rest");
+    assert_eq!(printed["defaults"]["cpu_time"].as_str(), Some("1m 30s"));
+    assert_eq!(printed["defaults"]["restart"].as_str(), Some("on-failure:3"));
+    assert_eq!(printed["policy"]["max_request_body"].as_str(), Some("64K"));
+    // What it prints is a configuration that gives the same again.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, &seen.stdout).unwrap();
+    assert_eq!(print(&again, &[]).stdout, seen.stdout);
+
+    for (section, bad, named) in [
+        ("pool", "max_memory = \"lots\"", "\"lots\" is not a size"),
+        ("api", "header_read_timeout = \"soon\"", "\"soon\" is not a duration"),
+        ("defaults", "restart = \"sometimes\"", "on-failure:N"),
+        ("policy", "max_colour = 3", "max_colour"),
+    ] {
+        std::fs::write(&config, format!("[{section}]\n{bad}\n")).unwrap();
+        let seen = print(&config, &[]);
+        assert_eq!(seen.code, 125, "{bad}: {seen:?}");
+        let key = bad.split(' ').next().unwrap();
+        assert!(seen.stderr.contains(key) && seen.stderr.contains(named), "{bad}: {seen:?}");
+    }
+}

@@ -11,16 +11,16 @@
 //! client's operator, who can change it.
 
 use crate::model::Defaults;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use spore_spec::outbound::is_private;
 use spore_spec::{AddrRule, DEFAULT_MAX_OPEN_FILES, Input, Limits, Mount, SandboxSpec};
-use spore_types::{human_bytes, parse_size};
+use spore_types::{ByteSize, HumanDuration, human_bytes};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// `[policy]`: what an API client may ask of the daemon (see `policy.rs` and
 /// docs/security.md). The defaults allow nothing of the host.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicySection {
     /// Host directories under which a create may mount (or read stdin from). Default: none.
@@ -30,11 +30,11 @@ pub struct PolicySection {
     /// Where HTTP apps may listen: `IP:PORT`, `IP:LOW-HIGH`, `IP:*`, `*:PORT`…
     pub listen: Vec<String>,
     /// The most memory a create may ask (never above `[pool] max_memory`), e.g. "32M".
-    pub max_memory: Option<String>,
+    pub max_memory: Option<ByteSize>,
     /// The most CPU time a create may ask, e.g. "1h".
-    pub max_cpu_time: Option<String>,
+    pub max_cpu_time: Option<HumanDuration>,
     /// The longest wall-clock limit a create may ask, e.g. "1d".
-    pub max_timeout: Option<String>,
+    pub max_timeout: Option<HumanDuration>,
     /// The most open handles a create may ask.
     pub max_open_files: Option<usize>,
     /// The most core instances a create may ask (the pool's share caps it too).
@@ -53,9 +53,9 @@ pub struct PolicySection {
     /// Sandboxes one batch request may create.
     pub max_batch: usize,
     /// Largest request body but program uploads, e.g. "1M".
-    pub max_request_body: String,
+    pub max_request_body: ByteSize,
     /// Largest program upload, e.g. "512M".
-    pub max_program_body: String,
+    pub max_program_body: ByteSize,
     /// Whether `?secrets=true` may show `capabilities.variables` values back. Default: no.
     pub reveal_variables: bool,
     /// Whether a sandbox's network grants (sockets, outbound HTTP) may reach loopback,
@@ -63,7 +63,7 @@ pub struct PolicySection {
     pub private_network: bool,
     /// The largest image a create may have pulled, its blobs' sizes together as its manifest
     /// gives them, e.g. "4G"; judged before any layer is fetched.
-    pub max_image_size: String,
+    pub max_image_size: ByteSize,
     /// The most blobs (config and layers) an image a create has pulled may have.
     pub max_image_layers: usize,
 }
@@ -85,11 +85,11 @@ impl Default for PolicySection {
             max_concurrency: 1024,
             max_sandboxes: 100_000,
             max_batch: 10_000,
-            max_request_body: "1M".into(),
-            max_program_body: "512M".into(),
+            max_request_body: ByteSize(1 << 20),
+            max_program_body: ByteSize(512 << 20),
             reveal_variables: false,
             private_network: false,
-            max_image_size: "4G".into(),
+            max_image_size: ByteSize(4 << 30),
             max_image_layers: 128,
         }
     }
@@ -219,24 +219,11 @@ impl Policy {
             .map(|l| ListenRule::parse(l))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("[policy] listen: {e}"))?;
-        let size = |key: &str, v: &Option<String>| {
-            v.as_deref().map(|s| parse_size(s).map_err(|e| format!("[policy] {key}: {e}"))).transpose()
-        };
-        let millis = |key: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|s| {
-                    humantime::parse_duration(s)
-                        .map(|d| d.as_millis() as u64)
-                        .map_err(|e| format!("[policy] {key}: {e}"))
-                })
-                .transpose()
-        };
-        let memory_bytes =
-            Some(size("max_memory", &section.max_memory)?.map_or(pool_max_memory, |m| m.min(pool_max_memory)));
+        let memory_bytes = Some(section.max_memory.map_or(pool_max_memory, |m| m.bytes().min(pool_max_memory)));
         let caps = Caps {
             memory_bytes,
-            cpu_time_ms: millis("max_cpu_time", &section.max_cpu_time)?,
-            timeout_ms: millis("max_timeout", &section.max_timeout)?,
+            cpu_time_ms: section.max_cpu_time.map(HumanDuration::millis),
+            timeout_ms: section.max_timeout.map(HumanDuration::millis),
             counts: [
                 ("max_open_files", section.max_open_files),
                 ("max_instances", section.max_instances),
@@ -252,10 +239,10 @@ impl Policy {
             caps,
             max_sandboxes: section.max_sandboxes,
             max_batch: section.max_batch,
-            max_request_body: size("max_request_body", &Some(section.max_request_body.clone()))?.unwrap_or(0) as usize,
-            max_program_body: size("max_program_body", &Some(section.max_program_body.clone()))?.unwrap_or(0) as usize,
+            max_request_body: section.max_request_body.bytes() as usize,
+            max_program_body: section.max_program_body.bytes() as usize,
             max_concurrency: section.max_concurrency,
-            max_image_size: size("max_image_size", &Some(section.max_image_size.clone()))?.unwrap_or(0),
+            max_image_size: section.max_image_size.bytes(),
             max_image_layers: section.max_image_layers,
             pool_max_memory,
             reveal_variables: section.reveal_variables,
@@ -677,6 +664,7 @@ mod tests {
         let p = policy("max_image_size = \"64M\"\nmax_image_layers = 4").unwrap();
         assert_eq!((p.max_image_size, p.max_image_layers), (64 << 20, 4));
         assert!(policy("max_image_layers = 0").unwrap_err().contains("[policy] max_image_layers must be at least 1"));
-        assert!(policy("max_image_size = \"big\"").unwrap_err().contains("[policy] max_image_size"));
+        let err = policy("max_image_size = \"big\"").unwrap_err();
+        assert!(err.contains("max_image_size") && err.contains("\"big\" is not a size"), "{err}");
     }
 }

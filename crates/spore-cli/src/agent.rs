@@ -26,7 +26,8 @@ Examples:
   spore daemon --data-dir /srv/spore --socket /run/spore/spore.sock
   spore daemon --listen 0.0.0.0:7070 --token-file /etc/spore/token \
                --tls-cert /etc/spore/cert.pem --tls-key /etc/spore/key.pem   # remote agents
-  spore daemon --config /etc/spore/daemon.toml")]
+  spore daemon --config /etc/spore/daemon.toml
+  spore daemon --config /etc/spore/daemon.toml --print-config   # what it would run with")]
 pub struct DaemonArgs {
     /// API socket (owner-only) [default: $XDG_RUNTIME_DIR/spore/spore.sock, /run/spore/spore.sock as root].
     #[arg(long, value_name = "PATH")]
@@ -52,6 +53,9 @@ pub struct DaemonArgs {
     /// Live sandboxes at once (overrides [pool] sandboxes).
     #[arg(long, value_name = "N")]
     capacity: Option<u32>,
+    /// Print the effective configuration (file, flags and defaults merged) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
@@ -76,6 +80,10 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     }
     if let Some(n) = args.capacity {
         config.pool.sandboxes = n;
+    }
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
+        return Ok(0);
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

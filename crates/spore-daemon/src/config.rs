@@ -1,12 +1,14 @@
 //! The daemon's configuration: command-line flags over an optional TOML file over defaults.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use spore_types::{ByteSize, HumanDuration};
 use std::path::{Path, PathBuf};
 
+use spore_api::model::RestartPolicy;
 pub use spore_api::policy::PolicySection;
 
 /// Everything the daemon needs to start. Loaded from TOML (`--config`), then overridden by flags.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     /// Unix socket of the API (mode 0600).
@@ -42,7 +44,7 @@ pub struct DaemonConfig {
 }
 
 /// `[registries]`: registries reached over plain HTTP (loopback ones always are).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistriesSection {
     /// `host[:port]` of each insecure registry.
@@ -51,67 +53,71 @@ pub struct RegistriesSection {
 
 /// `[defaults]`: limits and restart policy for sandboxes whose create request leaves them
 /// unset — so an operator can cap every vendor's app without trusting each deploy.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DefaultsSection {
     /// Memory limit, e.g. "16M".
-    pub memory: Option<String>,
+    pub memory: Option<ByteSize>,
     /// CPU-time limit, e.g. "10s".
-    pub cpu_time: Option<String>,
+    pub cpu_time: Option<HumanDuration>,
     /// Wall-clock limit, e.g. "1h".
-    pub timeout: Option<String>,
+    pub timeout: Option<HumanDuration>,
     /// Restart policy: no, always, on-failure, on-failure:N.
-    pub restart: Option<String>,
+    pub restart: Option<RestartPolicy>,
 }
 
 /// `[api]`: the API's front doors (the Unix socket and TCP), each on its own: a client must
 /// send a request's headers within `header_read_timeout` (also the idle limit between
 /// requests), and at most `max_connections` are open.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
     /// e.g. "30s".
-    pub header_read_timeout: String,
+    pub header_read_timeout: HumanDuration,
     /// Connections open at once, per listener.
     pub max_connections: usize,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { header_read_timeout: "30s".into(), max_connections: 1024 }
+        let door = spore_serve::door::Door::default();
+        ApiSection {
+            header_read_timeout: HumanDuration(door.header_read_timeout),
+            max_connections: door.max_connections,
+        }
     }
 }
 
 /// `[pool]`: how many sandboxes may be alive at once, and how big each may get.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSection {
     /// Live sandboxes at once (instance slots). Creates beyond it get 429.
     pub sandboxes: u32,
     /// Largest linear memory of any sandbox, e.g. "64M"; also each slot's address reservation.
-    pub max_memory: String,
+    pub max_memory: ByteSize,
     /// Stack of each sandbox's fiber, e.g. "256K"; the deepest wasm stack is half of it.
-    pub stack: String,
+    pub stack: ByteSize,
 }
 
 /// `[logs]`: rotation of per-sandbox logs and the flood bound.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     /// Rotate a sandbox's log when it reaches this size, e.g. "1M".
-    pub max_size: String,
+    pub max_size: ByteSize,
     /// Rotated files kept per sandbox.
     pub max_files: u32,
     /// Bytes one sandbox may have waiting to be written; beyond it output is dropped and counted.
-    pub buffer_per_sandbox: String,
+    pub buffer_per_sandbox: ByteSize,
 }
 
 /// `[engine]`: preemption slice.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSection {
     /// Epoch tick, e.g. "10ms".
-    pub epoch_tick: String,
+    pub epoch_tick: HumanDuration,
 }
 
 impl Default for DaemonConfig {
@@ -138,19 +144,19 @@ impl Default for DaemonConfig {
 
 impl Default for PoolSection {
     fn default() -> Self {
-        PoolSection { sandboxes: 10_000, max_memory: "64M".into(), stack: "256K".into() }
+        PoolSection { sandboxes: 10_000, max_memory: ByteSize(64 << 20), stack: ByteSize(256 << 10) }
     }
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { max_size: "1M".into(), max_files: 2, buffer_per_sandbox: "256K".into() }
+        LogSection { max_size: ByteSize(1 << 20), max_files: 2, buffer_per_sandbox: ByteSize(256 << 10) }
     }
 }
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { epoch_tick: "10ms".into() }
+        EngineSection { epoch_tick: HumanDuration(std::time::Duration::from_millis(10)) }
     }
 }
 

@@ -20,24 +20,29 @@ pub use spore_api::{model, policy};
 
 use config::DaemonConfig;
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::parse_size;
+use spore_types::{ByteSize, HumanDuration};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Runs the daemon until SIGINT or SIGTERM. Errors are complete sentences for the operator.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
-    let max_memory = parse_size(&config.pool.max_memory).map_err(|e| format!("[pool] max_memory: {e}"))?;
-    let stack = parse_size(&config.pool.stack).map_err(|e| format!("[pool] stack: {e}"))? as usize;
-    let tick = humantime::parse_duration(&config.engine.epoch_tick).map_err(|e| format!("[engine] epoch_tick: {e}"))?;
+    let max_memory = config.pool.max_memory.bytes();
+    let stack = config.pool.stack.bytes() as usize;
+    let tick = config.engine.epoch_tick.get();
     let log_limits = logs::LogLimits {
-        max_size: parse_size(&config.logs.max_size).map_err(|e| format!("[logs] max_size: {e}"))?,
+        max_size: config.logs.max_size.bytes(),
         max_files: config.logs.max_files,
-        buffer_per_sandbox: parse_size(&config.logs.buffer_per_sandbox)
-            .map_err(|e| format!("[logs] buffer_per_sandbox: {e}"))? as usize,
+        buffer_per_sandbox: config.logs.buffer_per_sandbox.bytes() as usize,
     };
     let capacity = config.pool.sandboxes.max(1);
-    let defaults = parse_defaults(&config.defaults)?;
+    let d = &config.defaults;
+    let defaults = model::Defaults {
+        memory_bytes: d.memory.map(ByteSize::bytes),
+        cpu_time_ms: d.cpu_time.map(HumanDuration::millis),
+        timeout_ms: d.timeout.map(HumanDuration::millis),
+        restart: d.restart.unwrap_or_default(),
+    };
     let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults)?;
 
     create_private_dir(&config.data_dir)?;
@@ -79,9 +84,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let app = api::router(sup.clone());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    let header_read_timeout = humantime::parse_duration(&config.api.header_read_timeout)
-        .map_err(|e| format!("[api] header_read_timeout: {e}"))?;
-    let door = spore_serve::door::Door { header_read_timeout, max_connections: config.api.max_connections };
+    let door = spore_serve::door::Door {
+        header_read_timeout: config.api.header_read_timeout.get(),
+        max_connections: config.api.max_connections,
+    };
     let unix_server = serve_api(unix, app.clone(), door, same_user);
     let tcp_server = match &config.listen {
         None => None,
@@ -239,30 +245,6 @@ fn same_user(stream: &tokio::net::UnixStream) -> bool {
             false
         }
     }
-}
-
-fn parse_defaults(d: &config::DefaultsSection) -> Result<model::Defaults, String> {
-    let ms = |v: &Option<String>, key: &str| -> Result<Option<u64>, String> {
-        v.as_deref()
-            .map(|s| {
-                humantime::parse_duration(s)
-                    .map(|d| d.as_millis().max(1) as u64)
-                    .map_err(|e| format!("[defaults] {key}: {e}"))
-            })
-            .transpose()
-    };
-    Ok(model::Defaults {
-        memory_bytes: d.memory.as_deref().map(parse_size).transpose().map_err(|e| format!("[defaults] memory: {e}"))?,
-        cpu_time_ms: ms(&d.cpu_time, "cpu_time")?,
-        timeout_ms: ms(&d.timeout, "timeout")?,
-        restart: d
-            .restart
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| format!("[defaults] {e}"))?
-            .unwrap_or_default(),
-    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), String> {
