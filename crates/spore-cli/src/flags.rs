@@ -19,6 +19,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A server's timeout (`--request-timeout 30s`): a duration above zero, printed back as given.
+pub fn positive_duration(s: &str) -> Result<spore_types::HumanDuration, String> {
+    parse_duration(s).map(spore_types::HumanDuration)
+}
+
 /// `--var KEY=VALUE` (a value is required, unlike `--env KEY`).
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -7,12 +7,13 @@ use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
+use spore_serve::door::Door;
 use spore_serve::router::Router;
 use spore_serve::{App, Limits, Server, manifest, runtime_config};
+use spore_types::{ByteSize, HumanDuration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Flags every served app shares: where to listen and the server's limits.
 #[derive(Args)]
@@ -21,23 +22,25 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     addr: String,
     /// Longest a request may take to get its response head (then 504).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = crate::flags::parse_duration)]
-    request_timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(Limits::default().request_timeout), value_name = "DURATION",
+          value_parser = crate::flags::positive_duration)]
+    request_timeout: HumanDuration,
     /// Largest request body (then 413).
-    #[arg(long, default_value = "10M", value_name = "SIZE", value_parser = crate::flags::parse_size)]
-    max_body: u64,
+    #[arg(long, default_value_t = ByteSize(Limits::default().max_body), value_name = "SIZE")]
+    max_body: ByteSize,
     /// Largest request header section.
-    #[arg(long, default_value = "64K", value_name = "SIZE", value_parser = crate::flags::parse_size)]
-    max_headers: u64,
+    #[arg(long, default_value_t = ByteSize(Limits::default().max_header_bytes as u64), value_name = "SIZE")]
+    max_headers: ByteSize,
     /// Requests handled at once; more wait for a slot.
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[arg(long, default_value_t = Limits::default().concurrency, value_name = "N")]
     concurrency: usize,
     /// Longest wait for a request's headers, and between requests on a kept-alive connection
     /// (then the connection is closed).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = crate::flags::parse_duration)]
-    header_timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(Door::default().header_read_timeout), value_name = "DURATION",
+          value_parser = crate::flags::positive_duration)]
+    header_timeout: HumanDuration,
     /// Connections open at once; more wait to be accepted.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = Door::default().max_connections, value_name = "N")]
     max_connections: usize,
     /// Where key-value stores live (Spin's runtime-config.toml); `default` is always there.
     #[arg(long, value_name = "FILE")]
@@ -113,11 +116,11 @@ fn http_app(
 
 fn limits(s: &ServerArgs) -> Limits {
     Limits {
-        request_timeout: s.request_timeout,
-        max_body: s.max_body,
-        max_header_bytes: s.max_headers as usize,
+        request_timeout: s.request_timeout.get(),
+        max_body: s.max_body.bytes(),
+        max_header_bytes: s.max_headers.bytes() as usize,
         concurrency: s.concurrency,
-        door: spore_serve::door::Door { header_read_timeout: s.header_timeout, max_connections: s.max_connections },
+        door: Door { header_read_timeout: s.header_timeout.get(), max_connections: s.max_connections },
         ..Limits::default()
     }
 }

@@ -67,7 +67,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_body: 10 << 20,
             max_header_bytes: 64 << 10,
-            concurrency: 1000,
+            concurrency: 256,
             grace: Duration::from_secs(10),
             door: door::Door::default(),
         }
