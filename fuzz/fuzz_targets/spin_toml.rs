@@ -21,8 +21,11 @@ static APP: LazyLock<(tempfile::TempDir, PathBuf)> = LazyLock::new(|| {
 
 fuzz_target!(|text: &str| {
     let (dir, root) = &*APP;
-    let vars = BTreeMap::from([("greeting".to_owned(), "hi".to_owned())]);
-    let Ok(m) = manifest::parse(text, "spin.toml", dir.path(), &vars) else { return };
+    let given = manifest::Given {
+        flags: BTreeMap::from([("greeting".to_owned(), "hi".to_owned())]),
+        environment: BTreeMap::from([("api_key".to_owned(), "k".to_owned())]),
+    };
+    let Ok(m) = manifest::parse(text, "spin.toml", dir.path(), &given) else { return };
     for c in m.components.values() {
         for (host, _) in &c.mounts {
             if let Ok(real) = host.canonicalize() {

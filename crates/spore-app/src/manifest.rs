@@ -142,22 +142,51 @@ struct RawComponent {
     extra: BTreeMap<String, toml::Value>,
 }
 
+/// Values for a manifest's variables from outside it. The command line's win over the
+/// environment's, which win over the manifest's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    /// `--var NAME=VALUE`.
+    pub flags: BTreeMap<String, String>,
+    /// `SPORE_VARIABLE_<NAME>` (over `SPIN_VARIABLE_<NAME>`), by lower-cased name: see
+    /// [`Given::from_environment`].
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Given {
+    /// The variables an environment gives (`vars` as `std::env::vars()` lists them; the binary
+    /// reads its environment, this only picks from it): `SPORE_VARIABLE_<NAME>` over
+    /// `SPIN_VARIABLE_<NAME>`, names lower-cased as manifests write them.
+    pub fn from_environment(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+        let mut spin = BTreeMap::new();
+        let mut spore = BTreeMap::new();
+        for (key, value) in vars {
+            if let Some(name) = key.strip_prefix("SPORE_VARIABLE_") {
+                spore.insert(name.to_ascii_lowercase(), value);
+            } else if let Some(name) = key.strip_prefix("SPIN_VARIABLE_") {
+                spin.insert(name.to_ascii_lowercase(), value);
+            }
+        }
+        spin.extend(spore);
+        spin
+    }
+}
+
 /// Line (1-based) of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// Reads `file`; `vars` are values given on the command line or by the host (they win over
-/// `SPORE_VARIABLE_<NAME>`/`SPIN_VARIABLE_<NAME>` in the environment, which win over defaults).
-pub fn load(file: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, String> {
+/// Reads `file`, its variables filled from `given` and then from their defaults.
+pub fn load(file: &Path, given: &Given) -> Result<Manifest, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&text, &file.display().to_string(), &dir, vars)
+    parse(&text, &file.display().to_string(), &dir, given)
 }
 
 /// Reads a manifest's `text`, shown in messages as `shown`, whose relative paths are under
 /// `dir` (which it looks at: files must lie inside it).
-pub fn parse(text: &str, shown: &str, dir: &Path, vars: &BTreeMap<String, String>) -> Result<Manifest, String> {
+pub fn parse(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, String> {
     let at = |offset: usize, message: String| format!("{shown}:{}: {message}", line_of(text, offset));
     let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => at(span.start, e.message().to_owned()),
@@ -187,8 +216,7 @@ pub fn parse(text: &str, shown: &str, dir: &Path, vars: &BTreeMap<String, String
     // Application variables: command line, then environment, then default.
     let mut values = BTreeMap::new();
     for (key, decl) in &raw.variables {
-        let env = |prefix: &str| std::env::var(format!("{prefix}{}", key.to_ascii_uppercase())).ok();
-        let value = vars.get(key).cloned().or_else(|| env("SPORE_VARIABLE_")).or_else(|| env("SPIN_VARIABLE_"));
+        let value = given.flags.get(key).or_else(|| given.environment.get(&key.to_ascii_lowercase())).cloned();
         match value.or_else(|| decl.default.clone()) {
             Some(v) => {
                 values.insert(key.clone(), v);
@@ -203,7 +231,7 @@ pub fn parse(text: &str, shown: &str, dir: &Path, vars: &BTreeMap<String, String
         }
         let _ = decl.secret;
     }
-    for key in vars.keys().filter(|k| !raw.variables.contains_key(*k)) {
+    for key in given.flags.keys().filter(|k| !raw.variables.contains_key(*k)) {
         warnings.push(format!("--var {key}: the manifest declares no variable {key}; ignored"));
     }
 
@@ -370,7 +398,7 @@ build = { command = "cargo build" }
 message = "{{ greeting }}, world"
 "#,
         );
-        let m = load(&f, &BTreeMap::new()).unwrap();
+        let m = load(&f, &Given::default()).unwrap();
         assert_eq!(m.name, "shop");
         assert_eq!(m.routes, [("/hello/...".to_owned(), "hello".to_owned())]);
         let c = &m.components["hello"];
@@ -382,8 +410,17 @@ message = "{{ greeting }}, world"
             "{:?}",
             m.warnings
         );
-        let vars = BTreeMap::from([("greeting".to_owned(), "Hi".to_owned())]);
-        assert_eq!(load(&f, &vars).unwrap().components["hello"].variables["message"], "Hi, world");
+        // The command line over the environment (SPORE_ over SPIN_) over the default.
+        let environment = Given::from_environment([
+            ("SPIN_VARIABLE_GREETING".to_owned(), "Spin".to_owned()),
+            ("SPORE_VARIABLE_GREETING".to_owned(), "Hey".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ]);
+        assert_eq!(environment, BTreeMap::from([("greeting".to_owned(), "Hey".to_owned())]));
+        let mut given = Given { flags: BTreeMap::new(), environment };
+        assert_eq!(load(&f, &given).unwrap().components["hello"].variables["message"], "Hey, world");
+        given.flags.insert("greeting".to_owned(), "Hi".to_owned());
+        assert_eq!(load(&f, &given).unwrap().components["hello"].variables["message"], "Hi, world");
     }
 
     #[test]
@@ -412,7 +449,7 @@ message = "{{ greeting }}, world"
             (base.to_owned(), 0, "no [[trigger.http]]"),
         ];
         for (text, line, what) in cases {
-            let err = load(&write(dir.path(), &text), &BTreeMap::new()).unwrap_err();
+            let err = load(&write(dir.path(), &text), &Given::default()).unwrap_err();
             assert!(err.contains(what), "{err}");
             if line > 0 {
                 assert!(err.contains(&format!("spin.toml:{line}:")), "{err}");

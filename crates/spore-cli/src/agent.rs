@@ -81,6 +81,22 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     if let Some(n) = args.capacity {
         config.pool.sandboxes = n;
     }
+    // What neither the flags nor the file say comes from the user's environment.
+    let (socket, data_dir) = crate::paths::daemon_paths();
+    let empty = |p: &PathBuf| p.as_os_str().is_empty();
+    if empty(&config.socket) {
+        config.socket = socket;
+    }
+    if empty(&config.data_dir) {
+        config.data_dir = data_dir;
+    }
+    if empty(&config.registries.auth_file) {
+        let auth = crate::paths::auth_files();
+        config.registries.auth_file = auth.spore().to_owned();
+        if empty(&config.registries.docker_config) {
+            config.registries.docker_config = auth.docker().map(std::path::Path::to_path_buf).unwrap_or_default();
+        }
+    }
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
         return Ok(0);

@@ -44,7 +44,7 @@ impl Client {
     /// and `--tls-ca`/`SPORE_TLS_CA`.
     pub fn new(host: Option<&str>, token: Option<String>, tls_ca: Option<PathBuf>) -> anyhow::Result<Client> {
         let host = match host {
-            None => Host::Unix(spore_daemon::config::default_paths().0),
+            None => Host::Unix(crate::paths::daemon_paths().0),
             Some(h) => {
                 if let Some(path) = h.strip_prefix("unix://") {
                     Host::Unix(PathBuf::from(path))

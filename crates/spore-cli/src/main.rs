@@ -146,7 +146,7 @@ fn main() -> ExitCode {
     let cache_dir = paths::cache_dir(cli.cache_dir);
     let json = cli.json;
     let insecure = cli.insecure_registries;
-    let store_dir = cli.store.unwrap_or_else(|| spore_daemon::config::default_paths().1.join("store"));
+    let store_dir = cli.store.unwrap_or_else(|| paths::daemon_paths().1.join("store"));
     let result = match cli.command {
         Command::Run(args) => run::run(args, cache_dir, &store_dir, &insecure),
         Command::Serve(args) => serve::serve(args, cache_dir, &store_dir, &insecure),

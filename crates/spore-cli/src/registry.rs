@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::TypedValueParser as _;
 use spore_image::{ContentStore, Reference};
-use spore_registry::{AuthFiles, Progress, Registry, RegistryOptions};
+use spore_registry::{Progress, Registry, RegistryOptions};
 use spore_registry::{PullPolicy, Transferred};
 use std::io::BufRead;
 use std::path::Path;
@@ -22,7 +22,7 @@ pub fn pull_flag() -> impl clap::builder::TypedValueParser<Value = PullPolicy> {
 pub fn registry(insecure: &[String]) -> Registry {
     Registry::new(RegistryOptions {
         insecure: insecure.to_vec(),
-        auth: AuthFiles::from_env(),
+        auth: crate::paths::auth_files(),
         limits: Default::default(),
     })
 }

@@ -87,7 +87,7 @@ pub struct UpArgs {
 /// The key-value stores of this machine, for `run` and `serve` (the data dir's embedded store
 /// unless a runtime config says otherwise).
 pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>> {
-    let data = spore_daemon::config::default_paths().1;
+    let data = crate::paths::daemon_paths().1;
     let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb")).map_err(anyhow::Error::msg)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
@@ -190,8 +190,11 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
             .find(|p| p.is_file())
             .context("no spore.toml or spin.toml here; give the manifest with -f FILE")?,
     };
-    let vars: BTreeMap<String, String> = args.vars.into_iter().collect();
-    let m = manifest::load(&file, &vars).map_err(anyhow::Error::msg)?;
+    let given = manifest::Given {
+        flags: args.vars.into_iter().collect(),
+        environment: manifest::Given::from_environment(std::env::vars()),
+    };
+    let m = manifest::load(&file, &given).map_err(anyhow::Error::msg)?;
     for w in &m.warnings {
         eprintln!("warning: {w}");
     }

@@ -11,9 +11,10 @@ pub use spore_api::policy::PolicySection;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Unix socket of the API (mode 0600).
+    /// Unix socket of the API (mode 0600). Left empty, the binary puts the user's (or root's)
+    /// default here before the daemon runs.
     pub socket: PathBuf,
-    /// State database, programs, logs and compile cache live here.
+    /// State database, programs, logs and compile cache live here (empty: as `socket`).
     pub data_dir: PathBuf,
     /// Optional TCP address; requires `token_file`.
     pub listen: Option<String>,
@@ -49,6 +50,10 @@ pub struct DaemonConfig {
 pub struct RegistriesSection {
     /// `host[:port]` of each insecure registry.
     pub insecure: Vec<String>,
+    /// Spore's registry credentials (`spore login`'s file; empty: the binary's default).
+    pub auth_file: PathBuf,
+    /// Docker's `config.json`, read for credentials too (empty: none).
+    pub docker_config: PathBuf,
 }
 
 /// `[defaults]`: limits and restart policy for sandboxes whose create request leaves them
@@ -122,10 +127,9 @@ pub struct EngineSection {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        let (socket, data_dir) = default_paths();
         DaemonConfig {
-            socket,
-            data_dir,
+            socket: PathBuf::new(),
+            data_dir: PathBuf::new(),
             listen: None,
             token_file: None,
             tls_cert: None,
@@ -158,25 +162,6 @@ impl Default for EngineSection {
     fn default() -> Self {
         EngineSection { epoch_tick: HumanDuration(std::time::Duration::from_millis(10)) }
     }
-}
-
-/// `$XDG_RUNTIME_DIR/spore/spore.sock` and `$XDG_DATA_HOME/spore` for users;
-/// `/run/spore/spore.sock` and `/var/lib/spore` for root. `SPORE_DATA_DIR` overrides the data
-/// directory (the image store, key-value stores and the daemon's state live there).
-pub fn default_paths() -> (PathBuf, PathBuf) {
-    let (socket, data) = system_paths();
-    (socket, std::env::var_os("SPORE_DATA_DIR").map(PathBuf::from).unwrap_or(data))
-}
-
-fn system_paths() -> (PathBuf, PathBuf) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return (PathBuf::from("/run/spore/spore.sock"), PathBuf::from("/var/lib/spore"));
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".local/share"));
-    (runtime.join("spore/spore.sock"), data.join("spore"))
 }
 
 impl DaemonConfig {

@@ -27,6 +27,9 @@ use std::sync::Arc;
 
 /// Runs the daemon until SIGINT or SIGTERM. Errors are complete sentences for the operator.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    if config.socket.as_os_str().is_empty() || config.data_dir.as_os_str().is_empty() {
+        return Err("the daemon needs its socket and data directory (--socket, --data-dir)".into());
+    }
     let max_memory = config.pool.max_memory.bytes();
     let stack = config.pool.stack.bytes() as usize;
     let tick = config.engine.epoch_tick.get();
@@ -63,6 +66,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         policy.max_program_body as u64,
         &config.data_dir.join("store"),
         config.registries.insecure.clone(),
+        spore_registry::AuthFiles::new(
+            config.registries.auth_file.clone(),
+            Some(config.registries.docker_config.clone()).filter(|p| !p.as_os_str().is_empty()),
+        ),
         spore_registry::PullLimits { max_layers: policy.max_image_layers, max_bytes: policy.max_image_size },
     )
     .map_err(|e| format!("program store: {e}"))?;

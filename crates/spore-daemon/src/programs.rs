@@ -44,22 +44,19 @@ pub enum ProgramError {
 impl Programs {
     /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
     /// bytes, and the image store at `images`; `insecure` registries are reached over plain
-    /// HTTP; pulled images are held to `limits`.
+    /// HTTP, with the credentials in `auth`; pulled images are held to `limits`.
     pub fn open(
         root: &Path,
         max_program: u64,
         images: &Path,
         insecure: Vec<String>,
+        auth: AuthFiles,
         limits: spore_registry::PullLimits,
     ) -> std::io::Result<Self> {
         Ok(Programs {
             store: ContentStore::open(root)?.with_max_blob(max_program),
             images: ContentStore::open(images)?,
-            registry: std::sync::Arc::new(Registry::new(RegistryOptions {
-                insecure,
-                auth: AuthFiles::from_env(),
-                limits,
-            })),
+            registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth, limits })),
         })
     }
 

@@ -43,19 +43,21 @@ pub enum AuthError {
 }
 
 impl AuthFiles {
-    /// The default locations, honouring `SPORE_AUTH_FILE`, `XDG_CONFIG_HOME` and `DOCKER_CONFIG`.
-    pub fn from_env() -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
-        let spore = std::env::var_os("SPORE_AUTH_FILE").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CONFIG_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(".config"))
-                .join("spore/auth.json")
-        });
-        let docker = std::env::var_os("DOCKER_CONFIG")
-            .map(|d| PathBuf::from(d).join("config.json"))
-            .unwrap_or_else(|| home.join(".docker/config.json"));
-        AuthFiles { spore, docker: Some(docker) }
+    /// Credentials in Spore's file `spore` (read and written by `spore login`) and, read
+    /// only, Docker's `config.json` at `docker`. Where they are by default is the binary's to
+    /// say (it reads `SPORE_AUTH_FILE`, `XDG_CONFIG_HOME`, `DOCKER_CONFIG`).
+    pub fn new(spore: PathBuf, docker: Option<PathBuf>) -> Self {
+        AuthFiles { spore, docker }
+    }
+
+    /// Spore's credentials file.
+    pub fn spore(&self) -> &Path {
+        &self.spore
+    }
+
+    /// Docker's `config.json`, when one is read.
+    pub fn docker(&self) -> Option<&Path> {
+        self.docker.as_deref()
     }
 
     /// The credentials for `registry` (`host[:port]`), or anonymous access.
