@@ -363,3 +363,70 @@ fn version_and_help() {
     let seen = spore_run(["--help"]);
     assert!(seen.stdout.contains("Exit codes:"), "{seen:?}");
 }
+
+/// docs/configuration.md lists every flag every command takes and every key of the daemon's
+/// configuration, so that a knob added without its line fails here.
+#[test]
+fn the_configuration_page_names_every_flag_and_daemon_key() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let commands = [
+        "run",
+        "serve",
+        "up",
+        "compile",
+        "daemon",
+        "deploy",
+        "ps",
+        "start",
+        "stop",
+        "kill",
+        "rm",
+        "inspect",
+        "logs",
+        "stats",
+        "events",
+        "build",
+        "load",
+        "save",
+        "images",
+        "tag",
+        "rmi",
+        "pull",
+        "push",
+        "login",
+        "logout",
+        "image prune",
+        "image inspect",
+        "program prune",
+    ];
+    let mut missing = Vec::new();
+    for command in commands {
+        let help = spore_run(command.split(' ').chain(["--help"])).stdout;
+        // The options, not the examples (whose flags may be the app's own).
+        let options = help.split("\nExamples").next().unwrap_or_default();
+        for word in options.split_whitespace() {
+            let flag = word.trim_end_matches(',');
+            let is_flag = flag.starts_with("--")
+                && flag.len() > 2
+                && flag[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            if is_flag && !["--help", "--version"].contains(&flag) && !doc.contains(&format!("`{flag}")) {
+                missing.push(format!("spore {command} {flag}"));
+            }
+        }
+    }
+    let printed = spore_run(["daemon", "--print-config"]).stdout;
+    let config: toml::Table = toml::from_str(&printed).unwrap();
+    for (key, value) in &config {
+        let keys: Vec<String> = match value.as_table() {
+            Some(section) => section.keys().map(|k| format!("{k}")).collect(),
+            None => vec![key.clone()],
+        };
+        for k in keys {
+            if !doc.contains(&format!("`{k}`")) && !doc.contains(&format!("{k} = ")) {
+                missing.push(format!("[{key}] {k}"));
+            }
+        }
+    }
+    missing.dedup();
+    assert!(missing.is_empty(), "docs/configuration.md does not name: {missing:?}");
+}
