@@ -85,31 +85,40 @@ fn flag(params: &[(String, String)], key: &str) -> bool {
 /// `max_request_body`.
 pub fn router(sup: Arc<Supervisor>) -> Router {
     let (request_body, program_body) = (sup.policy().max_request_body, sup.policy().max_program_body);
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/openapi.json", get(openapi))
-        .route(
+    routes(program_body)
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET /v1/openapi.json".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(request_body))
+        .with_state(sup)
+}
+
+/// Every path of the API and what answers there: one list, which the router is built from
+/// and `openapi.json` is held to (a test compares the two).
+fn routes(program_body: usize) -> Vec<(&'static str, axum::routing::MethodRouter<Arc<Supervisor>>)> {
+    vec![
+        ("/v1/health", get(health)),
+        ("/v1/openapi.json", get(openapi)),
+        (
             "/v1/programs/{digest}",
             get(get_program)
                 .head(has_program)
                 .put(put_program)
                 .layer(axum::extract::DefaultBodyLimit::max(program_body)),
-        )
-        .route("/v1/programs/prune", post(prune_programs))
-        .route("/v1/sandboxes", get(list).post(create))
-        .route("/v1/sandboxes/batch", post(batch))
-        .route("/v1/sandboxes/{id}", get(inspect).delete(remove))
-        .route("/v1/sandboxes/{id}/start", post(start))
-        .route("/v1/sandboxes/{id}/stop", post(stop))
-        .route("/v1/sandboxes/{id}/kill", post(kill))
-        .route("/v1/sandboxes/{id}/logs", get(logs))
-        .route("/v1/sandboxes/{id}/stats", get(stats))
-        .route("/v1/stats", get(all_stats))
-        .route("/v1/events", get(events))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET /v1/openapi.json".into()) })
-        .layer(axum::extract::DefaultBodyLimit::max(request_body))
-        .with_state(sup)
+        ),
+        ("/v1/programs/prune", post(prune_programs)),
+        ("/v1/sandboxes", get(list).post(create)),
+        ("/v1/sandboxes/batch", post(batch)),
+        ("/v1/sandboxes/{id}", get(inspect).delete(remove)),
+        ("/v1/sandboxes/{id}/start", post(start)),
+        ("/v1/sandboxes/{id}/stop", post(stop)),
+        ("/v1/sandboxes/{id}/kill", post(kill)),
+        ("/v1/sandboxes/{id}/logs", get(logs)),
+        ("/v1/sandboxes/{id}/stats", get(stats)),
+        ("/v1/stats", get(all_stats)),
+        ("/v1/events", get(events)),
+        ("/metrics", get(metrics)),
+    ]
 }
 
 /// Bearer-token check for the TCP listener.
@@ -443,4 +452,20 @@ async fn metrics(AxState(sup): Sup, _headers: HeaderMap) -> Response {
         out.push_str(&format!("spore_start_latency_seconds_count {}\n", latencies.len()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every routed path is documented in openapi.json and every documented path is routed
+    /// (which methods answer where: tests/daemon.rs, against a running daemon).
+    #[test]
+    fn the_routes_are_the_documented_paths() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let documented: std::collections::BTreeSet<&str> =
+            doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+        let routed: std::collections::BTreeSet<&str> = routes(1).into_iter().map(|(path, _)| path).collect();
+        assert_eq!(routed, documented);
+    }
 }
