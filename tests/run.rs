@@ -418,7 +418,7 @@ fn the_configuration_page_names_every_flag_and_daemon_key() {
     let config: toml::Table = toml::from_str(&printed).unwrap();
     for (key, value) in &config {
         let keys: Vec<String> = match value.as_table() {
-            Some(section) => section.keys().map(|k| format!("{k}")).collect(),
+            Some(section) => section.keys().cloned().collect(),
             None => vec![key.clone()],
         };
         for k in keys {
