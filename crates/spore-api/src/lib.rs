@@ -3,5 +3,8 @@
 //! on it ([`policy`]). No wasmtime, no async runtime: the CLI speaks these types, and the
 //! request bodies and the policy are fuzzed without building an engine.
 
+pub mod error;
 pub mod model;
 pub mod policy;
+
+pub use error::{Classified, ErrorKind};

@@ -106,6 +106,15 @@ pub enum Refusal {
     OverCap(String),
 }
 
+impl crate::Classified for Refusal {
+    fn kind(&self) -> crate::ErrorKind {
+        match self {
+            Refusal::Forbidden(_) => crate::ErrorKind::Forbidden,
+            Refusal::OverCap(_) => crate::ErrorKind::Invalid,
+        }
+    }
+}
+
 /// `[policy]`, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -4,7 +4,7 @@
 
 use crate::logs::{LogLine, Stream};
 use crate::model::{BatchRequest, CreateRequest, SandboxRecord, State, now_ms};
-use crate::policy::{Refusal, redact};
+use crate::policy::redact;
 use crate::programs::ProgramError;
 use crate::supervisor::{SupError, Supervisor};
 use axum::body::{Body, Bytes};
@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use spore_image::StoreError;
+use spore_api::{Classified, ErrorKind};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,35 +27,19 @@ use std::time::Duration;
 type Sup = AxState<Arc<Supervisor>>;
 type Params = Query<Vec<(String, String)>>;
 
-/// An error response.
-pub struct ApiError(StatusCode, String);
+/// An error response: its kind (which gives its status, in one place) and its message.
+pub struct ApiError(ErrorKind, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "error": self.1 }))).into_response()
     }
 }
 
 impl From<SupError> for ApiError {
     fn from(err: SupError) -> Self {
-        let status = match &err {
-            SupError::NotFound(_) => StatusCode::NOT_FOUND,
-            SupError::Ambiguous(_) | SupError::Invalid(_) => StatusCode::BAD_REQUEST,
-            SupError::Program(ProgramError::Missing(_)) | SupError::Compile(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            SupError::Program(ProgramError::ImageMissing(_)) => StatusCode::NOT_FOUND,
-            SupError::Program(ProgramError::Upstream(_)) => StatusCode::BAD_GATEWAY,
-            SupError::Program(ProgramError::BadImage(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            SupError::Program(ProgramError::Store(StoreError::Io(_))) | SupError::Storage(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            SupError::Program(ProgramError::Store(StoreError::TooLarge { .. })) => StatusCode::PAYLOAD_TOO_LARGE,
-            SupError::Program(_) => StatusCode::BAD_REQUEST,
-            SupError::NameTaken(_) | SupError::Conflict(_) => StatusCode::CONFLICT,
-            SupError::Capacity { .. } | SupError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            SupError::Refused(Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
-            SupError::Refused(Refusal::OverCap(_)) => StatusCode::BAD_REQUEST,
-        };
-        ApiError(status, err.to_string())
+        ApiError(err.kind(), err.to_string())
     }
 }
 
@@ -69,7 +53,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body, naming the field or position on failure (serde's message does).
 fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError(ErrorKind::Invalid, format!("invalid request body: {e}")))
 }
 
 fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -88,7 +72,7 @@ pub fn router(sup: Arc<Supervisor>) -> Router {
     routes(program_body)
         .into_iter()
         .fold(Router::new(), |router, (path, methods)| router.route(path, methods))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET /v1/openapi.json".into()) })
+        .fallback(|| async { ApiError(ErrorKind::NotFound, "no such endpoint; see GET /v1/openapi.json".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(request_body))
         .with_state(sup)
 }
@@ -127,10 +111,8 @@ pub async fn require_token(token: Arc<String>, req: Request, next: Next) -> Resp
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => {
-            ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token; pass --token or set SPORE_TOKEN".into())
-                .into_response()
-        }
+        _ => ApiError(ErrorKind::Unauthorized, "missing or wrong bearer token; pass --token or set SPORE_TOKEN".into())
+            .into_response(),
     }
 }
 
@@ -169,13 +151,13 @@ async fn put_program(AxState(sup): Sup, Path(digest): Path<String>, body: Bytes)
     let d = digest.clone();
     tokio::task::spawn_blocking(move || store.programs().put(&d, &body))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| ApiError(ErrorKind::Internal, e.to_string()))??;
     // Compile now: a wasm that does not compile is reported to the uploader, with the reason.
     let compiling = sup.clone();
     let d = digest.clone();
     tokio::task::spawn_blocking(move || compiling.runnable(&d))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| ApiError(ErrorKind::Internal, e.to_string()))??;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(json!({ "digest": digest }))).into_response())
 }
@@ -187,7 +169,7 @@ async fn prune_programs(AxState(sup): Sup, Query(params): Params) -> ApiResult<R
     let grace = match param(&params, "grace") {
         None => Duration::from_secs(3600),
         Some(g) => humantime::parse_duration(g)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("grace {g:?}: {e}; write e.g. 1h, 10m or 0s")))?,
+            .map_err(|e| ApiError(ErrorKind::Invalid, format!("grace {g:?}: {e}; write e.g. 1h, 10m or 0s")))?,
     };
     let deleted = sup.prune_programs(grace).await?;
     let bytes: u64 = deleted.iter().map(|(_, b)| b).sum();
@@ -206,7 +188,7 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
             "label" => {
                 let (lk, lv) = v
                     .split_once('=')
-                    .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("label filter {v:?}: write KEY=VALUE")))?;
+                    .ok_or_else(|| ApiError(ErrorKind::Invalid, format!("label filter {v:?}: write KEY=VALUE")))?;
                 labels.push((lk.to_owned(), lv.to_owned()));
             }
             "state" => {
@@ -217,7 +199,7 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
                     "exited" => State::Exited,
                     other => {
                         return Err(ApiError(
-                            StatusCode::BAD_REQUEST,
+                            ErrorKind::Invalid,
                             format!("state filter {other:?}: use created, running, restarting or exited"),
                         ));
                     }
@@ -225,7 +207,7 @@ async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
             }
             other => {
                 return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
+                    ErrorKind::Invalid,
                     format!("unknown query parameter {other:?}; use label, state or secrets"),
                 ));
             }
@@ -241,10 +223,7 @@ fn replaced(params: &[(String, String)]) -> ApiResult<Vec<String>> {
         match k.as_str() {
             "replace" => out.push(v.clone()),
             other => {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown query parameter {other:?}; use replace"),
-                ));
+                return Err(ApiError(ErrorKind::Invalid, format!("unknown query parameter {other:?}; use replace")));
             }
         }
     }
@@ -264,7 +243,7 @@ async fn batch(AxState(sup): Sup, Query(params): Params, body: Bytes) -> ApiResu
     let max = sup.policy().max_batch;
     if req.count == 0 || req.count as usize > max {
         return Err(ApiError(
-            StatusCode::BAD_REQUEST,
+            ErrorKind::Invalid,
             format!("count {} must be between 1 and {max} ([policy] max_batch)", req.count),
         ));
     }
@@ -315,7 +294,7 @@ async fn stop(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) 
         None => Duration::from_secs(10),
         Some(t) => {
             t.parse::<f64>().ok().filter(|t| (0.0..=86_400.0).contains(t)).map(Duration::from_secs_f64).ok_or_else(
-                || ApiError(StatusCode::BAD_REQUEST, format!("timeout {t:?}: seconds from 0 to 86400, e.g. 10 or 0.5")),
+                || ApiError(ErrorKind::Invalid, format!("timeout {t:?}: seconds from 0 to 86400, e.g. 10 or 0.5")),
             )?
         }
     };
@@ -346,10 +325,7 @@ fn parse_since(s: &str) -> ApiResult<u64> {
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(now_ms().saturating_sub(d.as_millis() as u64));
     }
-    Err(ApiError(
-        StatusCode::BAD_REQUEST,
-        format!("since {s:?}: use an RFC 3339 time, a duration like 10m, or Unix ms"),
-    ))
+    Err(ApiError(ErrorKind::Invalid, format!("since {s:?}: use an RFC 3339 time, a duration like 10m, or Unix ms")))
 }
 
 async fn logs(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) -> ApiResult<Response> {
@@ -357,10 +333,9 @@ async fn logs(AxState(sup): Sup, Path(id): Path<String>, Query(params): Params) 
     let since = param(&params, "since").map(parse_since).transpose()?;
     let tail = match param(&params, "tail") {
         None | Some("all") => None,
-        Some(n) => Some(
-            n.parse::<usize>()
-                .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("tail {n:?}: a number or all")))?,
-        ),
+        Some(n) => {
+            Some(n.parse::<usize>().map_err(|_| ApiError(ErrorKind::Invalid, format!("tail {n:?}: a number or all")))?)
+        }
     };
     let (want_out, want_err) = match (flag(&params, "stdout"), flag(&params, "stderr")) {
         (false, false) => (true, true),

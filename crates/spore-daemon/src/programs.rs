@@ -41,6 +41,20 @@ pub enum ProgramError {
     BadImage(String),
 }
 
+impl spore_api::Classified for ProgramError {
+    fn kind(&self) -> spore_api::ErrorKind {
+        use spore_api::ErrorKind;
+        match self {
+            ProgramError::Missing(_) | ProgramError::BadImage(_) => ErrorKind::Unrunnable,
+            ProgramError::ImageMissing(_) => ErrorKind::NotFound,
+            ProgramError::Upstream(_) => ErrorKind::Upstream,
+            ProgramError::Store(StoreError::Io(_)) => ErrorKind::Internal,
+            ProgramError::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
+            ProgramError::Store(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
 impl Programs {
     /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
     /// bytes, and the image store at `images`; `insecure` registries are reached over plain

@@ -73,6 +73,22 @@ pub enum SupError {
     Storage(String),
 }
 
+impl spore_api::Classified for SupError {
+    fn kind(&self) -> spore_api::ErrorKind {
+        use spore_api::ErrorKind;
+        match self {
+            SupError::NotFound(_) => ErrorKind::NotFound,
+            SupError::Ambiguous(_) | SupError::Invalid(_) => ErrorKind::Invalid,
+            SupError::Program(e) => e.kind(),
+            SupError::Compile(_) => ErrorKind::Unrunnable,
+            SupError::NameTaken(_) | SupError::Conflict(_) => ErrorKind::Conflict,
+            SupError::Capacity { .. } | SupError::TooMany { .. } => ErrorKind::Exhausted,
+            SupError::Refused(e) => e.kind(),
+            SupError::Storage(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
