@@ -10,7 +10,7 @@
 //! Run by `bench/k8s.sh`, which builds this and the shim in release; prints markdown tables.
 //! Usage: `k8s_bench SHIM [PODS] [CTR_RUNS]`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/e2e/support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;

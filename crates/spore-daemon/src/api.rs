@@ -434,7 +434,7 @@ mod tests {
     use super::*;
 
     /// Every routed path is documented in openapi.json and every documented path is routed
-    /// (which methods answer where: tests/daemon.rs, against a running daemon).
+    /// (which methods answer where: tests/e2e/daemon.rs, against a running daemon).
     #[test]
     fn the_routes_are_the_documented_paths() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();

@@ -4,11 +4,9 @@
 //! Spore's image code and pushed to a real registry, pulled by containerd, run with
 //! `--runtime io.containerd.spore.v1`.
 
-mod support;
-
+use crate::support::peers::{Containerd, Registry};
+use crate::support::{Image, guest, shim_dir};
 use sha2::{Digest, Sha256};
-use support::peers::{Containerd, Registry};
-use support::{Image, guest, shim_dir};
 
 struct Ran {
     code: i32,
@@ -115,7 +113,7 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     assert_eq!((r.code, r.out.trim()), (0, "Hi from a component! args=[\"a\", \"b\"]"), "{}", r.out);
     // An HTTP app is served from the container (here on the host's network, on the port the
     // env names) until SIGTERM stops it gracefully.
-    let port = support::peers::free_port();
+    let port = crate::support::peers::free_port();
     let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
     let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
     let r = ctr(&c, &[&rt[..], &[&http, "http"]].concat());
@@ -188,7 +186,7 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
         "FROM scratch\nCOPY args.wasm /bin/args.wasm\nENV GREETING=\"hello world\"\nENTRYPOINT [\"/bin/args.wasm\"]\nCMD [\"from-cmd\"]\n",
     )
     .unwrap();
-    let archive = support::build_archive(&ctx, "docker.io/library/built:v1", &work.path().join("built.tar"));
+    let archive = crate::support::build_archive(&ctx, "docker.io/library/built:v1", &work.path().join("built.tar"));
     let r = ctr(&c, &["images", "import", "--platform", "wasip1/wasm", archive.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.out);
     let r = run(&c, "docker.io/library/built:v1", "built", &[]);
@@ -272,7 +270,7 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
     // instance is a task among others, not the server's thread), a descriptor bomb fails only
     // its own request, and SIGTERM ends the spinning instance with the server (after the
     // grace period, by abort) instead of leaving the task running.
-    let port = support::peers::free_port();
+    let port = crate::support::peers::free_port();
     let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
     let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
     let r = ctr(&c, &[&rt[..], &[&http, "linger"]].concat());

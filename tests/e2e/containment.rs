@@ -4,11 +4,9 @@
 //! `spore serve`. The tests assert containment: the guest is stopped or refused, the host keeps
 //! its memory, descriptors and CPU, the neighbours their progress. They assert no timings.
 
-mod support;
-
+use crate::support::served::Served;
+use crate::support::*;
 use std::time::Duration;
-use support::served::Served;
-use support::*;
 
 fn g(name: &str) -> String {
     guest(name).to_str().unwrap().to_owned()
@@ -452,7 +450,7 @@ fn the_daemon_stops_lingering_http_instances_at_their_limits_and_on_removal() {
     assert!(std::net::TcpStream::connect(&open).is_err(), "nothing listens for the removed app");
 }
 
-use support::served;
+use crate::support::served;
 
 /// Sends half a request on `conn` (whose read timeout the caller set) and waits: whether the
 /// server closed it before the read timed out (a slow client is cut off, not kept forever).

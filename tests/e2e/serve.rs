@@ -2,13 +2,11 @@
 //! apps, limits, key-value on the embedded store and on a real redis-server, config,
 //! outbound HTTP through the allowlist, and Spin-style manifests.
 
-mod support;
-
+use crate::support::peers::RedisServer;
+use crate::support::served::{Served, request};
+use crate::support::*;
 use std::io::{Read, Write};
 use std::process::Command;
-use support::peers::RedisServer;
-use support::served::{Served, request};
-use support::*;
 
 /// `spore` with its own data dir (embedded key-value stores live there).
 fn spore_in(dir: &std::path::Path) -> Command {

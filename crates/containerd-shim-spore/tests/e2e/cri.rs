@@ -4,12 +4,10 @@
 //! RuntimeClass names `spore`: pull the images from a real registry, run the pod sandbox,
 //! create and start the container with the pod's resources, wait for it, read its log file.
 
-mod support;
-
+use crate::support::cri::{Container, CriClient};
+use crate::support::peers::{Containerd, Cri, Registry};
+use crate::support::{Image, guest, pause_image, shim_dir};
 use std::time::{Duration, Instant};
-use support::cri::{Container, CriClient};
-use support::peers::{Containerd, Cri, Registry};
-use support::{Image, guest, pause_image, shim_dir};
 
 const WAIT: Duration = Duration::from_secs(60);
 

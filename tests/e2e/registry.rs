@@ -1,12 +1,10 @@
 //! Images against the real tools people already have: a registry (distribution 2.8), skopeo
 //! and containerd 1.6, all started by the tests on 127.0.0.1 and stopped by PID.
 
-mod support;
-
+use crate::support::peers::{Containerd, Registry};
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::peers::{Containerd, Registry};
-use support::*;
 
 /// A client with its own store and credentials file (and no Docker config of the machine's).
 struct Client {

@@ -1,10 +1,8 @@
 //! Images in the local store, end to end: an OCI layout loaded, listed, run (its files as a
 //! read-only `/`), saved, tagged and untagged through the real binary.
 
-mod support;
-
+use crate::support::*;
 use spore_image::{CompatImage, ContentStore, Reference, export_layout};
-use support::*;
 
 /// A compat image around the `fs` guest, with a file of its own and a default Cmd, written as
 /// an OCI layout into `dir`.

@@ -1,11 +1,9 @@
 //! `spore run` and `spore compile`, end to end: the real binary on the real guests, asserting
 //! what a user sees — stdout, stderr, exit codes, files on disk.
 
-mod support;
-
+use crate::support::*;
 use std::io::{Read, Write};
 use std::process::Stdio;
-use support::*;
 
 #[test]
 fn hello_prints_and_exits_zero() {

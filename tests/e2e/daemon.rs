@@ -1,11 +1,9 @@
 //! `spore daemon` end to end: the real daemon binary, driven over its socket by the real CLI
 //! (and by raw HTTP where the API itself is under test).
 
-mod support;
-
+use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use support::*;
 
 fn g(name: &str) -> String {
     guest(name).to_str().unwrap().to_owned()

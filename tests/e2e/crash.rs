@@ -8,13 +8,11 @@
 //! `SPORE_CRASH_SEED` the random seed (printed, so a failing run can be repeated). The run
 //! prints its table.
 
-mod support;
-
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// What the acknowledged operations say of a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! only the shim, images pushed to a real registry, and a CRI client.
 
 pub mod cri;
-#[path = "../../../../tests/support/peers.rs"]
+#[path = "../../../../../tests/e2e/support/peers.rs"]
 pub mod peers;
 
 use peers::Registry;
