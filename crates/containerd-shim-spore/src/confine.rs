@@ -114,11 +114,6 @@ impl View {
     }
 }
 
-/// Whether the operator accepted guests without Landlock (`SPORE_SHIM_UNCONFINED=1`).
-pub fn unconfined_allowed() -> bool {
-    std::env::var_os("SPORE_SHIM_UNCONFINED").is_some_and(|v| v == "1")
-}
-
 /// Every entry of `dir` except the excluded paths; directories on the way to an excluded path
 /// are entered and their other entries allowed one by one. Symlinks are left out: what they
 /// point to inside the image is allowed under its own name, and one pointing anywhere else
