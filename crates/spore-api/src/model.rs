@@ -195,6 +195,24 @@ pub struct Created {
     pub name: String,
 }
 
+/// What `POST /v1/programs/prune` deleted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PrunedPrograms {
+    /// Each program deleted.
+    pub deleted: Vec<PrunedProgram>,
+    /// Their bytes together.
+    pub bytes: u64,
+}
+
+/// One deleted program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrunedProgram {
+    /// Its digest.
+    pub digest: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// Live figures of one sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {

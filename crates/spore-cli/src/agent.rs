@@ -8,10 +8,11 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
 use spore_daemon::config::DaemonConfig;
 use spore_daemon::logs::{LogLine, Stream};
-use spore_daemon::model::{Created, Event, RestartPolicy, SandboxRecord, State, Stats, now_ms};
+use spore_daemon::model::{
+    BatchRequest, CreateRequest, Created, Event, PrunedPrograms, RestartPolicy, SandboxRecord, State, Stats, now_ms,
+};
 use spore_engine::Digest;
 use spore_sandbox::ProgramSource;
 use spore_types::escape_controls;
@@ -203,27 +204,27 @@ pub async fn deploy(client: &Client, args: DeployArgs, json_out: bool) -> anyhow
         m.host = std::path::absolute(&m.host).with_context(|| format!("--dir {}", m.host.display()))?;
     }
     spec.http = args.http.clone().map(|listen| spore_sandbox::HttpSpec { listen, concurrency: args.concurrency });
-    let mut labels: serde_json::Map<String, Value> = args.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    labels.insert(APP_LABEL.into(), json!(name));
+    let mut labels: std::collections::BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    labels.insert(APP_LABEL.into(), name.clone());
 
     // Replace what an earlier deploy of this name left, in the create itself: the daemon
     // removes the old sandboxes only once it has accepted the new ones.
-    let old: Vec<SandboxRecord> = client
-        .json(Method::GET, &format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}"))), None)
-        .await?;
+    let old: Vec<SandboxRecord> =
+        client.json(Method::GET, &format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}")))).await?;
     let replace: String = old.iter().map(|r| format!("replace={}&", encode(&r.id))).collect();
-    let mut template = json!({ "name": name, "labels": labels, "spec": spec });
-    if image.is_some() {
-        template["pull"] = json!(args.spec.pull);
-    }
-    if let Some(restart) = args.restart {
-        template["restart"] = json!(restart);
-    }
+    let template = CreateRequest {
+        name: Some(name.clone()),
+        labels,
+        spec,
+        pull: args.spec.pull,
+        restart: args.restart,
+        start: true,
+    };
     let created: anyhow::Result<Vec<Created>> = if args.replicas == 1 {
-        client.json(Method::POST, &format!("/v1/sandboxes?{replace}"), Some(template)).await.map(|c| vec![c])
+        client.post(&format!("/v1/sandboxes?{replace}"), &template).await.map(|c| vec![c])
     } else {
-        let batch = json!({ "template": template, "count": args.replicas });
-        client.json(Method::POST, &format!("/v1/sandboxes/batch?{replace}"), Some(batch)).await
+        let batch = BatchRequest { template, count: args.replicas };
+        client.post(&format!("/v1/sandboxes/batch?{replace}"), &batch).await
     };
     let created = match created {
         Ok(created) => created,
@@ -280,8 +281,7 @@ pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result
     if !args.all && !state_given {
         query.push("state=running".into());
     }
-    let records: Vec<SandboxRecord> =
-        client.json(Method::GET, &format!("/v1/sandboxes?{}", query.join("&")), None).await?;
+    let records: Vec<SandboxRecord> = client.json(Method::GET, &format!("/v1/sandboxes?{}", query.join("&"))).await?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else if args.quiet {
@@ -376,7 +376,7 @@ pub async fn inspect(client: &Client, args: InspectArgs, store_dir: &std::path::
             Some(InspectType::Image) => Err(anyhow::anyhow!("not looked up as a sandbox")),
             _ => {
                 let path = format!("/v1/sandboxes/{}?secrets={}", encode(name), args.secrets);
-                client.json::<SandboxRecord>(Method::GET, &path, None).await
+                client.json::<SandboxRecord>(Method::GET, &path).await
             }
         };
         match (sandbox, args.kind) {
@@ -402,7 +402,7 @@ pub async fn each(client: &Client, args: NamesArgs, action: &str, json_out: bool
     per_name(&names, |name| {
         let (client, method, path) = (client, method.clone(), format!("/v1/sandboxes/{}{suffix}", encode(name)));
         async move {
-            let record: SandboxRecord = client.json(method, &path, None).await?;
+            let record: SandboxRecord = client.json(method, &path).await?;
             Ok(if print_record { serde_json::to_string_pretty(&record)? } else { name.to_owned() })
         }
     })
@@ -416,9 +416,9 @@ async fn expand(client: &Client, names: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for name in names {
         let path = format!("/v1/sandboxes/{}", encode(name));
-        if client.json::<SandboxRecord>(Method::GET, &path, None).await.is_err() {
+        if client.json::<SandboxRecord>(Method::GET, &path).await.is_err() {
             let path = format!("/v1/sandboxes?label={}", encode(&format!("{APP_LABEL}={name}")));
-            if let Ok(replicas) = client.json::<Vec<SandboxRecord>>(Method::GET, &path, None).await
+            if let Ok(replicas) = client.json::<Vec<SandboxRecord>>(Method::GET, &path).await
                 && !replicas.is_empty()
             {
                 out.extend(replicas.into_iter().map(|r| r.name));
@@ -464,7 +464,7 @@ pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
     let names = expand(client, &args.names.names).await;
     per_name(&names, |name| async move {
         let path = format!("/v1/sandboxes/{}/stop?timeout={}", encode(name), args.time);
-        client.json::<SandboxRecord>(Method::POST, &path, None).await?;
+        client.json::<SandboxRecord>(Method::POST, &path).await?;
         Ok(name.to_owned())
     })
     .await
@@ -484,7 +484,7 @@ pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
     let names = expand(client, &args.names.names).await;
     per_name(&names, |name| async move {
         let path = format!("/v1/sandboxes/{}?force={}", encode(name), args.force);
-        client.json::<Value>(Method::DELETE, &path, None).await?;
+        client.json::<serde::de::IgnoredAny>(Method::DELETE, &path).await?;
         Ok(name.to_owned())
     })
     .await
@@ -512,19 +512,18 @@ pub async fn program(client: &Client, command: ProgramCommand, json: bool) -> an
     match command {
         ProgramCommand::Prune(args) => {
             let path = format!("/v1/programs/prune?grace={}", encode(&args.grace));
-            let pruned: Value = client.json(Method::POST, &path, None).await?;
+            let pruned: PrunedPrograms = client.json(Method::POST, &path).await?;
             if json {
-                println!("{pruned}");
+                println!("{}", serde_json::to_string(&pruned)?);
                 return Ok(0);
             }
-            let deleted = pruned["deleted"].as_array().cloned().unwrap_or_default();
-            for d in &deleted {
-                println!("Deleted {}", d["digest"].as_str().unwrap_or("?"));
+            for d in &pruned.deleted {
+                println!("Deleted {}", d.digest);
             }
             println!(
                 "Deleted {} program(s); reclaimed {}",
-                deleted.len(),
-                spore_sandbox::human_bytes(pruned["bytes"].as_u64().unwrap_or(0))
+                pruned.deleted.len(),
+                spore_sandbox::human_bytes(pruned.bytes)
             );
             Ok(0)
         }
@@ -645,11 +644,11 @@ pub struct StatsArgs {
 
 pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::Result<i32> {
     let stats: Vec<Stats> = if args.names.is_empty() {
-        client.json(Method::GET, "/v1/stats", None).await?
+        client.json(Method::GET, "/v1/stats").await?
     } else {
         let mut out = Vec::new();
         for name in expand(client, &args.names).await {
-            out.push(client.json(Method::GET, &format!("/v1/sandboxes/{}/stats", encode(&name)), None).await?);
+            out.push(client.json(Method::GET, &format!("/v1/sandboxes/{}/stats", encode(&name))).await?);
         }
         out
     };

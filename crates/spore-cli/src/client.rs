@@ -150,13 +150,22 @@ impl Client {
     }
 
     /// Sends a request and decodes a JSON answer; a non-2xx answer becomes its error message.
-    pub async fn json<T: DeserializeOwned>(
+    pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> anyhow::Result<T> {
+        self.exchange_json(method, path, None).await
+    }
+
+    /// Sends `body` (the daemon's own request types) as JSON and decodes the JSON answer.
+    pub async fn post<B: serde::Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let bytes = serde_json::to_vec(body).context("encoding the request")?;
+        self.exchange_json(Method::POST, path, Some(("application/json", Bytes::from(bytes)))).await
+    }
+
+    async fn exchange_json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
+        body: Option<(&str, Bytes)>,
     ) -> anyhow::Result<T> {
-        let body = body.map(|v| ("application/json", Bytes::from(serde_json::to_vec(&v).expect("json"))));
         let response = self.send(method, path, body).await?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();

@@ -3,7 +3,7 @@
 //! is `{"error": "..."}` with a message that names the problem and the fix.
 
 use crate::logs::{LogLine, Stream};
-use crate::model::{BatchRequest, CreateRequest, SandboxRecord, State, now_ms};
+use crate::model::{BatchRequest, CreateRequest, PrunedProgram, PrunedPrograms, SandboxRecord, State, now_ms};
 use crate::policy::redact;
 use crate::programs::ProgramError;
 use crate::supervisor::{SupError, Supervisor};
@@ -172,10 +172,9 @@ async fn prune_programs(AxState(sup): Sup, Query(params): Params) -> ApiResult<R
             .map_err(|e| ApiError(ErrorKind::Invalid, format!("grace {g:?}: {e}; write e.g. 1h, 10m or 0s")))?,
     };
     let deleted = sup.prune_programs(grace).await?;
-    let bytes: u64 = deleted.iter().map(|(_, b)| b).sum();
-    let deleted: Vec<_> =
-        deleted.into_iter().map(|(digest, bytes)| json!({ "digest": digest, "bytes": bytes })).collect();
-    Ok(Json(json!({ "deleted": deleted, "bytes": bytes })).into_response())
+    let bytes = deleted.iter().map(|(_, b)| b).sum();
+    let deleted = deleted.into_iter().map(|(digest, bytes)| PrunedProgram { digest, bytes }).collect();
+    Ok(Json(PrunedPrograms { deleted, bytes }).into_response())
 }
 
 async fn list(AxState(sup): Sup, Query(params): Params) -> ApiResult<Response> {
