@@ -236,6 +236,41 @@ pub struct Stats {
     pub log_dropped_lines: u64,
 }
 
+/// What happened to a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Recorded.
+    Created,
+    /// Its guest started (also after a restart).
+    Started,
+    /// Its guest ended: the event carries how.
+    Exited,
+    /// Its restart policy started it again.
+    Restarted,
+    /// A stop was asked: no more restarts; the guest ends by itself or is killed after the
+    /// grace period.
+    Stopped,
+    /// Its guest was killed (by request, or at the end of a stop's grace period).
+    Killed,
+    /// Removed, with its logs.
+    Removed,
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            EventKind::Created => "created",
+            EventKind::Started => "started",
+            EventKind::Exited => "exited",
+            EventKind::Restarted => "restarted",
+            EventKind::Stopped => "stopped",
+            EventKind::Killed => "killed",
+            EventKind::Removed => "removed",
+        })
+    }
+}
+
 /// One thing that happened to a sandbox, as streamed by `GET /v1/events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
@@ -245,8 +280,8 @@ pub struct Event {
     pub id: String,
     /// Sandbox name.
     pub name: String,
-    /// created, started, exited, restarted, stopped, killed, removed.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// For `exited`: how.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitStatus>,

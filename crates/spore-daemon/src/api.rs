@@ -383,7 +383,9 @@ async fn events(AxState(sup): Sup) -> Sse<impl futures_util::Stream<Item = Resul
     let rx = tokio_stream::wrappers::BroadcastStream::new(sup.subscribe());
     let stream = rx.filter_map(|item| async move {
         match item {
-            Ok(ev) => Some(Ok(SseEvent::default().event(ev.kind.clone()).json_data(&ev).expect("events serialize"))),
+            Ok(ev) => {
+                Some(Ok(SseEvent::default().event(ev.kind.to_string()).json_data(&ev).expect("events serialize")))
+            }
             Err(_) => Some(Ok(SseEvent::default().event("lagged").data("events were skipped"))),
         }
     });

@@ -238,15 +238,10 @@ impl Supervisor {
         self.events.subscribe()
     }
 
-    fn announce(&self, record: &SandboxRecord, kind: &str) {
-        let exit = if kind == "exited" { record.exit.clone() } else { None };
-        let _ = self.events.send(Event {
-            time: now_ms(),
-            id: record.id.clone(),
-            name: record.name.clone(),
-            kind: kind.into(),
-            exit,
-        });
+    fn announce(&self, record: &SandboxRecord, kind: EventKind) {
+        let exit = if kind == EventKind::Exited { record.exit.clone() } else { None };
+        let _ =
+            self.events.send(Event { time: now_ms(), id: record.id.clone(), name: record.name.clone(), kind, exit });
     }
 
     /// The operator's policy.
@@ -545,7 +540,7 @@ impl Supervisor {
         for record in records {
             let start = record.desired == Desired::Running;
             created.push(Created { id: record.id.clone(), name: record.name.clone() });
-            self.announce(&record, "created");
+            self.announce(&record, EventKind::Created);
             let id = record.id.clone();
             let image = record.image.clone();
             self.insert_entry(record, false);
@@ -635,6 +630,7 @@ impl Supervisor {
     pub async fn stop(&self, key: &str, grace: Duration) -> Result<SandboxRecord, SupError> {
         let (entry, _op) = self.exclusive(key).await?;
         self.want_stopped(&entry).await?;
+        self.announce(&lock(&entry.record).clone(), EventKind::Stopped);
         let handle = lock(&entry.running).as_ref().map(|r| r.stop.clone());
         if let Some(stop) = handle {
             stop.notify_one();
@@ -690,8 +686,8 @@ impl Supervisor {
         };
         self.metrics.exits.fetch_add(1, Ordering::Relaxed);
         self.db.queue(Change::Put(Box::new(record.clone())));
-        self.announce(&record, "exited");
-        self.announce(&record, "killed");
+        self.announce(&record, EventKind::Exited);
+        self.announce(&record, EventKind::Killed);
         self.logs.close_followers(&record.id);
     }
 
@@ -743,7 +739,7 @@ impl Supervisor {
         self.names.write().unwrap_or_else(|p| p.into_inner()).remove(&record.name);
         entry.log.close();
         self.logs.remove(&record.id);
-        self.announce(&record, "removed");
+        self.announce(&record, EventKind::Removed);
     }
 
     /// Live figures of one sandbox.
@@ -814,7 +810,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
         // Not persisted: after a crash a sandbox runs again because it is *desired* running,
         // whatever state was last stored; its ending (below) is what the record must keep.
         sup.metrics.starts.fetch_add(1, Ordering::Relaxed);
-        sup.announce(&record, "started");
+        sup.announce(&record, EventKind::Started);
         let meter = Arc::new(Meter::default());
         if let Some(r) = lock(&entry.running).as_mut() {
             r.meter = meter.clone();
@@ -853,12 +849,12 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             (r.clone(), again)
         };
         sup.db.queue(Change::Put(Box::new(record.clone())));
-        sup.announce(&record, "exited");
+        sup.announce(&record, EventKind::Exited);
         if !again {
             break;
         }
         sup.metrics.restarts.fetch_add(1, Ordering::Relaxed);
-        sup.announce(&record, "restarted");
+        sup.announce(&record, EventKind::Restarted);
         tokio::select! {
             _ = tokio::time::sleep(RestartPolicy::backoff(record.restarts - 1)) => {}
             _ = stop.notified() => {
