@@ -1076,26 +1076,30 @@ fn every_documented_method_answers_and_no_other() {
     }
 }
 
-/// Every kind of event the API documents is sent: a stop is announced when it is asked, and a
-/// guest that outlives its grace period is killed and announced so.
+/// Every kind of event the API documents is sent: a restart by policy, a stop announced when
+/// it is asked, a guest that outlives its grace period killed and announced so, a removal.
 #[test]
-fn stops_kills_and_removals_are_announced() {
+fn restarts_stops_kills_and_removals_are_announced() {
     let d = Daemon::start(&[]);
-    assert_eq!(d.run(["deploy", "--name", "ticker", "--restart", "always", &g("refdaemon"), "5"]).code, 0);
-    d.wait_for("ticker", 10, |r| r["state"] == "running");
     let mut events = d.cli().args(["events", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(d.run(["stop", "-t", "0.2", "ticker"]).code, 0);
-    assert_eq!(d.run(["rm", "ticker"]).code, 0);
-    let mut kinds = Vec::new();
-    while kinds.last().map(String::as_str) != Some("removed") {
+    let mut next = |name: &str| {
         let line = lines.next().unwrap().unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(event["name"], "ticker", "{line}");
-        kinds.push(event["kind"].as_str().unwrap().to_owned());
-    }
+        assert_eq!(event["name"], name, "{line}");
+        event["kind"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(d.run(["deploy", "--name", "fails", "--restart", "on-failure:1", &g("exit-code"), "3"]).code, 0);
+    let kinds: Vec<String> = (0..6).map(|_| next("fails")).collect();
+    assert_eq!(kinds, ["created", "started", "exited", "restarted", "started", "exited"]);
+
+    assert_eq!(d.run(["deploy", "--name", "ticker", &g("refdaemon"), "5"]).code, 0);
+    assert_eq!((next("ticker"), next("ticker")), ("created".into(), "started".into()));
+    assert_eq!(d.run(["stop", "-t", "0.2", "ticker"]).code, 0);
+    assert_eq!(d.run(["rm", "ticker"]).code, 0);
+    let kinds: Vec<String> = (0..4).map(|_| next("ticker")).collect();
+    assert_eq!(kinds, ["stopped", "exited", "killed", "removed"]);
     events.kill().unwrap();
     events.wait().unwrap();
-    assert_eq!(kinds, ["stopped", "exited", "killed", "removed"]);
 }
