@@ -148,6 +148,55 @@ pub struct SandboxRecord {
     pub finished_at: Option<u64>,
 }
 
+/// A record's transitions: each event of a sandbox's life changes its record in one place,
+/// so the supervisor's tasks and the restart after a crash agree on what a state means.
+impl SandboxRecord {
+    /// Its guest starts (at `now`, Unix ms): running, the last ending forgotten.
+    pub fn started(&mut self, now: u64) {
+        self.state = State::Running;
+        self.started_at = Some(now);
+        self.exit = None;
+    }
+
+    /// Its guest ended with `status` at `now`. Returns whether the restart policy starts it
+    /// again (then it is restarting, one restart more); it is only while it is still desired
+    /// running.
+    pub fn ended(&mut self, status: ExitStatus, now: u64) -> bool {
+        self.state = State::Exited;
+        self.finished_at = Some(now);
+        let again = self.desired == Desired::Running && self.restart.should_restart(&status, self.restarts);
+        self.exit = Some(status);
+        if again {
+            self.state = State::Restarting;
+            self.restarts += 1;
+        }
+        again
+    }
+
+    /// A stop came while it waited to restart: it stays exited, its last ending kept.
+    pub fn restart_cancelled(&mut self) {
+        self.state = State::Exited;
+    }
+
+    /// Its guest was killed at `now` (by request, or at the end of a stop's grace period).
+    pub fn killed(&mut self, message: String, now: u64) {
+        self.state = State::Exited;
+        self.exit = Some(ExitStatus::Killed { message });
+        self.finished_at = Some(now);
+    }
+
+    /// The daemon starts again after it stopped (or crashed) at an unknown instant: a run that
+    /// was going on is over. Returns whether it is to run again (it is desired running).
+    pub fn recovered_after_crash(&mut self, now: u64) -> bool {
+        if matches!(self.state, State::Running | State::Restarting) {
+            self.state = State::Exited;
+            self.exit.get_or_insert(ExitStatus::Killed { message: "the daemon stopped while it was running".into() });
+            self.finished_at.get_or_insert(now);
+        }
+        self.desired == Desired::Running
+    }
+}
+
 /// `POST /v1/sandboxes`: one sandbox.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +383,70 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(restart: &str) -> SandboxRecord {
+        SandboxRecord {
+            id: "0".repeat(32),
+            name: "app".into(),
+            labels: BTreeMap::new(),
+            spec: SandboxSpec::default(),
+            image: None,
+            restart: restart.parse().unwrap(),
+            desired: Desired::Running,
+            state: State::Created,
+            exit: None,
+            restarts: 0,
+            created_at: 1,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_record_moves_through_its_life_as_its_events_say() {
+        let fail = ExitStatus::Exited { code: 1 };
+        let mut r = record("on-failure:1");
+        r.started(10);
+        assert_eq!((r.state, r.started_at, r.exit.clone()), (State::Running, Some(10), None));
+        assert!(r.ended(fail.clone(), 20), "the policy restarts a failure once");
+        assert_eq!((r.state, r.restarts, r.finished_at), (State::Restarting, 1, Some(20)));
+        r.started(30);
+        assert!(!r.ended(fail.clone(), 40), "but not twice");
+        assert_eq!((r.state, r.exit.clone()), (State::Exited, Some(fail.clone())));
+
+        // Stopped while waiting to restart: exited, the ending kept.
+        let mut r = record("always");
+        r.started(10);
+        assert!(r.ended(ExitStatus::Exited { code: 0 }, 20));
+        r.desired = Desired::Stopped;
+        r.restart_cancelled();
+        assert_eq!((r.state, r.exit.clone()), (State::Exited, Some(ExitStatus::Exited { code: 0 })));
+        // Not desired running: an ending never restarts, whatever the policy.
+        r.started(30);
+        assert!(!r.ended(fail, 40));
+
+        let mut r = record("always");
+        r.started(10);
+        r.killed("killed by request".into(), 15);
+        assert_eq!(r.state, State::Exited);
+        assert!(matches!(r.exit, Some(ExitStatus::Killed { .. })));
+    }
+
+    #[test]
+    fn after_a_crash_a_run_that_was_going_on_is_over_and_what_is_desired_runs_again() {
+        let mut r = record("no");
+        r.started(10);
+        assert!(r.recovered_after_crash(99), "desired running: it runs again");
+        assert_eq!((r.state, r.finished_at), (State::Exited, Some(99)));
+        assert!(matches!(&r.exit, Some(ExitStatus::Killed { message }) if message.contains("daemon stopped")));
+        // An ending already recorded is kept; a stopped one stays stopped.
+        let mut r = record("no");
+        r.started(10);
+        r.ended(ExitStatus::Exited { code: 0 }, 20);
+        r.desired = Desired::Stopped;
+        assert!(!r.recovered_after_crash(99));
+        assert_eq!((r.exit.clone(), r.finished_at), (Some(ExitStatus::Exited { code: 0 }), Some(20)));
+    }
 
     #[test]
     fn restart_policies_parse_print_and_decide() {

@@ -194,15 +194,7 @@ impl Supervisor {
         });
         let mut to_start = Vec::new();
         for mut record in records {
-            if record.state == State::Running || record.state == State::Restarting {
-                // The daemon died under it: that run is over.
-                record.state = State::Exited;
-                record
-                    .exit
-                    .get_or_insert(ExitStatus::Killed { message: "the daemon stopped while it was running".into() });
-                record.finished_at.get_or_insert(now_ms());
-            }
-            if record.desired == Desired::Running {
+            if record.recovered_after_crash(now_ms()) {
                 to_start.push(record.id.clone());
             }
             sup.insert_entry(record, true);
@@ -679,9 +671,7 @@ impl Supervisor {
         *lock(&entry.last) = running.meter.clone();
         let record = {
             let mut r = lock(&entry.record);
-            r.state = State::Exited;
-            r.exit = Some(ExitStatus::Killed { message });
-            r.finished_at = Some(now_ms());
+            r.killed(message, now_ms());
             r.clone()
         };
         self.metrics.exits.fetch_add(1, Ordering::Relaxed);
@@ -797,9 +787,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
     loop {
         let (spec, record) = {
             let mut r = lock(&entry.record);
-            r.state = State::Running;
-            r.started_at = Some(now_ms());
-            r.exit = None;
+            r.started(now_ms());
             let mut spec = r.spec.clone();
             // Each app's stores are its own (see `app_of`); the box's own and its LAN's
             // services are out of reach unless the operator allows them.
@@ -838,14 +826,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
         sup.metrics.exits.fetch_add(1, Ordering::Relaxed);
         let (record, again) = {
             let mut r = lock(&entry.record);
-            r.state = State::Exited;
-            r.finished_at = Some(now_ms());
-            r.exit = Some(status.clone());
-            let again = r.desired == Desired::Running && r.restart.should_restart(&status, r.restarts);
-            if again {
-                r.state = State::Restarting;
-                r.restarts += 1;
-            }
+            let again = r.ended(status, now_ms());
             (r.clone(), again)
         };
         sup.db.queue(Change::Put(Box::new(record.clone())));
@@ -860,7 +841,7 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             _ = stop.notified() => {
                 let record = {
                     let mut r = lock(&entry.record);
-                    r.state = State::Exited;
+                    r.restart_cancelled();
                     r.clone()
                 };
                 sup.db.queue(Change::Put(Box::new(record)));
