@@ -43,12 +43,7 @@ impl Shim for SporeShim {
 
     /// The layer types Spore reads as the wasm itself (for artifact-style images).
     fn supported_layers_types() -> &'static [&'static str] {
-        &[
-            "application/wasm",
-            "application/vnd.wasm.content.layer.v1+wasm",
-            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-            "application/vnd.w3c.wasm.module.v1+wasm",
-        ]
+        spore_image::media_types::WASM_LAYERS
     }
 }
 

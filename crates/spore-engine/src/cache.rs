@@ -20,27 +20,13 @@
 //! program's, or from another host — is rejected and rebuilt. wasmtime itself rejects artifacts from another engine version or
 //! configuration. (BLAKE3 costs about a tenth of a millisecond on a typical artifact.)
 
-use crate::engine::ProgramCode;
+use crate::program::ProgramCode;
 use spore_types::Digest;
 use spore_types::WasmKind;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
-
-/// How a program's compiled code was obtained; reported by `spore compile` and in logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheOutcome {
-    /// Loaded from the cache; nothing was compiled.
-    Hit,
-    /// Compiled now (and stored, when a cache is configured).
-    Compiled,
-    /// A cache entry existed but could not be trusted; it was compiled again and replaced.
-    Rebuilt {
-        /// Why the old entry was rejected.
-        reason: String,
-    },
-}
 
 /// The per-host secret that authenticates compiled artifacts. Whoever holds it can make
 /// code the cache will run: keep it where no guest can read it.

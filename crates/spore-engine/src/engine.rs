@@ -1,47 +1,14 @@
 //! [`SporeEngine`]: the process's one wasmtime engine plus its compile cache.
 
-use crate::cache::{CacheKey, CacheOutcome, CompileCache, Lookup};
+use crate::cache::{CacheKey, CompileCache, Lookup};
 use crate::config::{Allocation, EngineConfig, PoolConfig};
 use crate::detect::detect;
 use crate::error::{EngineError, LoadError};
+use crate::program::{CacheOutcome, Program, ProgramCode};
 use crate::ticker;
 use spore_types::{Digest, WasmKind};
-use std::fmt;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
-
-/// Compiled code, ready to link: the form depends on the binary's kind.
-#[derive(Clone)]
-pub enum ProgramCode {
-    /// A core module.
-    Module(Module),
-    /// A component.
-    Component(Component),
-}
-
-/// A compiled wasm binary and what is known about it. Cheap to clone (reference-counted), so
-/// one `Program` serves every sandbox of the same digest.
-#[derive(Clone)]
-pub struct Program {
-    /// sha256 of the original wasm bytes.
-    pub digest: Digest,
-    /// Module or component.
-    pub kind: WasmKind,
-    /// The compiled code.
-    pub code: ProgramCode,
-    /// Whether this load hit the cache.
-    pub outcome: CacheOutcome,
-}
-
-impl fmt::Debug for Program {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Program")
-            .field("digest", &self.digest)
-            .field("kind", &self.kind)
-            .field("outcome", &self.outcome)
-            .finish()
-    }
-}
 
 /// One guest's share of an engine's pool (see [`SporeEngine::pool_share`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

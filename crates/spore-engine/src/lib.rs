@@ -13,11 +13,13 @@ mod config;
 mod detect;
 mod engine;
 mod error;
+mod program;
 mod ticker;
 
-pub use cache::{CacheKey, CacheOutcome, CompileCache};
+pub use cache::{CacheKey, CompileCache};
 pub use config::{Allocation, EngineConfig, PoolConfig};
 pub use detect::detect;
-pub use engine::{PoolShare, Program, ProgramCode, SporeEngine};
+pub use engine::{PoolShare, SporeEngine};
 pub use error::{EngineError, LoadError};
+pub use program::{CacheOutcome, Program, ProgramCode};
 pub use spore_types::{Digest, WasmKind};

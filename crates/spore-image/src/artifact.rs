@@ -4,7 +4,7 @@
 //! other files and no process settings.
 
 use crate::Written;
-use crate::open::WASM_CONFIG;
+use crate::media_types::WASM_CONFIG;
 use crate::store::{ContentStore, StoreError};
 use serde_json::json;
 use spore_types::Digest;

@@ -2,7 +2,8 @@
 //! enough to know what they name. Opening, pulling, pushing, importing, exporting and pruning
 //! all walk images through this one reading.
 
-use crate::open::{INDEX_TYPES, ImageError};
+use crate::error::ImageError;
+use crate::media_types::INDEX_TYPES;
 use serde::Deserialize;
 use spore_types::Digest;
 

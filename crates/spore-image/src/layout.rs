@@ -6,7 +6,8 @@
 //! and names each manifest by its `org.opencontainers.image.ref.name` annotation.
 
 use crate::doc::Document;
-use crate::open::{ImageError, open_image};
+use crate::error::ImageError;
+use crate::open::open_image;
 use crate::reference::Reference;
 use crate::store::{ContentStore, StoreError};
 use serde_json::json;

@@ -7,82 +7,12 @@
 //! (`application/vnd.wasm.config.v0+json` with one `application/wasm` layer).
 
 use crate::doc::{Descriptor, Document};
+use crate::error::ImageError;
+use crate::media_types::{INDEX_TYPES, MANIFEST_TYPES, TAR_LAYERS, TREE_CONFIGS, WASM_CONFIG, WASM_LAYERS};
 use crate::store::{ContentStore, StoreError};
 use serde::Deserialize;
 use spore_types::Digest;
 use std::path::PathBuf;
-
-/// Manifest media types read here.
-pub const MANIFEST_TYPES: &[&str] =
-    &["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
-/// Index media types read here (a platform with `architecture: wasm` is chosen).
-pub const INDEX_TYPES: &[&str] =
-    &["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-/// Config media types of images whose layers are file trees.
-const TREE_CONFIGS: &[&str] =
-    &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
-/// The CNCF Wasm artifact's config.
-pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
-/// Tar layers (a trailing `+gzip` or `.gzip` is read too).
-const TAR_LAYERS: &[&str] = &[
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-];
-/// Layers that are a wasm binary themselves.
-const WASM_LAYERS: &[&str] = &[
-    "application/wasm",
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-    "application/vnd.w3c.wasm.module.v1+wasm",
-];
-
-/// An image could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// Store trouble (missing blob, disk).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Not valid JSON, or not the shape its media type promises.
-    #[error("{what} {digest} is malformed: {message}")]
-    Malformed {
-        /// "manifest", "index" or "config".
-        what: &'static str,
-        /// Its digest.
-        digest: Digest,
-        /// What is wrong.
-        message: String,
-    },
-    /// A media type Spore does not read.
-    #[error("{what} media type {media_type:?} is not supported; Spore reads {supported}")]
-    UnknownMediaType {
-        /// Manifest, config or layer.
-        what: &'static str,
-        /// The type found.
-        media_type: String,
-        /// What would have been accepted.
-        supported: String,
-    },
-    /// An index with no wasm platform.
-    #[error("index {0} has no wasm image (no platform with architecture wasm); it is not a Spore-runnable image")]
-    NoWasmPlatform(Digest),
-    /// Nothing says what to run.
-    #[error("image {0} has no wasm to run: its config has no Entrypoint or Cmd, and it has no wasm layer")]
-    NoEntrypoint(Digest),
-    /// The entrypoint is reached through a symlink, which could point anywhere on the host.
-    #[error(
-        "the entrypoint {entry} goes through the symlink {link}; Spore runs the wasm file itself, name it directly"
-    )]
-    EntrypointThroughSymlink {
-        /// The entrypoint as the image names it.
-        entry: String,
-        /// The symlink on its way.
-        link: String,
-    },
-    /// The entrypoint file is not in the image.
-    #[error("the entrypoint {0} is not in the image")]
-    EntrypointMissing(String),
-}
 
 #[derive(Deserialize, Default)]
 struct Config {
