@@ -2,7 +2,7 @@
 //! `kill`, `rm`, `inspect`, `logs`, `stats`, `events` against a local or remote daemon.
 
 use crate::client::{Client, server_error};
-use crate::run::SpecArgs;
+use crate::common::SpecArgs;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};

@@ -1,15 +1,11 @@
 //! The local image store from the command line: `load`, `save`, `images`, `tag`, `rmi`, and
 //! the resolution of an image reference for `spore run`.
 
+use crate::store::{open_store, resolve};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use spore_image::{ContentStore, OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
+use spore_image::{OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
 use std::path::{Path, PathBuf};
-
-/// The store at `dir`.
-pub fn open_store(dir: &Path) -> anyhow::Result<ContentStore> {
-    ContentStore::open(dir).with_context(|| format!("cannot open the image store at {}", dir.display()))
-}
 
 /// Build an image from a Sporefile (Dockerfile syntax, without RUN).
 #[derive(Args)]
@@ -245,43 +241,6 @@ pub fn rmi(args: RmiArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
     }
     Ok(if failed { 1 } else { 0 })
-}
-
-/// A reference and the manifest it names in the local store, or a message saying how to get it.
-pub fn resolve(
-    store: &ContentStore,
-    image: &str,
-    store_dir: &Path,
-) -> anyhow::Result<(Reference, spore_engine::Digest)> {
-    let reference: Reference = image.parse()?;
-    if let Some(digest) = reference.digest
-        && store.has(&digest)
-    {
-        return Ok((reference, digest));
-    }
-    match store.resolve(&reference)? {
-        Some(digest) => Ok((reference, digest)),
-        None => bail!(
-            "{image}: no such file, and no image {reference} in the local store ({}); pull it with `spore pull {reference}` or load one with `spore load -i LAYOUT`",
-            store_dir.display()
-        ),
-    }
-}
-
-/// The wasm `spore run IMAGE` (and `serve`, `up`) runs, with the image's settings put under
-/// `spec` by the launch path: the image is taken from the local store, or pulled as `pull`
-/// says.
-pub fn for_run(
-    image: &str,
-    store_dir: &Path,
-    pull: spore_registry::PullPolicy,
-    insecure: &[String],
-    spec: &mut spore_sandbox::SandboxSpec,
-) -> anyhow::Result<Vec<u8>> {
-    let store = open_store(store_dir)?;
-    let manifest = crate::registry::ensure(&store, image, store_dir, pull, insecure)?;
-    let opened = open_image(&store, manifest)?;
-    spore_sandbox::launch::from_image(&store, &opened, spec).with_context(|| image.to_owned())
 }
 
 /// Work on images: inspect, prune.

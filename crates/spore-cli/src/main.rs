@@ -3,6 +3,7 @@
 
 mod agent;
 mod client;
+mod common;
 mod compile;
 mod flags;
 mod images;
@@ -10,6 +11,7 @@ mod paths;
 mod registry;
 mod run;
 mod serve;
+mod store;
 
 use clap::{Parser, Subcommand};
 use spore_sandbox::exit_code;

@@ -1,66 +1,13 @@
 //! Registries from the command line: `pull`, `push`, `login`, `logout`, and the `--pull`
 //! policy that `run` and `deploy` share.
 
-use crate::images::{open_store, resolve};
+use crate::store::{open_store, registry, resolve, runtime, summary};
 use anyhow::{Context, bail};
 use clap::Args;
-use clap::builder::TypedValueParser as _;
-use spore_image::{ContentStore, Reference};
-use spore_registry::{Progress, Registry, RegistryOptions};
-use spore_registry::{PullPolicy, Transferred};
+use spore_image::Reference;
+use spore_registry::Progress;
 use std::io::BufRead;
 use std::path::Path;
-
-/// `--pull missing|always|never`, parsed into the registry crate's own [`PullPolicy`] (one
-/// enum for the CLI, the daemon's API and the registry client); help lists the three values.
-pub fn pull_flag() -> impl clap::builder::TypedValueParser<Value = PullPolicy> {
-    clap::builder::PossibleValuesParser::new(["missing", "always", "never"])
-        .map(|s| s.parse::<PullPolicy>().expect("one of the possible values"))
-}
-
-/// The registry client, with the insecure registries the user named.
-pub fn registry(insecure: &[String]) -> Registry {
-    Registry::new(RegistryOptions {
-        insecure: insecure.to_vec(),
-        auth: crate::paths::auth_files(),
-        limits: Default::default(),
-    })
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
-}
-
-fn summary(reference: &Reference, done: &Transferred) {
-    eprintln!(
-        "Pulled {reference} ({}; {} blob(s), {}; {} already here)",
-        done.digest,
-        done.moved,
-        spore_sandbox::human_bytes(done.bytes),
-        done.skipped
-    );
-}
-
-/// The manifest `image` names locally, pulling it first as `policy` says.
-pub fn ensure(
-    store: &ContentStore,
-    image: &str,
-    store_dir: &Path,
-    policy: PullPolicy,
-    insecure: &[String],
-) -> anyhow::Result<spore_engine::Digest> {
-    let reference: Reference = image.parse()?;
-    let (digest, pulled) = runtime()?
-        .block_on(registry(insecure).ensure(store, &reference, policy, &Progress::stderr()))
-        .with_context(|| format!("{image} is not a file here and not in the local store, so Spore tried to pull it"))?;
-    if let Some(done) = &pulled {
-        summary(&reference, done);
-    }
-    match digest {
-        Some(d) => Ok(d),
-        None => Ok(resolve(store, image, store_dir)?.1),
-    }
-}
 
 /// Pull an image from a registry into the local store.
 #[derive(Args)]

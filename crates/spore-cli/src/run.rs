@@ -1,120 +1,14 @@
-//! `spore run`: one sandbox, in this process, with the terminal as its stdio. Also home of
-//! [`SpecArgs`], the flags every command that describes a sandbox shares (`run`, `deploy`).
+//! `spore run`: one sandbox, in this process, with the terminal as its stdio.
 
-use crate::flags;
-use anyhow::{Context, bail};
+use crate::common::{SpecArgs, flag, launch_failed, with_fix};
+use anyhow::Context;
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_sandbox::launch::{self, AppKind, LaunchError};
-use spore_sandbox::{
-    ExitStatus, Input, Invoke, LimitKind, Output, OutputSink, ProgramSource, SandboxError, SandboxSpec, Sinks,
-    SpecError, StdioSpec,
-};
+use spore_sandbox::launch::{self, AppKind};
+use spore_sandbox::{ExitStatus, Input, Output, OutputSink, ProgramSource, Sinks, StdioSpec};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// The flags that describe a sandbox: program, arguments, environment, mounts, limits, network.
-#[derive(Args)]
-pub struct SpecArgs {
-    /// Set an environment variable (KEY=VALUE, or KEY to copy the host's value). Repeatable.
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = flags::parse_env)]
-    env: Vec<(String, String)>,
-    /// Read environment variables from a file of KEY=VALUE lines (# comments allowed).
-    #[arg(long, value_name = "FILE")]
-    env_file: Vec<PathBuf>,
-    /// Map a host directory: HOST[:GUEST][:ro]. GUEST defaults to HOST; `ro` denies writes.
-    #[arg(long = "dir", value_name = "HOST[:GUEST][:ro]", value_parser = flags::parse_dir)]
-    dirs: Vec<spore_sandbox::Mount>,
-    /// Linear memory ceiling, e.g. 64M, 1G.
-    #[arg(long, value_name = "SIZE", value_parser = flags::parse_size)]
-    memory: Option<u64>,
-    /// CPU time the guest may use, e.g. 2s, 500ms (sleeping does not count).
-    #[arg(long, value_name = "DURATION", value_parser = flags::parse_duration)]
-    cpu_time: Option<std::time::Duration>,
-    /// Wall-clock limit from start to exit, e.g. 5s, 1m.
-    #[arg(long, value_name = "DURATION", value_parser = flags::parse_duration)]
-    timeout: Option<std::time::Duration>,
-    /// Files, sockets and other host handles the guest may hold open at once [default: 1024].
-    #[arg(long, value_name = "N")]
-    max_open_files: Option<usize>,
-    /// Network access: none (default), allow=HOST:PORT,... (connect), listen=ADDR:PORT,...
-    #[arg(long, value_name = "POLICY")]
-    net: Vec<String>,
-    /// Let the app send HTTP requests to SCHEME://HOST[:PORT] (`*` wildcards as Spin writes
-    /// them); repeatable. Private and loopback hosts must be named exactly.
-    #[arg(long = "allow-outbound", value_name = "URL")]
-    allow_outbound: Vec<String>,
-    /// Let the app open this key-value store (`default` is the embedded one); repeatable.
-    #[arg(long = "key-value", value_name = "STORE")]
-    key_value: Vec<String>,
-    /// A wasi:config variable, KEY=VALUE; repeatable.
-    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = flags::parse_var)]
-    vars: Vec<(String, String)>,
-    /// Call this exported function (reactors and libraries) instead of `_start`; ARGS are its
-    /// parameters and its results are printed one per line.
-    #[arg(long, value_name = "EXPORT")]
-    invoke: Option<String>,
-    /// argv[0] as the guest sees it [default: the file name, or the image's entrypoint].
-    #[arg(long, value_name = "NAME")]
-    argv0: Option<String>,
-    /// For an image: when to fetch it from its registry.
-    #[arg(long, default_value = "missing", value_name = "WHEN", value_parser = crate::registry::pull_flag())]
-    pub pull: spore_registry::PullPolicy,
-    /// The .wasm file (core module or component, detected from its bytes), or an image
-    /// reference, whose files become the sandbox's read-only `/`.
-    #[arg(value_name = "FILE.wasm|IMAGE")]
-    pub file: PathBuf,
-    /// Arguments passed to the guest (for an image: they replace its Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
-    args: Vec<String>,
-}
-
-impl SpecArgs {
-    /// Whether FILE names a wasm file rather than an image: it exists, or ends in `.wasm`.
-    pub fn is_file(&self) -> bool {
-        self.file.is_file() || self.file.extension().is_some_and(|e| e == "wasm")
-    }
-
-    /// The spec these flags describe, for `program`. argv\[0\] defaults to the file name
-    /// for a file; an image's entrypoint supplies it otherwise.
-    pub fn spec(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
-        let argv0 = self.argv0.clone().or_else(|| {
-            self.is_file().then(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned())).flatten()
-        });
-        let mut spec = SandboxSpec { program, argv0, ..Default::default() };
-        for file in &self.env_file {
-            spec.env.extend(flags::read_env_file(file).map_err(anyhow::Error::msg)?);
-        }
-        spec.env.extend(self.env.iter().cloned());
-        spec.mounts = self.dirs.clone();
-        spec.limits.memory_bytes = self.memory;
-        spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
-        spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
-        spec.limits.max_open_files = self.max_open_files;
-        spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
-        spec.capabilities.key_value_stores = self.key_value.clone();
-        spec.capabilities.variables = self.vars.iter().cloned().collect();
-        for net in &self.net {
-            flags::apply_net(&mut spec.network, net).map_err(|e| anyhow::anyhow!("--net {e}"))?;
-        }
-        match &self.invoke {
-            Some(export) => spec.invoke = Some(Invoke { export: export.clone(), args: self.args.clone() }),
-            None => spec.args = self.args.clone(),
-        }
-        Ok(spec)
-    }
-
-    /// The wasm bytes, with a message naming the file when it cannot be read.
-    pub fn read_program(&self) -> anyhow::Result<Vec<u8>> {
-        let name = self.file.display();
-        match std::fs::read(&self.file) {
-            Ok(bytes) => Ok(bytes),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("{name}: no such file"),
-            Err(err) => bail!("cannot read {name}: {err}"),
-        }
-    }
-}
 
 /// Run a wasm module or component as a sandbox.
 ///
@@ -140,7 +34,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     // FILE.wasm, or else an image (from the local store, or pulled).
     let bytes = match args.is_file() {
         true => args.read_program()?,
-        false => crate::images::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure, &mut spec)?,
+        false => crate::store::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure, &mut spec)?,
     };
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     let name = args.file.display().to_string();
@@ -149,7 +43,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     // Key-value stores are opened only for a sandbox granted one (it costs a file open).
     let kv = match spec.capabilities.key_value_stores.is_empty() {
         true => Arc::default(),
-        false => crate::serve::kv_stores(None)?,
+        false => crate::common::kv_stores(None)?,
     };
     let prepared = launch::prepare(&engine, &name, &bytes, &mut spec, kv, Some(AppKind::Command))
         .map_err(|e| launch_failed(e, &name))?;
@@ -174,51 +68,6 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     // unwinding the runtime, engine, module and code mappings one by one: the kernel frees them
     // at once, and a one-shot run saves a good part of its remaining time.
     std::process::exit(report.status.code() & 0xff)
-}
-
-/// The flag that raises a limit: the CLI's words for what the library calls a spec field.
-pub fn flag(limit: LimitKind) -> &'static str {
-    match limit {
-        LimitKind::Memory => "--memory",
-        LimitKind::CpuTime => "--cpu-time",
-        LimitKind::Timeout => "--timeout",
-        LimitKind::OpenFiles => "--max-open-files (or the shell's ulimit -n)",
-    }
-}
-
-/// A sandbox that may not be launched, with what to do about it in the CLI's terms.
-pub fn launch_failed(err: LaunchError, file: &str) -> anyhow::Error {
-    match err {
-        LaunchError::Spec(SpecError::MountHost { host, problem }) => {
-            anyhow::anyhow!("--dir {host}: {problem}; create it or fix the path")
-        }
-        LaunchError::Link(err) => with_fix(err, file),
-        LaunchError::WrongKind { program, is: AppKind::Http, .. } => {
-            anyhow::anyhow!("{program} is {}: serve it with `spore serve {file}`", AppKind::Http)
-        }
-        LaunchError::WrongKind { program, is, wanted: AppKind::Http, exports } => {
-            let what = match is {
-                AppKind::Command => "it targets the wasi:cli/command world (a command: run it with `spore run`)",
-                _ => "it is a library or reactor",
-            };
-            anyhow::anyhow!(
-                "{program} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); {what}. Its exports: {exports}"
-            )
-        }
-        other => other.into(),
-    }
-}
-
-/// A sandbox that could not start, with what to do about it in the CLI's terms.
-pub fn with_fix(err: SandboxError, file: &str) -> anyhow::Error {
-    let fix = match &err {
-        SandboxError::MemoryBelowMinimum { minimum, .. } => format!("; raise --memory to at least {minimum}"),
-        SandboxError::NoEntryPoint { .. } => "; run one with --invoke NAME".into(),
-        SandboxError::HttpApp { .. } => format!(" with `spore serve {file}`"),
-        SandboxError::InvokeArgs { .. } => " (--invoke EXPORT ARGS...)".into(),
-        _ => String::new(),
-    };
-    anyhow::anyhow!("{err}{fix}")
 }
 
 /// The process's own stdout or stderr as a guest output sink, unbuffered like a WASI stream.

@@ -1,7 +1,7 @@
 //! `spore serve APP` (one wasi:http app on every path) and `spore up` (a manifest's components
 //! behind their routes): both build [`spore_serve::App`]s and hand them to the one server.
 
-use crate::run::SpecArgs;
+use crate::common::{SpecArgs, kv_stores};
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
@@ -9,7 +9,7 @@ use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
 use spore_serve::door::Door;
 use spore_serve::router::Router;
-use spore_serve::{App, Limits, Server, manifest, runtime_config};
+use spore_serve::{App, Limits, Server, manifest};
 use spore_types::{ByteSize, HumanDuration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,21 +78,10 @@ pub struct UpArgs {
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::flags::parse_var)]
     vars: Vec<(String, String)>,
     /// When to pull components given as images.
-    #[arg(long, default_value = "missing", value_name = "WHEN", value_parser = crate::registry::pull_flag())]
+    #[arg(long, default_value = "missing", value_name = "WHEN", value_parser = crate::store::pull_flag())]
     pull: spore_registry::PullPolicy,
     #[command(flatten)]
     server: ServerArgs,
-}
-
-/// The key-value stores of this machine, for `run` and `serve` (the data dir's embedded store
-/// unless a runtime config says otherwise).
-pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>> {
-    let data = crate::paths::daemon_paths().1;
-    let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb")).map_err(anyhow::Error::msg)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(Arc::new(loaded.stores))
 }
 
 fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::Result<SporeEngine> {
@@ -110,7 +99,7 @@ fn http_app(
     stores: &Arc<KvStores>,
 ) -> anyhow::Result<Arc<Runnable>> {
     let prepared = launch::prepare(engine, name, bytes, spec, stores.clone(), Some(AppKind::Http))
-        .map_err(|e| crate::run::launch_failed(e, name))?;
+        .map_err(|e| crate::common::launch_failed(e, name))?;
     Ok(prepared.runnable)
 }
 
@@ -163,7 +152,7 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
         ),
         false => {
             let image = spec_args.file.to_string_lossy();
-            (image.to_string(), crate::images::for_run(&image, store_dir, spec_args.pull, insecure, &mut spec)?)
+            (image.to_string(), crate::store::for_run(&image, store_dir, spec_args.pull, insecure, &mut spec)?)
         }
     };
     stdio(&mut spec);
@@ -207,7 +196,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
             manifest::Source::File(path) => {
                 std::fs::read(path).with_context(|| format!("[component.{id}] source {}", path.display()))?
             }
-            manifest::Source::Image(image) => crate::images::for_run(image, store_dir, args.pull, insecure, &mut spec)?,
+            manifest::Source::Image(image) => crate::store::for_run(image, store_dir, args.pull, insecure, &mut spec)?,
         };
         spec.argv0 = Some(id.clone());
         spec.env.extend(c.environment.clone());
