@@ -10,21 +10,27 @@
 //! [`Runnable::run`] builds a fresh store and WASI context from a spec and drives the guest as
 //! an async task until it reports an [`ExitStatus`].
 
+mod error;
+mod invoke_args;
 mod kv;
 pub mod launch;
 mod limits;
 mod mounts;
 mod net;
 mod outbound;
+mod outcome;
 mod proxy;
 mod runner;
 mod sink;
+mod state;
 mod stdio;
 
+pub use error::SandboxError;
 pub use kv::KvStores;
 pub use limits::Meter;
+pub use outcome::RunReport;
 pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
-pub use runner::{RunReport, Runnable, SandboxError};
+pub use runner::Runnable;
 pub use sink::{CaptureSink, OutputSink};
 // The spec vocabulary lives in spore-spec (no wasmtime); it is re-exported so that a front end
 // naming one crate names the whole sandbox.

@@ -246,7 +246,7 @@ fn describe(err: &wasmtime::Error) -> String {
     if let Some(wall) = err.downcast_ref::<WallTimeExceeded>() {
         return format!("the app ran into its {wall}");
     }
-    if crate::runner::is_table_full(err) {
+    if crate::outcome::is_table_full(err) {
         return "the app reached its open-handle limit (files, sockets, streams)".into();
     }
     match err.downcast_ref::<wasmtime::Trap>() {
