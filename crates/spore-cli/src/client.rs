@@ -209,3 +209,13 @@ fn server_name(addr: &str) -> anyhow::Result<rustls::pki_types::ServerName<'stat
     rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| anyhow!("--host https://{addr}: {host:?} is not a host name or address: {e}"))
 }
+
+/// Percent-encodes a query or path component.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

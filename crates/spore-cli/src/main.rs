@@ -1,15 +1,19 @@
 //! `spore`: WebAssembly containers. This file is the edge of the program — argument parsing,
 //! logging, and the mapping from outcomes to exit codes; each command lives in its own module.
 
-mod agent;
 mod client;
 mod common;
 mod compile;
+mod daemon;
+mod deploy;
 mod flags;
 mod images;
+mod logs;
 mod paths;
+mod programs;
 mod registry;
 mod run;
+mod sandboxes;
 mod serve;
 mod store;
 
@@ -88,26 +92,26 @@ enum Command {
     Serve(serve::ServeArgs),
     Up(serve::UpArgs),
     Compile(compile::CompileArgs),
-    Daemon(agent::DaemonArgs),
-    Deploy(agent::DeployArgs),
+    Daemon(daemon::DaemonArgs),
+    Deploy(deploy::DeployArgs),
     /// List sandboxes.
-    Ps(agent::PsArgs),
+    Ps(sandboxes::PsArgs),
     /// Start sandboxes.
-    Start(agent::NamesArgs),
+    Start(sandboxes::NamesArgs),
     /// Stop sandboxes (grace period, then kill).
-    Stop(agent::StopArgs),
+    Stop(sandboxes::StopArgs),
     /// Kill sandboxes now.
-    Kill(agent::NamesArgs),
+    Kill(sandboxes::NamesArgs),
     /// Remove sandboxes and their logs.
-    Rm(agent::RmArgs),
+    Rm(sandboxes::RmArgs),
     /// Show sandboxes' records or images' details as JSON.
-    Inspect(agent::InspectArgs),
+    Inspect(sandboxes::InspectArgs),
     /// Print a sandbox's logs.
-    Logs(agent::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Show live figures.
-    Stats(agent::StatsArgs),
+    Stats(sandboxes::StatsArgs),
     /// Stream sandbox events.
-    Events(agent::EventsArgs),
+    Events(sandboxes::EventsArgs),
     /// Build an image from a Sporefile.
     Build(images::BuildArgs),
     /// Load images from an OCI layout.
@@ -133,7 +137,7 @@ enum Command {
     Image(images::ImageCommand),
     /// Manage the daemon's program store.
     #[command(subcommand)]
-    Program(agent::ProgramCommand),
+    Program(programs::ProgramCommand),
 }
 
 fn main() -> ExitCode {
@@ -165,8 +169,8 @@ fn main() -> ExitCode {
         Command::Logout(args) => registry::logout(args),
         Command::Image(command) => images::image(command, &store_dir, json),
         Command::Compile(args) => compile::compile(args, cache_dir),
-        Command::Daemon(args) => agent::daemon(args),
-        command => agent_command(command, cli.host.as_deref(), (cli.token, cli.tls_ca), json, &store_dir),
+        Command::Daemon(args) => daemon::daemon(args),
+        command => daemon_client_command(command, cli.host.as_deref(), (cli.token, cli.tls_ca), json, &store_dir),
     };
     match result {
         Ok(code) => exit(code),
@@ -192,7 +196,7 @@ fn init_logging() {
 }
 
 /// The commands that talk to a daemon, on a small single-threaded runtime.
-fn agent_command(
+fn daemon_client_command(
     command: Command,
     host: Option<&str>,
     (token, tls_ca): (Option<String>, Option<PathBuf>),
@@ -203,17 +207,17 @@ fn agent_command(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match command {
-            Command::Deploy(args) => agent::deploy(&client, args, json).await,
-            Command::Ps(args) => agent::ps(&client, args, json).await,
-            Command::Start(args) => agent::each(&client, args, "start", json).await,
-            Command::Stop(args) => agent::stop(&client, args).await,
-            Command::Kill(args) => agent::each(&client, args, "kill", json).await,
-            Command::Rm(args) => agent::rm(&client, args).await,
-            Command::Inspect(args) => agent::inspect(&client, args, store_dir).await,
-            Command::Logs(args) => agent::logs(&client, args, json).await,
-            Command::Stats(args) => agent::stats(&client, args, json).await,
-            Command::Events(args) => agent::events(&client, args, json).await,
-            Command::Program(command) => agent::program(&client, command, json).await,
+            Command::Deploy(args) => deploy::deploy(&client, args, json).await,
+            Command::Ps(args) => sandboxes::ps(&client, args, json).await,
+            Command::Start(args) => sandboxes::each(&client, args, "start", json).await,
+            Command::Stop(args) => sandboxes::stop(&client, args).await,
+            Command::Kill(args) => sandboxes::each(&client, args, "kill", json).await,
+            Command::Rm(args) => sandboxes::rm(&client, args).await,
+            Command::Inspect(args) => sandboxes::inspect(&client, args, store_dir).await,
+            Command::Logs(args) => logs::logs(&client, args, json).await,
+            Command::Stats(args) => sandboxes::stats(&client, args, json).await,
+            Command::Events(args) => sandboxes::events(&client, args, json).await,
+            Command::Program(command) => programs::program(&client, command, json).await,
             _ => unreachable!("local commands are handled in main"),
         }
     })
