@@ -375,6 +375,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The label that ties a deployed app's sandboxes together (`spore deploy` sets it; the
+/// daemon keeps each app's key-value stores under it).
+pub const APP_LABEL: &str = "spore.app";
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -219,3 +219,20 @@ pub fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The first twelve characters of an id, as docker shows them (all of it if shorter: the
+/// daemon's answer is not trusted to be well formed).
+pub(crate) fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn ids_are_shortened_without_trusting_their_length() {
+        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_id("short"), "short");
+        assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
+    }
+}

@@ -1,15 +1,15 @@
 //! `spore deploy`: upload a program (unless the daemon has it) and create its sandboxes,
 //! replacing an earlier deploy of the same name.
 
+use crate::client::short_id;
 use crate::client::{Client, encode, server_error};
 use crate::common::SpecArgs;
-use crate::sandboxes::short_id;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
-use spore_daemon::model::{BatchRequest, CreateRequest, Created, RestartPolicy, SandboxRecord};
+use spore_daemon::model::{APP_LABEL, BatchRequest, CreateRequest, Created, RestartPolicy, SandboxRecord};
 use spore_engine::Digest;
 use spore_sandbox::ProgramSource;
 
@@ -52,9 +52,6 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("{s:?}: write KEY=VALUE")),
     }
 }
-
-/// The label that ties a deployed app's sandboxes together.
-pub(crate) const APP_LABEL: &str = "spore.app";
 
 /// Uploads the spec's wasm file unless the daemon has its digest; returns the digest.
 async fn upload(client: &Client, spec: &SpecArgs) -> anyhow::Result<String> {

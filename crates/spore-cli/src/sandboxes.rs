@@ -1,13 +1,13 @@
 //! The commands on the daemon's sandboxes: `ps`, `start`, `stop`, `kill`, `rm`, `inspect`,
 //! `stats`, `events`; an app's name stands for all its replicas.
 
+use crate::client::short_id;
 use crate::client::{Client, encode, server_error};
-use crate::deploy::APP_LABEL;
 use anyhow::bail;
 use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
-use spore_daemon::model::{Event, SandboxRecord, State, Stats, now_ms};
+use spore_daemon::model::{APP_LABEL, Event, SandboxRecord, State, Stats, now_ms};
 use spore_engine::Digest;
 use spore_sandbox::ProgramSource;
 use std::io::Write;
@@ -254,12 +254,6 @@ pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
     .await
 }
 
-/// The first twelve characters of an id, as docker shows them (all of it if shorter: the
-/// daemon's answer is not trusted to be well formed).
-pub(crate) fn short_id(id: &str) -> &str {
-    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
-}
-
 /// Live figures: memory, CPU time, uptime, restarts.
 #[derive(Args)]
 pub struct StatsArgs {
@@ -339,15 +333,4 @@ pub async fn events(client: &Client, _args: EventsArgs, json_out: bool) -> anyho
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-
-    #[test]
-    fn ids_are_shortened_without_trusting_their_length() {
-        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
-        assert_eq!(super::short_id("short"), "short");
-        assert_eq!(super::short_id("ééééééééééééé"), "éééééééééééé");
-    }
 }

@@ -924,7 +924,7 @@ impl Drop for Reservation<'_> {
 /// The app a sandbox belongs to, whose key-value stores it opens: the app `spore deploy` made
 /// it for (its `spore.app` label, shared by the replicas of one deploy), else its own name.
 fn app_of(record: &SandboxRecord) -> &str {
-    record.labels.get("spore.app").map_or(record.name.as_str(), String::as_str)
+    record.labels.get(APP_LABEL).map_or(record.name.as_str(), String::as_str)
 }
 
 /// Pool slots a sandbox takes while it runs: one for a command; one per request an HTTP app
