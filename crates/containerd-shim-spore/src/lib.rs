@@ -10,6 +10,9 @@
 //! process's args and env, and the container's memory limit.
 //! The binary (`src/main.rs`) is separate from `spore` so runwasi's dependencies stay out of
 //! it; it reads its environment and calls [`main`].
+//!
+//! Depends on the engine, the sandbox, `spore-serve` and runwasi; must not depend on the daemon
+//! or the CLI.
 
 mod confine;
 

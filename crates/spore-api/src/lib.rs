@@ -2,6 +2,8 @@
 //! ([`model`]), and the operator's policy that judges every request before the daemon acts
 //! on it ([`policy`]). No wasmtime, no async runtime: the CLI speaks these types, and the
 //! request bodies and the policy are fuzzed without building an engine.
+//!
+//! Depends on `spore-spec` and `spore-types`; must not depend on the daemon, wasmtime or tokio.
 
 pub mod error;
 pub mod model;

@@ -2,6 +2,8 @@
 //! (`spin.toml`/`spore.toml`), its HTTP routes, and the operator's runtime config of key-value
 //! stores. Nothing here runs a guest or opens a store — the host does that with what these
 //! return — so the readers build without wasmtime and can be fuzzed on their own.
+//!
+//! Depends on `spore-types` only; must not open stores, read the environment or link wasmtime.
 
 pub mod manifest;
 pub mod router;

@@ -5,6 +5,8 @@
 //!
 //! Layering: [`api`] (HTTP) → [`supervisor`] (state machine, tasks) → `spore-sandbox` (runs a
 //! spec) → `spore-engine`; [`db`], [`logs`] and [`programs`] are the supervisor's storage.
+//!
+//! Depends on everything below it; nothing but the `spore` binary depends on it.
 
 pub mod api;
 pub mod config;

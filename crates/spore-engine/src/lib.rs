@@ -7,6 +7,8 @@
 //! Everything above this crate (the sandbox, the CLI, the daemon) receives a [`Program`] — a
 //! compiled, ready-to-link module or component — and never calls the compiler itself. That is
 //! what keeps compilation to once per wasm digest.
+//!
+//! Depends on `spore-types` and wasmtime; must not know of specs, sandboxes or images.
 
 mod cache;
 mod config;

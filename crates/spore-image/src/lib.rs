@@ -3,6 +3,9 @@
 //! digest and size before it is visible; names kept in a refs index changed under a file
 //! lock), image references parsed and normalised as docker does, and the extraction of layer
 //! tarballs that refuses anything reaching outside the target directory.
+//!
+//! Depends on `spore-types`; must not depend on wasmtime, tokio, the sandbox or the registry
+//! (`cargo tree -p spore-image`).
 
 mod artifact;
 mod compat;

@@ -3,8 +3,11 @@
 //!
 //! A [`Backend`] holds any number of named stores (Spin's "key_value_stores"): the embedded
 //! one keeps each store as a table of one redb file (ACID, durable across restarts); Redis
-//! keeps each as a key prefix (`{store}:{key}`). Counters are decimal text on both, so
+//! keeps each as a key prefix (`spore:{length}:{store}:{key}`). Counters are decimal text on both, so
 //! `increment` then `get` reads the same bytes whichever backend holds them.
+//!
+//! Depends on no other Spore crate (redb, redis, tokio); must not know of sandboxes or guests
+//! (it stores bytes under names).
 
 mod embedded;
 mod redis_backend;

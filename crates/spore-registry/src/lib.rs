@@ -1,13 +1,17 @@
 //! Moving images between OCI registries and Spore's content store.
 //!
-//! The wire protocol is `oci-client`'s (token and basic auth, chunked uploads); what is Spore's
-//! own is the walk: which documents and blobs an image needs, which of them the other side
-//! already has, and that nothing unverified or half-pulled becomes visible. A pull writes every
+//! A pull makes its requests itself (the token handshake, manifests, blobs), each answer read
+//! under a cap (`capped`); a push goes through `oci-client` (chunked uploads). What is Spore's
+//! own besides is the walk: which documents and blobs an image needs, which of them the other
+//! side already has, and that nothing unverified or half-pulled becomes visible. A pull writes every
 //! blob through the store's verifying writer (digest and size against the manifest), holds the
 //! store's GC lock while the image is unnamed, and names it only once the whole image opens.
 //! When a pull fails, the blobs it wrote stay for `prune` to collect: another pull may have
 //! found them there meanwhile and named an image that needs them. A push sends only the blobs the
 //! registry lacks, then the manifest, then the tag.
+//!
+//! Depends on `spore-image` and `spore-types`; must not depend on wasmtime, the sandbox or the
+//! daemon.
 
 mod auth;
 mod capped;

@@ -9,6 +9,9 @@
 //! linked into a [`Runnable`] (one `InstancePre` per program, shared), and each
 //! [`Runnable::run`] builds a fresh store and WASI context from a spec and drives the guest as
 //! an async task until it reports an [`ExitStatus`].
+//!
+//! Depends on the engine, the spec, the image store (to read an image's root) and the key-value
+//! backends; must not know of HTTP servers, daemons or registries.
 
 mod error;
 mod invoke_args;

@@ -14,6 +14,8 @@
 //! CPU or wall-clock limit stops it). When the server stops, every instance is ended before
 //! [`Server::serve`] returns — after the grace period by abort — and dropping the server's
 //! future (a daemon's kill) aborts them at once.
+//!
+//! Depends on the sandbox, `spore-app` and `spore-kv`; must not know of the daemon.
 
 pub mod door;
 pub mod runtime_config;

@@ -2,6 +2,9 @@
 //! are written in, and how it ended. Plain data (serde) and the checks that need no engine:
 //! no wasmtime, no async runtime, so the daemon's API, the CLI and the fuzz targets read and
 //! check specs without a compiler. `spore-sandbox` turns a spec into a running guest.
+//!
+//! Depends on `spore-types` only; must not depend on wasmtime, tokio or the host (it describes a
+//! sandbox; `spore-sandbox` runs one).
 
 mod net;
 pub mod outbound;

@@ -1,6 +1,9 @@
 //! Spore's shared vocabulary: what every layer — images, registries, builds, the engine, the
 //! daemon and the edge runners to come — names the same way. Plain data and pure functions: no
 //! wasmtime, no async runtime, so the crates that only move bytes build without a compiler.
+//!
+//! Depends on no other Spore crate; must never depend on wasmtime, tokio or anything that needs
+//! an OS beyond `std` (the bare-metal runner will use it).
 
 mod digest;
 mod duration;
