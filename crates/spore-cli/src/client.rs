@@ -149,6 +149,28 @@ impl Client {
         Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
     }
 
+    /// GETs `path`, a stream of lines (logs, events), and hands each line (with its newline)
+    /// to `each` as it arrives; a non-2xx answer becomes its error message.
+    pub async fn lines(&self, path: &str, mut each: impl FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let response = self.send(Method::GET, path, None).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            return Err(server_error(status, &bytes));
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                each(&line)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a request and decodes a JSON answer; a non-2xx answer becomes its error message.
     pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> anyhow::Result<T> {
         self.exchange_json(method, path, None).await

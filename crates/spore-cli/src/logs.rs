@@ -1,11 +1,9 @@
 //! `spore logs`: a sandbox's (or an app's replicas') log lines, control characters shown,
 //! not obeyed.
 
-use crate::client::{Client, encode, server_error};
+use crate::client::{Client, encode};
 use crate::sandboxes::expand;
 use clap::Args;
-use http_body_util::BodyExt;
-use hyper::Method;
 use spore_daemon::logs::{LogLine, Stream};
 use spore_types::escape_controls;
 use std::io::Write;
@@ -72,25 +70,15 @@ async fn stream_logs(
     args: &LogsArgs,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let response = client.send(Method::GET, &format!("/v1/sandboxes/{}/logs?{query}", encode(name)), None).await?;
-    let status = response.status();
-    let mut body = response.into_body();
-    if !status.is_success() {
-        let bytes = body.collect().await?.to_bytes();
-        return Err(server_error(status, &bytes));
-    }
     let prefix = prefix.unwrap_or_default();
-    let mut pending = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        pending.extend_from_slice(&data);
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
+    let path = format!("/v1/sandboxes/{}/logs?{query}", encode(name));
+    client
+        .lines(&path, |line| {
             if json_out {
-                std::io::stdout().write_all(&line)?;
-                continue;
+                std::io::stdout().write_all(line)?;
+                return Ok(());
             }
-            let Ok(line) = serde_json::from_slice::<LogLine>(&line) else { continue };
+            let Ok(line) = serde_json::from_slice::<LogLine>(line) else { return Ok(()) };
             let m = if args.raw { line.m.as_str().into() } else { escape_controls(&line.m) };
             let text = if args.timestamps {
                 let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.t);
@@ -102,8 +90,7 @@ async fn stream_logs(
                 Stream::Out => std::io::stdout().write_all(text.as_bytes())?,
                 Stream::Err | Stream::Spore => std::io::stderr().write_all(text.as_bytes())?,
             }
-        }
-        std::io::stdout().flush()?;
-    }
-    Ok(())
+            Ok(std::io::stdout().flush()?)
+        })
+        .await
 }

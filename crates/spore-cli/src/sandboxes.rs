@@ -2,10 +2,9 @@
 //! `stats`, `events`; an app's name stands for all its replicas.
 
 use crate::client::short_id;
-use crate::client::{Client, encode, server_error};
+use crate::client::{Client, encode};
 use anyhow::bail;
 use clap::Args;
-use http_body_util::BodyExt;
 use hyper::Method;
 use spore_daemon::model::{APP_LABEL, Event, SandboxRecord, State, Stats, now_ms};
 use spore_engine::Digest;
@@ -295,27 +294,16 @@ pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::
     Ok(0)
 }
 
-/// Stream events: created, started, exited, restarted, killed, removed.
+/// Stream events: created, started, exited, restarted, stopped, killed, removed.
 #[derive(Args)]
 pub struct EventsArgs {}
 
 pub async fn events(client: &Client, _args: EventsArgs, json_out: bool) -> anyhow::Result<i32> {
-    let response = client.send(Method::GET, "/v1/events", None).await?;
-    let status = response.status();
-    let mut body = response.into_body();
-    if !status.is_success() {
-        let bytes = body.collect().await?.to_bytes();
-        return Err(server_error(status, &bytes));
-    }
-    let mut pending = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        pending.extend_from_slice(&data);
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-            let Ok(event) = serde_json::from_str::<Event>(data.trim()) else { continue };
+    client
+        .lines("/v1/events", |line| {
+            let line = String::from_utf8_lossy(line);
+            let Some(data) = line.trim_end().strip_prefix("data:") else { return Ok(()) };
+            let Ok(event) = serde_json::from_str::<Event>(data.trim()) else { return Ok(()) };
             if json_out {
                 println!("{}", serde_json::to_string(&event)?);
             } else {
@@ -329,8 +317,8 @@ pub async fn events(client: &Client, _args: EventsArgs, json_out: bool) -> anyho
                     short_id(&event.id)
                 );
             }
-            std::io::stdout().flush()?;
-        }
-    }
+            Ok(std::io::stdout().flush()?)
+        })
+        .await?;
     Ok(0)
 }
