@@ -63,7 +63,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))
             .map_err(|e| e.to_string())?;
     let (db, stored) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
-    let programs = programs::Programs::open(
+    let programs = programs::ProgramStore::open(
         &config.data_dir.join("programs"),
         policy.max_program_body as u64,
         &config.data_dir.join("store"),
@@ -91,7 +91,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let sup = supervisor::Supervisor::start(engine, programs, db, logs, stored, settings);
 
     let app = api::router(sup.clone());
-    let shutdown = shutdown_signal();
+    let shutdown = spore_serve::shutdown_signal();
     tokio::pin!(shutdown);
     let door = spore_serve::door::Door {
         header_read_timeout: config.api.header_read_timeout.get(),
@@ -306,13 +306,4 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, String> {
     // SAFETY: as above; this puts the process's mask back.
     unsafe { libc::umask(old) };
     bound.map_err(|e| format!("--socket {shown}: {e}"))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

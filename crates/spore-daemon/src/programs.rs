@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// The daemon's view of the content store.
 #[derive(Clone)]
-pub struct Programs {
+pub struct ProgramStore {
     store: ContentStore,
     images: ContentStore,
     registry: std::sync::Arc<Registry>,
@@ -55,7 +55,7 @@ impl spore_api::Classified for ProgramError {
     }
 }
 
-impl Programs {
+impl ProgramStore {
     /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
     /// bytes, and the image store at `images`; `insecure` registries are reached over plain
     /// HTTP, with the credentials in `auth`; pulled images are held to `limits`.
@@ -67,7 +67,7 @@ impl Programs {
         auth: AuthFiles,
         limits: spore_registry::PullLimits,
     ) -> std::io::Result<Self> {
-        Ok(Programs {
+        Ok(ProgramStore {
             store: ContentStore::open(root)?.with_max_blob(max_program),
             images: ContentStore::open(images)?,
             registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth, limits })),
@@ -115,7 +115,7 @@ impl Programs {
         result.map(|()| Some(digest.to_string()))
     }
 
-    /// The blocking half of [`Programs::resolve_image`]: the image `digest` (named `image`)
+    /// The blocking half of [`ProgramStore::resolve_image`]: the image `digest` (named `image`)
     /// opened, pinned, its wasm stored as a program and its settings put under `spec`.
     fn program_of_image(&self, image: &str, digest: Digest, spec: &mut SandboxSpec) -> Result<(), ProgramError> {
         let bad = |e: spore_image::ImageError| ProgramError::BadImage(format!("{image}: {e}"));
@@ -148,7 +148,7 @@ impl Programs {
     }
 
     /// Stores `bytes` under `digest` after checking they hash to it; a program already stored
-    /// counts as just used (see [`Programs::touch`]).
+    /// counts as just used (see [`ProgramStore::touch`]).
     pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), ProgramError> {
         self.store.put(&ContentStore::digest(digest)?, bytes)?;
         self.touch(digest)

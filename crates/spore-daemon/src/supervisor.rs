@@ -10,7 +10,7 @@
 use crate::db::{Change, Db};
 use crate::logs::{LogHub, SandboxLog, Stream};
 use crate::model::*;
-use crate::programs::{ProgramError, Programs};
+use crate::programs::{ProgramError, ProgramStore};
 use spore_engine::SporeEngine;
 use spore_sandbox::launch::{self, AppKind, LaunchError, Prepared};
 use spore_sandbox::{ExitStatus, Meter, ProgramSource, Runnable, SandboxSpec, Sinks};
@@ -142,7 +142,7 @@ pub struct Settings {
 /// The daemon's sandboxes.
 pub struct Supervisor {
     engine: SporeEngine,
-    programs: Programs,
+    programs: ProgramStore,
     db: Db,
     logs: Arc<LogHub>,
     events: broadcast::Sender<Event>,
@@ -170,7 +170,7 @@ impl Supervisor {
     /// Builds the supervisor from stored records and brings back every sandbox that should run.
     pub fn start(
         engine: SporeEngine,
-        programs: Programs,
+        programs: ProgramStore,
         db: Db,
         logs: Arc<LogHub>,
         stored: crate::db::Stored,
@@ -242,7 +242,7 @@ impl Supervisor {
     }
 
     /// The program store.
-    pub fn programs(&self) -> &Programs {
+    pub fn programs(&self) -> &ProgramStore {
         &self.programs
     }
 
