@@ -369,20 +369,7 @@ impl Supervisor {
         replace: &[String],
     ) -> Result<Vec<Created>, SupError> {
         let policy = &self.settings.policy;
-        // The replaced sandboxes are held (in id order, so two creates never wait on each
-        // other) until this create is done with them.
-        let mut ids: Vec<String> =
-            replace.iter().map(|key| self.find(key).map(|e| lock(&e.record).id.clone())).collect::<Result<_, _>>()?;
-        ids.sort();
-        ids.dedup();
-        let mut replaced: Vec<Arc<Entry>> = Vec::new();
-        let mut _ops = Vec::new();
-        for id in &ids {
-            let (entry, op) = self.exclusive(id).await?;
-            _ops.push(op);
-            replaced.push(entry);
-        }
-        let replaced_names: Vec<String> = replaced.iter().map(|e| lock(&e.record).name.clone()).collect();
+        let (replaced, _ops) = self.hold(replace).await?;
         // What the client asks is judged before anything is fetched or compiled.
         for req in &mut requests {
             policy.admit_request(&mut req.spec)?;
@@ -391,13 +378,48 @@ impl Supervisor {
         let starting = requests.iter().filter(|r| r.start).fold(0usize, |n, r| n.saturating_add(slots(&r.spec)));
         let freed = replaced.iter().filter_map(|e| lock(&e.running).as_ref().map(|r| r.slots)).sum::<usize>();
         self.check_capacity(starting.saturating_sub(freed))?;
-        // Images become stored programs first; a batch names one image many times, and after
-        // the first request resolved it the rest reuse that spec. An image with files puts its
-        // root in front of the client's mounts: `own` counts those, which the policy's mount
-        // roots do not judge.
+        let images = self.resolve_images(&mut requests).await?;
+        // From here until its records are committed, no prune deletes a program this create
+        // names. (Not while pulling: a slow registry must not hold prunes, and the creates
+        // queued behind a waiting prune, off; a program an image gave was stored just now.)
+        let _no_prune = self.prune_gate.read().await;
+        let linked = self.link_programs(&requests).await?;
+        let records = self.records(requests, images, &linked, &replaced, &mut reservation)?;
+        self.commit_replacing(&replaced, &records).await?;
+        let created = self.start_created(records)?;
+        for entry in &replaced {
+            self.release_program(entry);
+        }
+        Ok(created)
+    }
+
+    /// The sandboxes a create replaces, held (in id order, so two creates never wait on each
+    /// other) until the create is done with them.
+    async fn hold(
+        &self,
+        replace: &[String],
+    ) -> Result<(Vec<Arc<Entry>>, Vec<tokio::sync::OwnedMutexGuard<()>>), SupError> {
+        let mut ids: Vec<String> =
+            replace.iter().map(|key| self.find(key).map(|e| lock(&e.record).id.clone())).collect::<Result<_, _>>()?;
+        ids.sort();
+        ids.dedup();
+        let (mut replaced, mut ops) = (Vec::new(), Vec::new());
+        for id in &ids {
+            let (entry, op) = self.exclusive(id).await?;
+            ops.push(op);
+            replaced.push(entry);
+        }
+        Ok((replaced, ops))
+    }
+
+    /// Images become stored programs first; a batch names one image many times, and after the
+    /// first request resolved it the rest reuse that spec. An image with files puts its root in
+    /// front of the client's mounts: the second of each pair counts those (the policy's mount
+    /// roots do not judge them); the first is the image's manifest digest.
+    async fn resolve_images(&self, requests: &mut [CreateRequest]) -> Result<Vec<(Option<String>, usize)>, SupError> {
         let mut resolved: Vec<(SandboxSpec, SandboxSpec, Option<String>)> = Vec::new();
         let mut images = Vec::with_capacity(requests.len());
-        for req in &mut requests {
+        for req in requests.iter_mut() {
             let asked_mounts = req.spec.mounts.len();
             let image = match &req.spec.program {
                 ProgramSource::Image(_) => match resolved.iter().find(|(asked, ..)| *asked == req.spec) {
@@ -416,14 +438,18 @@ impl Supervisor {
             };
             images.push((image, req.spec.mounts.len() - asked_mounts));
         }
-        // From here until its records are committed, no prune deletes a program this create
-        // names. (Not while pulling: a slow registry must not hold prunes, and the creates
-        // queued behind a waiting prune, off; a program an image gave was stored just now.)
-        let _no_prune = self.prune_gate.read().await;
-        // Each program compiled (or fetched from the cache) and linked before anything is
-        // committed — a bad program is an error now, not a crash loop — on the blocking pool:
-        // compiling is CPU work that would stall every guest and the API on the runtime's
-        // workers.
+        Ok(images)
+    }
+
+    /// Each program compiled (or fetched from the cache) and linked before anything is
+    /// committed — a bad program is an error now, not a crash loop — on the blocking pool:
+    /// compiling is CPU work that would stall every guest and the API on the runtime's
+    /// workers. Kept by the create, not looked up again: a removal meanwhile may drop it from
+    /// the cache.
+    async fn link_programs(
+        self: &Arc<Self>,
+        requests: &[CreateRequest],
+    ) -> Result<HashMap<String, Prepared>, SupError> {
         let mut digests: Vec<String> = requests
             .iter()
             .filter_map(|r| match &r.spec.program {
@@ -432,7 +458,6 @@ impl Supervisor {
             })
             .collect();
         digests.dedup();
-        // Kept here, not looked up again below: a removal meanwhile may drop it from the cache.
         let mut linked: HashMap<String, Prepared> = HashMap::new();
         for digest in digests {
             // Programs already linked (the common case: a redeploy, a batch, an upload that
@@ -449,6 +474,23 @@ impl Supervisor {
             };
             linked.insert(digest, prepared);
         }
+        Ok(linked)
+    }
+
+    /// The records of a create: each spec given the operator's defaults and caps, admitted
+    /// through the launch path, its mounts judged where they lead, its name checked and taken
+    /// (under the reservation's lock: of two creates of one name side by side, exactly one
+    /// gets it).
+    fn records(
+        &self,
+        requests: Vec<CreateRequest>,
+        images: Vec<(Option<String>, usize)>,
+        linked: &HashMap<String, Prepared>,
+        replaced: &[Arc<Entry>],
+        reservation: &mut Reservation<'_>,
+    ) -> Result<Vec<SandboxRecord>, SupError> {
+        let policy = &self.settings.policy;
+        let replaced_names: Vec<String> = replaced.iter().map(|e| lock(&e.record).name.clone()).collect();
         let mut records = Vec::with_capacity(requests.len());
         {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
@@ -516,18 +558,29 @@ impl Supervisor {
             reservation.names = records.iter().map(|r| r.name.clone()).collect();
             reserved.names.extend(reservation.names.iter().cloned());
         }
+        Ok(records)
+    }
+
+    /// Records the new sandboxes and deletes the replaced ones in one transaction, then ends
+    /// the replaced ones.
+    async fn commit_replacing(&self, replaced: &[Arc<Entry>], records: &[SandboxRecord]) -> Result<(), SupError> {
         let gone = replaced.iter().map(|e| Change::Delete(lock(&e.record).id.clone()));
         self.db
             .commit(gone.chain(records.iter().cloned().map(|r| Change::Put(Box::new(r)))).collect())
             .await
             .map_err(SupError::Storage)?;
-        for entry in &replaced {
+        for entry in replaced {
             self.kill_entry(entry, "killed: replaced".into()).await;
             // Killing queued the run's ending (a Put) after the deletion committed above; the
             // deletion again, queued after it, is what the database keeps.
             self.db.queue(Change::Delete(lock(&entry.record).id.clone()));
             self.forget(entry);
         }
+        Ok(())
+    }
+
+    /// Announces the recorded sandboxes and starts those desired running.
+    fn start_created(self: &Arc<Self>, records: Vec<SandboxRecord>) -> Result<Vec<Created>, SupError> {
         let mut created = Vec::with_capacity(records.len());
         for record in records {
             let start = record.desired == Desired::Running;
@@ -546,9 +599,6 @@ impl Supervisor {
             if start {
                 self.launch(&id)?;
             }
-        }
-        for entry in &replaced {
-            self.release_program(entry);
         }
         Ok(created)
     }
