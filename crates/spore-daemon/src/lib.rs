@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+mod locks;
 pub mod logs;
 pub mod programs;
 pub mod supervisor;

@@ -15,6 +15,7 @@
 //!
 //! File format, one object per line: `{"n":seq,"t":unix_ms,"s":"out"|"err"|"spore","m":text}`.
 
+use crate::locks::lock;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spore_sandbox::OutputSink;
@@ -190,13 +191,13 @@ impl LogHub {
 
     /// Subscribes to lines of `id` written from now on.
     pub fn follow(&self, id: &str) -> broadcast::Receiver<LogLine> {
-        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut followers = lock(&self.followers);
         followers.entry(id.to_owned()).or_insert_with(|| broadcast::channel(1024).0).subscribe()
     }
 
     /// Ends every follow of `id` (its last run is over, or it was removed).
     pub fn close_followers(&self, id: &str) {
-        self.followers.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        lock(&self.followers).remove(id);
     }
 
     /// Deletes `id`'s files (after everything queued for it is written).
@@ -206,7 +207,7 @@ impl LogHub {
     }
 
     fn publish(&self, id: &str, line: &LogLine) {
-        let followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        let followers = lock(&self.followers);
         if let Some(tx) = followers.get(id) {
             let _ = tx.send(line.clone());
         }
@@ -267,7 +268,7 @@ struct LogSink {
 impl OutputSink for LogSink {
     fn write(&self, bytes: &[u8]) {
         let slot = if self.stream == Stream::Err { 1 } else { 0 };
-        let mut partial = self.log.partial[slot].lock().unwrap_or_else(|p| p.into_inner());
+        let mut partial = lock(&self.log.partial[slot]);
         partial.extend_from_slice(bytes);
         let mut start = 0;
         while let Some(pos) = partial[start..].iter().position(|&b| b == b'\n') {

@@ -8,6 +8,9 @@
 //! been committed yet.
 
 use crate::db::{Change, Db};
+mod lookup;
+
+use crate::locks::{lock, read, write};
 use crate::logs::{LogHub, SandboxLog, Stream};
 use crate::model::*;
 use crate::programs::{ProgramError, ProgramStore};
@@ -162,10 +165,6 @@ pub struct Supervisor {
     pub metrics: Metrics,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Supervisor {
     /// Builds the supervisor from stored records and brings back every sandbox that should run.
     pub fn start(
@@ -211,20 +210,6 @@ impl Supervisor {
         sup
     }
 
-    fn insert_entry(&self, record: SandboxRecord, existing: bool) -> Arc<Entry> {
-        let entry = Arc::new(Entry {
-            log: self.logs.open(&record.id, existing),
-            running: Mutex::new(None),
-            last: Mutex::new(Arc::default()),
-            record: Mutex::new(record.clone()),
-            op: Arc::default(),
-            removed: Default::default(),
-        });
-        self.names.write().unwrap_or_else(|p| p.into_inner()).insert(record.name.clone(), record.id.clone());
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(record.id, entry.clone());
-        entry
-    }
-
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -261,7 +246,7 @@ impl Supervisor {
     pub async fn prune_programs(self: &Arc<Self>, grace: Duration) -> Result<Vec<(String, u64)>, SupError> {
         let _creates_done = self.prune_gate.write().await;
         let used: HashSet<String> = {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let entries = read(&self.entries);
             entries
                 .values()
                 .filter_map(|e| match &lock(&e.record).spec.program {
@@ -295,40 +280,6 @@ impl Supervisor {
         Ok(prepared)
     }
 
-    /// The sandbox `key` names, with the right to change it until the guard is dropped (see
-    /// `Entry::op`).
-    async fn exclusive(&self, key: &str) -> Result<(Arc<Entry>, tokio::sync::OwnedMutexGuard<()>), SupError> {
-        let entry = self.find(key)?;
-        let guard = entry.op.clone().lock_owned().await;
-        if entry.removed.load(Ordering::Acquire) {
-            return Err(SupError::NotFound(key.to_owned()));
-        }
-        Ok((entry, guard))
-    }
-
-    /// Resolves an id, a unique id prefix (4+ characters) or a name.
-    fn find(&self, key: &str) -> Result<Arc<Entry>, SupError> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = entries.get(key) {
-            return Ok(e.clone());
-        }
-        if let Some(id) = self.names.read().unwrap_or_else(|p| p.into_inner()).get(key)
-            && let Some(e) = entries.get(id)
-        {
-            return Ok(e.clone());
-        }
-        if key.len() >= 4 {
-            let mut matches = entries.iter().filter(|(id, _)| id.starts_with(key));
-            if let Some((_, e)) = matches.next() {
-                return match matches.next() {
-                    None => Ok(e.clone()),
-                    Some(_) => Err(SupError::Ambiguous(key.to_owned())),
-                };
-            }
-        }
-        Err(SupError::NotFound(key.to_owned()))
-    }
-
     /// A sandbox's record.
     pub fn inspect(&self, key: &str) -> Result<SandboxRecord, SupError> {
         Ok(lock(&self.find(key)?.record).clone())
@@ -336,7 +287,7 @@ impl Supervisor {
 
     /// All records matching the label and state filters, oldest first.
     pub fn list(&self, labels: &[(String, String)], state: Option<State>) -> Vec<SandboxRecord> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.entries);
         let mut out: Vec<SandboxRecord> = entries
             .values()
             .map(|e| lock(&e.record).clone())
@@ -349,7 +300,7 @@ impl Supervisor {
 
     /// Number of sandboxes by state, for `/metrics` and health.
     pub fn counts(&self) -> HashMap<State, usize> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.entries);
         let mut counts = HashMap::new();
         for e in entries.values() {
             *counts.entry(lock(&e.record).state).or_insert(0) += 1;
@@ -493,7 +444,7 @@ impl Supervisor {
         let replaced_names: Vec<String> = replaced.iter().map(|e| lock(&e.record).name.clone()).collect();
         let mut records = Vec::with_capacity(requests.len());
         {
-            let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+            let names = read(&self.names);
             // Names are checked and taken under the reservation's lock: of two creates of one
             // name side by side, exactly one gets it (the other's check sees it taken).
             let mut reserved = lock(&self.reserved);
@@ -608,7 +559,7 @@ impl Supervisor {
     fn reserve(&self, n: usize) -> Result<Reservation<'_>, SupError> {
         let max = self.settings.policy.max_sandboxes;
         // Lock order, everywhere: entries, then names, then reserved.
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.entries);
         let mut reserved = lock(&self.reserved);
         let kept = entries.len().saturating_add(reserved.count);
         if kept.saturating_add(n) > max {
@@ -754,7 +705,7 @@ impl Supervisor {
     /// every program ever run (a later create links it again, from the compile cache).
     fn release_program(&self, gone: &Entry) {
         let ProgramSource::Digest(digest) = lock(&gone.record).spec.program.clone() else { return };
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.entries);
         let used = entries.values().any(|e| lock(&e.record).spec.program == ProgramSource::Digest(digest.clone()));
         if !used {
             lock(&self.runnables).remove(&digest);
@@ -766,7 +717,7 @@ impl Supervisor {
         entry.removed.store(true, Ordering::Release);
         let record = lock(&entry.record).clone();
         {
-            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            let mut entries = write(&self.entries);
             entries.remove(&record.id);
             // The last sandbox of an image lets it go (a create re-pins once recorded).
             if let Some(image) = &record.image
@@ -776,7 +727,7 @@ impl Supervisor {
                 tracing::warn!(%image, "cannot unpin the image: {err}");
             }
         }
-        self.names.write().unwrap_or_else(|p| p.into_inner()).remove(&record.name);
+        write(&self.names).remove(&record.name);
         entry.log.close();
         self.logs.remove(&record.id);
         self.announce(&record, EventKind::Removed);
@@ -806,7 +757,7 @@ impl Supervisor {
     /// Create→running latencies of the running sandboxes' first runs (launch to guest code
     /// entered), sorted; what `/metrics` summarises.
     pub fn start_latencies(&self) -> Vec<Duration> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.entries);
         let mut out: Vec<Duration> = entries
             .values()
             .filter_map(|e| {
@@ -822,8 +773,7 @@ impl Supervisor {
 
     /// Stops every running guest (daemon shutdown). Records keep `desired`, so they come back.
     pub async fn shutdown(&self) {
-        let entries: Vec<Arc<Entry>> =
-            self.entries.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = read(&self.entries).values().cloned().collect();
         for entry in entries {
             self.kill_entry(&entry, "the daemon shut down".into()).await;
         }
