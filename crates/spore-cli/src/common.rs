@@ -168,3 +168,75 @@ pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>>
     }
     Ok(Arc::new(loaded.stores))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `spore run`'s sandbox flags alone, parsed as the CLI parses them.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        spec: SpecArgs,
+    }
+
+    fn spec(args: &[&str]) -> SandboxSpec {
+        let cli = Cli::try_parse_from(std::iter::once("spore").chain(args.iter().copied())).unwrap();
+        cli.spec.spec(ProgramSource::Path(cli.spec.file.clone())).unwrap()
+    }
+
+    #[test]
+    fn each_flag_lands_in_its_spec_field() {
+        let s = spec(&["app.wasm", "a", "--b"]);
+        assert_eq!((s.argv0.as_deref(), s.args.clone()), (Some("app.wasm"), vec!["a".to_owned(), "--b".to_owned()]));
+        let s = spec(&["-e", "K=V", "--env", "X=1", "--argv0", "tool", "app.wasm"]);
+        assert_eq!(s.env.get("K").map(String::as_str), Some("V"));
+        assert_eq!(s.env.get("X").map(String::as_str), Some("1"));
+        assert_eq!(s.argv0.as_deref(), Some("tool"));
+        let s = spec(&["--dir", "/srv/data:/data:ro", "--dir", "/tmp", "app.wasm"]);
+        assert_eq!(s.mounts.len(), 2);
+        assert_eq!((s.mounts[0].guest.as_str(), s.mounts[0].read_only), ("/data", true));
+        assert_eq!((s.mounts[1].guest.as_str(), s.mounts[1].read_only), ("/tmp", false));
+        let s =
+            spec(&["--memory", "64M", "--cpu-time", "1500ms", "--timeout", "2m", "--max-open-files", "64", "app.wasm"]);
+        assert_eq!(s.limits.memory_bytes, Some(64 << 20));
+        assert_eq!((s.limits.cpu_time_ms, s.limits.timeout_ms), (Some(1500), Some(120_000)));
+        assert_eq!(s.limits.max_open_files, Some(64));
+        let s = spec(&["--net", "allow=db.internal:5432,10.0.0.0/8", "--net", "listen=127.0.0.1:8080", "app.wasm"]);
+        assert_eq!(s.network.connect.len(), 2);
+        assert_eq!(s.network.listen.len(), 1);
+        let s = spec(&[
+            "--allow-outbound",
+            "https://api.example.com",
+            "--key-value",
+            "default",
+            "--var",
+            "k=v",
+            "app.wasm",
+        ]);
+        assert_eq!(s.capabilities.allowed_outbound_hosts, ["https://api.example.com"]);
+        assert_eq!(s.capabilities.key_value_stores, ["default"]);
+        assert_eq!(s.capabilities.variables.get("k").map(String::as_str), Some("v"));
+        let s = spec(&["--invoke", "add", "calc.wasm", "2", "3"]);
+        let invoke = s.invoke.unwrap();
+        assert_eq!((invoke.export.as_str(), invoke.args), ("add", vec!["2".to_owned(), "3".to_owned()]));
+        assert!(s.args.is_empty(), "arguments go to the export, not to main");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_the_flag() {
+        for args in [
+            &["--memory", "lots", "app.wasm"][..],
+            &["--cpu-time", "0s", "app.wasm"],
+            &["-e", "=x", "app.wasm"],
+            &["--var", "novalue", "app.wasm"],
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("spore").chain(args.iter().copied())).err().unwrap();
+            assert!(err.to_string().contains(args[0]), "{args:?}: {err}");
+        }
+        let cli = Cli::try_parse_from(["spore", "--net", "allow=nohost", "app.wasm"]).unwrap();
+        let err = cli.spec.spec(ProgramSource::Path("app.wasm".into())).unwrap_err().to_string();
+        assert!(err.starts_with("--net") && err.contains("nohost"), "{err}");
+    }
+}
