@@ -360,18 +360,21 @@ impl Defaults {
     }
 }
 
+/// A sandbox name Spore does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name {0:?}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit")]
+pub struct NameError(pub String);
+
 /// Checks a sandbox name a client chose: 1–128 letters, digits, `-`, `_` or `.`, starting with
 /// a letter or digit (so it is a file name, a log prefix and a DNS label's worth of text).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     match ok {
         true => Ok(()),
-        false => {
-            Err(format!("name {name:?}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"))
-        }
+        false => Err(NameError(name.to_owned())),
     }
 }
 

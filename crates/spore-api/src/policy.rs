@@ -115,6 +115,11 @@ impl crate::Classified for Refusal {
     }
 }
 
+/// A `[policy]` that cannot be used; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(String);
+
 /// `[policy]`, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -215,7 +220,15 @@ impl ListenRule {
 impl Policy {
     /// Parses `[policy]`; `pool_max_memory` is the pool's slot, the memory cap when the policy
     /// sets none (or a larger one). The operator's `defaults` must lie within the caps.
-    pub fn from_config(section: &PolicySection, pool_max_memory: u64, defaults: &Defaults) -> Result<Self, String> {
+    pub fn from_config(
+        section: &PolicySection,
+        pool_max_memory: u64,
+        defaults: &Defaults,
+    ) -> Result<Self, PolicyError> {
+        Policy::build(section, pool_max_memory, defaults).map_err(PolicyError)
+    }
+
+    fn build(section: &PolicySection, pool_max_memory: u64, defaults: &Defaults) -> Result<Self, String> {
         let mut mount_roots = Vec::new();
         for root in &section.mount_roots {
             let canonical =
@@ -517,7 +530,7 @@ mod tests {
 
     fn policy(toml: &str) -> Result<Policy, String> {
         let section: PolicySection = toml::from_str(toml).map_err(|e| e.to_string())?;
-        Policy::from_config(&section, 64 << 20, &Defaults::default())
+        Policy::from_config(&section, 64 << 20, &Defaults::default()).map_err(|e| e.to_string())
     }
 
     fn listening(addr: &str) -> SandboxSpec {
@@ -619,7 +632,7 @@ mod tests {
 
         let section: PolicySection = toml::from_str("max_timeout = \"1m\"").unwrap();
         let defaults = Defaults { timeout_ms: Some(3_600_000), ..Default::default() };
-        let err = Policy::from_config(&section, 64 << 20, &defaults).unwrap_err();
+        let err = Policy::from_config(&section, 64 << 20, &defaults).unwrap_err().to_string();
         assert!(err.contains("[defaults] must lie within [policy]") && err.contains("max_timeout"), "{err}");
         assert!(policy("listen = [\"localhost:80\"]").unwrap_err().contains("is not HOST:PORTS"));
     }

@@ -177,16 +177,26 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// A manifest that cannot be read; the message names the file, the line where it helps, and
+/// the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(String);
+
 /// Reads `file`, its variables filled from `given` and then from their defaults.
-pub fn load(file: &Path, given: &Given) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+pub fn load(file: &Path, given: &Given) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ManifestError(format!("{}: {e}", file.display())))?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, &file.display().to_string(), &dir, given)
 }
 
 /// Reads a manifest's `text`, shown in messages as `shown`, whose relative paths are under
 /// `dir` (which it looks at: files must lie inside it).
-pub fn parse(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, String> {
+pub fn parse(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, ManifestError> {
+    read(text, shown, dir, given).map_err(ManifestError)
+}
+
+fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, String> {
     let at = |offset: usize, message: String| format!("{shown}:{}: {message}", line_of(text, offset));
     let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => at(span.start, e.message().to_owned()),
@@ -331,7 +341,7 @@ pub fn parse(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manif
                 ));
             }
             let route = tr.route.get_ref();
-            seen.add(route, ()).map_err(|e| at(tr.route.span().start, e))?;
+            seen.add(route, ()).map_err(|e| at(tr.route.span().start, e.to_string()))?;
             routes.push((route.clone(), component.clone()));
         }
     }
@@ -449,7 +459,7 @@ message = "{{ greeting }}, world"
             (base.to_owned(), 0, "no [[trigger.http]]"),
         ];
         for (text, line, what) in cases {
-            let err = load(&write(dir.path(), &text), &Given::default()).unwrap_err();
+            let err = load(&write(dir.path(), &text), &Given::default()).unwrap_err().to_string();
             assert!(err.contains(what), "{err}");
             if line > 0 {
                 assert!(err.contains(&format!("spin.toml:{line}:")), "{err}");

@@ -5,6 +5,11 @@
 
 use std::collections::BTreeMap;
 
+/// A route that cannot be used, and why (the message names the route).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RouteError(String);
+
 /// A parsed route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -35,9 +40,9 @@ pub struct Matched<'a, T> {
 
 impl Route {
     /// Parses a route; the message says what is wrong.
-    pub fn parse(text: &str) -> Result<Route, String> {
+    pub fn parse(text: &str) -> Result<Route, RouteError> {
         if !text.starts_with('/') {
-            return Err(format!("route {text:?} must start with /"));
+            return Err(RouteError(format!("route {text:?} must start with /")));
         }
         let mut parts: Vec<&str> = text[1..].split('/').collect();
         if parts.last() == Some(&"") {
@@ -50,13 +55,13 @@ impl Route {
         let mut segments = Vec::new();
         for p in parts {
             if p == "..." {
-                return Err(format!("route {text:?}: `...` may only end a route"));
+                return Err(RouteError(format!("route {text:?}: `...` may only end a route")));
             }
             if p.is_empty() {
-                return Err(format!("route {text:?} has an empty segment (//)"));
+                return Err(RouteError(format!("route {text:?} has an empty segment (//)")));
             }
             match p.strip_prefix(':') {
-                Some("") => return Err(format!("route {text:?}: a `:` segment needs a name")),
+                Some("") => return Err(RouteError(format!("route {text:?}: a `:` segment needs a name"))),
                 Some(name) => segments.push(Segment::Param(name.to_owned())),
                 None => segments.push(Segment::Literal(p.to_owned())),
             }
@@ -116,10 +121,10 @@ impl<T> Default for Router<T> {
 
 impl<T> Router<T> {
     /// Adds a route; a second route that matches the same paths is an error naming both.
-    pub fn add(&mut self, route: &str, target: T) -> Result<(), String> {
+    pub fn add(&mut self, route: &str, target: T) -> Result<(), RouteError> {
         let route = Route::parse(route)?;
         if let Some((existing, _)) = self.routes.iter().find(|(r, _)| r.same_shape(&route)) {
-            return Err(format!("route {:?} duplicates route {:?}", route.text, existing.text));
+            return Err(RouteError(format!("route {:?} duplicates route {:?}", route.text, existing.text)));
         }
         self.routes.push((route, target));
         // Most specific first, so the first match is the best.
@@ -167,12 +172,13 @@ mod tests {
 
     #[test]
     fn bad_and_duplicate_routes_are_named() {
-        assert!(Route::parse("hello").unwrap_err().contains("start with /"));
-        assert!(Route::parse("/a/.../b").unwrap_err().contains("only end"));
-        assert!(Route::parse("/a//b").unwrap_err().contains("empty segment"));
+        assert!(Route::parse("hello").unwrap_err().to_string().contains("start with /"));
+        assert!(Route::parse("/a/.../b").unwrap_err().to_string().contains("only end"));
+        assert!(Route::parse("/a//b").unwrap_err().to_string().contains("empty segment"));
         let mut r = Router::default();
         r.add("/users/:id", 1).unwrap();
         let err = r.add("/users/:name", 2).unwrap_err();
+        let err = err.to_string();
         assert!(err.contains("/users/:name") && err.contains("/users/:id"), "{err}");
     }
 }

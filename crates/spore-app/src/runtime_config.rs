@@ -56,9 +56,14 @@ pub enum Backend {
     },
 }
 
+/// A runtime config that cannot be used; the message names the file, the store and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuntimeConfigError(String);
+
 /// Reads `file`.
-pub fn read(file: &Path) -> Result<Declared, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+pub fn read(file: &Path) -> Result<Declared, RuntimeConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| RuntimeConfigError(format!("{}: {e}", file.display())))?;
     parse(&text, &file.display().to_string(), file.parent().unwrap_or(Path::new("")))
 }
 
@@ -73,7 +78,11 @@ fn default_store() -> Store {
 
 /// Reads a runtime config's `text`, shown in messages as `shown`, whose relative paths are
 /// under `base`.
-pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Declared, String> {
+pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Declared, RuntimeConfigError> {
+    declarations(text, shown, base).map_err(RuntimeConfigError)
+}
+
+fn declarations(text: &str, shown: &str, base: &Path) -> Result<Declared, String> {
     let doc: toml::Table = text.parse().map_err(|e| format!("{shown}: {e}"))?;
     let mut warnings = Vec::new();
     let mut stores = Vec::new();
@@ -200,7 +209,7 @@ mod tests {
             ("[key_value_store]\nc = 1\n", "[key_value_store.c] must be a table"),
             ("[key_value_store.c\n", "rc.toml"),
         ] {
-            let err = parse(text, "rc.toml", Path::new(".")).unwrap_err();
+            let err = parse(text, "rc.toml", Path::new(".")).unwrap_err().to_string();
             assert!(err.contains(named) && err.starts_with("rc.toml"), "{text}: {err}");
         }
     }

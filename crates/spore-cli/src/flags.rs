@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(parse_size("512k").unwrap(), 512 << 10);
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
         assert_eq!(parse_size("65536").unwrap(), 65536);
-        assert!(parse_size("64X").unwrap_err().contains("64M"));
+        assert!(parse_size("64X").unwrap_err().to_string().contains("64M"));
         assert!(parse_size("0").is_err());
         assert!(parse_size("-1M").is_err());
     }

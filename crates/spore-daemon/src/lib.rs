@@ -49,7 +49,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         timeout_ms: d.timeout.map(HumanDuration::millis),
         restart: d.restart.unwrap_or_default(),
     };
-    let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults)?;
+    let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults).map_err(|e| e.to_string())?;
 
     create_private_dir(&config.data_dir)?;
     let limits = syslimits::check(capacity as u64, 2 * max_memory + stack as u64);

@@ -17,9 +17,25 @@ pub struct RuntimeConfig {
     pub warnings: Vec<String>,
 }
 
+/// Why the host's stores could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StoresError {
+    /// The runtime config cannot be read or says something Spore does not do.
+    #[error(transparent)]
+    Config(#[from] declared::RuntimeConfigError),
+    /// A Redis store's URL is not one.
+    #[error("[key_value_store.{store}]: {source}")]
+    Redis {
+        /// The store's label.
+        store: String,
+        /// Why.
+        source: spore_kv::KvError,
+    },
+}
+
 /// Opens the stores `file` declares (with none, the embedded `default`); embedded stores
 /// without a path share `default_db`.
-pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, String> {
+pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, StoresError> {
     let declared = match file {
         Some(file) => declared::read(file)?,
         None => declared::none(),
@@ -37,7 +53,8 @@ pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, Str
                 stores.insert(&store.name, Arc::new(file.with_quota(quota)));
             }
             Backend::Redis { url } => {
-                let redis = Redis::new(&url).map_err(|e| format!("[key_value_store.{}]: {e}", store.name))?;
+                let redis =
+                    Redis::new(&url).map_err(|source| StoresError::Redis { store: store.name.clone(), source })?;
                 stores.insert(&store.name, Arc::new(redis.with_quota(quota)));
             }
         }

@@ -13,7 +13,7 @@ mod status;
 mod stdio;
 
 pub use net::{AddrRule, AddrRuleError, NetworkPolicy};
-pub use outbound::{Grant, OutboundPolicy};
+pub use outbound::{Grant, OutboundError, OutboundPolicy};
 pub use spec::{
     Capabilities, Counts, DEFAULT_MAX_OPEN_FILES, HttpSpec, Invoke, Limits, Mount, MountPin, ProgramSource,
     SandboxSpec, SpecError, valid_store_label,

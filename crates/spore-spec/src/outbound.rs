@@ -36,6 +36,16 @@ enum Host {
     Exact(String),
 }
 
+/// An allowed outbound host that does not parse, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("allowed outbound host {entry:?}: {problem}")]
+pub struct OutboundError {
+    /// The entry as written.
+    pub entry: String,
+    /// What is wrong with it, and how to write it.
+    pub problem: String,
+}
+
 /// How a request matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -47,8 +57,9 @@ pub enum Grant {
 
 impl OutboundPolicy {
     /// Parses the entries, naming the first that is malformed.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        let rules = entries.iter().map(|e| parse_rule(e).map_err(|why| format!("allowed outbound host {e:?}: {why}")));
+    pub fn parse(entries: &[String]) -> Result<Self, OutboundError> {
+        let rules =
+            entries.iter().map(|e| parse_rule(e).map_err(|problem| OutboundError { entry: e.clone(), problem }));
         Ok(OutboundPolicy { rules: rules.collect::<Result<_, _>>()? })
     }
 
@@ -200,7 +211,7 @@ mod tests {
             ("http://x:99999", "port"),
             ("http://x/path", "paths"),
         ] {
-            let err = OutboundPolicy::parse(&[bad.to_string()]).unwrap_err();
+            let err = OutboundPolicy::parse(&[bad.to_string()]).unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains(why), "{bad}: {err}");
         }
     }

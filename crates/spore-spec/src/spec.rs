@@ -228,7 +228,7 @@ pub struct Capabilities {
 pub enum SpecError {
     /// An outbound HTTP grant that does not parse.
     #[error("{0}")]
-    Outbound(String),
+    Outbound(#[from] crate::outbound::OutboundError),
     /// A key-value store label that is not a plain name.
     #[error(
         "key-value store {label:?}: a store's label is letters, digits, '-' and '_' (at most 64), as in Spin's key_value_stores"

@@ -21,12 +21,20 @@ impl HumanDuration {
     }
 }
 
+/// Text that is not a duration; its message repeats it and shows the accepted forms.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{text:?} is not a duration ({source}); write e.g. 500ms, 30s, 10m or 1h")]
+pub struct DurationError {
+    text: String,
+    source: humantime::DurationError,
+}
+
 impl std::str::FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DurationError;
+    fn from_str(s: &str) -> Result<Self, DurationError> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 500ms, 30s, 10m or 1h"))
+            .map_err(|source| DurationError { text: s.to_owned(), source })
     }
 }
 
@@ -64,7 +72,7 @@ mod tests {
         }
         assert_eq!("10m".parse::<HumanDuration>().unwrap().millis(), 600_000);
         assert_eq!(HumanDuration(Duration::from_micros(10)).millis(), 1, "never rounded to no limit");
-        assert!("soon".parse::<HumanDuration>().unwrap_err().contains("write e.g. 500ms"));
+        assert!("soon".parse::<HumanDuration>().unwrap_err().to_string().contains("write e.g. 500ms"));
         #[derive(serde::Deserialize)]
         struct Config {
             t: HumanDuration,

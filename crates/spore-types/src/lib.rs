@@ -14,9 +14,9 @@ mod text;
 mod wasm;
 
 pub use digest::Digest;
-pub use duration::HumanDuration;
+pub use duration::{DurationError, HumanDuration};
 pub use exit::exit_code;
 pub use pull::PullPolicy;
-pub use size::{ByteSize, human_bytes, parse_size};
+pub use size::{ByteSize, SizeError, human_bytes, parse_size};
 pub use text::escape_controls;
 pub use wasm::{HeaderError, WasmKind, detect};

@@ -1,10 +1,15 @@
 //! Sizes as people write and read them: `--memory 64M`, `max_bytes = "1G"`, "64 MiB" in a
 //! message. Binary units throughout, so what a flag takes is what a message prints.
 
+/// Text that is not a size; its message repeats it and shows the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a size; write e.g. 64M, 512K, 1G or a byte count")]
+pub struct SizeError(pub String);
+
 /// Parses a size as users write it for `--memory` and in config files: `64M`, `512K`, `1G`,
-/// `64MiB` or a byte count (binary units). The error shows the accepted forms.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size; write e.g. 64M, 512K, 1G or a byte count");
+/// `64MiB` or a byte count (binary units).
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let bad = || SizeError(s.to_owned());
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -49,8 +54,8 @@ impl ByteSize {
 }
 
 impl std::str::FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = SizeError;
+    fn from_str(s: &str) -> Result<Self, SizeError> {
         parse_size(s).map(ByteSize)
     }
 }
@@ -137,7 +142,7 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("1234"), Ok(1234));
         for bad in ["", "0", "M", "1T", "-1", "99999999999999999999G", "1.5M"] {
-            assert!(parse_size(bad).unwrap_err().contains("is not a size"), "{bad}");
+            assert!(parse_size(bad).unwrap_err().to_string().contains("is not a size"), "{bad}");
         }
     }
 }

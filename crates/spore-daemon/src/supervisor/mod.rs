@@ -476,7 +476,7 @@ impl Supervisor {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let name = match req.name {
                     Some(name) => {
-                        check_name(&name).map_err(SupError::Invalid)?;
+                        check_name(&name).map_err(|e| SupError::Invalid(e.to_string()))?;
                         name
                     }
                     // Twelve hex digits, as docker shows ids; the whole id (unique) if even
