@@ -164,10 +164,33 @@ impl Default for EngineSection {
     }
 }
 
+/// The configuration file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Missing or unreadable.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or a key Spore does not read, or a value of the wrong form (the message
+    /// names the key and the line).
+    #[error("config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Where and why.
+        source: Box<toml::de::Error>,
+    },
+}
+
 impl DaemonConfig {
     /// Reads a TOML config file; unknown keys are an error naming the key.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source: Box::new(source) })
     }
 }

@@ -21,7 +21,7 @@ pub enum Change {
     Delete(String),
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<(), DbError>>;
 
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -29,8 +29,8 @@ pub struct Db {
     tx: mpsc::UnboundedSender<(Vec<Change>, Option<Reply>)>,
 }
 
-/// The database could not be opened.
-#[derive(Debug, thiserror::Error)]
+/// The database could not be opened, or could not commit.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// Another process holds the file.
     #[error(
@@ -50,6 +50,12 @@ pub enum DbError {
         /// Why.
         message: String,
     },
+    /// A transaction failed (the disk is full, or failing); what it asked is not recorded.
+    #[error("the state database could not commit: {0}")]
+    Commit(String),
+    /// The writer thread is gone (the daemon is shutting down).
+    #[error("the state database has shut down")]
+    Closed,
 }
 
 /// What the database held at start.
@@ -107,10 +113,10 @@ impl Db {
     }
 
     /// Applies `changes` in one transaction and waits until it is durable.
-    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), String> {
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), DbError> {
         let (reply, done) = oneshot::channel();
-        self.tx.send((changes, Some(reply))).map_err(|_| "the state database has shut down".to_owned())?;
-        done.await.map_err(|_| "the state database has shut down".to_owned())?
+        self.tx.send((changes, Some(reply))).map_err(|_| DbError::Closed)?;
+        done.await.map_err(|_| DbError::Closed)?
     }
 
     /// Queues a change for the next commit without waiting (observed state: starts, exits).
@@ -130,7 +136,7 @@ fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<(Vec<Change>, Option<Rep
         }
         let result = apply(&db, batch.iter().flat_map(|(changes, _)| changes.iter())).map_err(|e| {
             tracing::error!("state database commit failed: {e}");
-            format!("the state database could not commit: {e}")
+            DbError::Commit(e.to_string())
         });
         for (_, reply) in batch {
             if let Some(reply) = reply {

@@ -72,6 +72,9 @@ pub enum SupError {
         capacity: usize,
     },
     /// The state database failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// Disk trouble elsewhere.
     #[error("{0}")]
     Storage(String),
 }
@@ -87,7 +90,7 @@ impl spore_api::Classified for SupError {
             SupError::NameTaken(_) | SupError::Conflict(_) => ErrorKind::Conflict,
             SupError::Capacity { .. } | SupError::TooMany { .. } => ErrorKind::Exhausted,
             SupError::Refused(e) => e.kind(),
-            SupError::Storage(_) => ErrorKind::Internal,
+            SupError::Storage(_) | SupError::Db(_) => ErrorKind::Internal,
         }
     }
 }
@@ -519,7 +522,7 @@ impl Supervisor {
         self.db
             .commit(gone.chain(records.iter().cloned().map(|r| Change::Put(Box::new(r)))).collect())
             .await
-            .map_err(SupError::Storage)?;
+            .map_err(SupError::Db)?;
         for entry in replaced {
             self.kill_entry(entry, "killed: replaced".into()).await;
             // Killing queued the run's ending (a Put) after the deletion committed above; the
@@ -590,7 +593,7 @@ impl Supervisor {
             r.restarts = 0;
             r.clone()
         };
-        self.db.commit(vec![Change::Put(Box::new(record.clone()))]).await.map_err(SupError::Storage)?;
+        self.db.commit(vec![Change::Put(Box::new(record.clone()))]).await.map_err(SupError::Db)?;
         self.launch(&record.id)?;
         Ok(lock(&entry.record).clone())
     }
@@ -658,7 +661,7 @@ impl Supervisor {
             r.desired = Desired::Stopped;
             r.clone()
         };
-        self.db.commit(vec![Change::Put(Box::new(record))]).await.map_err(SupError::Storage)
+        self.db.commit(vec![Change::Put(Box::new(record))]).await.map_err(SupError::Db)
     }
 
     async fn kill_entry(&self, entry: &Arc<Entry>, message: String) {
@@ -695,7 +698,7 @@ impl Supervisor {
             self.kill_entry(&entry, "killed: removed".into()).await;
         }
         let id = lock(&entry.record).id.clone();
-        self.db.commit(vec![Change::Delete(id)]).await.map_err(SupError::Storage)?;
+        self.db.commit(vec![Change::Delete(id)]).await.map_err(SupError::Db)?;
         self.forget(&entry);
         self.release_program(&entry);
         Ok(())
