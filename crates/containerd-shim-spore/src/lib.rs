@@ -25,7 +25,7 @@ use spore_sandbox::launch::{self, AppKind, LaunchError};
 use spore_sandbox::{
     Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
 };
-use spore_serve::Limits;
+use spore_serve::ServerLimits;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -151,7 +151,7 @@ const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:80";
 async fn serve(name: String, runnable: Arc<Runnable>, spec: SandboxSpec) -> anyhow::Result<i32> {
     let listen = spec.env.get("SPORE_HTTP_LISTEN").cloned().unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
     let app = spore_serve::App { name: name.clone(), runnable, spec };
-    spore_serve::serve_app(app, &listen, Limits::default(), Sinks::default(), spore_serve::shutdown_signal())
+    spore_serve::serve_app(app, &listen, ServerLimits::default(), Sinks::default(), spore_serve::shutdown_signal())
         .await
         .map_err(|message| anyhow::anyhow!("{name}: {message}; set SPORE_HTTP_LISTEN in the pod's env to ADDR:PORT"))?;
     Ok(0)

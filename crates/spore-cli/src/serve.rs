@@ -9,7 +9,7 @@ use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
 use spore_serve::door::Door;
 use spore_serve::router::Router;
-use spore_serve::{App, Limits, Server, manifest};
+use spore_serve::{App, Server, ServerLimits, manifest};
 use spore_types::{ByteSize, HumanDuration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,17 +22,17 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     addr: String,
     /// Longest a request may take to get its response head (then 504).
-    #[arg(long, default_value_t = HumanDuration(Limits::default().request_timeout), value_name = "DURATION",
+    #[arg(long, default_value_t = HumanDuration(ServerLimits::default().request_timeout), value_name = "DURATION",
           value_parser = crate::flags::positive_duration)]
     request_timeout: HumanDuration,
     /// Largest request body (then 413).
-    #[arg(long, default_value_t = ByteSize(Limits::default().max_body), value_name = "SIZE")]
+    #[arg(long, default_value_t = ByteSize(ServerLimits::default().max_body), value_name = "SIZE")]
     max_body: ByteSize,
     /// Largest request header section.
-    #[arg(long, default_value_t = ByteSize(Limits::default().max_header_bytes as u64), value_name = "SIZE")]
+    #[arg(long, default_value_t = ByteSize(ServerLimits::default().max_header_bytes as u64), value_name = "SIZE")]
     max_headers: ByteSize,
     /// Requests handled at once; more wait for a slot.
-    #[arg(long, default_value_t = Limits::default().concurrency, value_name = "N")]
+    #[arg(long, default_value_t = ServerLimits::default().concurrency, value_name = "N")]
     concurrency: usize,
     /// Longest wait for a request's headers, and between requests on a kept-alive connection
     /// (then the connection is closed).
@@ -103,14 +103,14 @@ fn http_app(
     Ok(prepared.runnable)
 }
 
-fn limits(s: &ServerArgs) -> Limits {
-    Limits {
+fn limits(s: &ServerArgs) -> ServerLimits {
+    ServerLimits {
         request_timeout: s.request_timeout.get(),
         max_body: s.max_body.bytes(),
         max_header_bytes: s.max_headers.bytes() as usize,
         concurrency: s.concurrency,
         door: Door { header_read_timeout: s.header_timeout.get(), max_connections: s.max_connections },
-        ..Limits::default()
+        ..ServerLimits::default()
     }
 }
 

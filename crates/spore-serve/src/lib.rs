@@ -3,7 +3,7 @@
 //! pre-instantiated component ([`spore_sandbox::Runnable::handle`]) — per-request isolation,
 //! with the pooling allocator keeping an instantiation in the microseconds.
 //!
-//! Limits, as a user of a serious server expects: request headers (hyper's buffer; 431),
+//! ServerLimits, as a user of a serious server expects: request headers (hyper's buffer; 431),
 //! request body (`Content-Length` checked up front, streamed bodies cut at the limit; 413),
 //! a concurrency limit (requests wait for a slot), a per-request timeout (504). A guest that
 //! traps or fails answers 500 with a log line saying why. One access-log line per request.
@@ -47,7 +47,7 @@ pub struct App {
 
 /// Server limits.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ServerLimits {
     /// Longest a request may take until its response head (then 504).
     pub request_timeout: Duration,
     /// Largest request body.
@@ -63,9 +63,9 @@ pub struct Limits {
     pub door: door::Door,
 }
 
-impl Default for Limits {
+impl Default for ServerLimits {
     fn default() -> Self {
-        Limits {
+        ServerLimits {
             request_timeout: Duration::from_secs(30),
             max_body: 10 << 20,
             max_header_bytes: 64 << 10,
@@ -79,7 +79,7 @@ impl Default for Limits {
 /// The server: routes, limits, and where guests' output goes.
 pub struct Server {
     router: Router<Arc<App>>,
-    limits: Limits,
+    limits: ServerLimits,
     instances: Arc<Instances>,
     sinks: Sinks,
     access_log: bool,
@@ -97,7 +97,7 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
 
 impl Server {
     /// A server for `router`, with guests' stdout/stderr going to `sinks`.
-    pub fn new(router: Router<Arc<App>>, limits: Limits, sinks: Sinks, access_log: bool) -> Arc<Server> {
+    pub fn new(router: Router<Arc<App>>, limits: ServerLimits, sinks: Sinks, access_log: bool) -> Arc<Server> {
         let instances = Instances::new(limits.concurrency);
         Arc::new(Server { router, limits, instances, sinks, access_log })
     }
@@ -248,7 +248,7 @@ impl Drop for AbortOnDrop {
 pub async fn serve_app(
     app: App,
     listen: &str,
-    limits: Limits,
+    limits: ServerLimits,
     sinks: Sinks,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {

@@ -815,7 +815,8 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             Some(http) => {
                 let app =
                     spore_serve::App { name: record.name.clone(), runnable: runnable.clone(), spec: spec.clone() };
-                let limits = spore_serve::Limits { concurrency: slots(&spec), ..spore_serve::Limits::default() };
+                let limits =
+                    spore_serve::ServerLimits { concurrency: slots(&spec), ..spore_serve::ServerLimits::default() };
                 match spore_serve::serve_app(app, &http.listen, limits, sinks.clone(), stop.notified()).await {
                     Ok(()) => ExitStatus::Exited { code: 0 },
                     Err(message) => ExitStatus::Trapped { message: format!("could not start: {message}") },
