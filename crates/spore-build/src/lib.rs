@@ -6,7 +6,9 @@
 //! Depends on `spore-image` and `spore-types`; must not depend on wasmtime or the sandbox.
 
 mod builder;
+mod format;
 mod sporefile;
 
 pub use builder::{BuildError, BuildOptions, Planned, plan};
+pub use format::{BuildFormat, FormatError, artifact};
 pub use sporefile::{Instruction, Line, ParseError, Sporefile, substitute};

@@ -2,8 +2,9 @@
 //! the resolution of an image reference for `spore run`.
 
 use crate::store::{open_store, resolve};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::Args;
+use spore_build::BuildFormat;
 use spore_image::{OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
 use std::path::{Path, PathBuf};
 
@@ -31,17 +32,14 @@ pub struct BuildArgs {
     build_args: Vec<(String, String)>,
     /// Image format: compat (the wasm and its files; runs on containerd's wasm shims too) or
     /// artifact (the CNCF Wasm OCI artifact: the wasm alone).
-    #[arg(long, default_value = "compat", value_name = "compat|artifact")]
-    format: String,
+    #[arg(long, default_value_t = BuildFormat::Compat, value_name = "compat|artifact")]
+    format: BuildFormat,
     /// The build context: what COPY can see.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
 }
 
 pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::Result<i32> {
-    if args.format != "compat" && args.format != "artifact" {
-        bail!("--format {}: write compat (the default) or artifact", args.format);
-    }
     let tags: Vec<Reference> = args.tags.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
     let store = open_store(store_dir)?;
     let opts = spore_build::BuildOptions {
@@ -59,46 +57,29 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
     let image = &planned.image;
     // Blobs are written before the tag names them: keep a concurrent prune off them.
     let _gc = store.gc_guard()?;
-    let written = if args.format == "compat" {
-        image.write(&store)?
-    } else {
-        if image.files.len() > 1 {
-            let others: Vec<&str> =
-                image.files.keys().map(String::as_str).filter(|f| image.files[*f].0 != planned.entry_wasm).collect();
-            bail!(
-                "--format artifact holds only the wasm, but the Sporefile also puts {} in the image; build the compat format for images with files",
-                others.join(", ")
-            );
-        }
-        let dropped: Vec<&str> = [
-            ("ENV", !image.env.is_empty()),
-            ("CMD", !image.cmd.is_empty()),
-            ("WORKDIR", image.working_dir.is_some()),
-            ("LABEL", !image.labels.is_empty()),
-            ("EXPOSE", !image.exposed_ports.is_empty()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect();
-        if !dropped.is_empty() {
-            eprintln!(
-                "warning: the artifact format has no place for {}; they are not in the image",
-                dropped.join(", ")
-            );
-        }
-        let component = match &program.code {
-            spore_engine::ProgramCode::Component(c) => {
-                let ty = c.component_type();
-                let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
-                Some((
-                    names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                    names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                ))
+    let written = match args.format {
+        BuildFormat::Compat => image.write(&store)?,
+        BuildFormat::Artifact => {
+            let component = match &program.code {
+                spore_engine::ProgramCode::Component(c) => {
+                    let ty = c.component_type();
+                    let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
+                    Some((
+                        names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                        names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                    ))
+                }
+                spore_engine::ProgramCode::Module(_) => None,
+            };
+            let (artifact, dropped) = spore_build::artifact(&planned, component).context("--format artifact")?;
+            if !dropped.is_empty() {
+                eprintln!(
+                    "warning: the artifact format has no place for {}; they are not in the image",
+                    dropped.join(", ")
+                );
             }
-            spore_engine::ProgramCode::Module(_) => None,
-        };
-        spore_image::ArtifactImage { wasm: planned.entry_wasm.clone(), os: image.os.clone(), component }
-            .write(&store)?
+            artifact.write(&store)?
+        }
     };
     for tag in &tags {
         store.set_ref(tag, written.manifest)?;
