@@ -14,20 +14,22 @@
 //! Depends on the engine, the sandbox, `spore-serve` and runwasi; must not depend on the daemon
 //! or the CLI.
 
+mod cache;
 mod confine;
+mod http;
+mod memory;
+
+use cache::{CACHE_DIR, engine, open_cache_dir};
+use memory::MemoryBudget;
 
 use anyhow::{Context, bail};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
-use spore_engine::{CacheKey, EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind, LaunchError};
 use spore_sandbox::{
-    Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, Sinks, StdioSpec, human_bytes,
+    Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes,
 };
-use spore_serve::ServerLimits;
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -47,35 +49,6 @@ impl Shim for SporeShim {
     /// The layer types Spore reads as the wasm itself (for artifact-style images).
     fn supported_layers_types() -> &'static [&'static str] {
         spore_image::media_types::WASM_LAYERS
-    }
-}
-
-/// The container's memory limit and what of it the guest may grow to.
-struct MemoryBudget {
-    /// The container's limit, as its cgroup shows it (containerd set it from the OCI spec's
-    /// `linux.resources.memory.limit`, the pod's `resources.limits.memory`).
-    container: u64,
-    /// That less what the process already uses and a margin for the runtime's own allocations.
-    guest: u64,
-}
-
-impl MemoryBudget {
-    const MARGIN: u64 = 16 << 20;
-
-    /// Read from the container's cgroup (v2, else v1) when it is mounted in the container,
-    /// which the CRI's spec does; `None` when there is no limit or no cgroup to read. Enforced
-    /// by Spore, a guest that reaches it ends with "memory limit" (137) and a message, instead
-    /// of the kernel OOM-killing the whole container without one.
-    fn read() -> Option<MemoryBudget> {
-        let read = |files: [&str; 2]| {
-            files.iter().find_map(|f| std::fs::read_to_string(f).ok()).and_then(|t| t.trim().parse::<u64>().ok())
-        };
-        // "max" (v2) does not parse; v1 says "unlimited" with a huge page-aligned number.
-        let container = read(["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
-            .filter(|n| *n < (1 << 62))?;
-        let used = read(["/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"]).unwrap_or(0);
-        let guest = container.saturating_sub(used).saturating_sub(Self::MARGIN).max(1 << 16);
-        Some(MemoryBudget { container, guest })
     }
 }
 
@@ -141,22 +114,6 @@ fn exit_on_termination_signals() {
     }
 }
 
-/// Where an HTTP app listens in its container unless `SPORE_HTTP_LISTEN` (in the pod's env)
-/// says otherwise: every address on port 80, as a `containerPort: 80` and a Service expect.
-const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:80";
-
-/// An HTTP app (a `wasi:http` proxy component): served from the container as `spore serve`
-/// serves it, a fresh instance per request, until SIGTERM or SIGINT, which stop it gracefully
-/// (requests in flight finish; then status 0).
-async fn serve(name: String, runnable: Arc<Runnable>, spec: SandboxSpec) -> anyhow::Result<i32> {
-    let listen = spec.env.get("SPORE_HTTP_LISTEN").cloned().unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
-    let app = spore_serve::App { name: name.clone(), runnable, spec };
-    spore_serve::serve_app(app, &listen, ServerLimits::default(), Sinks::default(), spore_serve::shutdown_signal())
-        .await
-        .map_err(|message| anyhow::anyhow!("{name}: {message}; set SPORE_HTTP_LISTEN in the pod's env to ADDR:PORT"))?;
-    Ok(0)
-}
-
 /// One container's run: the wasm, the spec from the OCI process, Spore's engine; then the
 /// guest, on a thread of its own confined to what it may see of the container.
 async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
@@ -219,7 +176,7 @@ async fn guest(
     budget: Option<MemoryBudget>,
 ) -> anyhow::Result<i32> {
     if kind == AppKind::Http {
-        return serve(name, runnable, spec).await;
+        return http::serve(name, runnable, spec).await;
     }
     exit_on_termination_signals();
     let report = match (runnable.run(&spec).await, budget) {
@@ -244,29 +201,6 @@ async fn guest(
     Ok(report.status.code())
 }
 
-/// The node's compile cache: one directory for every container this shim runs, so a wasm is
-/// compiled once per node (per engine version), not once per container start.
-///
-/// A container sees only its own root, so the directory is opened here, before runwasi forks
-/// its zygote and, from it, the containers: each container process inherits the descriptor
-/// (the wasm runs in that process, nothing is exec'd, so it stays open) and reaches the
-/// directory as `/proc/self/fd/N`. Only Spore's runtime uses it: a guest's filesystem is the
-/// container's root, and WASI path resolution does not follow `/proc`'s magic links out of it.
-///
-/// The cache's key (which authenticates every artifact, see [`spore_engine::CacheKey`]) is read
-/// here too, from the node's key file beside the directory, and stays in memory: no container
-/// can reach the file, so a container that could write the shared directory still could not
-/// make an artifact another pod's runtime would accept.
-static CACHE_DIR: OnceLock<Option<(File, CacheKey)>> = OnceLock::new();
-
-/// The node's compile cache at `dir` and its key; `None` (compile in memory) when either
-/// cannot be had.
-fn open_cache_dir(dir: &Path) -> Option<(File, CacheKey)> {
-    let key = CacheKey::load_or_create(&CacheKey::default_path(dir)).ok()?;
-    let file = std::fs::create_dir_all(dir).and_then(|_| File::open(dir)).ok()?;
-    Some((file, key))
-}
-
 /// Where the node's compile cache is unless the shim's environment says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/spore/shim-cache";
 
@@ -280,19 +214,6 @@ pub struct Settings {
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-/// The engine for one container: with the node's compile cache when it is reachable and
-/// writable by this container's user, in memory otherwise.
-fn engine() -> anyhow::Result<SporeEngine> {
-    if let Some(Some((dir, key))) = CACHE_DIR.get() {
-        let cache_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        let config = EngineConfig::one_shot(Some(cache_dir), true).with_cache_key(key.clone());
-        if let Ok(engine) = SporeEngine::new(config) {
-            return Ok(engine);
-        }
-    }
-    Ok(SporeEngine::new(EngineConfig::one_shot(None, true))?)
-}
 
 /// Runs the shim: containerd's task API on its socket, a Spore sandbox for each container.
 pub fn main(settings: Settings) {
