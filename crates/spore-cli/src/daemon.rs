@@ -91,6 +91,6 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(spore_daemon::run(config)).map_err(anyhow::Error::msg)?;
+    runtime.block_on(spore_daemon::run(config))?;
     Ok(0)
 }

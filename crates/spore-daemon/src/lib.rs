@@ -28,10 +28,37 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Runs the daemon until SIGINT or SIGTERM. Errors are complete sentences for the operator.
-pub async fn run(config: DaemonConfig) -> Result<(), String> {
+/// Why the daemon did not start (or stopped serving); each names the flag, key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `[policy]` is not usable.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    /// The engine could not be made (its cache directory or key).
+    #[error(transparent)]
+    Engine(#[from] spore_engine::EngineError),
+    /// The state database could not be opened.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// The program or image store could not be opened.
+    #[error("program store: {0}")]
+    ProgramStore(std::io::Error),
+    /// The log directory could not be opened.
+    #[error("log directory: {0}")]
+    Logs(std::io::Error),
+    /// The runtime config's stores could not be set up.
+    #[error("runtime config: {0}")]
+    Stores(spore_serve::runtime_config::StoresError),
+    /// A flag or path the operator gave (socket, data dir, token, TLS, listen address) is not
+    /// usable; the message names it and says what to do.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
     if config.socket.as_os_str().is_empty() || config.data_dir.as_os_str().is_empty() {
-        return Err("the daemon needs its socket and data directory (--socket, --data-dir)".into());
+        return Err(StartError::Setup("the daemon needs its socket and data directory (--socket, --data-dir)".into()));
     }
     let max_memory = config.pool.max_memory.bytes();
     let stack = config.pool.stack.bytes() as usize;
@@ -49,9 +76,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         timeout_ms: d.timeout.map(HumanDuration::millis),
         restart: d.restart.unwrap_or_default(),
     };
-    let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults).map_err(|e| e.to_string())?;
+    let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults)?;
 
-    create_private_dir(&config.data_dir)?;
+    create_private_dir(&config.data_dir).map_err(StartError::Setup)?;
     let limits = syslimits::check(capacity as u64, 2 * max_memory + stack as u64);
     for note in &limits.notes {
         tracing::info!("{note}");
@@ -61,9 +88,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
 
     let engine =
-        SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))
-            .map_err(|e| e.to_string())?;
-    let (db, stored) = db::Db::open(&config.data_dir.join("state.redb")).map_err(|e| e.to_string())?;
+        SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))?;
+    let (db, stored) = db::Db::open(&config.data_dir.join("state.redb"))?;
     let programs = programs::ProgramStore::open(
         &config.data_dir.join("programs"),
         policy.max_program_body as u64,
@@ -75,12 +101,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         ),
         spore_registry::PullLimits { max_layers: policy.max_image_layers, max_bytes: policy.max_image_size },
     )
-    .map_err(|e| format!("program store: {e}"))?;
-    let logs =
-        logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(|e| format!("log directory: {e}"))?;
+    .map_err(StartError::ProgramStore)?;
+    let logs = logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(StartError::Logs)?;
     let kv =
         spore_serve::runtime_config::load(config.runtime_config.as_deref(), &config.data_dir.join("kv/default.redb"))
-            .map_err(|e| format!("runtime config: {e}"))?;
+            .map_err(StartError::Stores)?;
     for w in &kv.warnings {
         tracing::warn!("{w}");
     }
@@ -88,7 +113,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         supervisor::Settings { capacity: capacity as usize, policy, defaults, kv_stores: Arc::new(kv.stores) };
     // Bound before any sandbox is brought back: the umask it sets for a moment is process-wide,
     // and a guest writing a file meanwhile would get it.
-    let unix = bind_unix(&config.socket)?;
+    let unix = bind_unix(&config.socket).map_err(StartError::Setup)?;
     let sup = supervisor::Supervisor::start(engine, programs, db, logs, stored, settings);
 
     let app = api::router(sup.clone());
@@ -103,28 +128,37 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         None => None,
         Some(addr) => {
             let token_file = config.token_file.as_ref().ok_or_else(|| {
-                format!("--listen {addr} needs --token-file FILE: the TCP API only works with a bearer token")
+                StartError::Setup(format!(
+                    "--listen {addr} needs --token-file FILE: the TCP API only works with a bearer token"
+                ))
             })?;
             let token = std::fs::read_to_string(token_file)
-                .map_err(|e| format!("--token-file {}: {e}", token_file.display()))?
+                .map_err(|e| StartError::Setup(format!("--token-file {}: {e}", token_file.display())))?
                 .trim()
                 .to_owned();
             if token.len() < 16 {
-                return Err(format!("--token-file {}: the token must be at least 16 characters", token_file.display()));
+                return Err(StartError::Setup(format!(
+                    "--token-file {}: the token must be at least 16 characters",
+                    token_file.display()
+                )));
             }
             let tls = match (&config.tls_cert, &config.tls_key) {
-                (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+                (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).map_err(StartError::Setup)?),
                 (None, None) => None,
-                _ => return Err("--tls-cert and --tls-key go together: give both, or neither".into()),
+                _ => {
+                    return Err(StartError::Setup(
+                        "--tls-cert and --tls-key go together: give both, or neither".into(),
+                    ));
+                }
             };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("--listen {addr}: cannot listen: {e}"))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|e| StartError::Setup(format!("--listen {addr}: cannot listen: {e}")))?;
+            let local = listener.local_addr().map_err(|e| StartError::Setup(format!("--listen {addr}: {e}")))?;
             if tls.is_none() && !local.ip().is_loopback() {
-                return Err(format!(
+                return Err(StartError::Setup(format!(
                     "--listen {addr}: the token grants everything the policy allows, so beyond loopback the TCP API needs TLS; give --tls-cert FILE --tls-key FILE"
-                ));
+                )));
             }
             let token = Arc::new(token);
             let authed = app
