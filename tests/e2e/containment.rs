@@ -63,7 +63,7 @@ fn a_descriptor_bomb_is_stopped_at_the_open_file_limit_under_spore_run() {
     let script = format!("ulimit -n 256; exec {spore_bin} run --dir {mount} {} fd-bomb /d/f", g("hostile"));
     let mut sh = std::process::Command::new("sh");
     sh.env("SPORE_CACHE_DIR", shared_cache()).env_remove("SPORE_LOG").stdin(std::process::Stdio::null());
-    let seen = Seen::from(sh.args(["-c", &script]).output().unwrap());
+    let seen = sh.args(["-c", &script]).seen();
     assert_eq!(seen.code, 137, "{seen:?}");
     assert!(seen.stderr.contains("open-handle limit of 192 (what this process's RLIMIT_NOFILE leaves"), "{seen:?}");
 }
@@ -255,7 +255,7 @@ fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
     let cache = dir.path().join("compiled");
     let spore_c = || spore_with_cache(&cache);
     for name in ["hello", "trap"] {
-        let seen = Seen::from(spore_c().arg("compile").arg(guest(name)).output().unwrap());
+        let seen = spore_c().arg("compile").arg(guest(name)).seen();
         assert_eq!(seen.code, 0, "{seen:?}");
     }
     // A guest that could write the cache points trap's ref at hello's (authentic) artifact:
@@ -264,7 +264,7 @@ fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
     let digest = |name: &str| sha256_hex(&std::fs::read(guest(name)).unwrap());
     let hello_ref = std::fs::read_to_string(engine_dir.join(format!("{}.ref", digest("hello")))).unwrap();
     std::fs::write(engine_dir.join(format!("{}.ref", digest("trap"))), hello_ref).unwrap();
-    let seen = Seen::from(spore_c().arg("run").arg(guest("trap")).output().unwrap());
+    let seen = spore_c().arg("run").arg(guest("trap")).seen();
     assert_eq!(seen.code, 134, "{seen:?}");
     assert!(!seen.stdout.contains("Hello"), "{seen:?}");
     assert!(seen.stderr.contains("compile cache entry rejected (not made by this host for this wasm"), "{seen:?}");
@@ -275,7 +275,7 @@ fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     for mount in [format!("{}:/c:ro", dir.path().display()), format!("{}:/c", engine_dir.display())] {
-        let seen = Seen::from(spore_c().args(["run", "--dir", &mount]).arg(guest("hello")).output().unwrap());
+        let seen = spore_c().args(["run", "--dir", &mount]).arg(guest("hello")).seen();
         assert_eq!(seen.code, 125, "{seen:?}");
         assert!(seen.stderr.contains("would expose Spore's compiled code"), "{seen:?}");
     }

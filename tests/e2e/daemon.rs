@@ -259,13 +259,12 @@ fn tcp_requires_the_token() {
     let addr = format!("127.0.0.1:{port}");
     let d = Daemon::start(&["--listen", &addr, "--token-file", token_file.to_str().unwrap()]);
     let tcp = format!("tcp://{addr}");
-    let seen = Seen::from(spore().args(["--host", &tcp, "ps"]).output().unwrap());
+    let seen = spore().args(["--host", &tcp, "ps"]).seen();
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("missing or wrong bearer token"), "{seen:?}");
-    let seen = Seen::from(spore().args(["--host", &tcp, "--token", "wrong-token-wrong-token", "ps"]).output().unwrap());
+    let seen = spore().args(["--host", &tcp, "--token", "wrong-token-wrong-token", "ps"]).seen();
     assert!(seen.stderr.contains("bearer token"), "{seen:?}");
-    let seen =
-        Seen::from(spore().args(["--host", &tcp, "ps"]).env("SPORE_TOKEN", "s3cret-token-for-tests").output().unwrap());
+    let seen = spore().args(["--host", &tcp, "ps"]).env("SPORE_TOKEN", "s3cret-token-for-tests").seen();
     assert_eq!(seen.code, 0, "{seen:?}");
     drop(d);
 
@@ -618,7 +617,7 @@ fn slow_creates_stall_neither_the_api_nor_other_sandboxes() {
         .map(|i| {
             let mut cmd = d.cli();
             cmd.args(["deploy", "--pull", "never", "--name", &format!("big{i}"), &format!("big{i}")]);
-            std::thread::spawn(move || Seen::from(cmd.output().unwrap()))
+            std::thread::spawn(move || cmd.seen())
         })
         .collect();
     let mut slowest = std::time::Duration::ZERO;
@@ -700,7 +699,7 @@ fn the_api_socket_is_the_users_own_on_both_ends() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let seen = Seen::from(spore().args(["--host", &format!("unix://{}", path.display()), "ps"]).output().unwrap());
+    let seen = spore().args(["--host", &format!("unix://{}", path.display()), "ps"]).seen();
     let _ = impostor.kill();
     let _ = impostor.wait();
     assert_ne!(seen.code, 0);
@@ -771,9 +770,7 @@ fn the_tcp_api_beyond_loopback_needs_tls_and_the_cli_checks_the_certificate() {
     let (ca, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
     let _d = Daemon::start(&["--listen", &addr, "--token-file", token, "--tls-cert", cert, "--tls-key", key]);
-    let cli = |args: &[&str]| {
-        Seen::from(spore().env("SPORE_TOKEN", "s3cret-token-for-tests").args(args).arg("ps").output().unwrap())
-    };
+    let cli = |args: &[&str]| spore().env("SPORE_TOKEN", "s3cret-token-for-tests").args(args).arg("ps").seen();
     let https = format!("https://{addr}");
     let seen = cli(&["--host", &https, "--tls-ca", ca]);
     assert_eq!(seen.code, 0, "{seen:?}");
@@ -1016,7 +1013,7 @@ fn the_effective_configuration_prints_as_toml_that_reads_back_and_bad_values_nam
     let print = |config: &std::path::Path, extra: &[&str]| {
         let mut cmd = spore();
         cmd.args(["daemon", "--config"]).arg(config).arg("--print-config").args(extra);
-        Seen::from(cmd.output().unwrap())
+        cmd.seen()
     };
     let seen = print(&config, &["--capacity", "7"]);
     assert_eq!(seen.code, 0, "{seen:?}");

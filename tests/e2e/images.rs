@@ -32,7 +32,7 @@ fn load_list_run_save_tag_rmi() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let layout = layout(dir.path());
-    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
 
     let seen = run(&["load", "-i", layout.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
@@ -54,9 +54,9 @@ fn load_list_run_save_tag_rmi() {
     let tarball = dir.path().join("fs.tar");
     assert_eq!(run(&["save", "localhost:5000/demo/fs:v1", "-o", tarball.to_str().unwrap()]).code, 0);
     let other = dir.path().join("other");
-    let seen = Seen::from(with_store(&other).args(["load", "-i", tarball.to_str().unwrap()]).output().unwrap());
+    let seen = with_store(&other).args(["load", "-i", tarball.to_str().unwrap()]).seen();
     assert_eq!(seen.code, 0, "{seen:?}");
-    let seen = Seen::from(with_store(&other).args(["run", "localhost:5000/demo/fs:v1"]).output().unwrap());
+    let seen = with_store(&other).args(["run", "localhost:5000/demo/fs:v1"]).seen();
     assert_eq!(seen.stdout, "hello from the image\n", "{seen:?}");
 
     assert_eq!(run(&["tag", "localhost:5000/demo/fs:v1", "fs:latest"]).code, 0);
@@ -78,7 +78,7 @@ fn load_list_run_save_tag_rmi() {
 fn bad_layouts_and_names_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
     let seen = run(&["load", "-i", dir.path().to_str().unwrap()]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("is not an OCI image layout"), "{seen:?}");
@@ -153,7 +153,7 @@ fn build_an_artifact_of_a_component_and_run_it() {
         "FROM scratch\nCOPY hello.wasm /hello.wasm\nENV GREETING=Hi\nENTRYPOINT [\"/hello.wasm\"]\n",
     )
     .unwrap();
-    let run = |args: &[&str]| Seen::from(with_store(&store).args(args).output().unwrap());
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
     let seen = run(&["build", "--format", "artifact", "-t", "hello-p2", ctx.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
     assert!(seen.stdout.contains("wasip2, artifact"), "{seen:?}");

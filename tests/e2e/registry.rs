@@ -33,7 +33,7 @@ impl Client {
     }
 
     fn run(&self, args: &[&str]) -> Seen {
-        Seen::from(self.cmd().args(args).output().unwrap())
+        self.cmd().args(args).seen()
     }
 
     fn ok(&self, args: &[&str]) -> Seen {
@@ -315,14 +315,14 @@ fn the_daemon_runs_an_image_it_pulls_itself() {
     assert_eq!(logs.stdout.trim(), HELLO, "{logs:?}");
     // The image went into the daemon's own store, pinned: a prune there keeps it.
     let store = d.dir.path().join("data/store");
-    let prune = Seen::from(spore().env("SPORE_STORE", &store).args(["image", "prune"]).output().unwrap());
+    let prune = spore().env("SPORE_STORE", &store).args(["image", "prune"]).seen();
     assert!(prune.stdout.contains("Deleted 0 blob(s)"), "{prune:?}");
     let seen = d.run(["start", "hi"]);
     assert_eq!(seen.code, 0, "{seen:?}");
     d.wait_for("hi", 10, |r| r["state"] == "exited");
     // Its name removed, the image stays while a sandbox uses it; the last one removed, a prune
     // frees it (the daemon's pin goes with its last sandbox).
-    let in_store = |args: &[&str]| Seen::from(spore().env("SPORE_STORE", &store).args(args).output().unwrap());
+    let in_store = |args: &[&str]| spore().env("SPORE_STORE", &store).args(args).seen();
     let rmi = in_store(&["rmi", &image]);
     assert_eq!(rmi.code, 0, "{rmi:?}");
     let prune = in_store(&["image", "prune"]);

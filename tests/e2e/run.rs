@@ -223,8 +223,7 @@ fn network_is_denied_by_default_and_granted_by_rule() {
 fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     let hello = guest("hello");
-    let compile =
-        || Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("compile").arg(&hello).output().unwrap());
+    let compile = || spore_with_cache(&cache.path().join("compiled")).arg("compile").arg(&hello).seen();
 
     let first = compile();
     assert_eq!(first.code, 0, "{first:?}");
@@ -254,14 +253,14 @@ fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
         *b ^= 0x5a;
     }
     std::fs::write(&artifact, &bytes).unwrap();
-    let seen = Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).output().unwrap());
+    let seen = spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).seen();
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
     assert!(seen.stderr.contains("compile cache entry rejected (not made by this host"), "{seen:?}");
     assert!(compile().stdout.contains("already compiled"), "the entry was replaced by a good one");
 
     // Truncated to a fraction.
     std::fs::write(&artifact, &bytes[..bytes.len() / 4]).unwrap();
-    let seen = Seen::from(spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).output().unwrap());
+    let seen = spore_with_cache(&cache.path().join("compiled")).arg("run").arg(&hello).seen();
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
 }
 

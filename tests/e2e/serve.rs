@@ -80,7 +80,7 @@ fn a_component_that_is_not_an_http_app_is_refused_by_name() {
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("is not an HTTP app") && seen.stderr.contains("wasi:cli/command world"), "{seen:?}");
     // And an HTTP app is not a command.
-    let seen = Seen::from(spore_in(dir.path()).arg("run").arg(guest("http-hello")).output().unwrap());
+    let seen = spore_in(dir.path()).arg("run").arg(guest("http-hello")).seen();
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("spore serve"), "{seen:?}");
 }
@@ -218,8 +218,7 @@ fn outbound_http_goes_only_where_it_is_allowed() {
     assert!(status == 502 && body.contains("HttpRequestDenied"), "{status} {body}");
     assert!(s.output().contains("private or loopback"), "{}", s.output());
 
-    let seen =
-        Seen::from(spore_in(dir.path()).args(["serve", "--allow-outbound", "ftp://x"]).arg(&fetch).output().unwrap());
+    let seen = spore_in(dir.path()).args(["serve", "--allow-outbound", "ftp://x"]).arg(&fetch).seen();
     assert_eq!(seen.code, 125);
     assert!(seen.stderr.contains("\"ftp://x\"") && seen.stderr.contains("scheme"), "{seen:?}");
 }
@@ -273,7 +272,7 @@ key_value_stores = ["default"]
 
     // A manifest mistake names the file and line.
     std::fs::write(app.join("bad.toml"), "[[trigger.http]]\nroute = \"/x\"\ncomponent = \"nope\"\n").unwrap();
-    let seen = Seen::from(spore_in(dir.path()).args(["up", "-f"]).arg(app.join("bad.toml")).output().unwrap());
+    let seen = spore_in(dir.path()).args(["up", "-f"]).arg(app.join("bad.toml")).seen();
     assert_eq!(seen.code, 125);
     assert!(seen.stderr.contains("bad.toml:3:") && seen.stderr.contains("nope"), "{seen:?}");
 }

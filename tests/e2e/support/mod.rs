@@ -55,13 +55,25 @@ impl std::fmt::Debug for Seen {
     }
 }
 
+/// A command run to completion and what it showed: `spore().args([...]).seen()`.
+pub trait RunSeen {
+    /// Runs it, waits, and keeps its exit code and output.
+    fn seen(&mut self) -> Seen;
+}
+
+impl RunSeen for Command {
+    fn seen(&mut self) -> Seen {
+        Seen::from(self.output().expect("cannot start the command"))
+    }
+}
+
 /// Runs `spore ARGS` to completion.
 pub fn spore_run<I, S>(args: I) -> Seen
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Seen::from(spore().args(args).output().expect("cannot start spore"))
+    spore().args(args).seen()
 }
 
 /// Writes `wat` text as a binary module into `dir` and returns its path.
