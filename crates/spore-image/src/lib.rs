@@ -18,6 +18,7 @@ pub mod media_types;
 mod open;
 mod reference;
 mod refs;
+mod rootfs;
 mod store;
 
 pub use artifact::ArtifactImage;

@@ -1,0 +1,59 @@
+//! An image's files on disk: its tree layers unpacked once into a read-only root shared by
+//! every sandbox of the image, and the entrypoint's wasm found inside that root.
+
+use crate::error::ImageError;
+use crate::open::OpenedImage;
+use crate::store::{ContentStore, StoreError};
+use std::path::PathBuf;
+
+impl OpenedImage {
+    /// The wasm to run and, for an image of files, its unpacked root: the wasm layer when the
+    /// image has one, else the entrypoint's file, resolved inside the root only.
+    pub fn entrypoint_wasm(&self, store: &ContentStore) -> Result<(Vec<u8>, Option<PathBuf>), ImageError> {
+        if let Some(layer) = self.wasm_layer {
+            return Ok((store.get(&layer)?, None));
+        }
+        let root = self.rootfs(store)?;
+        let entry = self.argv.first().ok_or(ImageError::NoEntrypoint(self.manifest))?;
+        let inside = match (entry.starts_with('/'), &self.working_dir) {
+            (false, Some(wd)) => std::path::Path::new(wd).join(entry),
+            _ => PathBuf::from(entry),
+        };
+        let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+        if let Some(link) = crate::extract::symlink_on_the_way(&root, &rel, true) {
+            return Err(ImageError::EntrypointThroughSymlink { entry: entry.clone(), link });
+        }
+        let wasm = std::fs::read(root.join(&rel)).map_err(|_| ImageError::EntrypointMissing(entry.clone()))?;
+        Ok((wasm, Some(root)))
+    }
+
+    /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and
+    /// rename, so a half-unpacked root is never used) and returns it.
+    pub fn rootfs(&self, store: &ContentStore) -> Result<PathBuf, ImageError> {
+        let dir = store.root().join("rootfs");
+        let done = dir.join(self.manifest.hex());
+        if done.is_dir() {
+            return Ok(done);
+        }
+        std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
+        let tmp = tempfile::tempdir_in(&dir).map_err(StoreError::from)?;
+        let malformed = |message: String| ImageError::Malformed { what: "manifest", digest: self.manifest, message };
+        let mut unpacker =
+            crate::Unpacker::new(tmp.path(), crate::ExtractLimits::DEFAULT).map_err(|e| malformed(e.to_string()))?;
+        for layer in &self.tree_layers {
+            let file = std::fs::File::open(store.path(layer)).map_err(|_| StoreError::Missing(*layer))?;
+            unpacker.layer(std::io::BufReader::new(file)).map_err(|e| malformed(format!("layer {layer}: {e}")))?;
+        }
+        unpacker.finish().map_err(|e| malformed(e.to_string()))?;
+        match std::fs::rename(tmp.path(), &done) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                Ok(done)
+            }
+            // Another process unpacked the same image meanwhile: theirs is as good (ours is
+            // removed with `tmp`).
+            Err(_) if done.is_dir() => Ok(done),
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+}
