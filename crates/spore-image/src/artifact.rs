@@ -4,8 +4,10 @@
 //! other files and no process settings.
 
 use crate::Written;
+use crate::compat::put_manifest;
 use crate::media_types::WASM_CONFIG;
 use crate::store::{ContentStore, StoreError};
+use oci_spec::image::MediaType;
 use serde_json::json;
 use spore_types::Digest;
 
@@ -32,17 +34,15 @@ impl ArtifactImage {
         let config = serde_json::to_vec(&config).expect("json");
         let config_digest = Digest::of(&config);
         store.put(&config_digest, &config)?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "artifactType": WASM_CONFIG,
-            "config": { "mediaType": WASM_CONFIG, "digest": config_digest.to_string(), "size": config.len() },
-            "layers": [{ "mediaType": "application/wasm", "digest": layer.to_string(), "size": self.wasm.len() }]
-        }))
-        .expect("json");
-        let manifest_digest = Digest::of(&manifest);
-        store.put(&manifest_digest, &manifest)?;
-        Ok(Written { manifest: manifest_digest, total_size: (self.wasm.len() + config.len() + manifest.len()) as u64 })
+        let wasm_config = || MediaType::Other(WASM_CONFIG.to_owned());
+        let (manifest, manifest_len) = put_manifest(
+            store,
+            (wasm_config(), &config_digest, config.len()),
+            &[(MediaType::Other("application/wasm".to_owned()), &layer, self.wasm.len())],
+            Some(wasm_config()),
+            &[],
+        )?;
+        Ok(Written { manifest, total_size: (self.wasm.len() + config.len() + manifest_len) as u64 })
     }
 }
 

@@ -57,6 +57,42 @@ fn spec_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(std::io::Error::other(format!("building the image metadata: {e}")))
 }
 
+/// A manifest is the one OCI document both writers make: it names the config and the layers
+/// (each a media type, a digest and a size), with an artifact type or annotations where the
+/// format has them. Stored; returns its digest and size.
+pub(crate) fn put_manifest(
+    store: &ContentStore,
+    config: (MediaType, &Digest, usize),
+    layers: &[(MediaType, &Digest, usize)],
+    artifact_type: Option<MediaType>,
+    annotations: &[(&str, &str)],
+) -> Result<(Digest, usize), StoreError> {
+    let descriptor = |(media, digest, size): (MediaType, &Digest, usize)| {
+        DescriptorBuilder::default()
+            .media_type(media)
+            .digest(oci_digest(digest))
+            .size(size as u64)
+            .build()
+            .map_err(spec_error)
+    };
+    let mut manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(config)?)
+        .layers(layers.iter().cloned().map(descriptor).collect::<Result<Vec<_>, _>>()?);
+    if let Some(kind) = artifact_type {
+        manifest = manifest.artifact_type(kind);
+    }
+    if !annotations.is_empty() {
+        let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        manifest = manifest.annotations(annotations.collect::<std::collections::HashMap<_, _>>());
+    }
+    let json = manifest.build().map_err(spec_error)?.to_string().map_err(spec_error)?.into_bytes();
+    let digest = Digest::of(&json);
+    store.put(&digest, &json)?;
+    Ok((digest, json.len()))
+}
+
 impl CompatImage {
     /// The layer's tar, deterministic.
     fn layer_tar(&self) -> std::io::Result<Vec<u8>> {
@@ -130,33 +166,14 @@ impl CompatImage {
         let config_digest = Digest::of(&config_json);
         store.put(&config_digest, &config_json)?;
 
-        let descriptor = |media: MediaType, digest: &Digest, size: usize| {
-            DescriptorBuilder::default()
-                .media_type(media)
-                .digest(oci_digest(digest))
-                .size(size as u64)
-                .build()
-                .map_err(spec_error)
-        };
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(descriptor(MediaType::ImageConfig, &config_digest, config_json.len())?)
-            .layers(vec![descriptor(MediaType::ImageLayerGzip, &layer_digest, layer.len())?])
-            .annotations(
-                [(VARIANT_ANNOTATION.to_owned(), "compat-smart".to_owned())]
-                    .into_iter()
-                    .collect::<std::collections::HashMap<_, _>>(),
-            )
-            .build()
-            .map_err(spec_error)?;
-        let manifest_json = manifest.to_string().map_err(spec_error)?.into_bytes();
-        let manifest_digest = Digest::of(&manifest_json);
-        store.put(&manifest_digest, &manifest_json)?;
-        Ok(Written {
-            manifest: manifest_digest,
-            total_size: (layer.len() + config_json.len() + manifest_json.len()) as u64,
-        })
+        let (manifest_digest, manifest_len) = put_manifest(
+            store,
+            (MediaType::ImageConfig, &config_digest, config_json.len()),
+            &[(MediaType::ImageLayerGzip, &layer_digest, layer.len())],
+            None,
+            &[(VARIANT_ANNOTATION, "compat-smart")],
+        )?;
+        Ok(Written { manifest: manifest_digest, total_size: (layer.len() + config_json.len() + manifest_len) as u64 })
     }
 }
 
