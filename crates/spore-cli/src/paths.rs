@@ -9,8 +9,9 @@ fn var(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-fn home() -> PathBuf {
-    var("HOME").unwrap_or_else(|| PathBuf::from("/"))
+/// `$HOME`, or `fallback` without one.
+fn home_or(fallback: &str) -> PathBuf {
+    var("HOME").unwrap_or_else(|| PathBuf::from(fallback))
 }
 
 /// The daemon's API socket and data directory: `$XDG_RUNTIME_DIR/spore/spore.sock` and
@@ -23,7 +24,7 @@ pub fn daemon_paths() -> (PathBuf, PathBuf) {
         (PathBuf::from("/run/spore/spore.sock"), PathBuf::from("/var/lib/spore"))
     } else {
         let runtime = var("XDG_RUNTIME_DIR").unwrap_or_else(std::env::temp_dir);
-        let data = var("XDG_DATA_HOME").unwrap_or_else(|| home().join(".local/share"));
+        let data = var("XDG_DATA_HOME").unwrap_or_else(|| home_or(".").join(".local/share"));
         (runtime.join("spore/spore.sock"), data.join("spore"))
     };
     (socket, var("SPORE_DATA_DIR").unwrap_or(data))
@@ -32,9 +33,11 @@ pub fn daemon_paths() -> (PathBuf, PathBuf) {
 /// Spore's credentials file (`$SPORE_AUTH_FILE`, else `$XDG_CONFIG_HOME/spore/auth.json`) and
 /// Docker's (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
 pub fn auth_files() -> AuthFiles {
-    let spore = var("SPORE_AUTH_FILE")
-        .unwrap_or_else(|| var("XDG_CONFIG_HOME").unwrap_or_else(|| home().join(".config")).join("spore/auth.json"));
-    let docker = var("DOCKER_CONFIG").map_or_else(|| home().join(".docker/config.json"), |d| d.join("config.json"));
+    let spore = var("SPORE_AUTH_FILE").unwrap_or_else(|| {
+        var("XDG_CONFIG_HOME").unwrap_or_else(|| home_or("/").join(".config")).join("spore/auth.json")
+    });
+    let docker =
+        var("DOCKER_CONFIG").map_or_else(|| home_or("/").join(".docker/config.json"), |d| d.join("config.json"));
     AuthFiles::new(spore, Some(docker))
 }
 
