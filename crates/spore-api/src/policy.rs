@@ -244,8 +244,8 @@ impl Policy {
         let memory_bytes = Some(section.max_memory.map_or(pool_max_memory, |m| m.bytes().min(pool_max_memory)));
         let caps = Caps {
             memory_bytes,
-            cpu_time_ms: section.max_cpu_time.map(HumanDuration::millis),
-            timeout_ms: section.max_timeout.map(HumanDuration::millis),
+            cpu_time_ms: section.max_cpu_time.map(|t| t.get().as_millis() as u64),
+            timeout_ms: section.max_timeout.map(|t| t.get().as_millis() as u64),
             counts: [
                 ("max_open_files", section.max_open_files),
                 ("max_instances", section.max_instances),

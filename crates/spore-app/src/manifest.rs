@@ -156,14 +156,15 @@ pub struct Given {
 impl Given {
     /// The variables an environment gives (`vars` as `std::env::vars()` lists them; the binary
     /// reads its environment, this only picks from it): `SPORE_VARIABLE_<NAME>` over
-    /// `SPIN_VARIABLE_<NAME>`, names lower-cased as manifests write them.
+    /// `SPIN_VARIABLE_<NAME>`, NAME upper-case as Spin writes it, lower-cased as manifests do.
     pub fn from_environment(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
         let mut spin = BTreeMap::new();
         let mut spore = BTreeMap::new();
         for (key, value) in vars {
-            if let Some(name) = key.strip_prefix("SPORE_VARIABLE_") {
+            let upper = |name: &str| name == name.to_ascii_uppercase();
+            if let Some(name) = key.strip_prefix("SPORE_VARIABLE_").filter(|n| upper(n)) {
                 spore.insert(name.to_ascii_lowercase(), value);
-            } else if let Some(name) = key.strip_prefix("SPIN_VARIABLE_") {
+            } else if let Some(name) = key.strip_prefix("SPIN_VARIABLE_").filter(|n| upper(n)) {
                 spin.insert(name.to_ascii_lowercase(), value);
             }
         }
@@ -424,7 +425,8 @@ message = "{{ greeting }}, world"
         let environment = Given::from_environment([
             ("SPIN_VARIABLE_GREETING".to_owned(), "Spin".to_owned()),
             ("SPORE_VARIABLE_GREETING".to_owned(), "Hey".to_owned()),
-            ("HOME".to_owned(), "/root".to_owned()),
+            ("HOME".to_owned(), "/home/app".to_owned()),
+            ("SPORE_VARIABLE_greeting".to_owned(), "lower-case names are not Spin's".to_owned()),
         ]);
         assert_eq!(environment, BTreeMap::from([("greeting".to_owned(), "Hey".to_owned())]));
         let mut given = Given { flags: BTreeMap::new(), environment };

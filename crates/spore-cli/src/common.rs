@@ -162,7 +162,7 @@ pub fn with_fix(err: SandboxError, file: &str) -> anyhow::Error {
 /// unless a runtime config says otherwise).
 pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>> {
     let data = crate::paths::daemon_paths().1;
-    let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb"))?;
+    let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb")).map_err(anyhow::Error::msg)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

@@ -78,12 +78,12 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     if empty(&config.data_dir) {
         config.data_dir = data_dir;
     }
+    let auth = crate::paths::auth_files();
     if empty(&config.registries.auth_file) {
-        let auth = crate::paths::auth_files();
         config.registries.auth_file = auth.spore().to_owned();
-        if empty(&config.registries.docker_config) {
-            config.registries.docker_config = auth.docker().map(std::path::Path::to_path_buf).unwrap_or_default();
-        }
+    }
+    if empty(&config.registries.docker_config) {
+        config.registries.docker_config = auth.docker().map(std::path::Path::to_path_buf).unwrap_or_default();
     }
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
@@ -91,6 +91,7 @@ pub fn daemon(args: DaemonArgs) -> anyhow::Result<i32> {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(spore_daemon::run(config))?;
+    // Flattened: each error's message already names its cause.
+    runtime.block_on(spore_daemon::run(config)).map_err(anyhow::Error::msg)?;
     Ok(0)
 }

@@ -181,7 +181,10 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
     };
     let given = manifest::Given {
         flags: args.vars.into_iter().collect(),
-        environment: manifest::Given::from_environment(std::env::vars()),
+        // Variables that are not text are skipped, not a panic.
+        environment: manifest::Given::from_environment(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        ),
     };
     let m = manifest::load(&file, &given).map_err(anyhow::Error::msg)?;
     for w in &m.warnings {

@@ -412,7 +412,7 @@ async fn metrics(AxState(sup): Sup, _headers: HeaderMap) -> Response {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
     }
     out.push_str(&format!(
-        "# HELP spore_programs_linked ProgramStore compiled and linked in memory.\n# TYPE spore_programs_linked gauge\nspore_programs_linked {}\n",
+        "# HELP spore_programs_linked Programs compiled and linked in memory.\n# TYPE spore_programs_linked gauge\nspore_programs_linked {}\n",
         sup.programs_linked()
     ));
     let latencies = sup.start_latencies();

@@ -23,7 +23,7 @@ pub use spore_api::{model, policy};
 
 use config::DaemonConfig;
 use spore_engine::{EngineConfig, SporeEngine};
-use spore_types::{ByteSize, HumanDuration};
+use spore_types::ByteSize;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -72,8 +72,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
     let d = &config.defaults;
     let defaults = model::Defaults {
         memory_bytes: d.memory.map(ByteSize::bytes),
-        cpu_time_ms: d.cpu_time.map(HumanDuration::millis),
-        timeout_ms: d.timeout.map(HumanDuration::millis),
+        // At least 1 ms, as the flags give it: a zero default would refuse every create.
+        cpu_time_ms: d.cpu_time.map(|t| t.millis().max(1)),
+        timeout_ms: d.timeout.map(|t| t.millis().max(1)),
         restart: d.restart.unwrap_or_default(),
     };
     let policy = policy::Policy::from_config(&config.policy, max_memory, &defaults)?;

@@ -24,12 +24,12 @@ pub enum StoresError {
     #[error(transparent)]
     Config(#[from] declared::RuntimeConfigError),
     /// A Redis store's URL is not one.
-    #[error("[key_value_store.{store}]: {source}")]
+    #[error("[key_value_store.{store}]: {error}")]
     Redis {
         /// The store's label.
         store: String,
-        /// Why.
-        source: spore_kv::KvError,
+        /// Why (in the message, so not also a cause: it would print twice).
+        error: spore_kv::KvError,
     },
 }
 
@@ -54,7 +54,7 @@ pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, Sto
             }
             Backend::Redis { url } => {
                 let redis =
-                    Redis::new(&url).map_err(|source| StoresError::Redis { store: store.name.clone(), source })?;
+                    Redis::new(&url).map_err(|error| StoresError::Redis { store: store.name.clone(), error })?;
                 stores.insert(&store.name, Arc::new(redis.with_quota(quota)));
             }
         }

@@ -227,7 +227,7 @@ pub struct Capabilities {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// An outbound HTTP grant that does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Outbound(#[from] crate::outbound::OutboundError),
     /// A key-value store label that is not a plain name.
     #[error(
