@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS="${SECS:-300}"
-TARGETS="${TARGETS:-sporefile spin_toml runtime_config request reference oci_document layer}"
+TARGETS="${TARGETS:-sporefile spin_toml runtime_config request reference oci_document layer wire}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/spore/fuzz-target}"
 CORPUS="${FUZZ_CORPUS_DIR:-$HOME/.cache/spore/fuzz-corpus}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
