@@ -1,0 +1,302 @@
+//! The part of WASI preview 1 that makes sense without an operating system, for Spore's edge
+//! runners: arguments, environment, stdout and stderr, exit, clocks, randomness and clock
+//! sleeps. Every other preview 1 function links and answers `EBADF` (a descriptor this guest
+//! cannot have: there are no files, preopens or sockets) or `ENOSYS`.
+//!
+//! Engine-agnostic: an engine binds each entry of [`IMPORTS`] to [`Wasi::call`] with the
+//! guest's linear memory as a byte slice, so the wasmtime runner and the wasmi one (on Linux
+//! and on bare metal) run the same code. What a platform provides — where output goes, its
+//! clocks, its entropy, how a guest waits — is its [`Host`].
+//!
+//! `no_std + alloc`. Depends on no other Spore crate and on nothing at all; must never depend
+//! on `std` or an engine.
+
+#![no_std]
+
+extern crate alloc;
+
+mod abi;
+mod memory;
+
+pub use abi::{Func, IMPORTS, Import, MODULE, Ty, errno};
+
+use alloc::vec::Vec;
+use memory::{Event, Fault, Guest, SubKind};
+
+/// Why a guest stops inside a WASI call instead of getting an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// It called `proc_exit` with this code.
+    Exit(i32),
+    /// Its host ended it while it waited (a kill, a time limit).
+    Interrupted,
+}
+
+/// A guest's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Descriptor 1.
+    Stdout,
+    /// Descriptor 2.
+    Stderr,
+}
+
+/// WASI's clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall-clock time since the Unix epoch.
+    Realtime,
+    /// Time that only goes forward, from an arbitrary start.
+    Monotonic,
+    /// CPU time of the process.
+    ProcessCputime,
+    /// CPU time of the thread.
+    ThreadCputime,
+}
+
+/// What a platform gives a guest.
+pub trait Host {
+    /// Takes the guest's output. May wait (the agent has no room for more yet: the guest waits,
+    /// nothing is lost) and may end the guest instead.
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop>;
+    /// A clock's time in nanoseconds, or `None` where the platform has no such clock.
+    fn now(&mut self, clock: Clock) -> Option<u64>;
+    /// A clock's resolution in nanoseconds.
+    fn resolution(&mut self, clock: Clock) -> Option<u64>;
+    /// Fills `buf` with random bytes (the platform's entropy source, or — said where it is used
+    /// — a seeded generator).
+    fn random(&mut self, buf: &mut [u8]);
+    /// Parks the guest until the monotonic clock reaches `deadline` (nanoseconds), without
+    /// spinning; ends early with [`Stop::Interrupted`] when the guest is to end.
+    fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop>;
+    /// Lets others run.
+    fn yield_now(&mut self) -> Result<(), Stop>;
+}
+
+/// One guest's WASI state: its arguments, environment and host.
+pub struct Wasi<H> {
+    args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    /// The platform's side.
+    pub host: H,
+}
+
+/// Rights of descriptor 0 (`fd_read`, `poll_fd_readwrite`) and 1–2 (`fd_write`,
+/// `poll_fd_readwrite`), as `fd_fdstat_get` reports them.
+const RIGHTS_IN: u64 = (1 << 1) | (1 << 27);
+const RIGHTS_OUT: u64 = (1 << 6) | (1 << 27);
+/// `filetype::character_device`: what a terminal-like stream is.
+const CHARACTER_DEVICE: u8 = 2;
+
+impl<H: Host> Wasi<H> {
+    /// A guest with these arguments (the first is the program's name) and `KEY=VALUE` pairs.
+    pub fn new<'a>(
+        args: impl IntoIterator<Item = &'a str>,
+        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+        host: H,
+    ) -> Wasi<H> {
+        let args = args.into_iter().map(|a| a.as_bytes().to_vec()).collect();
+        let env = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut pair = Vec::with_capacity(k.len() + 1 + v.len());
+                pair.extend_from_slice(k.as_bytes());
+                pair.push(b'=');
+                pair.extend_from_slice(v.as_bytes());
+                pair
+            })
+            .collect();
+        Wasi { args, env, host }
+    }
+
+    /// Carries out the preview 1 function at `index` of [`IMPORTS`], with its arguments as
+    /// the engine passed them (each `i32` zero-extended) and the guest's linear memory.
+    /// Returns the errno for the guest, or why it stops.
+    pub fn call(&mut self, index: usize, memory: &mut [u8], args: &[u64]) -> Result<i32, Stop> {
+        let Some(func) = Func::from_index(index) else { return Ok(errno::NOSYS) };
+        let a = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
+        let mut mem = Guest(memory);
+        let result = match func {
+            Func::args_get => list_get(&mut mem, &self.args, a(0), a(1)),
+            Func::args_sizes_get => list_sizes(&mut mem, &self.args, a(0), a(1)),
+            Func::environ_get => list_get(&mut mem, &self.env, a(0), a(1)),
+            Func::environ_sizes_get => list_sizes(&mut mem, &self.env, a(0), a(1)),
+            Func::clock_res_get => match clock(a(0)).and_then(|c| self.host.resolution(c)) {
+                Some(ns) => mem.u64(a(1), ns).map(|()| errno::SUCCESS),
+                None => Ok(errno::INVAL),
+            },
+            Func::clock_time_get => match clock(a(0)).and_then(|c| self.host.now(c)) {
+                Some(ns) => mem.u64(a(2), ns).map(|()| errno::SUCCESS),
+                None => Ok(errno::INVAL),
+            },
+            Func::fd_write => return self.fd_write(&mut mem, a(0), a(1), a(2), a(3)),
+            Func::fd_read => match a(0) {
+                // No stdin on a runner: end of file at once.
+                0 => mem.u32(a(3), 0).map(|()| errno::SUCCESS),
+                _ => Ok(errno::BADF),
+            },
+            Func::fd_fdstat_get => match a(0) {
+                fd @ 0..=2 => {
+                    let rights = if fd == 0 { RIGHTS_IN } else { RIGHTS_OUT };
+                    let mut stat = [0u8; 24];
+                    stat[0] = CHARACTER_DEVICE;
+                    stat[8..16].copy_from_slice(&rights.to_le_bytes());
+                    mem.bytes(a(1), &stat).map(|()| errno::SUCCESS)
+                }
+                _ => Ok(errno::BADF),
+            },
+            Func::fd_filestat_get => match a(0) {
+                0..=2 => {
+                    let mut stat = [0u8; 64];
+                    stat[16] = CHARACTER_DEVICE;
+                    mem.bytes(a(1), &stat).map(|()| errno::SUCCESS)
+                }
+                _ => Ok(errno::BADF),
+            },
+            // No preopened directories: EBADF is what ends wasi-libc's scan for them.
+            Func::fd_prestat_get | Func::fd_prestat_dir_name => Ok(errno::BADF),
+            Func::fd_close | Func::fd_sync | Func::fd_datasync | Func::fd_fdstat_set_flags => {
+                Ok(if a(0) <= 2 { errno::SUCCESS } else { errno::BADF })
+            }
+            Func::fd_seek | Func::fd_tell => Ok(if a(0) <= 2 { errno::SPIPE } else { errno::BADF }),
+            Func::poll_oneoff => return self.poll_oneoff(&mut mem, a(0), a(1), a(2), a(3)),
+            Func::proc_exit => return Err(Stop::Exit(a(0) as i32)),
+            Func::sched_yield => return self.host.yield_now().map(|()| errno::SUCCESS),
+            Func::random_get => {
+                let (ptr, len) = (a(0), a(1));
+                mem.slice_mut(ptr, len).map(|buf| {
+                    self.host.random(buf);
+                    errno::SUCCESS
+                })
+            }
+            Func::proc_raise => Ok(errno::NOSYS),
+            // Everything else names a descriptor (a file, a directory, a socket) that a guest
+            // without a filesystem or network cannot have; on 0–2 it is not supported.
+            _ => Ok(if a(0) <= 2 && has_fd_first(func) { errno::NOTSUP } else { errno::BADF }),
+        };
+        Ok(result.unwrap_or(errno::FAULT))
+    }
+
+    fn fd_write(&mut self, mem: &mut Guest<'_>, fd: u32, iovs: u32, count: u32, written: u32) -> Result<i32, Stop> {
+        let stream = match fd {
+            1 => Stream::Stdout,
+            2 => Stream::Stderr,
+            _ => return Ok(errno::BADF),
+        };
+        let mut total: u32 = 0;
+        for i in 0..count {
+            let Ok((ptr, len)) = mem.iovec(iovs, i) else { return Ok(errno::FAULT) };
+            let Ok(bytes) = mem.slice(ptr, len) else { return Ok(errno::FAULT) };
+            if !bytes.is_empty() {
+                self.host.write(stream, bytes)?;
+            }
+            total = total.saturating_add(len);
+        }
+        Ok(mem.u32(written, total).map_or(errno::FAULT, |()| errno::SUCCESS))
+    }
+
+    /// Clock subscriptions park the guest until the earliest is due; descriptor ones are
+    /// answered at once (stdout and stderr are always writable, stdin is at its end).
+    fn poll_oneoff(
+        &mut self,
+        mem: &mut Guest<'_>,
+        input: u32,
+        output: u32,
+        count: u32,
+        events: u32,
+    ) -> Result<i32, Stop> {
+        if count == 0 {
+            return Ok(errno::INVAL);
+        }
+        let Ok(subs) = (0..count).map(|i| mem.subscription(input, i)).collect::<Result<Vec<_>, _>>() else {
+            return Ok(errno::FAULT);
+        };
+        let start = monotonic(&mut self.host);
+        // Each clock subscription's deadline on the monotonic clock (`None`: a clock this
+        // platform does not have).
+        let deadlines: Vec<Option<u64>> = subs
+            .iter()
+            .map(|s| match s.kind {
+                SubKind::Clock { timeout, absolute: false, .. } => Some(start.saturating_add(timeout)),
+                SubKind::Clock { id, timeout, absolute: true } => {
+                    let now = clock(id).and_then(|c| self.host.now(c))?;
+                    Some(start.saturating_add(timeout.saturating_sub(now)))
+                }
+                _ => None,
+            })
+            .collect();
+        let answer_now =
+            subs.iter().zip(&deadlines).any(|(s, d)| !matches!(s.kind, SubKind::Clock { .. }) || d.is_none());
+        if !answer_now && let Some(&earliest) = deadlines.iter().flatten().min() {
+            self.host.sleep_until(earliest)?;
+        }
+        let after = monotonic(&mut self.host);
+        let mut n = 0;
+        for (s, deadline) in subs.iter().zip(&deadlines) {
+            let (error, kind, hangup) = match (s.kind, deadline) {
+                (SubKind::Clock { .. }, Some(d)) if *d <= after => (0, 0, false),
+                (SubKind::Clock { .. }, Some(_)) => continue,
+                (SubKind::Clock { .. }, None) => (errno::INVAL, 0, false),
+                (SubKind::Fd { fd: 0, write: false }, _) => (0, 1, true),
+                (SubKind::Fd { fd: 1 | 2, write: true }, _) => (0, 2, false),
+                (SubKind::Fd { write, .. }, _) => (errno::BADF, if write { 2 } else { 1 }, false),
+                (SubKind::Unknown, _) => (errno::INVAL, 0, false),
+            };
+            let event = Event { userdata: s.userdata, error: error as u16, kind, nbytes: 0, hangup };
+            if mem.event(output, n, &event).is_err() {
+                return Ok(errno::FAULT);
+            }
+            n += 1;
+        }
+        Ok(mem.u32(events, n).map_or(errno::FAULT, |()| errno::SUCCESS))
+    }
+}
+
+/// The monotonic time, or 0 on a platform without one (then sleeps end at once).
+fn monotonic<H: Host>(host: &mut H) -> u64 {
+    host.now(Clock::Monotonic).unwrap_or(0)
+}
+
+fn clock(id: u32) -> Option<Clock> {
+    match id {
+        0 => Some(Clock::Realtime),
+        1 => Some(Clock::Monotonic),
+        2 => Some(Clock::ProcessCputime),
+        3 => Some(Clock::ThreadCputime),
+        _ => None,
+    }
+}
+
+/// Whether a function's first argument is a descriptor (every `fd_*` and `sock_*`; a `path_*`
+/// one's is its directory).
+fn has_fd_first(func: Func) -> bool {
+    let name = IMPORTS[func as usize].name;
+    name.starts_with("fd_") || name.starts_with("sock_") || name.starts_with("path_")
+}
+
+/// `args_get`/`environ_get`: the pointers, then the NUL-terminated strings.
+fn list_get(mem: &mut Guest<'_>, list: &[Vec<u8>], pointers: u32, buf: u32) -> Result<i32, Fault> {
+    let mut at = buf;
+    for (i, item) in list.iter().enumerate() {
+        mem.u32(pointers.checked_add(4 * i as u32).ok_or(Fault)?, at)?;
+        mem.bytes(at, item)?;
+        mem.bytes(at.checked_add(item.len() as u32).ok_or(Fault)?, &[0])?;
+        at = at.checked_add(item.len() as u32 + 1).ok_or(Fault)?;
+    }
+    Ok(errno::SUCCESS)
+}
+
+/// `args_sizes_get`/`environ_sizes_get`: how many, and their bytes with terminators.
+fn list_sizes(mem: &mut Guest<'_>, list: &[Vec<u8>], count: u32, size: u32) -> Result<i32, Fault> {
+    let bytes: usize = list.iter().map(|i| i.len() + 1).sum();
+    let Ok(bytes) = u32::try_from(bytes) else { return Ok(errno::OVERFLOW) };
+    mem.u32(count, list.len() as u32)?;
+    mem.u32(size, bytes)?;
+    Ok(errno::SUCCESS)
+}
+
+#[cfg(test)]
+extern crate std;
+
+#[cfg(test)]
+mod tests;

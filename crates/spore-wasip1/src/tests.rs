@@ -1,0 +1,186 @@
+//! The functions against a guest memory laid out as wasi-libc lays it out, with a host that
+//! records what it is asked. (Real guests run through both engines in the runner's tests.)
+
+use super::*;
+use alloc::string::String;
+use alloc::vec;
+
+#[derive(Default)]
+struct Recorder {
+    out: Vec<(Stream, Vec<u8>)>,
+    clock: u64,
+    slept_until: Vec<u64>,
+}
+
+impl Host for Recorder {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        self.out.push((stream, bytes.to_vec()));
+        Ok(())
+    }
+    fn now(&mut self, clock: Clock) -> Option<u64> {
+        match clock {
+            Clock::Monotonic => Some(self.clock),
+            Clock::Realtime => Some(1_700_000_000_000_000_000 + self.clock),
+            _ => None,
+        }
+    }
+    fn resolution(&mut self, _: Clock) -> Option<u64> {
+        Some(1000)
+    }
+    fn random(&mut self, buf: &mut [u8]) {
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 ^ 0x5a);
+    }
+    fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
+        self.slept_until.push(deadline);
+        self.clock = self.clock.max(deadline);
+        Ok(())
+    }
+    fn yield_now(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+}
+
+fn wasi() -> Wasi<Recorder> {
+    Wasi::new(["app.wasm", "--flag", "ünïcode"], [("HOME", "/"), ("A", "")], Recorder::default())
+}
+
+fn call(w: &mut Wasi<Recorder>, mem: &mut [u8], func: Func, args: &[u64]) -> Result<i32, Stop> {
+    w.call(func as usize, mem, args)
+}
+
+fn u32_at(mem: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(mem[at..at + 4].try_into().unwrap())
+}
+
+fn strings(mem: &[u8], pointers: usize, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let p = u32_at(mem, pointers + 4 * i) as usize;
+            let end = p + mem[p..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8(mem[p..end].to_vec()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn arguments_and_environment_are_laid_out_as_wasi_libc_reads_them() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
+    assert_eq!(call(&mut w, &mut mem, Func::args_sizes_get, &[0, 4]), Ok(0));
+    assert_eq!((u32_at(&mem, 0), u32_at(&mem, 4)), (3, 9 + 7 + 10));
+    assert_eq!(call(&mut w, &mut mem, Func::args_get, &[100, 200]), Ok(0));
+    assert_eq!(strings(&mem, 100, 3), ["app.wasm", "--flag", "ünïcode"]);
+    assert_eq!(call(&mut w, &mut mem, Func::environ_sizes_get, &[0, 4]), Ok(0));
+    assert_eq!((u32_at(&mem, 0), u32_at(&mem, 4)), (2, 7 + 3));
+    assert_eq!(call(&mut w, &mut mem, Func::environ_get, &[300, 400]), Ok(0));
+    assert_eq!(strings(&mem, 300, 2), ["HOME=/", "A="]);
+}
+
+#[test]
+fn writes_gather_their_buffers_to_the_hosts_streams() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
+    mem[500..505].copy_from_slice(b"hello");
+    mem[600..607].copy_from_slice(b", world");
+    // Two iovecs at 0: (500, 5), (600, 7).
+    for (i, v) in [500u32, 5, 600, 7].iter().enumerate() {
+        mem[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 2, 32]), Ok(0));
+    assert_eq!(u32_at(&mem, 32), 12);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[2, 0, 1, 32]), Ok(0));
+    let out: Vec<_> = w.host.out.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+    assert_eq!(out, [(Stream::Stdout, &b"hello"[..]), (Stream::Stdout, b", world"), (Stream::Stderr, b"hello")]);
+    // Descriptor 3 is nobody's; a buffer past the memory's end is the guest's fault, not ours.
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[3, 0, 1, 32]), Ok(errno::BADF));
+    mem[0..4].copy_from_slice(&1020u32.to_le_bytes());
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 1, 32]), Ok(errno::FAULT));
+}
+
+#[test]
+fn exit_stops_the_guest_with_its_code() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 64]);
+    assert_eq!(call(&mut w, &mut mem, Func::proc_exit, &[u32::MAX as u64]), Err(Stop::Exit(-1)));
+    assert_eq!(call(&mut w, &mut mem, Func::proc_exit, &[3]), Err(Stop::Exit(3)));
+}
+
+/// A subscription at `at`: userdata, tag, then the union (clock id, timeout, precision, flags
+/// or the descriptor).
+fn subscribe(mem: &mut [u8], at: usize, userdata: u64, tag: u8, id_or_fd: u32, timeout: u64, absolute: bool) {
+    mem[at..at + 48].fill(0);
+    mem[at..at + 8].copy_from_slice(&userdata.to_le_bytes());
+    mem[at + 8] = tag;
+    mem[at + 16..at + 20].copy_from_slice(&id_or_fd.to_le_bytes());
+    mem[at + 24..at + 32].copy_from_slice(&timeout.to_le_bytes());
+    mem[at + 40] = u8::from(absolute);
+}
+
+#[test]
+fn a_clock_poll_parks_the_guest_until_the_earliest_deadline() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
+    w.host.clock = 1_000;
+    subscribe(&mut mem, 0, 7, 0, 1, 5_000, false);
+    subscribe(&mut mem, 48, 8, 0, 1, 9_000, false);
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 200, 2, 400]), Ok(0));
+    assert_eq!(w.host.slept_until, [6_000]);
+    // Only the due one fired.
+    assert_eq!(u32_at(&mem, 400), 1);
+    assert_eq!(u64::from_le_bytes(mem[200..208].try_into().unwrap()), 7);
+    // An absolute deadline on the realtime clock, 2 µs ahead of it.
+    let realtime = 1_700_000_000_000_000_000 + w.host.clock;
+    subscribe(&mut mem, 0, 9, 0, 0, realtime + 2_000, true);
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 200, 1, 400]), Ok(0));
+    assert_eq!(w.host.slept_until, [6_000, 8_000]);
+}
+
+#[test]
+fn descriptor_polls_are_answered_at_once() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
+    subscribe(&mut mem, 0, 1, 0, 1, 1_000_000_000, false);
+    subscribe(&mut mem, 48, 2, 2, 1, 0, false);
+    subscribe(&mut mem, 96, 3, 1, 5, 0, false);
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 200, 3, 400]), Ok(0));
+    assert!(w.host.slept_until.is_empty());
+    assert_eq!(u32_at(&mem, 400), 2);
+    // Stdout writable; descriptor 5 refused with EBADF in its event.
+    assert_eq!((mem[200], mem[210], u16::from_le_bytes([mem[208], mem[209]])), (2, 2, 0));
+    assert_eq!((mem[232], mem[242], u16::from_le_bytes([mem[240], mem[241]])), (3, 1, errno::BADF as u16));
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 200, 0, 400]), Ok(errno::INVAL));
+}
+
+#[test]
+fn the_rest_answers_with_an_errno_and_nothing_panics() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 256]);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_prestat_get, &[3, 0]), Ok(errno::BADF));
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 0, 4, 0, 0, 0, 0, 0]), Ok(errno::BADF));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_seek, &[1, 0, 0, 0]), Ok(errno::SPIPE));
+    assert_eq!(call(&mut w, &mut mem, Func::sock_accept, &[1, 0, 0]), Ok(errno::NOTSUP));
+    assert_eq!(call(&mut w, &mut mem, Func::proc_raise, &[9]), Ok(errno::NOSYS));
+    assert_eq!(w.call(IMPORTS.len(), &mut mem, &[]), Ok(errno::NOSYS));
+    // Every function with every argument at the edges of memory, or past it.
+    for (i, import) in IMPORTS.iter().enumerate() {
+        for edge in [0u64, 255, 256, u32::MAX as u64 - 3, u32::MAX as u64] {
+            let args = vec![edge; import.params.len()];
+            let n = w.host.out.len();
+            match w.call(i, &mut mem, &args) {
+                Ok(errno) => assert!((0..=76).contains(&errno), "{} gave {errno}", import.name),
+                Err(Stop::Exit(_)) => assert_eq!(import.name, "proc_exit"),
+                Err(Stop::Interrupted) => panic!("{} interrupted", import.name),
+            }
+            // None of these names descriptor 1 or 2: nothing reaches the streams.
+            assert_eq!(w.host.out.len(), n);
+        }
+    }
+}
+
+#[test]
+fn streams_are_character_devices_and_random_fills_its_buffer() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 256]);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_fdstat_get, &[1, 8]), Ok(0));
+    assert_eq!(mem[8], CHARACTER_DEVICE);
+    assert_eq!(u64::from_le_bytes(mem[16..24].try_into().unwrap()), RIGHTS_OUT);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_fdstat_get, &[4, 8]), Ok(errno::BADF));
+    assert_eq!(call(&mut w, &mut mem, Func::random_get, &[100, 16]), Ok(0));
+    assert_eq!(mem[100..116].iter().filter(|&&b| b != 0).count(), 16);
+    assert_eq!(call(&mut w, &mut mem, Func::random_get, &[250, 16]), Ok(errno::FAULT));
+    assert_eq!(call(&mut w, &mut mem, Func::clock_time_get, &[1, 0, 0]), Ok(0));
+    assert_eq!(call(&mut w, &mut mem, Func::clock_time_get, &[2, 0, 0]), Ok(errno::INVAL));
+}
