@@ -1,0 +1,333 @@
+//! The wasmi backend: plain wasm, interpreted, with deterministic fuel. Runs are resumable
+//! calls, so a run spends its fuel in slices and a scheduler (a thread per app on Linux, one
+//! loop on a board) decides who runs next.
+
+use crate::{Call, EdgeError, Engine, Host, Instance, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use spore_wasip1::IMPORTS;
+use spore_wire::BackendKind;
+use wasmi::{
+    Caller, Config, Extern, Func, FuncType, Linker, Memory, Module, ResourceLimiter, ResumableCall,
+    ResumableCallOutOfFuel, Store, Val, ValType,
+};
+use wasmi_core::LimiterError;
+
+/// The wasmi engine.
+#[derive(Clone)]
+pub struct Interpreter {
+    engine: wasmi::Engine,
+}
+
+impl Default for Interpreter {
+    fn default() -> Interpreter {
+        let mut config = Config::default();
+        // Always counted: fuel is how runs are sliced, and what a fuel limit bounds.
+        config.consume_fuel(true);
+        // Translated whole at load: a lazily translated function charges its translation to the
+        // fuel of the call that reaches it, and wasmi cannot resume a call that ran out there.
+        // Eager also finds every invalid function before anything runs.
+        config.compilation_mode(wasmi::CompilationMode::Eager);
+        Interpreter { engine: wasmi::Engine::new(&config) }
+    }
+}
+
+/// Why a guest stopped inside a WASI call, carried through wasmi as a host error.
+#[derive(Debug)]
+struct Stopped(Stop);
+
+impl core::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl wasmi::errors::HostError for Stopped {}
+
+/// What a store holds: the guest's WASI state and its limiter.
+struct State<H> {
+    wasi: Wasi<H>,
+    limiter: Limiter,
+}
+
+/// Memory and tables within their limits; remembers a refusal, so the trap that follows it
+/// (Rust aborts when an allocation fails) is reported as the limit it is.
+struct Limiter {
+    memory: usize,
+    refused: Option<LimitKind>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> Result<bool, LimiterError> {
+        let ok = desired <= self.memory;
+        if !ok {
+            self.refused = Some(LimitKind::Memory);
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> Result<bool, LimiterError> {
+        let ok = desired <= crate::MAX_TABLE_ELEMENTS;
+        if !ok {
+            self.refused = Some(LimitKind::Memory);
+        }
+        Ok(ok)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// Memory an instance gets when its limits leave it unset: 64 MiB.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+
+impl Engine for Interpreter {
+    type Module = Module;
+    type Instance<H: Host + Send + 'static> = Interpreted<H>;
+
+    fn backend(&self) -> BackendKind {
+        BackendKind::Wasmi
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Module, EdgeError> {
+        Module::new(&self.engine, bytes).map_err(|e| EdgeError::Invalid(e.to_string()))
+    }
+
+    fn instantiate<H: Host + Send + 'static>(
+        &self,
+        module: &Module,
+        wasi: Wasi<H>,
+        limits: &Limits,
+    ) -> Result<Interpreted<H>, EdgeError> {
+        let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
+        let state = State { wasi, limiter: Limiter { memory, refused: None } };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Imports the runner does not provide are named before anything runs.
+        if let Some(import) = module.imports().find(|i| i.module() != spore_wasip1::MODULE) {
+            return Err(EdgeError::Import { import: format!("{}::{}", import.module(), import.name()) });
+        }
+        let linker = wasi_linker::<H>(&self.engine);
+        let instance =
+            linker.instantiate_and_start(&mut store, module).map_err(|e| match store.data().limiter.refused {
+                Some(_) => EdgeError::Limit(e.to_string()),
+                None if e.as_trap_code().is_some() => EdgeError::Trap(e.to_string()),
+                None => EdgeError::Invalid(e.to_string()),
+            })?;
+        let memory = instance.get_memory(&store, "memory");
+        Ok(Interpreted {
+            store,
+            instance,
+            memory,
+            budget: limits.fuel,
+            used: 0,
+            paused: None,
+            results: Vec::new(),
+            started: false,
+            is_start: false,
+        })
+    }
+}
+
+/// A linker with every WASI preview 1 function bound to [`Wasi::call`].
+fn wasi_linker<H: Host + Send + 'static>(engine: &wasmi::Engine) -> Linker<State<H>> {
+    let mut linker = Linker::new(engine);
+    for (index, import) in IMPORTS.iter().enumerate() {
+        let params = import.params.iter().map(|t| match t {
+            spore_wasip1::Ty::I32 => ValType::I32,
+            spore_wasip1::Ty::I64 => ValType::I64,
+        });
+        let results: &[ValType] = if import.returns { &[ValType::I32] } else { &[] };
+        let ty = FuncType::new(params, results.iter().copied());
+        // Names are unique (a test of spore-wasip1 says so), so defining cannot fail.
+        let _ = linker.func_new(spore_wasip1::MODULE, import.name, ty, move |caller, params, results| {
+            wasi_call(caller, index, params, results)
+        });
+    }
+    linker
+}
+
+fn wasi_call<H: Host>(
+    mut caller: Caller<'_, State<H>>,
+    index: usize,
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<(), wasmi::Error> {
+    let mut args = [0u64; 9];
+    for (slot, value) in args.iter_mut().zip(params) {
+        *slot = match value {
+            Val::I32(v) => *v as u32 as u64,
+            Val::I64(v) => *v as u64,
+            _ => 0,
+        };
+    }
+    let memory = caller.get_export("memory").and_then(Extern::into_memory);
+    let mut none: [u8; 0] = [];
+    let (bytes, state) = match memory {
+        Some(m) => m.data_and_store_mut(&mut caller),
+        None => (&mut none[..], caller.data_mut()),
+    };
+    match state.wasi.call(index, bytes, &args[..params.len().min(9)]) {
+        Ok(errno) => {
+            if let Some(slot) = results.first_mut() {
+                *slot = Val::I32(errno);
+            }
+            Ok(())
+        }
+        Err(stop) => Err(wasmi::Error::host(Stopped(stop))),
+    }
+}
+
+/// An instance on wasmi.
+pub struct Interpreted<H: Host + Send + 'static> {
+    store: Store<State<H>>,
+    instance: wasmi::Instance,
+    memory: Option<Memory>,
+    /// The whole run's fuel, if limited.
+    budget: Option<u64>,
+    /// Fuel spent in finished slices.
+    used: u64,
+    paused: Option<ResumableCallOutOfFuel>,
+    results: Vec<Val>,
+    started: bool,
+    /// The run is a command's `_start` (its end is an exit, not returned values).
+    is_start: bool,
+}
+
+impl<H: Host + Send + 'static> Interpreted<H> {
+    /// The WASI host, e.g. to read what it recorded.
+    pub fn host(&self) -> &H {
+        &self.store.data().wasi.host
+    }
+
+    /// Gives the store `slice` fuel (within the budget); `None` when the budget is spent.
+    fn refuel(&mut self, slice: Option<u64>) -> Option<u64> {
+        let left = self.budget.map(|b| b.saturating_sub(self.used));
+        let fuel = match (slice, left) {
+            (_, Some(0)) => return None,
+            (Some(s), Some(l)) => s.min(l),
+            (Some(s), None) => s,
+            (None, Some(l)) => l,
+            (None, None) => u64::MAX,
+        };
+        // Fuel is enabled in the engine's config, so setting it cannot fail.
+        let _ = self.store.set_fuel(fuel);
+        Some(fuel)
+    }
+
+    fn settle(&mut self, given: u64, call: Result<ResumableCall, wasmi::Error>, is_start: bool) -> Step {
+        self.used = self.used.saturating_add(given.saturating_sub(self.store.get_fuel().unwrap_or(0)));
+        match call {
+            Ok(ResumableCall::Finished) => Step::Ended(if is_start {
+                Outcome::Exited(0)
+            } else {
+                Outcome::Returned(self.results.iter().map(value).collect())
+            }),
+            Ok(ResumableCall::OutOfFuel(paused)) => {
+                // Spent when what is left cannot pay for the guest's next step.
+                if self.budget.is_some_and(|b| b.saturating_sub(self.used) < paused.required_fuel()) {
+                    return Step::Ended(Outcome::Limit {
+                        limit: LimitKind::Fuel,
+                        message: format!("used its fuel budget of {}", self.budget.unwrap_or(0)),
+                    });
+                }
+                self.paused = Some(paused);
+                Step::Paused
+            }
+            Ok(ResumableCall::HostTrap(trap)) => Step::Ended(self.stopped(trap.into_host_error())),
+            Err(error) => Step::Ended(self.stopped(error)),
+        }
+    }
+
+    fn stopped(&self, error: wasmi::Error) -> Outcome {
+        match error.downcast_ref::<Stopped>() {
+            Some(Stopped(Stop::Exit(code))) => return Outcome::Exited(*code),
+            Some(Stopped(Stop::Interrupted)) => return Outcome::Killed,
+            None => {}
+        }
+        if let Some(code) = error.i32_exit_status() {
+            return Outcome::Exited(code);
+        }
+        match self.store.data().limiter.refused {
+            Some(limit) => Outcome::Limit { limit, message: format!("memory or tables over the limit; then {error}") },
+            None => Outcome::Trapped(error.to_string()),
+        }
+    }
+}
+
+fn value(v: &Val) -> Value {
+    match v {
+        Val::I32(x) => Value::I32(*x),
+        Val::I64(x) => Value::I64(*x),
+        Val::F32(x) => Value::F32(x.to_bits()),
+        Val::F64(x) => Value::F64(x.to_bits()),
+        _ => Value::I32(0),
+    }
+}
+
+fn val(v: &Value) -> Val {
+    match *v {
+        Value::I32(x) => Val::I32(x),
+        Value::I64(x) => Val::I64(x),
+        Value::F32(x) => Val::F32(f32::from_bits(x).into()),
+        Value::F64(x) => Val::F64(f64::from_bits(x).into()),
+    }
+}
+
+impl<H: Host + Send + 'static> Instance for Interpreted<H> {
+    fn start(&mut self, call: Call<'_>, slice: Option<u64>) -> Step {
+        if self.started {
+            return Step::Ended(Outcome::Trapped("this instance has run already; make another".to_string()));
+        }
+        self.started = true;
+        let (name, args, is_start) = match call {
+            Call::Start => ("_start", &[][..], true),
+            Call::Export { name, args } => (name, args, false),
+        };
+        let Some(func): Option<Func> = self.instance.get_func(&self.store, name) else {
+            return Step::Ended(Outcome::Trapped(format!("the module exports no function {name:?}")));
+        };
+        let ty = func.ty(&self.store);
+        let inputs: Vec<Val> = args.iter().map(val).collect();
+        self.results = ty.results().iter().map(|t| Val::default_for_ty(*t)).collect();
+        let Some(given) = self.refuel(slice) else {
+            return Step::Ended(Outcome::Limit { limit: LimitKind::Fuel, message: "no fuel budget left".to_string() });
+        };
+        let mut results = core::mem::take(&mut self.results);
+        let call = func.call_resumable(&mut self.store, &inputs, &mut results);
+        self.results = results;
+        self.is_start = is_start;
+        self.settle(given, call, is_start)
+    }
+
+    fn resume(&mut self, slice: Option<u64>) -> Step {
+        let Some(paused) = self.paused.take() else {
+            return Step::Ended(Outcome::Trapped("nothing to resume".to_string()));
+        };
+        let Some(given) = self.refuel(slice.map(|s| s.max(paused.required_fuel()))) else {
+            return Step::Ended(Outcome::Limit { limit: LimitKind::Fuel, message: "no fuel budget left".to_string() });
+        };
+        let mut results = core::mem::take(&mut self.results);
+        let call = paused.resume(&mut self.store, &mut results);
+        self.results = results;
+        self.settle(given, call, self.is_start)
+    }
+
+    fn fuel_used(&self) -> u64 {
+        self.used
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory.map_or(0, |m| m.data_size(&self.store) as u64)
+    }
+}

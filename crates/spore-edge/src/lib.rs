@@ -1,0 +1,119 @@
+//! The engines of Spore's edge runners behind one trait, so a runner — on Linux or on a board
+//! with no operating system — runs an app the same way whichever engine it has: load a module,
+//! instantiate it with limits and WASI, run it in slices of fuel (so one spinning app cannot
+//! starve the others or the protocol), and report how it ended in the wire protocol's terms.
+//!
+//! Backends: `wasmi` (an interpreter of plain wasm with deterministic fuel; `no_std`). The
+//! wasmtime runtime-only backend (precompiled native or Pulley artifacts) comes next.
+//!
+//! `no_std + alloc`. Depends on `spore-wasip1` and `spore-wire` only; must never depend on a
+//! compiler, `std` (outside a std-only backend) or an async runtime.
+
+#![no_std]
+
+extern crate alloc;
+
+#[cfg(feature = "wasmi")]
+pub mod interpreter;
+
+use alloc::string::String;
+use core::fmt;
+pub use spore_wasip1::{Host, Stop, Wasi};
+pub use spore_wire::{BackendKind, LimitKind, Limits, Outcome, Value};
+
+/// Table elements an instance may hold: tables are host memory the guest's memory limit does
+/// not count, so they have a cap of their own.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// What a run calls.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// The command's `_start`.
+    Start,
+    /// An exported function, with plain values.
+    Export {
+        /// Its name.
+        name: &'a str,
+        /// Its arguments.
+        args: &'a [Value],
+    },
+}
+
+/// Where a run stands after a slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It ended.
+    Ended(Outcome),
+    /// Its slice of fuel is spent; [`Instance::resume`] goes on.
+    Paused,
+}
+
+/// Why a module does not load or instantiate. Each names what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeError {
+    /// Not a module this engine runs (invalid wasm, a feature it lacks).
+    Invalid(String),
+    /// It imports something the runner does not provide.
+    Import {
+        /// `module::name` of the import.
+        import: String,
+    },
+    /// Its initial memory or tables are over its limits.
+    Limit(String),
+    /// Its start function trapped.
+    Trap(String),
+}
+
+impl fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EdgeError::Invalid(why) => write!(f, "not a module this runner can load: {why}"),
+            EdgeError::Import { import } => write!(
+                f,
+                "the module imports {import}, which this runner does not provide (it has WASI preview 1 for commands)"
+            ),
+            EdgeError::Limit(why) => write!(f, "the module needs more than its limits give: {why}"),
+            EdgeError::Trap(why) => write!(f, "the module's start function trapped: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for EdgeError {}
+
+/// An engine: loads modules and makes instances of them.
+pub trait Engine {
+    /// A loaded module, shared by its instances.
+    type Module: Clone;
+    /// A running (or runnable) instance whose WASI host is `H`.
+    type Instance<H: Host + Send + 'static>: Instance;
+
+    /// Which backend this is, as `HELLO_ACK` advertises it.
+    fn backend(&self) -> BackendKind;
+
+    /// Loads (validates, or deserialises) a module.
+    fn load(&self, bytes: &[u8]) -> Result<Self::Module, EdgeError>;
+
+    /// An instance of `module` with its WASI state and limits.
+    fn instantiate<H: Host + Send + 'static>(
+        &self,
+        module: &Self::Module,
+        wasi: Wasi<H>,
+        limits: &Limits,
+    ) -> Result<Self::Instance<H>, EdgeError>;
+}
+
+/// One instance.
+pub trait Instance {
+    /// Starts `call`, running at most `slice` units of fuel (`None`: to its end, within the
+    /// instance's own budget).
+    fn start(&mut self, call: Call<'_>, slice: Option<u64>) -> Step;
+
+    /// Goes on with a paused run for at most `slice` more.
+    fn resume(&mut self, slice: Option<u64>) -> Step;
+
+    /// Fuel used since instantiation.
+    fn fuel_used(&self) -> u64;
+
+    /// Linear memory now, bytes.
+    fn memory_bytes(&self) -> u64;
+}
