@@ -2,7 +2,8 @@
 //! calls, so a run spends its fuel in slices and a scheduler (a thread per app on Linux, one
 //! loop on a board) decides who runs next.
 
-use crate::{Call, EdgeError, Engine, Host, Instance, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
+use crate::watch::Watch;
+use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -106,9 +107,11 @@ impl Engine for Interpreter {
     fn instantiate<H: Host + Send + 'static>(
         &self,
         module: &Module,
-        wasi: Wasi<H>,
+        mut wasi: Wasi<H>,
         limits: &Limits,
+        interrupt: Interrupt,
     ) -> Result<Interpreted<H>, EdgeError> {
+        let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
         let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
         let state = State { wasi, limiter: Limiter { memory, refused: None } };
         let mut store = Store::new(&self.engine, state);
@@ -129,6 +132,7 @@ impl Engine for Interpreter {
             store,
             instance,
             memory,
+            watch,
             budget: limits.fuel,
             used: 0,
             paused: None,
@@ -193,6 +197,8 @@ pub struct Interpreted<H: Host + Send + 'static> {
     store: Store<State<H>>,
     instance: wasmi::Instance,
     memory: Option<Memory>,
+    /// Kill, wall-clock and CPU limits, looked at between slices.
+    watch: Watch,
     /// The whole run's fuel, if limited.
     budget: Option<u64>,
     /// Fuel spent in finished slices.
@@ -210,15 +216,13 @@ impl<H: Host + Send + 'static> Interpreted<H> {
         &self.store.data().wasi.host
     }
 
-    /// Gives the store `slice` fuel (within the budget); `None` when the budget is spent.
-    fn refuel(&mut self, slice: Option<u64>) -> Option<u64> {
-        let left = self.budget.map(|b| b.saturating_sub(self.used));
-        let fuel = match (slice, left) {
-            (_, Some(0)) => return None,
-            (Some(s), Some(l)) => s.min(l),
-            (Some(s), None) => s,
-            (None, Some(l)) => l,
-            (None, None) => u64::MAX,
+    /// Gives the store `piece` fuel, or what is left of the budget if less; `None` when the
+    /// budget is spent.
+    fn refuel(&mut self, piece: u64) -> Option<u64> {
+        let fuel = match self.budget.map(|b| b.saturating_sub(self.used)) {
+            Some(0) => return None,
+            Some(left) => piece.min(left),
+            None => piece,
         };
         // Fuel is enabled in the engine's config, so setting it cannot fail.
         let _ = self.store.set_fuel(fuel);
@@ -284,6 +288,50 @@ fn val(v: &Value) -> Val {
     }
 }
 
+/// Fuel between two looks at the watch: a kill or a time limit ends a spinning guest within
+/// about this much work (well under a millisecond).
+const CHECK_EVERY: u64 = 100_000;
+
+impl<H: Host + Send + 'static> Interpreted<H> {
+    /// Runs `first` (or the paused run) for at most `slice` fuel, in pieces of [`CHECK_EVERY`]
+    /// with the watch looked at before each.
+    fn drive(&mut self, mut first: Option<(Func, Vec<Val>)>, slice: Option<u64>) -> Step {
+        let mut left = slice;
+        loop {
+            if let Some(outcome) = self.watch.check(&mut self.store.data_mut().wasi.host) {
+                self.paused = None;
+                return Step::Ended(outcome);
+            }
+            let required = self.paused.as_ref().map_or(0, ResumableCallOutOfFuel::required_fuel);
+            let piece = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY)).max(required);
+            let Some(given) = self.refuel(piece) else {
+                return Step::Ended(Outcome::Limit {
+                    limit: LimitKind::Fuel,
+                    message: "no fuel budget left".to_string(),
+                });
+            };
+            let before = self.used;
+            let mut results = core::mem::take(&mut self.results);
+            let call = match (first.take(), self.paused.take()) {
+                (Some((func, inputs)), _) => func.call_resumable(&mut self.store, &inputs, &mut results),
+                (None, Some(paused)) => paused.resume(&mut self.store, &mut results),
+                (None, None) => return Step::Ended(Outcome::Trapped("nothing to resume".to_string())),
+            };
+            self.results = results;
+            match self.settle(given, call, self.is_start) {
+                Step::Paused => {}
+                ended => return ended,
+            }
+            if let Some(l) = left.as_mut() {
+                *l = l.saturating_sub(self.used - before);
+                if *l == 0 {
+                    return Step::Paused;
+                }
+            }
+        }
+    }
+}
+
 impl<H: Host + Send + 'static> Instance for Interpreted<H> {
     fn start(&mut self, call: Call<'_>, slice: Option<u64>) -> Step {
         if self.started {
@@ -298,29 +346,16 @@ impl<H: Host + Send + 'static> Instance for Interpreted<H> {
             return Step::Ended(Outcome::Trapped(format!("the module exports no function {name:?}")));
         };
         let ty = func.ty(&self.store);
-        let inputs: Vec<Val> = args.iter().map(val).collect();
         self.results = ty.results().iter().map(|t| Val::default_for_ty(*t)).collect();
-        let Some(given) = self.refuel(slice) else {
-            return Step::Ended(Outcome::Limit { limit: LimitKind::Fuel, message: "no fuel budget left".to_string() });
-        };
-        let mut results = core::mem::take(&mut self.results);
-        let call = func.call_resumable(&mut self.store, &inputs, &mut results);
-        self.results = results;
         self.is_start = is_start;
-        self.settle(given, call, is_start)
+        self.drive(Some((func, args.iter().map(val).collect())), slice)
     }
 
     fn resume(&mut self, slice: Option<u64>) -> Step {
-        let Some(paused) = self.paused.take() else {
+        if self.paused.is_none() {
             return Step::Ended(Outcome::Trapped("nothing to resume".to_string()));
-        };
-        let Some(given) = self.refuel(slice.map(|s| s.max(paused.required_fuel()))) else {
-            return Step::Ended(Outcome::Limit { limit: LimitKind::Fuel, message: "no fuel budget left".to_string() });
-        };
-        let mut results = core::mem::take(&mut self.results);
-        let call = paused.resume(&mut self.store, &mut results);
-        self.results = results;
-        self.settle(given, call, self.is_start)
+        }
+        self.drive(None, slice)
     }
 
     fn fuel_used(&self) -> u64 {

@@ -13,13 +13,20 @@
 
 extern crate alloc;
 
+#[cfg(feature = "wasmtime")]
+extern crate std;
+
+#[cfg(feature = "wasmtime")]
+pub mod compiled;
 #[cfg(feature = "wasmi")]
 pub mod interpreter;
+mod watch;
 
 use alloc::string::String;
 use core::fmt;
 pub use spore_wasip1::{Host, Stop, Wasi};
 pub use spore_wire::{BackendKind, LimitKind, Limits, Outcome, Value};
+pub use watch::Interrupt;
 
 /// Table elements an instance may hold: tables are host memory the guest's memory limit does
 /// not count, so they have a cap of their own.
@@ -93,19 +100,23 @@ pub trait Engine {
     /// Loads (validates, or deserialises) a module.
     fn load(&self, bytes: &[u8]) -> Result<Self::Module, EdgeError>;
 
-    /// An instance of `module` with its WASI state and limits.
+    /// An instance of `module` with its WASI state and limits; `interrupt` ends its run from
+    /// elsewhere.
     fn instantiate<H: Host + Send + 'static>(
         &self,
         module: &Self::Module,
         wasi: Wasi<H>,
         limits: &Limits,
+        interrupt: Interrupt,
     ) -> Result<Self::Instance<H>, EdgeError>;
 }
 
 /// One instance.
 pub trait Instance {
     /// Starts `call`, running at most `slice` units of fuel (`None`: to its end, within the
-    /// instance's own budget).
+    /// instance's own budget). Engines without resumable runs (wasmtime, synchronous) run to
+    /// the end whatever the slice; every engine ends the run on a kill, and at its wall-clock
+    /// and CPU limits.
     fn start(&mut self, call: Call<'_>, slice: Option<u64>) -> Step;
 
     /// Goes on with a paused run for at most `slice` more.

@@ -1,0 +1,469 @@
+//! The wasmtime backends, runtime only: the runner loads artifacts the agent compiled — native
+//! code for the runner's own target, or Pulley bytecode that needs no executable memory — and
+//! never compiles. Runs are synchronous (wasmtime cannot pause a synchronous call), so the
+//! watch is looked at on every epoch tick; a ticker thread advances the epoch only while
+//! something runs, so an idle runner does not wake.
+//!
+//! Trust: an artifact is code. wasmtime checks that it was compiled by the same version with
+//! the same settings, not what it does, so loading one is as safe as the link it came over —
+//! which is why a runner's links are authenticated. The wasmi backend loads plain wasm, which
+//! it validates, for links that cannot be trusted that far.
+//!
+//! The agent compiles with the `compile` feature ([`precompile`]): both sides take their
+//! settings from [`configure`], so an artifact loads exactly where [`compat`] matches.
+
+use crate::watch::Watch;
+use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spore_wasip1::IMPORTS;
+use spore_wire::BackendKind;
+use std::thread::Thread;
+use std::time::Duration;
+use wasmtime::{
+    Caller, Config, Extern, FuncType, Linker, Memory, Module, Precompiled, ResourceLimiter, Store, UpdateDeadline, Val,
+    ValType,
+};
+
+/// The wasmtime release artifacts are compiled by and for; an artifact of another one is refused.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// The settings both sides share, as a version: bump it whenever [`configure`] changes, so an
+/// artifact from an agent with other settings is refused by name before it is uploaded.
+const SETTINGS: u32 = 1;
+
+/// Period of the epoch ticker while something runs: the resolution of kills and time limits.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// Memory an instance gets when its limits leave it unset: 64 MiB.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+
+/// The settings an artifact is compiled with and loaded under. Called by the runner and by the
+/// agent, so the two can never disagree; anything that changes compiled code belongs here.
+pub fn configure(config: &mut Config, kind: BackendKind) -> Result<(), EdgeError> {
+    if kind == BackendKind::Pulley {
+        config.target(pulley_target()).map_err(|e| EdgeError::Invalid(e.to_string()))?;
+    }
+    // Preemption and kills by epoch; fuel is the wasmi backend's (it costs compiled code speed).
+    config.epoch_interruption(true);
+    config.consume_fuel(false);
+    // Core modules for WASI preview 1 only: what a runtime-only build has.
+    config.gc_support(false);
+    config.concurrency_support(false);
+    // Linear memories as wasmtime's 64-bit defaults have them, said here so both sides agree.
+    config.memory_reservation(4 << 30);
+    config.memory_guard_size(32 << 20);
+    config.memory_may_move(true);
+    config.guard_before_linear_memory(true);
+    config.memory_init_cow(true);
+    config.table_lazy_init(true);
+    config.signals_based_traps(kind == BackendKind::Native);
+    Ok(())
+}
+
+/// Pulley's target on this runner's pointer width.
+fn pulley_target() -> &'static str {
+    if cfg!(target_pointer_width = "64") { "pulley64" } else { "pulley32" }
+}
+
+/// What an artifact for `kind` on `target` must have been compiled for: engine, version,
+/// target and settings, readable so a refusal can name both sides.
+pub fn compat(kind: BackendKind, target: &str) -> String {
+    format!(
+        "wasmtime {WASMTIME_VERSION} {target} settings {SETTINGS}{}",
+        if kind == BackendKind::Pulley { " pulley" } else { "" }
+    )
+}
+
+/// The wasmtime engine of a runner: native artifacts for its own target, or Pulley.
+#[derive(Clone)]
+pub struct Compiled {
+    engine: wasmtime::Engine,
+    kind: BackendKind,
+    ticker: Arc<Ticker>,
+}
+
+/// Advances the engine's epoch every [`TICK`] while at least one instance runs.
+struct Ticker {
+    running: AtomicUsize,
+    thread: Thread,
+}
+
+impl Ticker {
+    /// The ticker of `engine`; its thread ends when the last handle to it or the engine goes.
+    fn start(engine: &wasmtime::Engine) -> Result<Arc<Ticker>, EdgeError> {
+        let engine = engine.weak();
+        let (send, receive) = std::sync::mpsc::channel::<alloc::sync::Weak<Ticker>>();
+        let thread = std::thread::Builder::new()
+            .name("spore-edge-epoch".into())
+            .spawn(move || {
+                let Ok(ticker) = receive.recv() else { return };
+                loop {
+                    let Some(running) = ticker.upgrade().map(|t| t.running.load(Ordering::Acquire)) else { return };
+                    if running == 0 {
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .map_err(|e| EdgeError::Invalid(format!("cannot start the epoch ticker thread: {e}")))?;
+        let ticker = Arc::new(Ticker { running: AtomicUsize::new(0), thread: thread.thread().clone() });
+        let _ = send.send(Arc::downgrade(&ticker));
+        Ok(ticker)
+    }
+
+    /// Counts a run for as long as the guard lives.
+    fn running(&self) -> Running<'_> {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Running(self)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        // Wakes the parked thread to find its ticker gone and end.
+        self.thread.unpark();
+    }
+}
+
+struct Running<'a>(&'a Ticker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Compiled {
+    /// An engine for `kind` (native code for this machine, or Pulley), with the shared
+    /// [`configure`]d settings.
+    pub fn new(kind: BackendKind) -> Result<Compiled, EdgeError> {
+        if kind == BackendKind::Wasmi {
+            return Err(EdgeError::Invalid("wasmi is the interpreter backend, not wasmtime's".to_string()));
+        }
+        let mut config = Config::new();
+        configure(&mut config, kind)?;
+        let engine = wasmtime::Engine::new(&config).map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;
+        let ticker = Ticker::start(&engine)?;
+        Ok(Compiled { engine, kind, ticker })
+    }
+
+    /// The target this engine's artifacts are for, as `HELLO_ACK` advertises it.
+    pub fn target(&self) -> &'static str {
+        match self.kind {
+            BackendKind::Pulley => pulley_target(),
+            _ => env!("SPORE_EDGE_TARGET"),
+        }
+    }
+
+    /// What an artifact must have been compiled for to load here.
+    pub fn compat(&self) -> String {
+        compat(self.kind, self.target())
+    }
+}
+
+/// Compiles `wasm` into an artifact for `kind` on `target` (a Rust target triple for native
+/// code; ignored for Pulley): the agent's side of [`configure`].
+#[cfg(feature = "compile")]
+pub fn precompile(kind: BackendKind, target: &str, wasm: &[u8]) -> Result<Vec<u8>, EdgeError> {
+    let mut config = Config::new();
+    configure(&mut config, kind)?;
+    if kind == BackendKind::Native {
+        config.target(target).map_err(|e| EdgeError::Invalid(format!("cannot compile for {target}: {e}")))?;
+    }
+    // What the runner's runtime-only build lacks must not be assumed by the code.
+    config.wasm_component_model(false);
+    config.wasm_threads(false);
+    config.wasm_exceptions(false);
+    config.wasm_gc(false);
+    config.wasm_function_references(false);
+    config.wasm_stack_switching(false);
+    let engine = wasmtime::Engine::new(&config).map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;
+    engine.precompile_module(wasm).map_err(|e| EdgeError::Invalid(format!("{e:#}")))
+}
+
+/// Why a guest stopped inside a host call or at a tick, carried through wasmtime as an error.
+#[derive(Debug)]
+enum Stopped {
+    Wasi(Stop),
+    Watch(Outcome),
+}
+
+impl core::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl core::error::Error for Stopped {}
+
+/// What a store holds.
+struct State<H> {
+    wasi: Wasi<H>,
+    limiter: Limiter,
+    watch: Watch,
+}
+
+/// Memory and tables within their limits; remembers a refusal, so the trap that follows it is
+/// reported as the limit it is.
+struct Limiter {
+    memory: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+        self.refused |= desired > self.memory;
+        Ok(desired <= self.memory)
+    }
+
+    fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+        self.refused |= desired > crate::MAX_TABLE_ELEMENTS;
+        Ok(desired <= crate::MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+impl Engine for Compiled {
+    type Module = Module;
+    type Instance<H: Host + Send + 'static> = Run<H>;
+
+    fn backend(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Module, EdgeError> {
+        match wasmtime::Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Module) => {}
+            Some(Precompiled::Component) => {
+                return Err(EdgeError::Invalid("a component artifact; this runner runs core modules".to_string()));
+            }
+            None => {
+                return Err(EdgeError::Invalid(format!(
+                    "not a wasmtime artifact; the agent compiles modules for this backend ({})",
+                    self.compat()
+                )));
+            }
+        }
+        // SAFETY: an artifact is code and wasmtime trusts it once its header (version,
+        // settings, target) matches this engine's; it came over an authenticated link from the
+        // agent that compiled it (see the module's documentation).
+        unsafe { Module::deserialize(&self.engine, bytes) }.map_err(|e| {
+            EdgeError::Invalid(format!("an artifact this runner cannot load (it loads {}): {e:#}", self.compat()))
+        })
+    }
+
+    fn instantiate<H: Host + Send + 'static>(
+        &self,
+        module: &Module,
+        mut wasi: Wasi<H>,
+        limits: &Limits,
+        interrupt: Interrupt,
+    ) -> Result<Run<H>, EdgeError> {
+        if limits.fuel.is_some() {
+            return Err(EdgeError::Limit(
+                "the wasmtime backends count CPU time, not fuel: give cpu_ms, or run on wasmi".to_string(),
+            ));
+        }
+        if let Some(import) = module.imports().find(|i| i.module() != spore_wasip1::MODULE) {
+            return Err(EdgeError::Import { import: format!("{}::{}", import.module(), import.name()) });
+        }
+        let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
+        let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
+        let mut store = Store::new(&self.engine, State { wasi, limiter: Limiter { memory, refused: false }, watch });
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            match state.watch.check(&mut state.wasi.host) {
+                Some(outcome) => Err(wasmtime::Error::new(Stopped::Watch(outcome))),
+                None => Ok(UpdateDeadline::Continue(1)),
+            }
+        });
+        let linker = wasi_linker::<H>(&self.engine)?;
+        let instance = {
+            let _running = self.ticker.running();
+            linker.instantiate(&mut store, module)
+        }
+        .map_err(|e| match store.data().limiter.refused {
+            true => EdgeError::Limit(format!("{e:#}")),
+            false if e.downcast_ref::<wasmtime::Trap>().is_some() => EdgeError::Trap(format!("{e:#}")),
+            false => EdgeError::Invalid(format!("{e:#}")),
+        })?;
+        let memory = instance.get_memory(&mut store, "memory");
+        Ok(Run { store, instance, memory, ticker: self.ticker.clone(), started: false })
+    }
+}
+
+/// A linker with every WASI preview 1 function bound to [`Wasi::call`].
+fn wasi_linker<H: Host + Send + 'static>(engine: &wasmtime::Engine) -> Result<Linker<State<H>>, EdgeError> {
+    let mut linker = Linker::new(engine);
+    for (index, import) in IMPORTS.iter().enumerate() {
+        let params = import.params.iter().map(|t| match t {
+            spore_wasip1::Ty::I32 => ValType::I32,
+            spore_wasip1::Ty::I64 => ValType::I64,
+        });
+        let results: &[ValType] = if import.returns { &[ValType::I32] } else { &[] };
+        let ty = FuncType::new(engine, params, results.iter().cloned());
+        linker
+            .func_new(spore_wasip1::MODULE, import.name, ty, move |caller, params, results| {
+                wasi_call(caller, index, params, results)
+            })
+            .map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;
+    }
+    Ok(linker)
+}
+
+fn wasi_call<H: Host>(
+    mut caller: Caller<'_, State<H>>,
+    index: usize,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let mut args = [0u64; 9];
+    for (slot, value) in args.iter_mut().zip(params) {
+        *slot = match value {
+            Val::I32(v) => *v as u32 as u64,
+            Val::I64(v) => *v as u64,
+            _ => 0,
+        };
+    }
+    let memory = caller.get_export("memory").and_then(Extern::into_memory);
+    let mut none: [u8; 0] = [];
+    let (bytes, state) = match memory {
+        Some(m) => m.data_and_store_mut(&mut caller),
+        None => (&mut none[..], caller.data_mut()),
+    };
+    match state.wasi.call(index, bytes, &args[..params.len().min(9)]) {
+        Ok(errno) => {
+            if let Some(slot) = results.first_mut() {
+                *slot = Val::I32(errno);
+            }
+            Ok(())
+        }
+        Err(stop) => Err(wasmtime::Error::new(Stopped::Wasi(stop))),
+    }
+}
+
+/// An instance on wasmtime.
+pub struct Run<H: Host + Send + 'static> {
+    store: Store<State<H>>,
+    instance: wasmtime::Instance,
+    memory: Option<Memory>,
+    ticker: Arc<Ticker>,
+    started: bool,
+}
+
+impl<H: Host + Send + 'static> Run<H> {
+    /// The WASI host, e.g. to read what it recorded.
+    pub fn host(&self) -> &H {
+        &self.store.data().wasi.host
+    }
+
+    fn ended(&self, error: wasmtime::Error) -> Outcome {
+        match error.downcast_ref::<Stopped>() {
+            Some(Stopped::Wasi(Stop::Exit(code))) => return Outcome::Exited(*code),
+            Some(Stopped::Wasi(Stop::Interrupted)) => return Outcome::Killed,
+            Some(Stopped::Watch(outcome)) => return outcome.clone(),
+            None => {}
+        }
+        if self.store.data().limiter.refused {
+            return Outcome::Limit {
+                limit: LimitKind::Memory,
+                message: format!("memory or tables over the limit; then {error:#}"),
+            };
+        }
+        Outcome::Trapped(format!("{error:#}"))
+    }
+}
+
+fn value(v: &Val) -> Value {
+    match v {
+        Val::I32(x) => Value::I32(*x),
+        Val::I64(x) => Value::I64(*x),
+        Val::F32(x) => Value::F32(*x),
+        Val::F64(x) => Value::F64(*x),
+        _ => Value::I32(0),
+    }
+}
+
+fn val(v: &Value) -> Val {
+    match *v {
+        Value::I32(x) => Val::I32(x),
+        Value::I64(x) => Val::I64(x),
+        Value::F32(x) => Val::F32(x),
+        Value::F64(x) => Val::F64(x),
+    }
+}
+
+impl<H: Host + Send + 'static> Instance for Run<H> {
+    fn start(&mut self, call: Call<'_>, _slice: Option<u64>) -> Step {
+        if self.started {
+            return Step::Ended(Outcome::Trapped("this instance has run already; make another".to_string()));
+        }
+        self.started = true;
+        let (name, args, is_start) = match call {
+            Call::Start => ("_start", &[][..], true),
+            Call::Export { name, args } => (name, args, false),
+        };
+        let Some(func) = self.instance.get_func(&mut self.store, name) else {
+            return Step::Ended(Outcome::Trapped(format!("the module exports no function {name:?}")));
+        };
+        let ty = func.ty(&self.store);
+        let inputs: Vec<Val> = args.iter().map(val).collect();
+        let mut results: Vec<Val> = ty.results().map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0))).collect();
+        // A kill that came before the run ends it before the first instruction.
+        if let Some(outcome) = self.store.data_mut().watch_now() {
+            return Step::Ended(outcome);
+        }
+        let ticker = self.ticker.clone();
+        let called = {
+            let _running = ticker.running();
+            func.call(&mut self.store, &inputs, &mut results)
+        };
+        Step::Ended(match called {
+            Ok(()) if is_start => Outcome::Exited(0),
+            Ok(()) => Outcome::Returned(results.iter().map(value).collect()),
+            Err(error) => self.ended(error),
+        })
+    }
+
+    fn resume(&mut self, _slice: Option<u64>) -> Step {
+        Step::Ended(Outcome::Trapped("nothing to resume: wasmtime runs end in one call".to_string()))
+    }
+
+    fn fuel_used(&self) -> u64 {
+        0
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory.map_or(0, |m| m.data_size(&self.store) as u64)
+    }
+}
+
+impl<H: Host> State<H> {
+    fn watch_now(&mut self) -> Option<Outcome> {
+        self.watch.check(&mut self.wasi.host)
+    }
+}

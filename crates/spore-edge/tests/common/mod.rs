@@ -1,0 +1,291 @@
+//! What the backends' tests share: a host as a Linux runner would have it, the test guests
+//! (built by guests/build.sh), and the behaviours every engine must have — the same assertions
+//! for wasmi, native and Pulley, so a limit cannot hold on one and not another.
+
+#![allow(dead_code)]
+
+use spore_edge::{
+    Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi,
+};
+use spore_wasip1::{Clock, Stream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A host as a Linux runner would have it, keeping the output.
+pub struct Kept {
+    pub out: Vec<u8>,
+    pub err: Vec<u8>,
+    start: Instant,
+    seed: u64,
+}
+
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+impl Host for Kept {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        match stream {
+            Stream::Stdout => self.out.extend_from_slice(bytes),
+            Stream::Stderr => self.err.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+    fn now(&mut self, clock: Clock) -> Option<u64> {
+        match clock {
+            Clock::Monotonic => Some(self.start.elapsed().as_nanos() as u64),
+            Clock::Realtime => Some(SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_nanos() as u64),
+            Clock::ThreadCputime => thread_cpu_ns(),
+            Clock::ProcessCputime => None,
+        }
+    }
+    fn resolution(&mut self, _: Clock) -> Option<u64> {
+        Some(1)
+    }
+    fn random(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.seed ^= self.seed << 13;
+            self.seed ^= self.seed >> 7;
+            self.seed ^= self.seed << 17;
+            *b = self.seed as u8;
+        }
+    }
+    fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
+        let now = self.start.elapsed().as_nanos() as u64;
+        std::thread::sleep(Duration::from_nanos(deadline.saturating_sub(now)));
+        Ok(())
+    }
+    fn yield_now(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+}
+
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the guests with guests/build.sh", path.display()))
+}
+
+pub fn wasi(args: &[&str], env: &[(&str, &str)]) -> Wasi<Kept> {
+    let host = Kept { out: Vec::new(), err: Vec::new(), start: Instant::now(), seed: 0x9e37_79b9_7f4a_7c15 };
+    Wasi::new(args.iter().copied(), env.iter().copied(), host)
+}
+
+/// An engine and how a wasm module becomes what it loads (itself, or a compiled artifact).
+pub struct Backend<E: Engine> {
+    pub engine: E,
+    pub prepare: fn(&[u8]) -> Vec<u8>,
+}
+
+impl<E: Engine> Backend<E> {
+    pub fn load(&self, wasm: &[u8]) -> Result<E::Module, EdgeError> {
+        self.engine.load(&(self.prepare)(wasm))
+    }
+
+    pub fn instance(
+        &self,
+        wasm: &[u8],
+        wasi: Wasi<Kept>,
+        limits: Limits,
+        interrupt: Interrupt,
+    ) -> Result<E::Instance<Kept>, EdgeError> {
+        self.engine.instantiate(&self.load(wasm)?, wasi, &limits, interrupt)
+    }
+
+    /// Runs a guest command to its end in slices of `slice`; how it ended, its stdout, and how
+    /// many times it paused.
+    pub fn run(&self, name: &str, args: &[&str], limits: Limits, slice: Option<u64>) -> (Outcome, String, u32)
+    where
+        E::Instance<Kept>: Output,
+    {
+        self.run_with(name, args, limits, slice, Interrupt::new())
+    }
+
+    pub fn run_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        limits: Limits,
+        slice: Option<u64>,
+        interrupt: Interrupt,
+    ) -> (Outcome, String, u32)
+    where
+        E::Instance<Kept>: Output,
+    {
+        let mut instance = self.instance(&guest(name), wasi(args, &[]), limits, interrupt).unwrap();
+        let mut step = instance.start(Call::Start, slice);
+        let mut pauses = 0;
+        while step == Step::Paused {
+            pauses += 1;
+            step = instance.resume(slice);
+        }
+        let Step::Ended(outcome) = step else { unreachable!() };
+        (outcome, String::from_utf8_lossy(instance.out()).into_owned(), pauses)
+    }
+}
+
+/// The stdout a test host kept, whichever backend's instance holds it.
+pub trait Output {
+    fn out(&self) -> &[u8];
+}
+
+impl Output for spore_edge::interpreter::Interpreted<Kept> {
+    fn out(&self) -> &[u8] {
+        &self.host().out
+    }
+}
+
+#[cfg(feature = "wasmtime")]
+impl Output for spore_edge::compiled::Run<Kept> {
+    fn out(&self) -> &[u8] {
+        &self.host().out
+    }
+}
+
+/// Every behaviour an engine must have, asserted the same way for each.
+pub fn behaves<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    commands_run_to_their_ends(b);
+    nbody_matches_the_reference(b);
+    a_trap_is_reported_with_its_cause(b);
+    a_memory_bomb_meets_its_limit(b);
+    exports_take_and_return_plain_values(b);
+    what_a_runner_cannot_give_is_named(b);
+    a_spinning_guest_is_killed_from_another_thread(b);
+    wall_and_cpu_limits_end_a_spinning_guest(b);
+}
+
+fn commands_run_to_their_ends<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let (outcome, out, _) = b.run("hello", &["hello"], Limits::default(), None);
+    assert_eq!((outcome, out.as_str()), (Outcome::Exited(0), "Hello from Spore!\n"));
+
+    let mut i = b
+        .instance(
+            &guest("args-env"),
+            wasi(&["args-env", "one", "two words"], &[("K", "v=1")]),
+            Limits::default(),
+            Interrupt::new(),
+        )
+        .unwrap();
+    assert_eq!(i.start(Call::Start, None), Step::Ended(Outcome::Exited(0)));
+    assert_eq!(String::from_utf8_lossy(i.out()), "arg[0]=args-env\narg[1]=one\narg[2]=two words\nenv K=v=1\n");
+
+    let (outcome, out, _) = b.run("exit-code", &["exit-code", "7"], Limits::default(), None);
+    assert_eq!((outcome, out.as_str()), (Outcome::Exited(7), "exiting with 7\n"));
+}
+
+fn nbody_matches_the_reference<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let (outcome, out, _) = b.run("nbody", &["nbody", "1000"], Limits::default(), Some(10_000));
+    assert_eq!((outcome, out.as_str()), (Outcome::Exited(0), "-0.169075164\n-0.169087605\n"));
+}
+
+fn a_trap_is_reported_with_its_cause<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let (outcome, out, _) = b.run("trap", &["trap"], Limits::default(), None);
+    assert_eq!(out, "about to trap\n");
+    let Outcome::Trapped(message) = outcome else { panic!("{outcome:?}") };
+    assert!(message.contains("unreachable"), "{message}");
+}
+
+fn a_memory_bomb_meets_its_limit<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let limits = Limits { memory_bytes: Some(16 << 20), ..Limits::default() };
+    let (outcome, _, _) = b.run("membomb", &["membomb"], limits, None);
+    assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Memory, .. }), "{outcome:?}");
+}
+
+fn exports_take_and_return_plain_values<E: Engine>(b: &Backend<E>) {
+    let wasm = wat::parse_str(
+        r#"(module
+            (func (export "add") (param i32 i64) (result i64)
+              local.get 1 local.get 0 i64.extend_i32_s i64.add)
+            (func (export "half") (param f64) (result f64) local.get 0 f64.const 0.5 f64.mul))"#,
+    )
+    .unwrap();
+    let mut i = b.instance(&wasm, wasi(&[], &[]), Limits::default(), Interrupt::new()).unwrap();
+    let args = [Value::I32(-2), Value::I64(1 << 40)];
+    assert_eq!(
+        i.start(Call::Export { name: "add", args: &args }, None),
+        Step::Ended(Outcome::Returned(vec![Value::I64((1 << 40) - 2)]))
+    );
+    let mut i = b.instance(&wasm, wasi(&[], &[]), Limits::default(), Interrupt::new()).unwrap();
+    let args = [Value::F64(3.0f64.to_bits())];
+    assert_eq!(
+        i.start(Call::Export { name: "half", args: &args }, None),
+        Step::Ended(Outcome::Returned(vec![Value::F64(1.5f64.to_bits())]))
+    );
+    let mut i = b.instance(&wasm, wasi(&[], &[]), Limits::default(), Interrupt::new()).unwrap();
+    let Step::Ended(Outcome::Trapped(message)) = i.start(Call::Export { name: "nope", args: &[] }, None) else {
+        panic!()
+    };
+    assert!(message.contains("no function \"nope\""), "{message}");
+}
+
+fn what_a_runner_cannot_give_is_named<E: Engine>(b: &Backend<E>) {
+    let wasm = wat::parse_str(r#"(module (import "spin:kv" "get" (func)) (func (export "_start")))"#).unwrap();
+    let err = b.instance(&wasm, wasi(&[], &[]), Limits::default(), Interrupt::new()).err().unwrap();
+    assert_eq!(err, EdgeError::Import { import: "spin:kv::get".into() });
+    assert!(err.to_string().contains("imports spin:kv::get, which this runner does not provide"));
+
+    let big = wat::parse_str(r#"(module (memory (export "memory") 1000))"#).unwrap();
+    let limits = Limits { memory_bytes: Some(1 << 20), ..Limits::default() };
+    let err = b.instance(&big, wasi(&[], &[]), limits, Interrupt::new()).err().unwrap();
+    assert!(matches!(err, EdgeError::Limit(_)), "{err:?}");
+
+    assert!(matches!(b.engine.load(b"\0asm\x01\0\0\0garbage"), Err(EdgeError::Invalid(_))));
+}
+
+fn a_spinning_guest_is_killed_from_another_thread<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let interrupt = Interrupt::new();
+    let killer = interrupt.clone();
+    let started = Instant::now();
+    let kill = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        killer.interrupt();
+    });
+    let (outcome, out, _) = b.run_with("spin", &["spin"], Limits::default(), None, interrupt);
+    kill.join().unwrap();
+    assert_eq!((outcome, out.as_str()), (Outcome::Killed, "spinning\n"));
+    // Ended by the kill, not by something else long after it.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // A kill before the run ends it before it starts.
+    let interrupt = Interrupt::new();
+    interrupt.interrupt();
+    let (outcome, out, _) = b.run_with("hello", &["hello"], Limits::default(), None, interrupt);
+    assert_eq!((outcome, out.as_str()), (Outcome::Killed, ""));
+}
+
+fn wall_and_cpu_limits_end_a_spinning_guest<E: Engine>(b: &Backend<E>)
+where
+    E::Instance<Kept>: Output,
+{
+    let limits = Limits { wall_ms: Some(100), ..Limits::default() };
+    let started = Instant::now();
+    let (outcome, _, _) = b.run("spin", &["spin"], limits, None);
+    assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Wall, .. }), "{outcome:?}");
+    assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
+
+    let limits = Limits { cpu_ms: Some(100), ..Limits::default() };
+    let cpu = thread_cpu_ns().unwrap();
+    let (outcome, _, _) = b.run("spin", &["spin"], limits, None);
+    assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Cpu, .. }), "{outcome:?}");
+    assert!(thread_cpu_ns().unwrap() - cpu >= 100_000_000);
+}
