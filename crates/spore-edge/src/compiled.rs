@@ -162,7 +162,7 @@ impl Compiled {
     pub fn target(&self) -> &'static str {
         match self.kind {
             BackendKind::Pulley => pulley_target(),
-            _ => env!("SPORE_EDGE_TARGET"),
+            _ => crate::TARGET,
         }
     }
 

@@ -28,6 +28,10 @@ pub use spore_wasip1::{Host, Stop, Wasi};
 pub use spore_wire::{BackendKind, LimitKind, Limits, Outcome, Value};
 pub use watch::Interrupt;
 
+/// The Rust target triple this crate was built for: what a runner's native artifacts must be
+/// compiled for, and what it reports as its own.
+pub const TARGET: &str = env!("SPORE_EDGE_TARGET");
+
 /// Table elements an instance may hold: tables are host memory the guest's memory limit does
 /// not count, so they have a cap of their own.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;

@@ -1,0 +1,23 @@
+//! Spore's edge runner, and the agent's end of its links.
+//!
+//! A runner holds modules and apps an agent uploads and starts, runs them on engines that
+//! never compile (wasmtime runtime-only for the agent's native or Pulley artifacts, wasmi for
+//! plain wasm), streams their output back within the agent's credit, and keeps what it needs
+//! to come back after a restart under its data directory. It speaks `spore-wire` over a Unix
+//! socket, TCP or a serial line, with plain threads: no async runtime, so it stays small.
+//!
+//! - [`link`]: the byte streams (listeners for the runner, connectors for the agent).
+//! - [`client`]: the agent's side of the protocol, with retransmission.
+//! - [`server`] (feature `engines`): the runner — sessions, the module store, the apps.
+//!
+//! Must not depend on a compiler, an async runtime or the daemon's crates.
+
+pub mod client;
+pub mod link;
+#[cfg(feature = "engines")]
+pub mod server;
+
+/// A digest as the store names files and people read it.
+pub fn hex(digest: &spore_wire::Digest) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,167 @@
+//! `spore-runner`: holds and runs the apps a `spore` agent sends it, over a Unix socket, TCP or
+//! a serial line. Flags only; everything it keeps is under `--data-dir`.
+
+use spore_runner::link::{DEFAULT_BAUD, Listener};
+use spore_runner::server::{Config, Runner};
+use spore_types::ByteSize;
+use spore_wire::BackendKind;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+spore-runner: runs the apps a spore agent deploys to it; never compiles.
+
+usage: spore-runner [LINKS] [OPTIONS]
+
+links (at least one):
+  --socket PATH          a Unix socket (mode 0600)
+  --listen HOST:PORT     TCP; needs --token-file
+  --token-file FILE      the bearer token TCP links must give
+  --serial DEVICE        a serial line (COBS frames, CRC, retransmission)
+  --baud N               its speed [115200]
+
+options:
+  --data-dir DIR         modules, uploads, boot apps [./spore-runner]
+  --backend LIST         engines offered, of native,pulley,wasmi [all]
+  --max-module SIZE      largest module stored [64MiB]
+  --memory SIZE          memory all apps may have together [1GiB]
+  --max-instances N      apps held at once [64]
+  --max-payload SIZE     largest frame payload [64KiB]
+  --version, --help
+";
+
+struct Args {
+    config: Config,
+    socket: Option<PathBuf>,
+    listen: Option<String>,
+    serial: Option<PathBuf>,
+    baud: u32,
+}
+
+fn parse() -> Result<Option<Args>, String> {
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let (mut socket, mut listen, mut serial, mut baud, mut token_file) = (None, None, None, DEFAULT_BAUD, None);
+    let mut parser = lexopt::Parser::from_env();
+    let size = |p: &mut lexopt::Parser, flag: &str| -> Result<u64, String> {
+        let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+        v.parse::<ByteSize>().map(ByteSize::bytes).map_err(|e| format!("{flag} {v}: {e}"))
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let value = |p: &mut lexopt::Parser| -> Result<String, String> {
+            p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
+        };
+        match arg {
+            Long("socket") => socket = Some(PathBuf::from(value(&mut parser)?)),
+            Long("listen") => listen = Some(value(&mut parser)?),
+            Long("token-file") => token_file = Some(PathBuf::from(value(&mut parser)?)),
+            Long("serial") => serial = Some(PathBuf::from(value(&mut parser)?)),
+            Long("baud") => {
+                let v = value(&mut parser)?;
+                baud = v.parse().map_err(|_| format!("--baud {v}: give a speed such as 115200"))?;
+            }
+            Long("data-dir") => config.data_dir = PathBuf::from(value(&mut parser)?),
+            Long("backend") => {
+                let v = value(&mut parser)?;
+                config.backends = v.split(',').map(backend).collect::<Result<_, _>>()?;
+            }
+            Long("max-module") => config.max_module_bytes = size(&mut parser, "--max-module")?,
+            Long("memory") => config.memory_bytes = size(&mut parser, "--memory")?,
+            Long("max-instances") => {
+                let v = value(&mut parser)?;
+                config.max_instances = v.parse().map_err(|_| format!("--max-instances {v}: give a whole number"))?;
+            }
+            Long("max-payload") => {
+                let bytes = size(&mut parser, "--max-payload")?;
+                config.max_payload = u32::try_from(bytes)
+                    .ok()
+                    .filter(|b| *b >= spore_wire::frame::MIN_MAX_PAYLOAD)
+                    .ok_or_else(|| format!("--max-payload: between 1KiB and 4GiB, not {bytes} bytes"))?;
+            }
+            Long("version") => {
+                println!("spore-runner {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("{}; see spore-runner --help", other.unexpected())),
+        }
+    }
+    if socket.is_none() && listen.is_none() && serial.is_none() {
+        return Err("give at least one link: --socket PATH, --listen HOST:PORT or --serial DEVICE".into());
+    }
+    match (&listen, token_file) {
+        (Some(_), None) => return Err("--listen needs --token-file: TCP links must give a token".into()),
+        (_, Some(file)) => {
+            let token = std::fs::read_to_string(&file).map_err(|e| format!("--token-file {}: {e}", file.display()))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(format!("--token-file {}: the file is empty; put a token in it", file.display()));
+            }
+            config.token = Some(token);
+        }
+        (None, None) => {}
+    }
+    Ok(Some(Args { config, socket, listen, serial, baud }))
+}
+
+fn backend(name: &str) -> Result<BackendKind, String> {
+    match name.trim() {
+        "native" => Ok(BackendKind::Native),
+        "pulley" => Ok(BackendKind::Pulley),
+        "wasmi" => Ok(BackendKind::Wasmi),
+        other => Err(format!("--backend: {other:?} is not an engine; give some of native,pulley,wasmi")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spore-runner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut listeners = Vec::new();
+    let opened = [
+        args.socket.as_ref().map(|p| Listener::unix(p).map_err(|e| format!("--socket {}: {e}", p.display()))),
+        args.listen.as_ref().map(|a| Listener::tcp(a).map_err(|e| format!("--listen {a}: {e}"))),
+        args.serial
+            .as_ref()
+            .map(|p| Listener::serial(p, args.baud).map_err(|e| format!("--serial {}: {e}", p.display()))),
+    ];
+    for listener in opened.into_iter().flatten() {
+        match listener {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                eprintln!("spore-runner: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let runner = match Runner::open(args.config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spore-runner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("spore-runner {} ({}) ready", env!("CARGO_PKG_VERSION"), runner.id());
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            let runner = runner.clone();
+            std::thread::spawn(move || runner.serve(l))
+        })
+        .collect();
+    for t in threads {
+        if let Ok(Err(e)) = t.join() {
+            eprintln!("spore-runner: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

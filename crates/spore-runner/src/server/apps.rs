@@ -1,0 +1,459 @@
+//! The apps a runner holds: what each was made with, its state, its kept output, and its runs —
+//! each on a thread of its own, with a WASI host that streams output to the link that started
+//! the run, within that link's credit.
+
+use super::engines::{Ended, Loaded};
+use super::store::write_atomic;
+use super::{Refusal, Runner};
+use spore_edge::{Call, Interrupt, Outcome, Stop, Wasi};
+use spore_wasip1::{Clock, Host, Stream};
+use spore_wire::{ErrorCode, Exit, InstanceInfo, InstanceState, Instantiate, Message, Output, StreamKind, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::link::FrameWriter;
+
+/// Output an app keeps for `logs`, bytes.
+const KEPT_OUTPUT: usize = 64 << 10;
+
+/// Memory an app is counted for when its limits leave it unset (the engines' default).
+const DEFAULT_MEMORY: u64 = spore_edge::compiled::DEFAULT_MEMORY;
+
+/// The link a run's output and exit go to, and the credit it gave.
+pub(crate) struct Watcher {
+    writer: Arc<FrameWriter>,
+    request_id: u32,
+    credit: Mutex<u64>,
+    changed: Condvar,
+    gone: AtomicBool,
+}
+
+impl Watcher {
+    pub(crate) fn new(writer: Arc<FrameWriter>, request_id: u32, credit: u64) -> Arc<Watcher> {
+        Arc::new(Watcher {
+            writer,
+            request_id,
+            credit: Mutex::new(credit),
+            changed: Condvar::new(),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn add_credit(&self, bytes: u32) {
+        *self.credit.lock().unwrap_or_else(PoisonError::into_inner) += u64::from(bytes);
+        self.changed.notify_all();
+    }
+
+    /// The link went away: runs go on, their output only kept.
+    pub(crate) fn close(&self) {
+        self.gone.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// Waits for `n` bytes of credit; the guest waits with it. Ends when the run is killed.
+    fn take(&self, n: u64, interrupt: &Interrupt) -> Result<bool, Stop> {
+        let mut credit = self.credit.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if interrupt.is_interrupted() {
+                return Err(Stop::Interrupted);
+            }
+            if self.gone.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            if *credit >= n {
+                *credit -= n;
+                return Ok(true);
+            }
+            credit =
+                self.changed.wait_timeout(credit, Duration::from_millis(20)).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    fn send(&self, message: &Message) {
+        if self.gone.load(Ordering::Acquire) {
+            return;
+        }
+        if self.writer.send(self.request_id, 0, message).is_err() {
+            self.close();
+        }
+    }
+}
+
+/// One app.
+pub(crate) struct App {
+    pub(crate) id: u32,
+    pub(crate) spec: Instantiate,
+    module: Arc<Loaded>,
+    state: Mutex<InstanceState>,
+    interrupt: Mutex<Interrupt>,
+    watcher: Mutex<Option<Arc<Watcher>>>,
+    kept: Mutex<VecDeque<(StreamKind, Vec<u8>)>>,
+    cpu_us: AtomicU64,
+    memory_bytes: AtomicU64,
+}
+
+impl App {
+    fn keep(&self, stream: StreamKind, bytes: &[u8]) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.push_back((stream, bytes.to_vec()));
+        let mut total: usize = kept.iter().map(|(_, b)| b.len()).sum();
+        while total > KEPT_OUTPUT {
+            let Some((_, first)) = kept.pop_front() else { break };
+            total -= first.len();
+        }
+    }
+
+    /// The output kept from its runs, the last `tail` bytes of it.
+    pub(crate) fn kept(&self, tail: u32) -> Vec<(StreamKind, Vec<u8>)> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut left = tail as usize;
+        let mut out = Vec::new();
+        for (stream, bytes) in kept.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let from = bytes.len().saturating_sub(left);
+            out.push((*stream, bytes[from..].to_vec()));
+            left -= bytes.len() - from;
+        }
+        out.reverse();
+        out
+    }
+
+    pub(crate) fn info(&self) -> InstanceInfo {
+        InstanceInfo {
+            id: self.id,
+            name: self.spec.name.clone(),
+            module: self.spec.module,
+            state: self.state.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            cpu_us: self.cpu_us.load(Ordering::Relaxed),
+            boot: self.spec.boot,
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) == InstanceState::Running
+    }
+
+    /// Ends its run, if it has one.
+    pub(crate) fn kill(&self) {
+        self.interrupt.lock().unwrap_or_else(PoisonError::into_inner).interrupt();
+        if let Some(w) = self.watcher.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            w.changed.notify_all();
+        }
+    }
+
+    fn memory_limit(&self) -> u64 {
+        self.spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)
+    }
+}
+
+/// The apps, by id; boot apps also on disk.
+pub(crate) struct Apps {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    next: u32,
+    by_id: BTreeMap<u32, Arc<App>>,
+}
+
+impl Apps {
+    pub(crate) fn open(data: &Path) -> Result<Apps, String> {
+        let dir = data.join("apps");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        Ok(Apps { dir, inner: Mutex::new(Inner { next: 1, by_id: BTreeMap::new() }) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, id: u32) -> Result<Arc<App>, Refusal> {
+        self.lock().by_id.get(&id).cloned().ok_or_else(|| {
+            Refusal::new(ErrorCode::UNKNOWN_INSTANCE, format!("no instance {id} on this runner; `spore ps` lists them"))
+        })
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<App>> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
+    pub(crate) fn uses(&self, digest: &spore_wire::Digest) -> Vec<String> {
+        self.lock().by_id.values().filter(|a| &a.spec.module == digest).map(|a| a.spec.name.clone()).collect()
+    }
+
+    fn boot_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.app"))
+    }
+
+    /// Forgets an app (killing its run) and its boot mark.
+    pub(crate) fn remove(&self, id: u32) -> Result<(), Refusal> {
+        let app = self.lock().by_id.remove(&id).ok_or_else(|| {
+            Refusal::new(ErrorCode::UNKNOWN_INSTANCE, format!("no instance {id} on this runner; `spore ps` lists them"))
+        })?;
+        app.kill();
+        match std::fs::remove_file(self.boot_file(&app.spec.name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Refusal::new(ErrorCode::INTERNAL, format!("cannot remove the app's boot mark: {e}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An app name: a file name under `apps/` and what `ps` shows, so plain.
+fn check_name(name: &str) -> Result<(), Refusal> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    match ok {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            ErrorCode::BAD_PAYLOAD,
+            format!("{name:?} is not an app name: 1–64 letters, digits, '.', '_' or '-', not starting with '.'"),
+        )),
+    }
+}
+
+/// Makes an app: checks its name, the runner's room, and that its module instantiates with
+/// its limits; marks it to start at boot if asked.
+pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>, Refusal> {
+    check_name(&spec.name)?;
+    let module = runner.store.module(&spec.module, &runner.engines)?;
+    let host = RunnerHost::detached();
+    runner
+        .engines
+        .check_instance(&module, wasi_for(&spec, host), &spec.limits)
+        .map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+    let mut inner = runner.apps.lock();
+    if inner.by_id.values().any(|a| a.spec.name == spec.name) {
+        return Err(Refusal::new(
+            ErrorCode::CONFLICT,
+            format!("an app named {:?} exists on this runner; remove it first or choose another name", spec.name),
+        ));
+    }
+    if inner.by_id.len() >= runner.config.max_instances as usize {
+        return Err(Refusal::new(
+            ErrorCode::EXHAUSTED,
+            format!("this runner holds {} apps, its most; remove one first", inner.by_id.len()),
+        ));
+    }
+    let wanted = spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+    let held: u64 = inner.by_id.values().map(|a| a.memory_limit()).sum();
+    if held.saturating_add(wanted) > runner.config.memory_bytes {
+        return Err(Refusal::new(
+            ErrorCode::EXHAUSTED,
+            format!(
+                "the app may use {wanted} bytes of memory; this runner has {} of its {} left (--memory)",
+                runner.config.memory_bytes.saturating_sub(held),
+                runner.config.memory_bytes
+            ),
+        ));
+    }
+    if spec.boot {
+        write_atomic(&runner.apps.boot_file(&spec.name), &Message::Instantiate(spec.clone()).payload())
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot keep the app for boot: {e}")))?;
+    }
+    let id = inner.next;
+    inner.next += 1;
+    let app = Arc::new(App {
+        id,
+        spec,
+        module,
+        state: Mutex::new(InstanceState::Created),
+        interrupt: Mutex::new(Interrupt::new()),
+        watcher: Mutex::new(None),
+        kept: Mutex::new(VecDeque::new()),
+        cpu_us: AtomicU64::new(0),
+        memory_bytes: AtomicU64::new(0),
+    });
+    inner.by_id.insert(id, app.clone());
+    Ok(app)
+}
+
+fn wasi_for(spec: &Instantiate, host: RunnerHost) -> Wasi<RunnerHost> {
+    Wasi::new(spec.args.iter().map(String::as_str), spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())), host)
+}
+
+/// What a run calls.
+pub(crate) enum Entry {
+    Start,
+    Export(String, Vec<Value>),
+}
+
+/// Starts a run of `app` on a thread of its own; its output and exit go to `watcher`.
+/// `accepted` is called once the run is sure to start, before it can write anything.
+pub(crate) fn run(
+    runner: &Arc<Runner>,
+    app: &Arc<App>,
+    entry: Entry,
+    watcher: Option<Arc<Watcher>>,
+    accepted: impl FnOnce(),
+) -> Result<(), Refusal> {
+    {
+        let mut state = app.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if *state == InstanceState::Running {
+            return Err(Refusal::new(
+                ErrorCode::CONFLICT,
+                format!("{} is running; kill it or wait for its exit", app.spec.name),
+            ));
+        }
+        *state = InstanceState::Running;
+    }
+    let interrupt = Interrupt::new();
+    *app.interrupt.lock().unwrap_or_else(PoisonError::into_inner) = interrupt.clone();
+    *app.watcher.lock().unwrap_or_else(PoisonError::into_inner) = watcher.clone();
+    accepted();
+    let (runner, app) = (runner.clone(), app.clone());
+    let thread_app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("app-{}", app.id))
+        .spawn(move || run_to_end(&runner, &thread_app, entry, watcher, interrupt));
+    if let Err(e) = spawned {
+        *app.state.lock().unwrap_or_else(PoisonError::into_inner) = InstanceState::Created;
+        return Err(Refusal::new(ErrorCode::EXHAUSTED, format!("cannot start a thread for the run: {e}")));
+    }
+    Ok(())
+}
+
+fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc<Watcher>>, interrupt: Interrupt) {
+    let started = Instant::now();
+    let host = RunnerHost {
+        app: Some(app.clone()),
+        watcher: watcher.clone(),
+        interrupt: interrupt.clone(),
+        start: started,
+        chunk: runner.config.max_payload.saturating_sub(64).max(64) as usize,
+    };
+    let cpu_before = thread_cpu_ns().unwrap_or(0);
+    let call = match &entry {
+        Entry::Start => Call::Start,
+        Entry::Export(name, args) => Call::Export { name, args },
+    };
+    let ended = runner.engines.run(&app.module, wasi_for(&app.spec, host), &app.spec.limits, interrupt, call);
+    let Ended { outcome, fuel_used, memory_bytes } =
+        ended.unwrap_or_else(|e| Ended { outcome: Outcome::Trapped(e.to_string()), fuel_used: None, memory_bytes: 0 });
+    let cpu_us = thread_cpu_ns().unwrap_or(0).saturating_sub(cpu_before) / 1000;
+    app.cpu_us.fetch_add(cpu_us, Ordering::Relaxed);
+    app.memory_bytes.store(memory_bytes, Ordering::Relaxed);
+    *app.state.lock().unwrap_or_else(PoisonError::into_inner) = InstanceState::Ended(outcome.clone());
+    let exit = Exit { instance: app.id, outcome, fuel_used, cpu_us, wall_us: started.elapsed().as_micros() as u64 };
+    app.keep(StreamKind::Log, format!("{:?}\n", exit.outcome).as_bytes());
+    if let Some(w) = watcher {
+        w.send(&Message::Exit(exit));
+    }
+    *app.watcher.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+/// Starts the apps marked to start at boot; one that no longer loads is logged and left.
+pub(crate) fn start_boot_apps(runner: &Arc<Runner>) {
+    let Ok(dir) = std::fs::read_dir(&runner.apps.dir) else { return };
+    let mut files: Vec<PathBuf> =
+        dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "app")).collect();
+    files.sort();
+    for path in files {
+        let spec = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Message::decode(0x20, &b).map_err(|e| e.to_string()));
+        let started = match spec {
+            Ok(Message::Instantiate(spec)) => instantiate(runner, spec)
+                .and_then(|app| run(runner, &app, Entry::Start, None, || {}))
+                .map_err(|r| r.message),
+            Ok(_) => Err("not an app".to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            eprintln!("spore-runner: the boot app {} does not start: {e}", path.display());
+        }
+    }
+}
+
+/// CPU time of the calling thread, nanoseconds.
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// WASI on a Linux runner: output to the kept log and the watching link, the system's clocks
+/// and entropy, sleeps that a kill ends.
+struct RunnerHost {
+    app: Option<Arc<App>>,
+    watcher: Option<Arc<Watcher>>,
+    interrupt: Interrupt,
+    start: Instant,
+    /// Largest output frame's bytes.
+    chunk: usize,
+}
+
+impl RunnerHost {
+    /// A host for checking that a module instantiates; nothing runs on it.
+    fn detached() -> RunnerHost {
+        RunnerHost { app: None, watcher: None, interrupt: Interrupt::new(), start: Instant::now(), chunk: 1024 }
+    }
+}
+
+impl Host for RunnerHost {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        let stream = match stream {
+            Stream::Stdout => StreamKind::Stdout,
+            Stream::Stderr => StreamKind::Stderr,
+        };
+        let Some(app) = &self.app else { return Ok(()) };
+        app.keep(stream, bytes);
+        let Some(w) = &self.watcher else { return Ok(()) };
+        for piece in bytes.chunks(self.chunk) {
+            if w.take(piece.len() as u64, &self.interrupt)? {
+                w.send(&Message::Output(Output { instance: app.id, stream, bytes: piece.to_vec() }));
+            }
+        }
+        Ok(())
+    }
+
+    fn now(&mut self, clock: Clock) -> Option<u64> {
+        match clock {
+            Clock::Monotonic => Some(self.start.elapsed().as_nanos() as u64),
+            Clock::Realtime => Some(SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_nanos() as u64),
+            // A run has its thread to itself, so the thread's CPU time is the app's.
+            Clock::ThreadCputime | Clock::ProcessCputime => thread_cpu_ns(),
+        }
+    }
+
+    fn resolution(&mut self, _: Clock) -> Option<u64> {
+        Some(1)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        super::fill_random(buf);
+    }
+
+    fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
+        loop {
+            if self.interrupt.is_interrupted() {
+                return Err(Stop::Interrupted);
+            }
+            let now = self.start.elapsed().as_nanos() as u64;
+            if now >= deadline {
+                return Ok(());
+            }
+            // In pieces, so a kill ends a long sleep within one.
+            std::thread::sleep(Duration::from_nanos((deadline - now).min(10_000_000)));
+        }
+    }
+
+    fn yield_now(&mut self) -> Result<(), Stop> {
+        std::thread::yield_now();
+        match self.interrupt.is_interrupted() {
+            true => Err(Stop::Interrupted),
+            false => Ok(()),
+        }
+    }
+}

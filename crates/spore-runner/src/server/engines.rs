@@ -1,0 +1,184 @@
+//! The engines a runner offers, and the one place that picks an engine for a module's kind.
+
+use super::Refusal;
+use spore_edge::compiled::{Compiled, WASMTIME_VERSION};
+use spore_edge::interpreter::Interpreter;
+use spore_edge::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Wasi};
+use spore_wire::{Backend, BackendKind, ErrorCode, ModuleKind};
+
+/// A module loaded on the engine for its kind.
+pub(crate) enum Loaded {
+    /// Plain wasm on wasmi.
+    Wasmi(<Interpreter as Engine>::Module),
+    /// An artifact on wasmtime's native or Pulley engine.
+    Compiled(BackendKind, <Compiled as Engine>::Module),
+}
+
+/// How a run ended, with what it used.
+pub(crate) struct Ended {
+    pub outcome: Outcome,
+    pub fuel_used: Option<u64>,
+    pub memory_bytes: u64,
+}
+
+pub(crate) struct Engines {
+    wasmi: Option<Interpreter>,
+    native: Option<Compiled>,
+    pulley: Option<Compiled>,
+}
+
+fn backend_of(kind: ModuleKind) -> BackendKind {
+    match kind {
+        ModuleKind::Wasm => BackendKind::Wasmi,
+        ModuleKind::Native => BackendKind::Native,
+        ModuleKind::Pulley => BackendKind::Pulley,
+    }
+}
+
+impl Engines {
+    pub(crate) fn new(backends: &[BackendKind]) -> Result<Engines, String> {
+        let compiled = |kind| -> Result<Option<Compiled>, String> {
+            match backends.contains(&kind) {
+                true => Compiled::new(kind).map(Some).map_err(|e| format!("the {kind:?} engine: {e}")),
+                false => Ok(None),
+            }
+        };
+        Ok(Engines {
+            wasmi: backends.contains(&BackendKind::Wasmi).then(Interpreter::default),
+            native: compiled(BackendKind::Native)?,
+            pulley: compiled(BackendKind::Pulley)?,
+        })
+    }
+
+    /// What `HELLO_ACK` advertises.
+    pub(crate) fn advertised(&self) -> Vec<Backend> {
+        let mut out = Vec::new();
+        for c in [&self.native, &self.pulley].into_iter().flatten() {
+            out.push(Backend {
+                kind: c.backend(),
+                target: c.target().to_string(),
+                engine: format!("wasmtime {WASMTIME_VERSION}"),
+                compat: c.compat(),
+            });
+        }
+        if self.wasmi.is_some() {
+            out.push(Backend {
+                kind: BackendKind::Wasmi,
+                target: spore_edge::TARGET.to_string(),
+                engine: "wasmi 2".to_string(),
+                compat: String::new(),
+            });
+        }
+        out
+    }
+
+    fn compiled(&self, kind: BackendKind) -> Option<&Compiled> {
+        match kind {
+            BackendKind::Native => self.native.as_ref(),
+            BackendKind::Pulley => self.pulley.as_ref(),
+            BackendKind::Wasmi => None,
+        }
+    }
+
+    fn has(&self, kind: BackendKind) -> bool {
+        match kind {
+            BackendKind::Wasmi => self.wasmi.is_some(),
+            other => self.compiled(other).is_some(),
+        }
+    }
+
+    /// Whether a module of `kind` compiled for `compat` can run here, before any byte of it is
+    /// sent.
+    pub(crate) fn check(&self, kind: ModuleKind, compat: &str) -> Result<(), Refusal> {
+        let backend = backend_of(kind);
+        if !self.has(backend) {
+            let have: Vec<String> = self.advertised().iter().map(|b| format!("{:?}", b.kind)).collect();
+            return Err(Refusal::new(
+                ErrorCode::WRONG_ENGINE,
+                format!("this runner has no {backend:?} engine; it has {}", have.join(", ")),
+            ));
+        }
+        if let Some(c) = self.compiled(backend)
+            && compat != c.compat()
+        {
+            return Err(Refusal::new(
+                ErrorCode::WRONG_ENGINE,
+                format!("the artifact was compiled for \"{compat}\"; this runner loads \"{}\"", c.compat()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads (validates or deserialises) a module of `kind`.
+    pub(crate) fn load(&self, kind: ModuleKind, bytes: &[u8]) -> Result<Loaded, Refusal> {
+        let invalid = |e: EdgeError| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string());
+        match backend_of(kind) {
+            BackendKind::Wasmi => match &self.wasmi {
+                Some(w) => w.load(bytes).map(Loaded::Wasmi).map_err(invalid),
+                None => Err(Refusal::new(ErrorCode::WRONG_ENGINE, "this runner has no wasmi engine")),
+            },
+            other => match self.compiled(other) {
+                Some(c) => c.load(bytes).map(|m| Loaded::Compiled(other, m)).map_err(invalid),
+                None => Err(Refusal::new(ErrorCode::WRONG_ENGINE, format!("this runner has no {other:?} engine"))),
+            },
+        }
+    }
+
+    /// Checks that `module` instantiates with `limits` (its imports, its initial memory), so an
+    /// app that cannot run is refused when it is made, not when it is run.
+    pub(crate) fn check_instance<H: Host + Send + 'static>(
+        &self,
+        module: &Loaded,
+        wasi: Wasi<H>,
+        limits: &Limits,
+    ) -> Result<(), EdgeError> {
+        match module {
+            Loaded::Wasmi(m) => self.wasmi_engine()?.instantiate(m, wasi, limits, Interrupt::new()).map(drop),
+            Loaded::Compiled(kind, m) => {
+                self.engine_of(*kind)?.instantiate(m, wasi, limits, Interrupt::new()).map(drop)
+            }
+        }
+    }
+
+    /// Runs `call` on a fresh instance of `module` to its end.
+    pub(crate) fn run<H: Host + Send + 'static>(
+        &self,
+        module: &Loaded,
+        wasi: Wasi<H>,
+        limits: &Limits,
+        interrupt: Interrupt,
+        call: Call<'_>,
+    ) -> Result<Ended, EdgeError> {
+        match module {
+            Loaded::Wasmi(m) => run_on(self.wasmi_engine()?, m, wasi, limits, interrupt, call, true),
+            Loaded::Compiled(kind, m) => run_on(self.engine_of(*kind)?, m, wasi, limits, interrupt, call, false),
+        }
+    }
+
+    fn wasmi_engine(&self) -> Result<&Interpreter, EdgeError> {
+        self.wasmi.as_ref().ok_or_else(|| EdgeError::Invalid("this runner has no wasmi engine".into()))
+    }
+
+    /// The wasmtime engine of `kind`.
+    fn engine_of(&self, kind: BackendKind) -> Result<&Compiled, EdgeError> {
+        self.compiled(kind).ok_or_else(|| EdgeError::Invalid(format!("this runner has no {kind:?} engine")))
+    }
+}
+
+fn run_on<E: Engine, H: Host + Send + 'static>(
+    engine: &E,
+    module: &E::Module,
+    wasi: Wasi<H>,
+    limits: &Limits,
+    interrupt: Interrupt,
+    call: Call<'_>,
+    counts_fuel: bool,
+) -> Result<Ended, EdgeError> {
+    let mut instance = engine.instantiate(module, wasi, limits, interrupt)?;
+    let mut step = instance.start(call, None);
+    while step == Step::Paused {
+        step = instance.resume(None);
+    }
+    let Step::Ended(outcome) = step else { unreachable!("the loop ends only at an end") };
+    Ok(Ended { outcome, fuel_used: counts_fuel.then(|| instance.fuel_used()), memory_bytes: instance.memory_bytes() })
+}

@@ -1,0 +1,237 @@
+//! Modules by digest on disk, uploads that survive a cut link, and the loaded modules in
+//! memory. Nothing is stored under a digest until its bytes hash to it and its engine loads it.
+
+use super::Refusal;
+use super::engines::{Engines, Loaded};
+use crate::hex;
+use sha2::{Digest as _, Sha256};
+use spore_wire::{ChunkAck, Digest, ErrorCode, Have, Message, ModuleBegin, ModuleKind, SendFrom};
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// An upload under way on one link.
+pub(crate) struct Upload {
+    size: u64,
+    kind: ModuleKind,
+    file: File,
+    received: u64,
+}
+
+pub(crate) struct Store {
+    modules: PathBuf,
+    uploads: PathBuf,
+    max_bytes: u64,
+    loaded: Mutex<HashMap<Digest, Arc<Loaded>>>,
+    /// Digests an upload is under way for, so two links never write one file.
+    uploading: Mutex<HashSet<Digest>>,
+}
+
+const KINDS: [(ModuleKind, &str); 3] =
+    [(ModuleKind::Wasm, "wasm"), (ModuleKind::Native, "native"), (ModuleKind::Pulley, "pulley")];
+
+fn extension(kind: ModuleKind) -> &'static str {
+    KINDS.iter().find(|(k, _)| *k == kind).map_or("wasm", |(_, e)| e)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a crash leaves the old
+/// file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Store, String> {
+        let modules = dir.join("modules");
+        let uploads = dir.join("uploads");
+        for d in [&modules, &uploads] {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot make {}: {e}", d.display()))?;
+        }
+        Ok(Store {
+            modules,
+            uploads,
+            max_bytes,
+            loaded: Mutex::new(HashMap::new()),
+            uploading: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn path(&self, digest: &Digest, kind: ModuleKind) -> PathBuf {
+        self.modules.join(format!("{}.{}", hex(digest), extension(kind)))
+    }
+
+    fn part(&self, digest: &Digest) -> PathBuf {
+        self.uploads.join(format!("{}.part", hex(digest)))
+    }
+
+    /// The stored module's kind and file.
+    fn find(&self, digest: &Digest) -> Option<(ModuleKind, PathBuf)> {
+        KINDS.iter().map(|(k, _)| (*k, self.path(digest, *k))).find(|(_, p)| p.is_file())
+    }
+
+    /// Starts (or resumes) an upload: `Have` if the module is stored, `SendFrom` with what an
+    /// earlier link left otherwise.
+    pub(crate) fn begin(&self, m: &ModuleBegin, engines: &Engines) -> Result<(Message, Option<Upload>), Refusal> {
+        engines.check(m.kind, &m.compat)?;
+        if m.size > self.max_bytes {
+            return Err(Refusal::new(
+                ErrorCode::TOO_LARGE,
+                format!("the module is {} bytes; this runner stores at most {} (--max-module)", m.size, self.max_bytes),
+            ));
+        }
+        if self.find(&m.digest).is_some() {
+            return Ok((Message::Have(Have { digest: m.digest }), None));
+        }
+        if !self.uploading.lock().unwrap_or_else(PoisonError::into_inner).insert(m.digest) {
+            return Err(Refusal::new(
+                ErrorCode::CONFLICT,
+                "another link is uploading this module; try again when it is done",
+            ));
+        }
+        let opened = OpenOptions::new().create(true).append(true).read(true).open(self.part(&m.digest));
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.release(&m.digest);
+                return Err(Refusal::new(ErrorCode::INTERNAL, format!("cannot store the upload: {e}")));
+            }
+        };
+        let mut received = file.metadata().map(|md| md.len()).unwrap_or(0);
+        if received > m.size {
+            // Left by an upload of other bytes under this digest: start again.
+            let _ = file.set_len(0);
+            received = 0;
+        }
+        let upload = Upload { size: m.size, kind: m.kind, file, received };
+        Ok((Message::SendFrom(SendFrom { digest: m.digest, offset: received }), Some(upload)))
+    }
+
+    /// Stores a chunk at the end of what the upload holds. A chunk that is all already held is
+    /// acknowledged again (a retransmission); any other offset is refused with where to go on.
+    pub(crate) fn chunk(
+        &self,
+        up: &mut Upload,
+        digest: Digest,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<ChunkAck, Refusal> {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end <= up.received {
+            return Ok(ChunkAck { digest, received: up.received });
+        }
+        if offset != up.received {
+            return Err(Refusal::new(
+                ErrorCode::BAD_OFFSET,
+                format!("a chunk at offset {offset}; the runner holds {} bytes, send from there", up.received),
+            ));
+        }
+        if end > up.size {
+            return Err(Refusal::new(
+                ErrorCode::BAD_OFFSET,
+                format!("a chunk ending at {end}, past the module's declared size of {}", up.size),
+            ));
+        }
+        up.file
+            .write_all(bytes)
+            .map_err(|e| Refusal::new(ErrorCode::EXHAUSTED, format!("cannot store the chunk: {e}")))?;
+        up.received = end;
+        Ok(ChunkAck { digest, received: end })
+    }
+
+    /// Checks the whole upload against its digest, loads it on its engine, and stores it.
+    pub(crate) fn commit(&self, up: Upload, digest: Digest, engines: &Engines) -> Result<(), Refusal> {
+        let result = self.verify_and_store(up, &digest, engines);
+        self.release(&digest);
+        result
+    }
+
+    fn verify_and_store(&self, up: Upload, digest: &Digest, engines: &Engines) -> Result<(), Refusal> {
+        if up.received != up.size {
+            return Err(Refusal::new(
+                ErrorCode::BAD_OFFSET,
+                format!(
+                    "the runner holds {} of the module's {} bytes; send the rest before COMMIT",
+                    up.received, up.size
+                ),
+            ));
+        }
+        let part = self.part(digest);
+        let mut bytes = Vec::with_capacity(up.size as usize);
+        up.file.sync_all().ok();
+        File::open(&part)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot read the upload back: {e}")))?;
+        let got: Digest = Sha256::digest(&bytes).into();
+        if &got != digest {
+            let _ = std::fs::remove_file(&part);
+            return Err(Refusal::new(
+                ErrorCode::DIGEST_MISMATCH,
+                format!(
+                    "the bytes hash to sha256:{}, not sha256:{}; nothing was stored, upload again",
+                    hex(&got),
+                    hex(digest)
+                ),
+            ));
+        }
+        let loaded = match engines.load(up.kind, &bytes) {
+            Ok(l) => l,
+            Err(refusal) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(refusal);
+            }
+        };
+        std::fs::rename(&part, self.path(digest, up.kind))
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot store the module: {e}")))?;
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Lets another link upload `digest` (this link committed it, or went away).
+    pub(crate) fn release(&self, digest: &Digest) {
+        self.uploading.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
+    }
+
+    /// The stored module, loaded (from memory, or from disk the first time after a start).
+    pub(crate) fn module(&self, digest: &Digest, engines: &Engines) -> Result<Arc<Loaded>, Refusal> {
+        if let Some(l) = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(digest) {
+            return Ok(l.clone());
+        }
+        let Some((kind, path)) = self.find(digest) else {
+            return Err(Refusal::new(
+                ErrorCode::UNKNOWN_MODULE,
+                format!("no module sha256:{} on this runner; upload it first", hex(digest)),
+            ));
+        };
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot read {}: {e}", path.display())))?;
+        let loaded = Arc::new(engines.load(kind, &bytes)?);
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets a stored module.
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<(), Refusal> {
+        let Some((_, path)) = self.find(digest) else {
+            return Err(Refusal::new(
+                ErrorCode::UNKNOWN_MODULE,
+                format!("no module sha256:{} on this runner", hex(digest)),
+            ));
+        };
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
+        std::fs::remove_file(&path)
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot remove {}: {e}", path.display())))
+    }
+
+    /// Stored modules.
+    pub(crate) fn count(&self) -> u32 {
+        std::fs::read_dir(&self.modules)
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x != "tmp")).count())
+            .unwrap_or(0) as u32
+    }
+}
