@@ -8,6 +8,7 @@ mod support;
 mod containment;
 mod crash;
 mod daemon;
+mod edge;
 mod images;
 mod registry;
 mod run;

@@ -46,6 +46,26 @@ pub struct DeployArgs {
     spec: SpecArgs,
 }
 
+impl DeployArgs {
+    /// What a runner needs of the flags (the sandbox's, and the app's name); the first flag
+    /// only the daemon has, if one is given.
+    pub fn for_runner(&self) -> Result<(&SpecArgs, Option<&str>), &'static str> {
+        if self.restart.is_some() {
+            return Err("--restart");
+        }
+        if self.replicas != 1 {
+            return Err("--replicas");
+        }
+        if !self.labels.is_empty() {
+            return Err("--label");
+        }
+        if self.http.is_some() {
+            return Err("--http");
+        }
+        Ok((&self.spec, self.name.as_deref()))
+    }
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -35,6 +35,19 @@ pub struct LogsArgs {
     name: String,
 }
 
+impl LogsArgs {
+    /// (name, last N lines, raw) for a runner, which keeps output without times and does not
+    /// stream it; the first flag only the daemon has, if one is given.
+    pub fn for_runner(&self) -> Result<(&str, Option<usize>, bool), &'static str> {
+        match (self.follow, &self.since, self.timestamps) {
+            (true, _, _) => Err("--follow"),
+            (_, Some(_), _) => Err("--since"),
+            (_, _, true) => Err("--timestamps"),
+            _ => Ok((&self.name, self.tail, self.raw)),
+        }
+    }
+}
+
 pub async fn logs(client: &Client, args: LogsArgs, json_out: bool) -> anyhow::Result<i32> {
     let mut query = Vec::new();
     if args.follow {

@@ -6,6 +6,7 @@ mod common;
 mod compile;
 mod daemon;
 mod deploy;
+mod edge;
 mod flags;
 mod images;
 mod logs;
@@ -153,24 +154,28 @@ fn main() -> ExitCode {
     let json = cli.json;
     let insecure = cli.insecure_registries;
     let store_dir = cli.store.unwrap_or_else(|| paths::daemon_paths().1.join("store"));
-    let result = match cli.command {
-        Command::Run(args) => run::run(args, cache_dir, &store_dir, &insecure),
-        Command::Serve(args) => serve::serve(args, cache_dir, &store_dir, &insecure),
-        Command::Up(args) => serve::up(args, cache_dir, &store_dir, &insecure),
-        Command::Build(args) => images::build(args, &store_dir, cache_dir),
-        Command::Load(args) => images::load(args, &store_dir),
-        Command::Save(args) => images::save(args, &store_dir),
-        Command::Images(args) => images::images(args, &store_dir, json),
-        Command::Tag(args) => images::tag(args, &store_dir),
-        Command::Rmi(args) => images::rmi(args, &store_dir),
-        Command::Pull(args) => registry::pull(args, &store_dir, &insecure),
-        Command::Push(args) => registry::push(args, &store_dir, &insecure),
-        Command::Login(args) => registry::login(args, &insecure),
-        Command::Logout(args) => registry::logout(args),
-        Command::Image(command) => images::image(command, &store_dir, json),
-        Command::Compile(args) => compile::compile(args, cache_dir),
-        Command::Daemon(args) => daemon::daemon(args),
-        command => daemon_client_command(command, cli.host.as_deref(), (cli.token, cli.tls_ca), json, &store_dir),
+    // An edge runner's address sends `run` there too; the image and local commands stay here.
+    let runner = cli.host.as_deref().and_then(spore_runner::link::Address::parse);
+    let result = match (cli.command, runner) {
+        (_, Some(Err(e))) => Err(anyhow::anyhow!("--host: {e}")),
+        (
+            command @ (Command::Run(_)
+            | Command::Deploy(_)
+            | Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Stop(_)
+            | Command::Kill(_)
+            | Command::Rm(_)
+            | Command::Stats(_)
+            | Command::Start(_)
+            | Command::Inspect(_)
+            | Command::Events(_)
+            | Command::Program(_)),
+            Some(Ok(runner)),
+        ) => edge_command(command, &runner, cli.token.as_deref(), &cache_dir, json),
+        (command, _) => {
+            local_command(command, cli.host.as_deref(), (cli.token, cli.tls_ca), cache_dir, &store_dir, &insecure, json)
+        }
     };
     match result {
         Ok(code) => exit(code),
@@ -178,6 +183,37 @@ fn main() -> ExitCode {
             eprintln!("spore: {err:#}");
             exit(exit_code::SPORE_ERROR)
         }
+    }
+}
+
+/// The commands carried out here or at the daemon.
+fn local_command(
+    command: Command,
+    host: Option<&str>,
+    credentials: (Option<String>, Option<PathBuf>),
+    cache_dir: PathBuf,
+    store_dir: &std::path::Path,
+    insecure: &[String],
+    json: bool,
+) -> anyhow::Result<i32> {
+    match command {
+        Command::Run(args) => run::run(args, cache_dir, store_dir, insecure),
+        Command::Serve(args) => serve::serve(args, cache_dir, store_dir, insecure),
+        Command::Up(args) => serve::up(args, cache_dir, store_dir, insecure),
+        Command::Build(args) => images::build(args, store_dir, cache_dir),
+        Command::Load(args) => images::load(args, store_dir),
+        Command::Save(args) => images::save(args, store_dir),
+        Command::Images(args) => images::images(args, store_dir, json),
+        Command::Tag(args) => images::tag(args, store_dir),
+        Command::Rmi(args) => images::rmi(args, store_dir),
+        Command::Pull(args) => registry::pull(args, store_dir, insecure),
+        Command::Push(args) => registry::push(args, store_dir, insecure),
+        Command::Login(args) => registry::login(args, insecure),
+        Command::Logout(args) => registry::logout(args),
+        Command::Image(command) => images::image(command, store_dir, json),
+        Command::Compile(args) => compile::compile(args, cache_dir),
+        Command::Daemon(args) => daemon::daemon(args),
+        command => daemon_client_command(command, host, credentials, json, store_dir),
     }
 }
 
@@ -193,6 +229,29 @@ fn init_logging() {
         Ok(filter) if !filter.is_empty() => builder.with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init(),
         _ => builder.with_max_level(tracing::Level::WARN).init(),
     }
+}
+
+/// The commands an edge runner answers; the others name what a runner does.
+fn edge_command(
+    command: Command,
+    runner: &spore_runner::link::Address,
+    token: Option<&str>,
+    cache_dir: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<i32> {
+    use edge::Request;
+    let request = match command {
+        Command::Run(args) => Request::Run(args),
+        Command::Deploy(args) => Request::Deploy(args),
+        Command::Ps(args) => Request::Ps(args),
+        Command::Logs(args) => Request::Logs(args),
+        Command::Stop(args) => Request::Stop(args),
+        Command::Kill(args) => Request::Kill(args),
+        Command::Rm(args) => Request::Rm(args),
+        Command::Stats(args) => Request::Stats(args),
+        _ => anyhow::bail!("{runner} is an edge runner: it does run, deploy, ps, logs, stop, kill, rm and stats"),
+    };
+    edge::command(request, runner, token, cache_dir, json)
 }
 
 /// The commands that talk to a daemon, on a small single-threaded runtime.

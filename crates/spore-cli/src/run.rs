@@ -26,9 +26,25 @@ Examples:
 pub struct RunArgs {
     #[command(flatten)]
     spec: SpecArgs,
+    /// At an edge runner (--host runner+…:// or serial://): the engine to run on [default: the
+    /// runner's first of native, pulley, wasmi].
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    engine: Option<crate::edge::EngineChoice>,
+}
+
+impl RunArgs {
+    /// The sandbox flags, and the engine asked for at a runner.
+    pub fn for_runner(&self) -> (&SpecArgs, Option<crate::edge::EngineChoice>) {
+        (&self.spec, self.engine)
+    }
 }
 
 pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insecure: &[String]) -> anyhow::Result<i32> {
+    if let Some(engine) = args.engine {
+        anyhow::bail!(
+            "--engine {engine:?} chooses an edge runner's engine (with --host runner+…:// or serial://); here spore runs native code"
+        );
+    }
     let args = args.spec;
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     // FILE.wasm, or else an image (from the local store, or pulled).

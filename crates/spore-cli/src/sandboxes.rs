@@ -28,6 +28,16 @@ pub struct PsArgs {
     quiet: bool,
 }
 
+impl PsArgs {
+    /// (all, quiet), for a runner's `ps`; its filters are the daemon's.
+    pub fn for_runner(&self) -> Result<(bool, bool), &'static str> {
+        match self.filter.is_empty() {
+            true => Ok((self.all, self.quiet)),
+            false => Err("--filter"),
+        }
+    }
+}
+
 pub async fn ps(client: &Client, args: PsArgs, json_out: bool) -> anyhow::Result<i32> {
     let mut query = Vec::new();
     let mut state_given = false;
@@ -95,6 +105,13 @@ pub struct NamesArgs {
     /// Sandbox ids (or unique prefixes) or names.
     #[arg(required = true, value_name = "SANDBOX")]
     names: Vec<String>,
+}
+
+impl NamesArgs {
+    /// The names given.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// What `spore inspect` looks at.
@@ -223,6 +240,13 @@ pub struct StopArgs {
     names: NamesArgs,
 }
 
+impl StopArgs {
+    /// The names; a runner kills at once (WASI has no signals to give a grace period to).
+    pub fn names(&self) -> &[String] {
+        &self.names.names
+    }
+}
+
 pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
     let names = expand(client, &args.names.names).await;
     per_name(&names, |name| async move {
@@ -243,6 +267,13 @@ pub struct RmArgs {
     names: NamesArgs,
 }
 
+impl RmArgs {
+    /// The names, and whether running ones are killed first.
+    pub fn for_runner(&self) -> (&[String], bool) {
+        (&self.names.names, self.force)
+    }
+}
+
 pub async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
     let names = expand(client, &args.names.names).await;
     per_name(&names, |name| async move {
@@ -259,6 +290,13 @@ pub struct StatsArgs {
     /// Sandboxes to show [default: all].
     #[arg(value_name = "SANDBOX")]
     names: Vec<String>,
+}
+
+impl StatsArgs {
+    /// The names asked for (none: all).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 pub async fn stats(client: &Client, args: StatsArgs, json_out: bool) -> anyhow::Result<i32> {

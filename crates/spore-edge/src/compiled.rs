@@ -13,7 +13,7 @@
 //! settings from [`configure`], so an artifact loads exactly where [`compat`] matches.
 
 use crate::watch::Watch;
-use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
+use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Stop, Value, Wasi};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -389,12 +389,17 @@ impl<H: Host + Send + 'static> Run<H> {
             None => {}
         }
         if self.store.data().limiter.refused {
-            return Outcome::Limit {
-                limit: LimitKind::Memory,
-                message: format!("memory or tables over the limit; then {error:#}"),
-            };
+            return crate::over_memory(self.store.data().limiter.memory);
         }
-        Outcome::Trapped(format!("{error:#}"))
+        // The trap and the function it happened in; the whole backtrace is for a debugger.
+        let Some(trap) = error.downcast_ref::<wasmtime::Trap>() else { return Outcome::Trapped(format!("{error:#}")) };
+        let function = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .and_then(|b| b.frames().first().and_then(|f| f.func_name().map(String::from)));
+        Outcome::Trapped(match function {
+            Some(f) => format!("{trap} in `{f}`"),
+            None => trap.to_string(),
+        })
     }
 }
 

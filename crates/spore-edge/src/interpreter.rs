@@ -263,7 +263,7 @@ impl<H: Host + Send + 'static> Interpreted<H> {
             return Outcome::Exited(code);
         }
         match self.store.data().limiter.refused {
-            Some(limit) => Outcome::Limit { limit, message: format!("memory or tables over the limit; then {error}") },
+            Some(_) => crate::over_memory(self.store.data().limiter.memory),
             None => Outcome::Trapped(error.to_string()),
         }
     }

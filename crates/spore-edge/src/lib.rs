@@ -36,6 +36,15 @@ pub const TARGET: &str = env!("SPORE_EDGE_TARGET");
 /// not count, so they have a cap of their own.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// How a run ends whose memory or tables grew past the limit (the guest usually traps or
+/// aborts right after the refused grow; the limit is the cause to report).
+pub(crate) fn over_memory(limit: usize) -> Outcome {
+    Outcome::Limit {
+        limit: LimitKind::Memory,
+        message: alloc::format!("went over its memory limit of {limit} bytes (a memory or table grow was refused)"),
+    }
+}
+
 /// What a run calls.
 #[derive(Debug, Clone, Copy)]
 pub enum Call<'a> {

@@ -240,6 +240,14 @@ impl Client {
         self.watch(Message::Run(Run { instance }), instance, interrupted, output)
     }
 
+    /// Starts an instance's `_start` and leaves it running (its output is kept at the runner).
+    pub fn start(&mut self, instance: u32) -> Result<(), ClientError> {
+        match self.call(Message::Run(Run { instance }))? {
+            Message::Accepted(_) => Ok(()),
+            other => Err(ClientError::Protocol(format!("{} to RUN", other.name()))),
+        }
+    }
+
     /// Calls an export with plain values, as [`Client::run`].
     pub fn invoke(
         &mut self,

@@ -4,7 +4,8 @@
 use crate::SandboxError;
 use wasmtime::{Val, ValType};
 
-pub(crate) fn parse_params(
+/// `args` read as the parameters `params` of `export`: each must parse as its type.
+pub fn parse_params(
     export: &str,
     params: impl ExactSizeIterator<Item = ValType>,
     args: &[String],

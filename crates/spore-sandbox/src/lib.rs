@@ -14,7 +14,7 @@
 //! backends; must not know of HTTP servers, daemons or registries.
 
 mod error;
-mod invoke_args;
+pub mod invoke_args;
 mod kv;
 pub mod launch;
 mod limits;

@@ -1,0 +1,186 @@
+//! `spore` as the agent of an edge runner: the real `spore` and `spore-runner` binaries over a
+//! Unix socket, the commands a user types, their output and exit codes.
+
+use crate::support::{Seen, guest, spore};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A runner process on a temporary data directory, killed when the test ends.
+struct Runner {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `spore-runner`, built beside `spore` by the workspace's test build.
+fn runner_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("spore-runner");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo test --workspace builds it (or cargo build -p spore-runner)",
+        path.display()
+    );
+    path
+}
+
+impl Runner {
+    fn start(extra: &[&str]) -> Runner {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("r.sock");
+        let child = Command::new(runner_binary())
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the runner did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Runner { child, dir }
+    }
+
+    fn host(&self) -> String {
+        format!("runner+unix://{}", self.dir.path().join("r.sock").display())
+    }
+
+    fn spore(&self, args: &[&str]) -> Seen {
+        let out = spore().arg("--host").arg(self.host()).args(args).output().unwrap();
+        Seen::from(out)
+    }
+}
+
+fn path(name: &str) -> String {
+    guest(name).display().to_string()
+}
+
+#[test]
+fn run_at_a_runner_streams_output_and_exits_with_the_guests_code_on_every_engine() {
+    let runner = Runner::start(&[]);
+    for engine in ["native", "pulley", "wasmi"] {
+        let seen = runner.spore(&["run", "--engine", engine, &path("hello")]);
+        assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{engine}: {seen:?}");
+        let seen = runner.spore(&["run", "--engine", engine, &path("exit-code"), "7"]);
+        assert_eq!((seen.code, seen.stdout.as_str()), (7, "exiting with 7\n"), "{engine}: {seen:?}");
+        let seen = runner.spore(&["run", "--engine", engine, "-e", "GREETING=hi", &path("args-env"), "a b"]);
+        assert_eq!(seen.stdout, "arg[0]=args-env.wasm\narg[1]=a b\nenv GREETING=hi\n", "{engine}: {seen:?}");
+    }
+    // Exit codes as `spore run` has them, with the flag to raise.
+    let seen = runner.spore(&["run", &path("trap")]);
+    assert_eq!(seen.code, 134, "{seen:?}");
+    assert!(seen.stderr.contains("unreachable"), "{seen:?}");
+    let seen = runner.spore(&["run", "--memory", "16M", &path("membomb")]);
+    assert_eq!(seen.code, 137, "{seen:?}");
+    assert!(seen.stderr.contains("memory limit") && seen.stderr.contains("--memory"), "{seen:?}");
+    let seen = runner.spore(&["run", "--timeout", "300ms", "--engine", "wasmi", &path("spin")]);
+    assert_eq!(seen.code, 124, "{seen:?}");
+    let seen = runner.spore(&["run", "--cpu-time", "200ms", "--engine", "pulley", &path("spin")]);
+    assert_eq!(seen.code, 152, "{seen:?}");
+
+    // A run leaves nothing behind at the runner.
+    let seen = runner.spore(&["ps", "-a", "-q"]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, ""), "{seen:?}");
+}
+
+#[test]
+fn ctrl_c_kills_the_run_at_the_runner() {
+    let runner = Runner::start(&[]);
+    let child = spore()
+        .arg("--host")
+        .arg(runner.host())
+        .args(["run", &path("spin")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let seen = Seen::from(out);
+    assert_eq!(seen.code, 137, "{seen:?}");
+    assert!(seen.stderr.contains("killed"), "{seen:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn deploy_ps_logs_stop_rm_at_a_runner() {
+    let runner = Runner::start(&[]);
+    let seen = runner.spore(&["deploy", "--name", "greeter", &path("hello")]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "greeter\n"), "{seen:?}");
+    let seen = runner.spore(&["deploy", "--name", "spinner", &path("spin")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = runner.spore(&["ps", "-a"]);
+        if ps.stdout.contains("exited (0)") {
+            assert!(ps.stdout.contains("greeter") && ps.stdout.contains("spinner"), "{ps:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ps:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ps = runner.spore(&["ps"]);
+    assert!(ps.stdout.contains("spinner") && !ps.stdout.contains("greeter"), "running only: {ps:?}");
+
+    let logs = runner.spore(&["logs", "greeter"]);
+    assert_eq!((logs.code, logs.stdout.as_str()), (0, "Hello from Spore!\n"), "{logs:?}");
+    let logs = runner.spore(&["logs", "--follow", "greeter"]);
+    assert_eq!(logs.code, 125, "{logs:?}");
+    assert!(logs.stderr.contains("--follow is the daemon's"), "{logs:?}");
+
+    let rm = runner.spore(&["rm", "spinner"]);
+    assert_eq!(rm.code, 1, "a running app needs --force: {rm:?}");
+    assert!(rm.stderr.contains("rm --force"), "{rm:?}");
+    let stop = runner.spore(&["stop", "spinner"]);
+    assert_eq!((stop.code, stop.stdout.as_str()), (0, "spinner\n"), "{stop:?}");
+    let rm = runner.spore(&["rm", "spinner", "greeter"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    let missing = runner.spore(&["rm", "nope"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.contains("no app \"nope\" on this runner"), "{missing:?}");
+    assert_eq!(runner.spore(&["ps", "-a", "-q"]).stdout, "");
+}
+
+#[test]
+fn what_a_runner_cannot_do_is_named() {
+    let runner = Runner::start(&["--backend", "wasmi"]);
+    for (args, says) in [
+        (vec!["run", "--dir", "/tmp", &path("hello")], "--dir is for the daemon"),
+        (
+            vec!["run", "--engine", "native", &path("hello")],
+            "--engine native: the runner has no such engine; it has wasmi",
+        ),
+        (vec!["run", "docker.io/library/hello:1"], "a runner takes a wasm file"),
+        (vec!["deploy", "--replicas", "2", &path("hello")], "--replicas is the daemon's"),
+        (vec!["start", "x"], "it does run, deploy, ps, logs, stop, kill, rm and stats"),
+    ] {
+        let seen = runner.spore(&args);
+        assert_eq!(seen.code, 125, "{args:?}: {seen:?}");
+        assert!(seen.stderr.contains(says), "{args:?}: {seen:?}");
+    }
+    let seen = spore().args(["--host", "serial:///dev/spore-no-such-tty", "ps"]).output().unwrap();
+    let seen = Seen::from(seen);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("/dev/spore-no-such-tty") && seen.stderr.contains("device exists"), "{seen:?}");
+    let seen = Seen::from(spore().args(["--host", "serial://x?baud=7", "ps"]).output().unwrap());
+    assert!(seen.stderr.contains("baud=7 is not a speed"), "{seen:?}");
+    // Local, here: --engine belongs to runners.
+    let seen = Seen::from(spore().args(["run", "--engine", "pulley", &path("hello")]).output().unwrap());
+    assert_eq!(seen.code, 125, "{seen:?}");
+}
