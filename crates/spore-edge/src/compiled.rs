@@ -274,6 +274,22 @@ impl Engine for Compiled {
         })
     }
 
+    fn check(&self, module: &Module, limits: &Limits) -> Result<(), EdgeError> {
+        if limits.fuel.is_some() {
+            return Err(EdgeError::Limit(
+                "the wasmtime backends count CPU time, not fuel: give cpu_ms, or run on wasmi".to_string(),
+            ));
+        }
+        crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
+        let limit = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        for export in module.exports() {
+            if let wasmtime::ExternType::Memory(m) = export.ty() {
+                crate::check_memory(u128::from(m.minimum()) * u128::from(m.page_size()), limit)?;
+            }
+        }
+        Ok(())
+    }
+
     fn instantiate<H: Host + Send + 'static>(
         &self,
         module: &Module,
@@ -281,15 +297,9 @@ impl Engine for Compiled {
         limits: &Limits,
         interrupt: Interrupt,
     ) -> Result<Run<H>, EdgeError> {
-        if limits.fuel.is_some() {
-            return Err(EdgeError::Limit(
-                "the wasmtime backends count CPU time, not fuel: give cpu_ms, or run on wasmi".to_string(),
-            ));
-        }
-        if let Some(import) = module.imports().find(|i| i.module() != spore_wasip1::MODULE) {
-            return Err(EdgeError::Import { import: format!("{}::{}", import.module(), import.name()) });
-        }
+        self.check(module, limits)?;
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
+        wasi.wake_by = watch.wall_deadline();
         let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
         let mut store = Store::new(&self.engine, State { wasi, limiter: Limiter { memory, refused: false }, watch });
         store.limiter(|s| &mut s.limiter);
@@ -355,15 +365,21 @@ fn wasi_call<H: Host>(
         Some(m) => m.data_and_store_mut(&mut caller),
         None => (&mut none[..], caller.data_mut()),
     };
-    match state.wasi.call(index, bytes, &args[..params.len().min(9)]) {
-        Ok(errno) => {
-            if let Some(slot) = results.first_mut() {
-                *slot = Val::I32(errno);
-            }
-            Ok(())
-        }
-        Err(stop) => Err(wasmtime::Error::new(Stopped::Wasi(stop))),
+    let watched = |state: &mut State<H>| match state.watch.check(&mut state.wasi.host) {
+        Some(outcome) => Err(wasmtime::Error::new(Stopped::Watch(outcome))),
+        None => Ok(()),
+    };
+    // Before and after: a call can be long (a sleep, a write waiting for the link).
+    watched(state)?;
+    let errno = state
+        .wasi
+        .call(index, bytes, &args[..params.len().min(9)])
+        .map_err(|s| wasmtime::Error::new(Stopped::Wasi(s)))?;
+    watched(state)?;
+    if let Some(slot) = results.first_mut() {
+        *slot = Val::I32(errno);
     }
+    Ok(())
 }
 
 /// An instance on wasmtime.

@@ -34,23 +34,31 @@ impl Default for Interpreter {
     }
 }
 
-/// Why a guest stopped inside a WASI call, carried through wasmi as a host error.
+/// Why a guest stopped inside a host call, carried through wasmi as a host error.
 #[derive(Debug)]
-struct Stopped(Stop);
+enum Stopped {
+    Wasi(Stop),
+    Watch(Outcome),
+}
 
 impl core::fmt::Display for Stopped {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:?}", self.0)
+        write!(f, "{self:?}")
     }
 }
 
 impl wasmi::errors::HostError for Stopped {}
 
-/// What a store holds: the guest's WASI state and its limiter.
+/// What a store holds: the guest's WASI state, its watch and its limiter.
 struct State<H> {
     wasi: Wasi<H>,
+    /// Kill, wall-clock and CPU limits: looked at between slices and around every host call.
+    watch: Watch,
     limiter: Limiter,
 }
+
+/// Fuel a start function may use at most (it cannot be paused, so it is bounded instead).
+const START_FUEL: u64 = 1_000_000_000;
 
 /// Memory and tables within their limits; remembers a refusal, so the trap that follows it
 /// (Rust aborts when an allocation fails) is reported as the limit it is.
@@ -104,6 +112,19 @@ impl Engine for Interpreter {
         Module::new(&self.engine, bytes).map_err(|e| EdgeError::Invalid(e.to_string()))
     }
 
+    fn check(&self, module: &Module, limits: &Limits) -> Result<(), EdgeError> {
+        crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
+        let limit = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        for export in module.exports() {
+            if let wasmi::ExternType::Memory(m) = export.ty() {
+                // Pages of 64 KiB: wasmi is built without custom page sizes.
+                let bytes = u128::from(m.minimum()) << 16;
+                crate::check_memory(bytes, limit)?;
+            }
+        }
+        Ok(())
+    }
+
     fn instantiate<H: Host + Send + 'static>(
         &self,
         module: &Module,
@@ -111,15 +132,16 @@ impl Engine for Interpreter {
         limits: &Limits,
         interrupt: Interrupt,
     ) -> Result<Interpreted<H>, EdgeError> {
+        self.check(module, limits)?;
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
+        wasi.wake_by = watch.wall_deadline();
         let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
-        let state = State { wasi, limiter: Limiter { memory, refused: None } };
+        let state = State { wasi, watch, limiter: Limiter { memory, refused: None } };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Imports the runner does not provide are named before anything runs.
-        if let Some(import) = module.imports().find(|i| i.module() != spore_wasip1::MODULE) {
-            return Err(EdgeError::Import { import: format!("{}::{}", import.module(), import.name()) });
-        }
+        // A start function cannot be paused: it runs on the budget, at most START_FUEL.
+        let start_fuel = limits.fuel.unwrap_or(START_FUEL).min(START_FUEL);
+        let _ = store.set_fuel(start_fuel);
         let linker = wasi_linker::<H>(&self.engine);
         let instance =
             linker.instantiate_and_start(&mut store, module).map_err(|e| match store.data().limiter.refused {
@@ -127,14 +149,14 @@ impl Engine for Interpreter {
                 None if e.as_trap_code().is_some() => EdgeError::Trap(e.to_string()),
                 None => EdgeError::Invalid(e.to_string()),
             })?;
+        let used = start_fuel - store.get_fuel().unwrap_or(start_fuel);
         let memory = instance.get_memory(&store, "memory");
         Ok(Interpreted {
             store,
             instance,
             memory,
-            watch,
             budget: limits.fuel,
-            used: 0,
+            used,
             paused: None,
             results: Vec::new(),
             started: false,
@@ -181,15 +203,21 @@ fn wasi_call<H: Host>(
         Some(m) => m.data_and_store_mut(&mut caller),
         None => (&mut none[..], caller.data_mut()),
     };
-    match state.wasi.call(index, bytes, &args[..params.len().min(9)]) {
-        Ok(errno) => {
-            if let Some(slot) = results.first_mut() {
-                *slot = Val::I32(errno);
-            }
-            Ok(())
-        }
-        Err(stop) => Err(wasmi::Error::host(Stopped(stop))),
+    let watched = |state: &mut State<H>| match state.watch.check(&mut state.wasi.host) {
+        Some(outcome) => Err(wasmi::Error::host(Stopped::Watch(outcome))),
+        None => Ok(()),
+    };
+    // Before and after: a call can be long (a sleep, a write waiting for the link).
+    watched(state)?;
+    let errno = state
+        .wasi
+        .call(index, bytes, &args[..params.len().min(9)])
+        .map_err(|s| wasmi::Error::host(Stopped::Wasi(s)))?;
+    watched(state)?;
+    if let Some(slot) = results.first_mut() {
+        *slot = Val::I32(errno);
     }
+    Ok(())
 }
 
 /// An instance on wasmi.
@@ -197,8 +225,6 @@ pub struct Interpreted<H: Host + Send + 'static> {
     store: Store<State<H>>,
     instance: wasmi::Instance,
     memory: Option<Memory>,
-    /// Kill, wall-clock and CPU limits, looked at between slices.
-    watch: Watch,
     /// The whole run's fuel, if limited.
     budget: Option<u64>,
     /// Fuel spent in finished slices.
@@ -255,8 +281,9 @@ impl<H: Host + Send + 'static> Interpreted<H> {
 
     fn stopped(&self, error: wasmi::Error) -> Outcome {
         match error.downcast_ref::<Stopped>() {
-            Some(Stopped(Stop::Exit(code))) => return Outcome::Exited(*code),
-            Some(Stopped(Stop::Interrupted)) => return Outcome::Killed,
+            Some(Stopped::Wasi(Stop::Exit(code))) => return Outcome::Exited(*code),
+            Some(Stopped::Wasi(Stop::Interrupted)) => return Outcome::Killed,
+            Some(Stopped::Watch(outcome)) => return outcome.clone(),
             None => {}
         }
         if let Some(code) = error.i32_exit_status() {
@@ -298,7 +325,8 @@ impl<H: Host + Send + 'static> Interpreted<H> {
     fn drive(&mut self, mut first: Option<(Func, Vec<Val>)>, slice: Option<u64>) -> Step {
         let mut left = slice;
         loop {
-            if let Some(outcome) = self.watch.check(&mut self.store.data_mut().wasi.host) {
+            let state = self.store.data_mut();
+            if let Some(outcome) = state.watch.check(&mut state.wasi.host) {
                 self.paused = None;
                 return Step::Ended(outcome);
             }

@@ -36,6 +36,24 @@ pub const TARGET: &str = env!("SPORE_EDGE_TARGET");
 /// not count, so they have a cap of their own.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// The first import of a module that is not WASI preview 1, refused by name.
+pub(crate) fn check_imports<'a>(mut imports: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), EdgeError> {
+    match imports.find(|(module, _)| *module != spore_wasip1::MODULE) {
+        Some((module, name)) => Err(EdgeError::Import { import: alloc::format!("{module}::{name}") }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a module whose declared memory needs more than `limit` bytes at the start.
+pub(crate) fn check_memory(minimum_bytes: u128, limit: u64) -> Result<(), EdgeError> {
+    match minimum_bytes > u128::from(limit) {
+        true => Err(EdgeError::Limit(alloc::format!(
+            "the module starts with {minimum_bytes} bytes of memory; its limit is {limit}"
+        ))),
+        false => Ok(()),
+    }
+}
+
 /// How a run ends whose memory or tables grew past the limit (the guest usually traps or
 /// aborts right after the refused grow; the limit is the cause to report).
 pub(crate) fn over_memory(limit: usize) -> Outcome {
@@ -112,6 +130,11 @@ pub trait Engine {
 
     /// Loads (validates, or deserialises) a module.
     fn load(&self, bytes: &[u8]) -> Result<Self::Module, EdgeError>;
+
+    /// Whether `module` can be made with `limits` — its imports are provided, its declared
+    /// memory fits, the limits are ones this engine keeps — without instantiating it (nothing
+    /// runs, nothing is allocated), so a runner can refuse an app when it is made.
+    fn check(&self, module: &Self::Module, limits: &Limits) -> Result<(), EdgeError>;
 
     /// An instance of `module` with its WASI state and limits; `interrupt` ends its run from
     /// elsewhere.

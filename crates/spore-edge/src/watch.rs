@@ -53,6 +53,11 @@ impl Watch {
         })
     }
 
+    /// Monotonic nanoseconds at which the wall-clock limit ends the run.
+    pub(crate) fn wall_deadline(&self) -> Option<u64> {
+        self.wall_deadline
+    }
+
     /// How the run ends now, if a limit or a kill ends it.
     pub(crate) fn check(&self, host: &mut impl Host) -> Option<Outcome> {
         if self.interrupt.is_interrupted() {

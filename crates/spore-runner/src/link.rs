@@ -118,7 +118,7 @@ impl Read for RawReader {
             RawReader::Tcp(s) => s.read(buf),
             RawReader::Serial(file, timeout) => {
                 if let Some(t) = timeout {
-                    wait_readable(file, *t)?;
+                    wait_ready(file, libc::POLLIN, *t)?;
                 }
                 file.read(buf)
             }
@@ -131,7 +131,10 @@ impl Write for RawWriter {
         match self {
             RawWriter::Unix(s) => s.write(buf),
             RawWriter::Tcp(s) => s.write(buf),
-            RawWriter::Serial(f) => f.write(buf),
+            RawWriter::Serial(f) => {
+                wait_ready(f, libc::POLLOUT, WRITE_TIMEOUT)?;
+                f.write(buf)
+            }
         }
     }
 
@@ -144,25 +147,31 @@ impl Write for RawWriter {
     }
 }
 
-/// Waits until `file` has bytes to read, at most `timeout`.
-fn wait_readable(file: &File, timeout: Duration) -> io::Result<()> {
-    let mut fd = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+/// Waits until `file` is ready for `events` (reading or writing), at most `timeout`.
+fn wait_ready(file: &File, events: libc::c_short, timeout: Duration) -> io::Result<()> {
+    let mut fd = libc::pollfd { fd: file.as_raw_fd(), events, revents: 0 };
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: one valid pollfd for the duration of the call.
     match unsafe { libc::poll(&mut fd, 1, ms) } {
         -1 => Err(io::Error::last_os_error()),
-        0 => Err(io::Error::new(io::ErrorKind::TimedOut, "no bytes on the serial line in time")),
+        0 => Err(io::Error::new(io::ErrorKind::TimedOut, "the serial line was not ready in time")),
         _ => Ok(()),
     }
 }
 
+/// How long a write may wait for the peer to read: a peer that stops reading is gone, and
+/// the run writing to it is not held forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Both halves of a link, as [`connect`] and [`Listener::accept`] give them.
 pub fn split_unix(s: UnixStream) -> io::Result<(RawReader, RawWriter)> {
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
     Ok((RawReader::Unix(s.try_clone()?), RawWriter::Unix(s)))
 }
 
 fn split_tcp(s: TcpStream) -> io::Result<(RawReader, RawWriter)> {
     s.set_nodelay(true)?;
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
     Ok((RawReader::Tcp(s.try_clone()?), RawWriter::Tcp(s)))
 }
 
@@ -304,7 +313,7 @@ pub enum Listener {
 impl Listener {
     /// Listens on a Unix socket at `path`, replacing a stale one; only the owner may connect.
     pub fn unix(path: &Path) -> io::Result<Listener> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
         match UnixStream::connect(path) {
             Ok(_) => {
                 return Err(io::Error::new(
@@ -312,10 +321,25 @@ impl Listener {
                     format!("{} is in use by another runner; stop it or choose another --socket", path.display()),
                 ));
             }
-            Err(_) if path.exists() => std::fs::remove_file(path)?,
-            Err(_) => {}
+            // A stale socket of an earlier runner is replaced; any other file is not ours to remove.
+            Err(_) => match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket; choose another --socket", path.display()),
+                    ));
+                }
+                Err(_) => {}
+            },
         }
-        let listener = UnixListener::bind(path)?;
+        // Made owner-only from the start (umask), not after a window in which others may connect.
+        // SAFETY: umask only swaps the process's file mode mask; restored right after bind.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let listener = bound?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         Ok(Listener::Unix(listener, path.to_path_buf()))
     }
@@ -349,6 +373,15 @@ impl Listener {
                 let (r, w) = split_serial(open_serial(path, *baud)?)?;
                 Ok((r, w, format!("serial:{}", path.display())))
             }
+        }
+    }
+
+    /// What it listens on, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix(_, path) => format!("--socket {}", path.display()),
+            Listener::Tcp(l) => format!("--listen {}", l.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            Listener::Serial(path, _) => format!("--serial {}", path.display()),
         }
     }
 

@@ -27,6 +27,8 @@ options:
   --memory SIZE          memory all apps may have together [1GiB]
   --max-instances N      apps held at once [64]
   --max-payload SIZE     largest frame payload [64KiB]
+  --max-store SIZE       disk for modules and uploads [1GiB]
+  --max-links N          links served at once [32]
   --version, --help
 ";
 
@@ -67,6 +69,11 @@ fn parse() -> Result<Option<Args>, String> {
             }
             Long("max-module") => config.max_module_bytes = size(&mut parser, "--max-module")?,
             Long("memory") => config.memory_bytes = size(&mut parser, "--memory")?,
+            Long("max-store") => config.max_store = size(&mut parser, "--max-store")?,
+            Long("max-links") => {
+                let v = value(&mut parser)?;
+                config.max_links = v.parse().map_err(|_| format!("--max-links {v}: give a whole number"))?;
+            }
             Long("max-instances") => {
                 let v = value(&mut parser)?;
                 config.max_instances = v.parse().map_err(|_| format!("--max-instances {v}: give a whole number"))?;
@@ -150,6 +157,7 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("spore-runner {} ({}) ready", env!("CARGO_PKG_VERSION"), runner.id());
+    // Each listener serves until the process ends; failures are reported and retried there.
     let threads: Vec<_> = listeners
         .into_iter()
         .map(|l| {
@@ -158,10 +166,7 @@ fn main() -> ExitCode {
         })
         .collect();
     for t in threads {
-        if let Ok(Err(e)) = t.join() {
-            eprintln!("spore-runner: {e}");
-            return ExitCode::FAILURE;
-        }
+        let _ = t.join();
     }
     ExitCode::SUCCESS
 }

@@ -186,6 +186,14 @@ fn over_tcp_with_its_token_and_not_without() {
     let err = Client::connect(&address, "spore-test", "").err().unwrap();
     assert!(matches!(err, ClientError::Refused(ErrorCode::UNAUTHORIZED, _)), "{err}");
 
+    // A wrong token ends the link: one guess per connection.
+    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&hello_frame("guess")).unwrap();
+    let (_, answer) = read_answer(&mut raw);
+    assert!(matches!(answer, Message::Error(e) if e.code == ErrorCode::UNAUTHORIZED));
+    assert_eq!(raw.read(&mut [0u8; 16]).unwrap(), 0, "closed after the refusal");
+
     let mut client = Client::connect(&address, "spore-test", "s3cret").unwrap();
     guests_behave(&mut client, BackendKind::Pulley);
     drop(runner);
@@ -348,8 +356,12 @@ fn bad_uploads_and_requests_are_refused_by_name_and_the_runner_goes_on() {
 
     // Raw frames a hostile agent might send, on a link of their own: each answered by an
     // ERROR naming it, and the runner still serves the client above.
-    let mut raw = std::os::unix::net::UnixStream::connect(runner.dir.path().join("runner.sock")).unwrap();
-    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let connect = || {
+        let raw = std::os::unix::net::UnixStream::connect(runner.dir.path().join("runner.sock")).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw
+    };
+    let mut raw = connect();
     let mut frames = spore_wire::Deframer::new(1 << 20);
     let mut answer = |raw: &mut std::os::unix::net::UnixStream, bytes: &[u8]| -> (u32, Message) {
         raw.write_all(bytes).unwrap();
@@ -369,6 +381,9 @@ fn bad_uploads_and_requests_are_refused_by_name_and_the_runner_goes_on() {
     };
     let stats = spore_wire::to_stream(5, 0, &Message::StatsRequest(()));
     assert_eq!(code(answer(&mut raw, &stats).1), ErrorCode::UNAUTHORIZED, "before HELLO");
+    // ... and the link is closed: no second guess.
+    assert_eq!(raw.read(&mut [0u8; 16]).unwrap(), 0);
+    let mut raw = connect();
     let hello_msg = Message::Hello(spore_wire::Hello {
         min_version: 1,
         max_version: 1,
@@ -410,7 +425,7 @@ fn bad_uploads_and_requests_are_refused_by_name_and_the_runner_goes_on() {
     );
     let chunk =
         spore_wire::to_stream(11, 0, &Message::Chunk(spore_wire::Chunk { digest: hello, offset: 99, bytes: vec![1] }));
-    assert_eq!(code(answer(&mut raw, &chunk).1), ErrorCode::BAD_OFFSET, "a chunk with no upload begun");
+    assert_eq!(code(answer(&mut raw, &chunk).1), ErrorCode::UNKNOWN_MODULE, "a chunk with no upload begun");
     let kill = spore_wire::to_stream(12, 0, &Message::Kill(spore_wire::Kill { instance: 4242 }));
     assert_eq!(code(answer(&mut raw, &kill).1), ErrorCode::UNKNOWN_INSTANCE);
     let ping = spore_wire::to_stream(9, 0, &Message::Ping(spore_wire::Ping { nonce: 1 }));
@@ -574,6 +589,23 @@ fn over_a_serial_line_a_damaged_frame_is_sent_again_not_run() {
     assert!(stats.instances.is_empty(), "the one app was removed: {:?}", stats.instances);
     let (exit, out) = run(&mut client, BackendKind::Pulley, "nbody", &["nbody", "1000"], Limits::default());
     assert_eq!((exit.outcome, out.as_str()), (Outcome::Exited(0), "-0.169075164\n-0.169087605\n"));
+    // An agent that stops mid-upload, and the next agent on the same line resumes it: a HELLO
+    // starts the line afresh, nothing of the first agent's held against the second.
+    let big = big_module(300_000);
+    drop(client);
+    let mut first = Client::connect(&address, "spore-test", "").unwrap();
+    let err = first.upload(&big, ModuleKind::Wasm, "", |held, _| held < 100_000).err().unwrap();
+    assert!(matches!(err, ClientError::Stopped(_)), "{err}");
+    drop(first);
+    let mut client = Client::connect(&address, "spore-test", "").unwrap();
+    let mut resumed_at = None;
+    client
+        .upload(&big, ModuleKind::Wasm, "", |held, _| {
+            resumed_at.get_or_insert(held);
+            true
+        })
+        .unwrap();
+    assert!(resumed_at.unwrap() >= 100_000, "{resumed_at:?}");
     drop(runner);
 }
 
@@ -608,4 +640,94 @@ fn the_agents_mistakes_get_one_line_naming_them() {
     assert!(matches!(err, ClientError::Timeout(_)), "{err}");
     assert!(err.to_string().contains("no answer from the runner to Hello"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+/// A HELLO frame as an agent sends it, with `token`.
+fn hello_frame(token: &str) -> Vec<u8> {
+    let hello = spore_wire::Hello {
+        min_version: 1,
+        max_version: 1,
+        max_payload: 64 << 10,
+        agent: "raw".into(),
+        token: token.into(),
+    };
+    spore_wire::to_stream(1, 0, &Message::Hello(hello))
+}
+
+/// The next whole frame on a raw link.
+fn read_answer(raw: &mut impl Read) -> (u32, Message) {
+    let mut frames = spore_wire::Deframer::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the runner closed the link");
+        if let Some(frame) = frames.feed(&buf[..n]).next() {
+            let (h, m) = spore_wire::decode(&frame.unwrap(), 1 << 20).unwrap();
+            return (h.request_id, m);
+        }
+    }
+}
+
+#[test]
+fn idle_and_surplus_links_are_refused_and_closed() {
+    let runner = Runner::start(&["--max-links", "2"]);
+    let socket = runner.dir.path().join("runner.sock");
+    let connect = || {
+        let raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        raw
+    };
+    // Two links that never say HELLO take the runner's two places...
+    let (mut idle1, mut idle2) = (connect(), connect());
+    std::thread::sleep(Duration::from_millis(200));
+    // ... a third is told so and closed.
+    let mut third = connect();
+    let (_, answer) = read_answer(&mut third);
+    assert!(matches!(&answer, Message::Error(e) if e.code == ErrorCode::EXHAUSTED), "{answer:?}");
+    assert_eq!(third.read(&mut [0u8; 16]).unwrap(), 0);
+    // The idle ones are closed at the HELLO deadline, and the places are free again.
+    let started = Instant::now();
+    assert_eq!(idle1.read(&mut [0u8; 16]).unwrap(), 0);
+    assert_eq!(idle2.read(&mut [0u8; 16]).unwrap(), 0);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    runner.client().ping(7).unwrap();
+}
+
+#[test]
+fn output_comes_in_frames_the_agent_accepts_and_the_store_has_a_quota() {
+    // The runner takes frames of 1 MiB, the agent of 64 KiB: a guest's 200 KB write reaches
+    // the agent whole, in pieces of the size both agreed.
+    let runner = Runner::start(&["--max-payload", "1MiB", "--max-store", "2MiB"]);
+    let mut client = runner.client();
+    assert_eq!(client.ack.max_payload, 64 << 10);
+    let writer = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 4)
+            (func (export "_start")
+              (i32.store (i32.const 0) (i32.const 1024))
+              (i32.store (i32.const 4) (i32.const 200000))
+              (memory.fill (i32.const 1024) (i32.const 120) (i32.const 200000))
+              (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#,
+    )
+    .unwrap();
+    let digest = client.upload(&writer, ModuleKind::Wasm, "", |_, _| true).unwrap();
+    let id = client.instantiate(spec(digest, "writer", &["writer"], Limits::default())).unwrap();
+    let mut got = 0;
+    let mut largest = 0;
+    let exit = client
+        .run(id, &AtomicBool::new(false), |o| {
+            got += o.bytes.len();
+            largest = largest.max(o.bytes.len());
+        })
+        .unwrap();
+    assert_eq!((exit.outcome, got), (Outcome::Exited(0), 200_000));
+    assert!(largest <= 64 << 10, "{largest}");
+
+    // 1.5 MB stored; another 1.5 MB would pass the 2 MiB the store may hold.
+    client.upload(&big_module(1_500_000), ModuleKind::Wasm, "", |_, _| true).unwrap();
+    let mut other = big_module(1_500_000);
+    other.extend_from_slice(b"\0\x04name\0"); // a custom section: other bytes, other digest
+    let err = client.upload(&other, ModuleKind::Wasm, "", |_, _| true).err().unwrap();
+    assert!(matches!(&err, ClientError::Refused(ErrorCode::EXHAUSTED, m) if m.contains("--max-store")), "{err}");
 }

@@ -79,7 +79,17 @@ pub struct Wasi<H> {
     env: Vec<Vec<u8>>,
     /// The platform's side.
     pub host: H,
+    /// Monotonic nanoseconds by which any sleep ends, whatever the guest asked: the engine's
+    /// wall-clock deadline, so a guest cannot outwait its limit inside one call.
+    pub wake_by: Option<u64>,
 }
+
+/// Bytes one `fd_write` takes at most (a short write, as POSIX allows: the guest's libc writes
+/// the rest), so one call's work is bounded and a kill or a limit is looked at between calls.
+pub const MAX_WRITE: u32 = 1 << 20;
+
+/// Buffers one `fd_write` takes, and subscriptions one `poll_oneoff` takes (Linux's IOV_MAX).
+pub const MAX_VECTORS: u32 = 1024;
 
 /// Rights of descriptor 0 (`fd_read`, `poll_fd_readwrite`) and 1–2 (`fd_write`,
 /// `poll_fd_readwrite`), as `fd_fdstat_get` reports them.
@@ -106,7 +116,7 @@ impl<H: Host> Wasi<H> {
                 pair
             })
             .collect();
-        Wasi { args, env, host }
+        Wasi { args, env, host, wake_by: None }
     }
 
     /// Carries out the preview 1 function at `index` of [`IMPORTS`], with its arguments as
@@ -183,14 +193,21 @@ impl<H: Host> Wasi<H> {
             2 => Stream::Stderr,
             _ => return Ok(errno::BADF),
         };
+        if count > MAX_VECTORS {
+            return Ok(errno::INVAL);
+        }
         let mut total: u32 = 0;
         for i in 0..count {
             let Ok((ptr, len)) = mem.iovec(iovs, i) else { return Ok(errno::FAULT) };
+            let len = len.min(MAX_WRITE - total);
             let Ok(bytes) = mem.slice(ptr, len) else { return Ok(errno::FAULT) };
             if !bytes.is_empty() {
                 self.host.write(stream, bytes)?;
             }
-            total = total.saturating_add(len);
+            total += len;
+            if total == MAX_WRITE {
+                break;
+            }
         }
         Ok(mem.u32(written, total).map_or(errno::FAULT, |()| errno::SUCCESS))
     }
@@ -205,7 +222,7 @@ impl<H: Host> Wasi<H> {
         count: u32,
         events: u32,
     ) -> Result<i32, Stop> {
-        if count == 0 {
+        if count == 0 || count > MAX_VECTORS {
             return Ok(errno::INVAL);
         }
         let Ok(subs) = (0..count).map(|i| mem.subscription(input, i)).collect::<Result<Vec<_>, _>>() else {
@@ -228,7 +245,7 @@ impl<H: Host> Wasi<H> {
         let answer_now =
             subs.iter().zip(&deadlines).any(|(s, d)| !matches!(s.kind, SubKind::Clock { .. }) || d.is_none());
         if !answer_now && let Some(&earliest) = deadlines.iter().flatten().min() {
-            self.host.sleep_until(earliest)?;
+            self.host.sleep_until(earliest.min(self.wake_by.unwrap_or(u64::MAX)))?;
         }
         let after = monotonic(&mut self.host);
         let mut n = 0;

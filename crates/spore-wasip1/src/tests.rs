@@ -184,3 +184,34 @@ fn streams_are_character_devices_and_random_fills_its_buffer() {
     assert_eq!(call(&mut w, &mut mem, Func::clock_time_get, &[1, 0, 0]), Ok(0));
     assert_eq!(call(&mut w, &mut mem, Func::clock_time_get, &[2, 0, 0]), Ok(errno::INVAL));
 }
+
+#[test]
+fn one_write_takes_at_most_max_write_bytes_and_max_vectors_buffers() {
+    // 1,000 buffers of the same 4 KiB: 4 MB asked for, MAX_WRITE taken, the rest left to the
+    // guest's libc (a short write), so one call's work is bounded.
+    let (mut w, mut mem) = (wasi(), vec![0u8; 16 * 1024]);
+    for i in 0..1000 {
+        mem[8 * i..8 * i + 4].copy_from_slice(&8192u32.to_le_bytes());
+        mem[8 * i + 4..8 * i + 8].copy_from_slice(&4096u32.to_le_bytes());
+    }
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 1000, 8000]), Ok(0));
+    assert_eq!(u32_at(&mem, 8000), MAX_WRITE);
+    assert_eq!(w.host.out.iter().map(|(_, b)| b.len() as u32).sum::<u32>(), MAX_WRITE);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, MAX_VECTORS as u64 + 1, 8000]), Ok(errno::INVAL));
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 0, MAX_VECTORS as u64 + 1, 8000]), Ok(errno::INVAL));
+}
+
+#[test]
+fn a_sleep_ends_by_the_engines_deadline() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
+    w.wake_by = Some(5_000);
+    // One relative clock subscription at 0 (userdata 7, monotonic, 1 s).
+    mem[0..8].copy_from_slice(&7u64.to_le_bytes());
+    mem[8] = 0;
+    mem[16..20].copy_from_slice(&1u32.to_le_bytes());
+    mem[24..32].copy_from_slice(&1_000_000_000u64.to_le_bytes());
+    assert_eq!(call(&mut w, &mut mem, Func::poll_oneoff, &[0, 200, 1, 400]), Ok(0));
+    assert_eq!(w.host.slept_until, [5_000]);
+    // Woken early: no event is due, and the engine ends the run at its limit.
+    assert_eq!(u32_at(&mem, 400), 0);
+}

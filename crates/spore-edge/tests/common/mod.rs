@@ -157,6 +157,7 @@ where
     what_a_runner_cannot_give_is_named(b);
     a_spinning_guest_is_killed_from_another_thread(b);
     wall_and_cpu_limits_end_a_spinning_guest(b);
+    limits_hold_inside_host_calls(b);
 }
 
 fn commands_run_to_their_ends<E: Engine>(b: &Backend<E>)
@@ -288,4 +289,54 @@ where
     let (outcome, _, _) = b.run("spin", &["spin"], limits, None);
     assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Cpu, .. }), "{outcome:?}");
     assert!(thread_cpu_ns().unwrap() - cpu >= 100_000_000);
+}
+
+/// Runs `wat`'s `_start` with `limits`, in slices when `slice` is given; how it ended, and when.
+fn run_wat<E: Engine>(b: &Backend<E>, wat: &str, limits: Limits, interrupt: Interrupt) -> (Outcome, Duration) {
+    let wasm = wat::parse_str(wat).unwrap();
+    let started = Instant::now();
+    let mut i = b.instance(&wasm, wasi(&["wat"], &[]), limits, interrupt).unwrap();
+    let mut step = i.start(Call::Start, None);
+    while step == Step::Paused {
+        step = i.resume(None);
+    }
+    let Step::Ended(outcome) = step else { unreachable!() };
+    (outcome, started.elapsed())
+}
+
+/// A guest that spends its time in host calls (few instructions, much work per call) or
+/// asleep is held to its limits all the same: they are looked at around every host call, and
+/// a sleep ends at the wall-clock deadline.
+fn limits_hold_inside_host_calls<E: Engine>(b: &Backend<E>) {
+    let random_loop = r#"(module
+        (import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))
+        (memory (export "memory") 256)
+        (func (export "_start") (loop (drop (call $r (i32.const 0) (i32.const 4194304))) (br 0))))"#;
+    let limits = Limits { wall_ms: Some(200), ..Limits::default() };
+    let (outcome, took) = run_wat(b, random_loop, limits, Interrupt::new());
+    assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Wall, .. }), "{outcome:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    let interrupt = Interrupt::new();
+    let killer = interrupt.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        killer.interrupt();
+    });
+    let (outcome, took) = run_wat(b, random_loop, Limits::default(), interrupt);
+    assert_eq!(outcome, Outcome::Killed);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // An hour's sleep (one monotonic clock subscription) under a 200 ms wall-clock limit.
+    let sleeper = r#"(module
+        (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          (i32.store (i32.const 16) (i32.const 1))
+          (i64.store (i32.const 24) (i64.const 3600000000000))
+          (drop (call $p (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+    let limits = Limits { wall_ms: Some(200), ..Limits::default() };
+    let (outcome, took) = run_wat(b, sleeper, limits, Interrupt::new());
+    assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Wall, .. }), "{outcome:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

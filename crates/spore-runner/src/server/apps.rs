@@ -22,28 +22,37 @@ const KEPT_OUTPUT: usize = 64 << 10;
 /// Memory an app is counted for when its limits leave it unset (the engines' default).
 const DEFAULT_MEMORY: u64 = spore_edge::compiled::DEFAULT_MEMORY;
 
+/// Longest message text an `EXIT` carries (a trap's, a limit's), so it fits any frame.
+const MAX_MESSAGE: usize = 1024;
+
 /// The link a run's output and exit go to, and the credit it gave.
 pub(crate) struct Watcher {
     writer: Arc<FrameWriter>,
     request_id: u32,
+    /// Largest output piece: the negotiated payload, less the `OUTPUT` fields around it.
+    chunk: usize,
     credit: Mutex<u64>,
     changed: Condvar,
     gone: AtomicBool,
 }
 
 impl Watcher {
-    pub(crate) fn new(writer: Arc<FrameWriter>, request_id: u32, credit: u64) -> Arc<Watcher> {
+    /// A watcher for a link that negotiated `max_payload`; the run starts with four payloads of
+    /// credit, as the protocol says.
+    pub(crate) fn new(writer: Arc<FrameWriter>, request_id: u32, max_payload: u32) -> Arc<Watcher> {
         Arc::new(Watcher {
             writer,
             request_id,
-            credit: Mutex::new(credit),
+            chunk: max_payload.saturating_sub(64).max(64) as usize,
+            credit: Mutex::new(4 * u64::from(max_payload)),
             changed: Condvar::new(),
             gone: AtomicBool::new(false),
         })
     }
 
     pub(crate) fn add_credit(&self, bytes: u32) {
-        *self.credit.lock().unwrap_or_else(PoisonError::into_inner) += u64::from(bytes);
+        let mut credit = self.credit.lock().unwrap_or_else(PoisonError::into_inner);
+        *credit = credit.saturating_add(u64::from(bytes));
         self.changed.notify_all();
     }
 
@@ -53,14 +62,15 @@ impl Watcher {
         self.changed.notify_all();
     }
 
-    /// Waits for `n` bytes of credit; the guest waits with it. Ends when the run is killed.
-    fn take(&self, n: u64, interrupt: &Interrupt) -> Result<bool, Stop> {
+    /// Waits for `n` bytes of credit; the guest waits with it. Ends when the run is killed, and
+    /// at its wall-clock deadline (without sending: the engine then ends the run at its limit).
+    fn take(&self, n: u64, interrupt: &Interrupt, deadline: Option<Instant>) -> Result<bool, Stop> {
         let mut credit = self.credit.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if interrupt.is_interrupted() {
                 return Err(Stop::Interrupted);
             }
-            if self.gone.load(Ordering::Acquire) {
+            if self.gone.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
             if *credit >= n {
@@ -87,6 +97,8 @@ pub(crate) struct App {
     pub(crate) id: u32,
     pub(crate) spec: Instantiate,
     module: Arc<Loaded>,
+    /// Locked before `interrupt` whenever both are: a run's interrupt is in place before the
+    /// state says Running, so a kill that sees Running reaches the run.
     state: Mutex<InstanceState>,
     interrupt: Mutex<Interrupt>,
     watcher: Mutex<Option<Arc<Watcher>>>,
@@ -96,13 +108,24 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// Keeps the last [`KEPT_OUTPUT`] bytes of output, in runs of one stream (so a guest
+    /// writing a byte at a time costs bytes, not entries).
     fn keep(&self, stream: StreamKind, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT)..];
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.push_back((stream, bytes.to_vec()));
+        match kept.back_mut() {
+            Some((last, run)) if *last == stream => run.extend_from_slice(bytes),
+            _ => kept.push_back((stream, bytes.to_vec())),
+        }
         let mut total: usize = kept.iter().map(|(_, b)| b.len()).sum();
         while total > KEPT_OUTPUT {
-            let Some((_, first)) = kept.pop_front() else { break };
-            total -= first.len();
+            let Some((_, first)) = kept.front_mut() else { break };
+            let cut = (total - KEPT_OUTPUT).min(first.len());
+            first.drain(..cut);
+            total -= cut;
+            if first.is_empty() {
+                kept.pop_front();
+            }
         }
     }
 
@@ -192,12 +215,22 @@ impl Apps {
         self.dir.join(format!("{name}.app"))
     }
 
-    /// Forgets an app (killing its run) and its boot mark.
+    /// Forgets an app (killing its run first) and its boot mark. The app is counted — its
+    /// name, its memory — until its run has ended, so a run that does not end in time leaves
+    /// it in place.
     pub(crate) fn remove(&self, id: u32) -> Result<(), Refusal> {
-        let app = self.lock().by_id.remove(&id).ok_or_else(|| {
-            Refusal::new(ErrorCode::UNKNOWN_INSTANCE, format!("no instance {id} on this runner; `spore ps` lists them"))
-        })?;
+        let app = self.get(id)?;
         app.kill();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while app.is_running() {
+            if Instant::now() >= deadline {
+                return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is still ending; try again", app.spec.name)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut inner = self.lock();
+        inner.by_id.remove(&id);
+        // Under the lock, so a new app of the same name cannot lose its boot mark to this.
         match std::fs::remove_file(self.boot_file(&app.spec.name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Refusal::new(ErrorCode::INTERNAL, format!("cannot remove the app's boot mark: {e}")))
@@ -222,17 +255,14 @@ fn check_name(name: &str) -> Result<(), Refusal> {
     }
 }
 
-/// Makes an app: checks its name, the runner's room, and that its module instantiates with
-/// its limits; marks it to start at boot if asked.
+/// Makes an app: checks its name, that its module can be made with its limits (without
+/// running anything), and the runner's room; marks it to start at boot if asked.
 pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>, Refusal> {
     check_name(&spec.name)?;
     let module = runner.store.module(&spec.module, &runner.engines)?;
-    let host = RunnerHost::detached();
-    runner
-        .engines
-        .check_instance(&module, wasi_for(&spec, host), &spec.limits)
-        .map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+    runner.engines.check(&module, &spec.limits)?;
     let mut inner = runner.apps.lock();
+    // Under the lock from here: two links cannot both take the last room, or one name.
     if inner.by_id.values().any(|a| a.spec.name == spec.name) {
         return Err(Refusal::new(
             ErrorCode::CONFLICT,
@@ -257,12 +287,18 @@ pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>
             ),
         ));
     }
+    // Dropped since it was looked up: an app must not outlive its module's file.
+    if !runner.store.has(&spec.module) {
+        return Err(Refusal::new(ErrorCode::UNKNOWN_MODULE, "the module was removed meanwhile; upload it again"));
+    }
+    let id = inner.next;
+    inner.next = id
+        .checked_add(1)
+        .ok_or_else(|| Refusal::new(ErrorCode::EXHAUSTED, "this runner has given out every instance id; restart it"))?;
     if spec.boot {
         write_atomic(&runner.apps.boot_file(&spec.name), &Message::Instantiate(spec.clone()).payload())
             .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot keep the app for boot: {e}")))?;
     }
-    let id = inner.next;
-    inner.next += 1;
     let app = Arc::new(App {
         id,
         spec,
@@ -289,15 +325,17 @@ pub(crate) enum Entry {
 }
 
 /// Starts a run of `app` on a thread of its own; its output and exit go to `watcher`.
-/// `accepted` is called once the run is sure to start, before it can write anything.
+/// `accepted` is called on that thread before the run starts, so nothing the run writes comes
+/// before it (and it is not called if the thread cannot start).
 pub(crate) fn run(
     runner: &Arc<Runner>,
     app: &Arc<App>,
     entry: Entry,
     watcher: Option<Arc<Watcher>>,
-    accepted: impl FnOnce(),
+    accepted: impl FnOnce() + Send + 'static,
 ) -> Result<(), Refusal> {
-    {
+    let interrupt = Interrupt::new();
+    let before = {
         let mut state = app.state.lock().unwrap_or_else(PoisonError::into_inner);
         if *state == InstanceState::Running {
             return Err(Refusal::new(
@@ -305,22 +343,34 @@ pub(crate) fn run(
                 format!("{} is running; kill it or wait for its exit", app.spec.name),
             ));
         }
-        *state = InstanceState::Running;
-    }
-    let interrupt = Interrupt::new();
-    *app.interrupt.lock().unwrap_or_else(PoisonError::into_inner) = interrupt.clone();
+        *app.interrupt.lock().unwrap_or_else(PoisonError::into_inner) = interrupt.clone();
+        std::mem::replace(&mut *state, InstanceState::Running)
+    };
     *app.watcher.lock().unwrap_or_else(PoisonError::into_inner) = watcher.clone();
-    accepted();
-    let (runner, app) = (runner.clone(), app.clone());
-    let thread_app = app.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("app-{}", app.id))
-        .spawn(move || run_to_end(&runner, &thread_app, entry, watcher, interrupt));
+    let (thread_runner, thread_app) = (runner.clone(), app.clone());
+    let spawned = std::thread::Builder::new().name(format!("app-{}", app.id)).spawn(move || {
+        accepted();
+        run_to_end(&thread_runner, &thread_app, entry, watcher, interrupt);
+    });
     if let Err(e) = spawned {
-        *app.state.lock().unwrap_or_else(PoisonError::into_inner) = InstanceState::Created;
+        *app.watcher.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *app.state.lock().unwrap_or_else(PoisonError::into_inner) = before;
         return Err(Refusal::new(ErrorCode::EXHAUSTED, format!("cannot start a thread for the run: {e}")));
     }
     Ok(())
+}
+
+/// `message` cut to [`MAX_MESSAGE`] bytes at a character boundary.
+fn trimmed(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc<Watcher>>, interrupt: Interrupt) {
@@ -330,7 +380,7 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
         watcher: watcher.clone(),
         interrupt: interrupt.clone(),
         start: started,
-        chunk: runner.config.max_payload.saturating_sub(64).max(64) as usize,
+        deadline: app.spec.limits.wall_ms.map(|ms| started + Duration::from_millis(ms)),
     };
     let cpu_before = thread_cpu_ns().unwrap_or(0);
     let call = match &entry {
@@ -340,6 +390,11 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
     let ended = runner.engines.run(&app.module, wasi_for(&app.spec, host), &app.spec.limits, interrupt, call);
     let Ended { outcome, fuel_used, memory_bytes } =
         ended.unwrap_or_else(|e| Ended { outcome: Outcome::Trapped(e.to_string()), fuel_used: None, memory_bytes: 0 });
+    let outcome = match outcome {
+        Outcome::Trapped(m) => Outcome::Trapped(trimmed(m)),
+        Outcome::Limit { limit, message } => Outcome::Limit { limit, message: trimmed(message) },
+        other => other,
+    };
     let cpu_us = thread_cpu_ns().unwrap_or(0).saturating_sub(cpu_before) / 1000;
     app.cpu_us.fetch_add(cpu_us, Ordering::Relaxed);
     app.memory_bytes.store(memory_bytes, Ordering::Relaxed);
@@ -390,15 +445,8 @@ struct RunnerHost {
     watcher: Option<Arc<Watcher>>,
     interrupt: Interrupt,
     start: Instant,
-    /// Largest output frame's bytes.
-    chunk: usize,
-}
-
-impl RunnerHost {
-    /// A host for checking that a module instantiates; nothing runs on it.
-    fn detached() -> RunnerHost {
-        RunnerHost { app: None, watcher: None, interrupt: Interrupt::new(), start: Instant::now(), chunk: 1024 }
-    }
+    /// The run's wall-clock deadline: waits for credit end there.
+    deadline: Option<Instant>,
 }
 
 impl Host for RunnerHost {
@@ -407,11 +455,15 @@ impl Host for RunnerHost {
             Stream::Stdout => StreamKind::Stdout,
             Stream::Stderr => StreamKind::Stderr,
         };
+        // Looked at on every write, watched or not: a guest writing without end is still killed.
+        if self.interrupt.is_interrupted() {
+            return Err(Stop::Interrupted);
+        }
         let Some(app) = &self.app else { return Ok(()) };
         app.keep(stream, bytes);
         let Some(w) = &self.watcher else { return Ok(()) };
-        for piece in bytes.chunks(self.chunk) {
-            if w.take(piece.len() as u64, &self.interrupt)? {
+        for piece in bytes.chunks(w.chunk) {
+            if w.take(piece.len() as u64, &self.interrupt, self.deadline)? {
                 w.send(&Message::Output(Output { instance: app.id, stream, bytes: piece.to_vec() }));
             }
         }

@@ -89,7 +89,7 @@ impl Engines {
 
     /// Whether a module of `kind` compiled for `compat` can run here, before any byte of it is
     /// sent.
-    pub(crate) fn check(&self, kind: ModuleKind, compat: &str) -> Result<(), Refusal> {
+    pub(crate) fn accepts(&self, kind: ModuleKind, compat: &str) -> Result<(), Refusal> {
         let backend = backend_of(kind);
         if !self.has(backend) {
             let have: Vec<String> = self.advertised().iter().map(|b| format!("{:?}", b.kind)).collect();
@@ -124,20 +124,20 @@ impl Engines {
         }
     }
 
-    /// Checks that `module` instantiates with `limits` (its imports, its initial memory), so an
-    /// app that cannot run is refused when it is made, not when it is run.
-    pub(crate) fn check_instance<H: Host + Send + 'static>(
-        &self,
-        module: &Loaded,
-        wasi: Wasi<H>,
-        limits: &Limits,
-    ) -> Result<(), EdgeError> {
-        match module {
-            Loaded::Wasmi(m) => self.wasmi_engine()?.instantiate(m, wasi, limits, Interrupt::new()).map(drop),
-            Loaded::Compiled(kind, m) => {
-                self.engine_of(*kind)?.instantiate(m, wasi, limits, Interrupt::new()).map(drop)
-            }
-        }
+    /// Checks that `module` can be made with `limits` (its imports, its declared memory, limits
+    /// its engine keeps) without making it, so an app that cannot run is refused when made.
+    pub(crate) fn check(&self, module: &Loaded, limits: &Limits) -> Result<(), Refusal> {
+        let checked = match module {
+            Loaded::Wasmi(m) => self.wasmi_engine().and_then(|e| e.check(m, limits)),
+            Loaded::Compiled(kind, m) => self.engine_of(*kind).and_then(|e| e.check(m, limits)),
+        };
+        checked.map_err(|e| {
+            let code = match e {
+                EdgeError::Limit(_) => ErrorCode::EXHAUSTED,
+                _ => ErrorCode::INVALID_MODULE,
+            };
+            Refusal::new(code, e.to_string())
+        })
     }
 
     /// Runs `call` on a fresh instance of `module` to its end.

@@ -17,7 +17,8 @@ use engines::Engines;
 use spore_wire::{BackendKind, ErrorCode, Message};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 use store::Store;
 
 /// What a runner is given at start.
@@ -37,6 +38,10 @@ pub struct Config {
     pub max_instances: u32,
     /// Largest frame payload it accepts.
     pub max_payload: u32,
+    /// What stored modules and uploads may take on disk together.
+    pub max_store: u64,
+    /// Links served at once (a serial line is one).
+    pub max_links: u32,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             memory_bytes: 1 << 30,
             max_instances: 64,
             max_payload: spore_wire::DEFAULT_MAX_PAYLOAD,
+            max_store: 1 << 30,
+            max_links: 32,
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct Runner {
     engines: Engines,
     store: Store,
     apps: Apps,
+    /// Links being served now.
+    links: AtomicU32,
 }
 
 impl Runner {
@@ -90,35 +99,51 @@ impl Runner {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot make the data directory {}: {e}", dir.display()))?;
         let id = runner_id(dir)?;
         let engines = Engines::new(&config.backends)?;
-        let store = Store::open(dir, config.max_module_bytes)?;
+        let store = Store::open(dir, config.max_module_bytes, config.max_store)?;
         let apps = Apps::open(dir)?;
-        let runner = Arc::new(Runner { config, id, started: Instant::now(), engines, store, apps });
+        let links = AtomicU32::new(0);
+        let runner = Arc::new(Runner { config, id, started: Instant::now(), engines, store, apps, links });
         apps::start_boot_apps(&runner);
         Ok(runner)
     }
 
-    /// Serves links from `listener` until it fails; each link on a thread of its own (a serial
-    /// line's one after another).
-    pub fn serve(self: &Arc<Runner>, listener: Listener) -> std::io::Result<()> {
-        let needs_token = listener.needs_token();
+    /// Serves links from `listener`, each on a thread of its own — at most `max_links` at once
+    /// over all listeners; a serial line's one after another, opened again (with a growing
+    /// pause) when it fails, so a device unplugged and back is served again.
+    pub fn serve(self: &Arc<Runner>, listener: Listener) {
+        let kind = session::LinkKind { needs_token: listener.needs_token(), serial: listener.is_serial() };
+        let mut pause = Duration::from_millis(100);
         loop {
             let (reader, writer, peer) = match listener.accept() {
-                Ok(link) => link,
-                Err(e) if listener.is_serial() => return Err(e),
+                Ok(link) => {
+                    pause = Duration::from_millis(100);
+                    link
+                }
                 Err(e) => {
-                    eprintln!("spore-runner: accepting a link: {e}");
+                    // Out of descriptors, a device gone: say so, wait, try again — not a busy loop.
+                    eprintln!("spore-runner: {}: {e}; trying again in {pause:?}", listener.describe());
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(30));
                     continue;
                 }
             };
-            let runner = self.clone();
-            if listener.is_serial() {
-                session::serve(runner, reader, writer, &peer, needs_token);
+            if self.links.fetch_add(1, Ordering::AcqRel) >= self.config.max_links {
+                self.links.fetch_sub(1, Ordering::AcqRel);
+                let busy =
+                    Refusal::new(ErrorCode::EXHAUSTED, "the runner serves as many links as it may; try again later");
+                let _ = crate::link::FrameWriter::new(writer).send(0, 0, &busy.into_message());
                 continue;
             }
-            let spawned = std::thread::Builder::new()
-                .name("spore-runner-link".into())
-                .spawn(move || session::serve(runner, reader, writer, &peer, needs_token));
-            if let Err(e) = spawned {
+            let runner = self.clone();
+            let serve = move || {
+                session::serve(runner.clone(), reader, writer, &peer, kind);
+                runner.links.fetch_sub(1, Ordering::AcqRel);
+            };
+            if kind.serial {
+                serve();
+                continue;
+            }
+            if let Err(e) = std::thread::Builder::new().name("spore-runner-link".into()).spawn(serve) {
                 eprintln!("spore-runner: cannot start a thread for a link: {e}");
             }
         }
@@ -146,7 +171,8 @@ fn runner_id(dir: &std::path::Path) -> Result<String, String> {
     Ok(id)
 }
 
-/// Fills `buf` from the kernel's entropy source.
+/// Fills `buf` from the kernel's entropy source (getrandom, else /dev/urandom). A machine
+/// with neither cannot run a runner: that is a fault of the platform, said and not hidden.
 pub(crate) fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
@@ -154,6 +180,13 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
         let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            use std::io::Read;
+            let urandom = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf[filled..]));
+            if let Err(e) = urandom {
+                panic!("spore-runner: no entropy source (getrandom and /dev/urandom failed: {e})");
+            }
+            return;
         }
     }
 }

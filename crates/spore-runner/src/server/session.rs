@@ -11,10 +11,15 @@ use spore_wire::{
     RunnerLimits, Stats, VERSION,
 };
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Answers kept for retransmitted requests.
 const KEPT_ANSWERS: usize = 32;
+
+/// Uploads one link may have under way at once.
+const UPLOADS_PER_LINK: usize = 4;
 
 struct Session {
     runner: Arc<Runner>,
@@ -28,23 +33,44 @@ struct Session {
     answered: VecDeque<(u32, Vec<Vec<u8>>)>,
 }
 
+/// How long a link may take to say HELLO: an idle link does not hold a thread for long.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What kind of link a session is on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkKind {
+    /// HELLO must carry the runner's token (TCP).
+    pub needs_token: bool,
+    /// A serial line: it stays open whoever is at the other end, so it is never closed and has
+    /// no HELLO deadline.
+    pub serial: bool,
+}
+
 /// Serves one link until it closes.
-pub(crate) fn serve(runner: Arc<Runner>, reader: RawReader, writer: RawWriter, peer: &str, needs_token: bool) {
+pub(crate) fn serve(runner: Arc<Runner>, reader: RawReader, writer: RawWriter, peer: &str, kind: LinkKind) {
     let max = runner.config.max_payload;
     let mut reader = FrameReader::new(reader, spore_wire::DEFAULT_MAX_PAYLOAD.min(max));
+    if !kind.serial {
+        let _ = reader.set_timeout(Some(HELLO_DEADLINE));
+    }
     let mut session = Session {
         runner,
         writer: Arc::new(FrameWriter::new(writer)),
-        needs_token,
+        needs_token: kind.needs_token,
         max_payload: None,
         uploads: HashMap::new(),
         watching: HashMap::new(),
         answered: VecDeque::new(),
     };
+    let mut waiting_for_hello = !kind.serial;
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            Err(e) if waiting_for_hello && matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                eprintln!("spore-runner: link {peer}: no HELLO within {HELLO_DEADLINE:?}; closed");
+                break;
+            }
             Err(e) => {
                 eprintln!("spore-runner: link {peer}: {e}");
                 break;
@@ -55,16 +81,42 @@ pub(crate) fn serve(runner: Arc<Runner>, reader: RawReader, writer: RawWriter, p
             Err(e) => vec![(0, deframe_error(e))],
             Ok(bytes) => session.frame(&bytes, limit),
         };
+        let limit = session.max_payload.unwrap_or(limit);
+        let mut refused_before_hello = false;
         for (id, answer) in answers {
-            if session.writer.send(id, 0, &answer).is_err() {
+            refused_before_hello |= session.max_payload.is_none()
+                && matches!(&answer, Message::Error(e) if e.code == ErrorCode::UNAUTHORIZED);
+            if session.writer.send(id, 0, &fitted(answer, limit)).is_err() {
                 break;
             }
         }
+        // A link that failed to authenticate gets no second guess (a serial line stays: it is
+        // the only way in).
+        if refused_before_hello && !kind.serial {
+            break;
+        }
         if let Some(m) = session.max_payload {
             reader.set_max(m);
+            if waiting_for_hello {
+                waiting_for_hello = false;
+                let _ = reader.set_timeout(None);
+            }
         }
     }
     session.close();
+}
+
+/// `answer`, or a TOO_LARGE error if its payload is over what the agent accepts.
+fn fitted(answer: Message, max_payload: u32) -> Message {
+    let len = answer.payload().len();
+    match len > max_payload as usize {
+        true => Refusal::new(
+            ErrorCode::TOO_LARGE,
+            format!("the {} answer is {len} bytes, more than the {max_payload} negotiated; say HELLO with a larger max_payload", answer.name()),
+        )
+        .into_message(),
+        false => answer,
+    }
 }
 
 fn deframe_error(e: DeframeError) -> Message {
@@ -98,11 +150,13 @@ impl Session {
             }
             return Vec::new();
         }
+        // LOGS answers are long and harmless to repeat: not kept for retransmission.
+        let kept = !matches!(message, Message::Logs(_));
         let answers: Vec<Message> = match self.request(id, message) {
             Ok(answers) => answers,
             Err(refusal) => vec![refusal.into_message()],
         };
-        if !answers.is_empty() {
+        if !answers.is_empty() && kept {
             self.keep_answer(id, &answers);
         }
         answers.into_iter().map(|m| (id, m)).collect()
@@ -130,6 +184,16 @@ impl Session {
         match message {
             Message::Hello(hello) => self.hello(hello).map(|ack| vec![ack]),
             Message::ModuleBegin(m) => {
+                if let Some(up) = self.uploads.get(&m.digest) {
+                    // This link's own upload, begun again (an agent that lost the answer).
+                    return one(Message::SendFrom(spore_wire::SendFrom { digest: m.digest, offset: up.received() }));
+                }
+                if self.uploads.len() >= UPLOADS_PER_LINK {
+                    return Err(Refusal::new(
+                        ErrorCode::EXHAUSTED,
+                        format!("{UPLOADS_PER_LINK} uploads are under way on this link; commit one first"),
+                    ));
+                }
                 let (answer, upload) = runner.store.begin(&m, &runner.engines)?;
                 if let Some(up) = upload {
                     self.uploads.insert(m.digest, up);
@@ -141,6 +205,9 @@ impl Session {
                 one(Message::ChunkAck(runner.store.chunk(up, c.digest, c.offset, &c.bytes)?))
             }
             Message::Commit(c) => {
+                let up = self.uploads.get_mut(&c.digest).ok_or_else(no_upload)?;
+                // Bytes missing: the upload stays, to be completed.
+                runner.store.complete(up)?;
                 let up = self.uploads.remove(&c.digest).ok_or_else(no_upload)?;
                 runner.store.commit(up, c.digest, &runner.engines)?;
                 one(Message::Done(()))
@@ -167,8 +234,12 @@ impl Session {
                 one(Message::Done(()))
             }
             Message::Drop(DropTarget::Instance(i)) => {
+                let module = runner.apps.get(i)?.spec.module;
                 runner.apps.remove(i)?;
                 self.watching.remove(&i);
+                if runner.apps.uses(&module).is_empty() {
+                    runner.store.unload(&module);
+                }
                 one(Message::Done(()))
             }
             Message::Drop(DropTarget::Module(d)) => {
@@ -179,6 +250,7 @@ impl Session {
                         format!("apps use this module ({}); remove them first", users.join(", ")),
                     ));
                 }
+                // An INSTANTIATE racing this finds the file gone and is refused (apps::instantiate).
                 runner.store.remove(&d)?;
                 one(Message::Done(()))
             }
@@ -212,6 +284,19 @@ impl Session {
     }
 
     fn hello(&mut self, hello: Hello) -> Result<Message, Refusal> {
+        // A HELLO starts the link afresh (on a serial line, the next agent's): nothing of an
+        // earlier agent's carries over — its answers, uploads or runs.
+        self.close();
+        self.uploads.clear();
+        self.watching.clear();
+        self.answered.clear();
+        self.max_payload = None;
+        if self.needs_token {
+            let expected = self.runner.config.token.as_deref().unwrap_or("");
+            if expected.is_empty() || !same(expected.as_bytes(), hello.token.as_bytes()) {
+                return Err(Refusal::new(ErrorCode::UNAUTHORIZED, "wrong or missing token for this runner's TCP link"));
+            }
+        }
         if hello.min_version > VERSION || hello.max_version < VERSION {
             return Err(Refusal::new(
                 ErrorCode::VERSION,
@@ -220,12 +305,6 @@ impl Session {
                     hello.min_version, hello.max_version
                 ),
             ));
-        }
-        if self.needs_token {
-            let expected = self.runner.config.token.as_deref().unwrap_or("");
-            if expected.is_empty() || !same(expected.as_bytes(), hello.token.as_bytes()) {
-                return Err(Refusal::new(ErrorCode::UNAUTHORIZED, "wrong or missing token for this runner's TCP link"));
-            }
         }
         let max_payload = hello.max_payload.min(self.runner.config.max_payload).max(spore_wire::frame::MIN_MAX_PAYLOAD);
         self.max_payload = Some(max_payload);
@@ -246,12 +325,12 @@ impl Session {
 
     fn start(&mut self, id: u32, instance: u32, entry: Entry, max_payload: u32) -> Result<Vec<Message>, Refusal> {
         let app = self.runner.apps.get(instance)?;
-        let watcher = Watcher::new(self.writer.clone(), id, 4 * u64::from(max_payload));
+        let watcher = Watcher::new(self.writer.clone(), id, max_payload);
         let accepted = Message::Accepted(Accepted { instance });
-        let writer = self.writer.clone();
-        // Sent once the run is sure to start and before it can write, so ACCEPTED comes first.
-        apps::run(&self.runner, &app, entry, Some(watcher.clone()), || {
-            let _ = writer.send(id, 0, &accepted);
+        let (writer, first) = (self.writer.clone(), accepted.clone());
+        // Sent by the run's thread before it runs, so ACCEPTED comes before any output.
+        apps::run(&self.runner, &app, entry, Some(watcher.clone()), move || {
+            let _ = writer.send(id, 0, &first);
         })?;
         self.watching.insert(instance, watcher);
         self.keep_answer(id, &[accepted]);
@@ -270,7 +349,7 @@ impl Session {
 }
 
 fn no_upload() -> Refusal {
-    Refusal::new(ErrorCode::BAD_OFFSET, "no upload of this module under way on this link; send MODULE_BEGIN first")
+    Refusal::new(ErrorCode::UNKNOWN_MODULE, "no upload of this module under way on this link; send MODULE_BEGIN first")
 }
 
 /// The request id of a frame whose header is sound.

@@ -20,10 +20,25 @@ pub(crate) struct Upload {
     received: u64,
 }
 
+impl Upload {
+    /// Bytes held from the start.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+}
+
+/// Uploads under way on all links together.
+const MAX_UPLOADS: usize = 16;
+
+/// An interrupted upload left longer than this is removed at start.
+const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 pub(crate) struct Store {
     modules: PathBuf,
     uploads: PathBuf,
     max_bytes: u64,
+    /// What modules and uploads may take on disk together.
+    max_store: u64,
     loaded: Mutex<HashMap<Digest, Arc<Loaded>>>,
     /// Digests an upload is under way for, so two links never write one file.
     uploading: Mutex<HashSet<Digest>>,
@@ -47,16 +62,30 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Store {
-    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Store, String> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64, max_store: u64) -> Result<Store, String> {
         let modules = dir.join("modules");
         let uploads = dir.join("uploads");
         for d in [&modules, &uploads] {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot make {}: {e}", d.display()))?;
         }
+        // Uploads nobody came back for, and temporary files a crash left.
+        for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
+            let old =
+                entry.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > STALE_UPLOAD);
+            if old.unwrap_or(false) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        for entry in std::fs::read_dir(&modules).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|x| x == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Store {
             modules,
             uploads,
             max_bytes,
+            max_store,
             loaded: Mutex::new(HashMap::new()),
             uploading: Mutex::new(HashSet::new()),
         })
@@ -78,7 +107,7 @@ impl Store {
     /// Starts (or resumes) an upload: `Have` if the module is stored, `SendFrom` with what an
     /// earlier link left otherwise.
     pub(crate) fn begin(&self, m: &ModuleBegin, engines: &Engines) -> Result<(Message, Option<Upload>), Refusal> {
-        engines.check(m.kind, &m.compat)?;
+        engines.accepts(m.kind, &m.compat)?;
         if m.size > self.max_bytes {
             return Err(Refusal::new(
                 ErrorCode::TOO_LARGE,
@@ -88,11 +117,31 @@ impl Store {
         if self.find(&m.digest).is_some() {
             return Ok((Message::Have(Have { digest: m.digest }), None));
         }
-        if !self.uploading.lock().unwrap_or_else(PoisonError::into_inner).insert(m.digest) {
+        let used = self.used_bytes();
+        if used.saturating_add(m.size) > self.max_store {
             return Err(Refusal::new(
-                ErrorCode::CONFLICT,
-                "another link is uploading this module; try again when it is done",
+                ErrorCode::EXHAUSTED,
+                format!(
+                    "the runner's store holds {used} of its {} bytes; remove modules first (--max-store)",
+                    self.max_store
+                ),
             ));
+        }
+        {
+            let mut uploading = self.uploading.lock().unwrap_or_else(PoisonError::into_inner);
+            if uploading.contains(&m.digest) {
+                return Err(Refusal::new(
+                    ErrorCode::CONFLICT,
+                    "another link is uploading this module; try again when it is done",
+                ));
+            }
+            if uploading.len() >= MAX_UPLOADS {
+                return Err(Refusal::new(
+                    ErrorCode::EXHAUSTED,
+                    format!("{MAX_UPLOADS} uploads are under way; try again later"),
+                ));
+            }
+            uploading.insert(m.digest);
         }
         let opened = OpenOptions::new().create(true).append(true).read(true).open(self.part(&m.digest));
         let file = match opened {
@@ -137,14 +186,31 @@ impl Store {
                 format!("a chunk ending at {end}, past the module's declared size of {}", up.size),
             ));
         }
-        up.file
-            .write_all(bytes)
-            .map_err(|e| Refusal::new(ErrorCode::EXHAUSTED, format!("cannot store the chunk: {e}")))?;
+        if let Err(e) = up.file.write_all(bytes) {
+            // Whatever part of the chunk was written goes: the file ends where the upload does.
+            let _ = up.file.set_len(up.received);
+            return Err(Refusal::new(ErrorCode::EXHAUSTED, format!("cannot store the chunk: {e}")));
+        }
         up.received = end;
         Ok(ChunkAck { digest, received: end })
     }
 
-    /// Checks the whole upload against its digest, loads it on its engine, and stores it.
+    /// Whether every byte of the upload is here (else it stays, to be completed).
+    pub(crate) fn complete(&self, up: &Upload) -> Result<(), Refusal> {
+        match up.received == up.size {
+            true => Ok(()),
+            false => Err(Refusal::new(
+                ErrorCode::BAD_OFFSET,
+                format!(
+                    "the runner holds {} of the module's {} bytes; send the rest before COMMIT",
+                    up.received, up.size
+                ),
+            )),
+        }
+    }
+
+    /// Checks the whole upload against its digest, loads it on its engine (to refuse what
+    /// will not load), and stores it.
     pub(crate) fn commit(&self, up: Upload, digest: Digest, engines: &Engines) -> Result<(), Refusal> {
         let result = self.verify_and_store(up, &digest, engines);
         self.release(&digest);
@@ -152,15 +218,7 @@ impl Store {
     }
 
     fn verify_and_store(&self, up: Upload, digest: &Digest, engines: &Engines) -> Result<(), Refusal> {
-        if up.received != up.size {
-            return Err(Refusal::new(
-                ErrorCode::BAD_OFFSET,
-                format!(
-                    "the runner holds {} of the module's {} bytes; send the rest before COMMIT",
-                    up.received, up.size
-                ),
-            ));
-        }
+        self.complete(&up)?;
         let part = self.part(digest);
         let mut bytes = Vec::with_capacity(up.size as usize);
         up.file.sync_all().ok();
@@ -179,17 +237,33 @@ impl Store {
                 ),
             ));
         }
-        let loaded = match engines.load(up.kind, &bytes) {
-            Ok(l) => l,
-            Err(refusal) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(refusal);
-            }
-        };
+        // Loaded to be checked, then let go: memory holds only the modules apps use.
+        if let Err(refusal) = engines.load(up.kind, &bytes) {
+            let _ = std::fs::remove_file(&part);
+            return Err(refusal);
+        }
         std::fs::rename(&part, self.path(digest, up.kind))
-            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot store the module: {e}")))?;
-        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, Arc::new(loaded));
-        Ok(())
+            .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot store the module: {e}")))
+    }
+
+    /// Whether the module is stored.
+    pub(crate) fn has(&self, digest: &Digest) -> bool {
+        self.find(digest).is_some()
+    }
+
+    /// Lets go of a loaded module no app uses any more.
+    pub(crate) fn unload(&self, digest: &Digest) {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
+    }
+
+    /// Bytes the modules and uploads take on disk.
+    fn used_bytes(&self) -> u64 {
+        [&self.modules, &self.uploads]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Lets another link upload `digest` (this link committed it, or went away).
