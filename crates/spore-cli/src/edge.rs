@@ -128,9 +128,15 @@ fn module_for(
                 have.join(", ")
             )
         })?,
+        // Native code where this spore's Cranelift targets the runner's machine, else Pulley
+        // (any runner of the release loads it), else wasmi.
         None => [BackendKind::Native, BackendKind::Pulley, BackendKind::Wasmi]
             .iter()
-            .find_map(|k| backends.iter().find(|b| b.kind == *k))
+            .find_map(|k| {
+                backends
+                    .iter()
+                    .find(|b| b.kind == *k && (b.kind != BackendKind::Native || b.target == spore_edge::TARGET))
+            })
             .context("the runner advertises no engine")?,
     };
     let wasm = spec.read_program()?;

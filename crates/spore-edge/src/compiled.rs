@@ -12,8 +12,9 @@
 //! The agent compiles with the `compile` feature ([`precompile`]): both sides take their
 //! settings from [`configure`], so an artifact loads exactly where [`compat`] matches.
 
+use crate::Stopped;
 use crate::watch::Watch;
-use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Stop, Value, Wasi};
+use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Value, Wasi};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -192,21 +193,6 @@ pub fn precompile(kind: BackendKind, target: &str, wasm: &[u8]) -> Result<Vec<u8
     engine.precompile_module(wasm).map_err(|e| EdgeError::Invalid(format!("{e:#}")))
 }
 
-/// Why a guest stopped inside a host call or at a tick, carried through wasmtime as an error.
-#[derive(Debug)]
-enum Stopped {
-    Wasi(Stop),
-    Watch(Outcome),
-}
-
-impl core::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
-impl core::error::Error for Stopped {}
-
 /// What a store holds.
 struct State<H> {
     wasi: Wasi<H>,
@@ -365,17 +351,9 @@ fn wasi_call<H: Host>(
         Some(m) => m.data_and_store_mut(&mut caller),
         None => (&mut none[..], caller.data_mut()),
     };
-    let watched = |state: &mut State<H>| match state.watch.check(&mut state.wasi.host) {
-        Some(outcome) => Err(wasmtime::Error::new(Stopped::Watch(outcome))),
-        None => Ok(()),
-    };
-    // Before and after: a call can be long (a sleep, a write waiting for the link).
-    watched(state)?;
-    let errno = state
-        .wasi
-        .call(index, bytes, &args[..params.len().min(9)])
-        .map_err(|s| wasmtime::Error::new(Stopped::Wasi(s)))?;
-    watched(state)?;
+    let State { wasi, watch, .. } = state;
+    let errno =
+        crate::host_call(wasi, watch, index, bytes, &args[..params.len().min(9)]).map_err(wasmtime::Error::new)?;
     if let Some(slot) = results.first_mut() {
         *slot = Val::I32(errno);
     }
@@ -398,11 +376,8 @@ impl<H: Host + Send + 'static> Run<H> {
     }
 
     fn ended(&self, error: wasmtime::Error) -> Outcome {
-        match error.downcast_ref::<Stopped>() {
-            Some(Stopped::Wasi(Stop::Exit(code))) => return Outcome::Exited(*code),
-            Some(Stopped::Wasi(Stop::Interrupted)) => return Outcome::Killed,
-            Some(Stopped::Watch(outcome)) => return outcome.clone(),
-            None => {}
+        if let Some(stopped) = error.downcast_ref::<Stopped>() {
+            return stopped.outcome();
         }
         if self.store.data().limiter.refused {
             return crate::over_memory(self.store.data().limiter.memory);

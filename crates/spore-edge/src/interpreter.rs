@@ -2,8 +2,9 @@
 //! calls, so a run spends its fuel in slices and a scheduler (a thread per app on Linux, one
 //! loop on a board) decides who runs next.
 
+use crate::Stopped;
 use crate::watch::Watch;
-use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi};
+use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Value, Wasi};
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -34,19 +35,7 @@ impl Default for Interpreter {
     }
 }
 
-/// Why a guest stopped inside a host call, carried through wasmi as a host error.
-#[derive(Debug)]
-enum Stopped {
-    Wasi(Stop),
-    Watch(Outcome),
-}
-
-impl core::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
+// Carried through wasmi as a host error.
 impl wasmi::errors::HostError for Stopped {}
 
 /// What a store holds: the guest's WASI state, its watch and its limiter.
@@ -203,17 +192,9 @@ fn wasi_call<H: Host>(
         Some(m) => m.data_and_store_mut(&mut caller),
         None => (&mut none[..], caller.data_mut()),
     };
-    let watched = |state: &mut State<H>| match state.watch.check(&mut state.wasi.host) {
-        Some(outcome) => Err(wasmi::Error::host(Stopped::Watch(outcome))),
-        None => Ok(()),
-    };
-    // Before and after: a call can be long (a sleep, a write waiting for the link).
-    watched(state)?;
-    let errno = state
-        .wasi
-        .call(index, bytes, &args[..params.len().min(9)])
-        .map_err(|s| wasmi::Error::host(Stopped::Wasi(s)))?;
-    watched(state)?;
+    let State { wasi, watch, .. } = state;
+    let errno =
+        crate::host_call(wasi, watch, index, bytes, &args[..params.len().min(9)]).map_err(wasmi::Error::host)?;
     if let Some(slot) = results.first_mut() {
         *slot = Val::I32(errno);
     }
@@ -280,11 +261,8 @@ impl<H: Host + Send + 'static> Interpreted<H> {
     }
 
     fn stopped(&self, error: wasmi::Error) -> Outcome {
-        match error.downcast_ref::<Stopped>() {
-            Some(Stopped::Wasi(Stop::Exit(code))) => return Outcome::Exited(*code),
-            Some(Stopped::Wasi(Stop::Interrupted)) => return Outcome::Killed,
-            Some(Stopped::Watch(outcome)) => return outcome.clone(),
-            None => {}
+        if let Some(stopped) = error.downcast_ref::<Stopped>() {
+            return stopped.outcome();
         }
         if let Some(code) = error.i32_exit_status() {
             return Outcome::Exited(code);

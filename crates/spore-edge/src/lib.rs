@@ -36,6 +36,55 @@ pub const TARGET: &str = env!("SPORE_EDGE_TARGET");
 /// not count, so they have a cap of their own.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// Why a guest stopped inside a host call or at a check, carried through the engine as its
+/// error type and read back when the run ends.
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    /// The WASI call ended the guest (exit, or interrupted while waiting).
+    Wasi(Stop),
+    /// A kill or a time limit.
+    Watch(Outcome),
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl core::error::Error for Stopped {}
+
+impl Stopped {
+    /// How the run ended.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Stopped::Wasi(Stop::Exit(code)) => Outcome::Exited(*code),
+            Stopped::Wasi(Stop::Interrupted) => Outcome::Killed,
+            Stopped::Watch(outcome) => outcome.clone(),
+        }
+    }
+}
+
+/// One WASI call as every backend makes it, with the watch looked at before and after (a call
+/// can be long: a sleep, a write waiting for the link). `args` are the call's parameters as
+/// `u64`s; the answer is its errno.
+pub(crate) fn host_call<H: Host>(
+    wasi: &mut Wasi<H>,
+    watch: &watch::Watch,
+    index: usize,
+    memory: &mut [u8],
+    args: &[u64],
+) -> Result<i32, Stopped> {
+    if let Some(outcome) = watch.check(&mut wasi.host) {
+        return Err(Stopped::Watch(outcome));
+    }
+    let errno = wasi.call(index, memory, args).map_err(Stopped::Wasi)?;
+    match watch.check(&mut wasi.host) {
+        Some(outcome) => Err(Stopped::Watch(outcome)),
+        None => Ok(errno),
+    }
+}
+
 /// The first import of a module that is not WASI preview 1, refused by name.
 pub(crate) fn check_imports<'a>(mut imports: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), EdgeError> {
     match imports.find(|(module, _)| *module != spore_wasip1::MODULE) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The edge runner's figures (issue 14's table), on this machine, in one run:
+#   - the shipping runner's size (runner/, release: opt-level z) and the `fast` profile's;
+#   - cold start on native, Pulley and wasmi (in process: bytes in memory → `_start` returned);
+#   - upload throughput over a Unix socket and TCP; kill latency (KILL sent → EXIT read);
+#   - n-body on each engine at the runner against the same Rust source compiled natively;
+#   - the runner's memory, idle and per app held.
+# Prints a markdown table (paste it into bench/RESULTS.md with the machine line).
+# Knobs: NBODY_STEPS (default 5000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+guests_target="${SPORE_GUESTS_TARGET:-$HOME/.cache/spore/guests-target}"
+guests/build.sh >/dev/null
+(cd guests && cargo build --quiet --release --locked -p nbody --target-dir "$guests_target")
+
+runner_target="$CARGO_TARGET_DIR/runner"
+cargo build --quiet --release --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
+cargo build --quiet --profile fast --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
+# With spore, so wasmtime is built with the features the release build of spore already has.
+cargo build --quiet --release --locked -p spore-cli -p spore-edge-bench
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
+echo "rustc $(rustc --version | cut -d' ' -f2); runner: release profile (opt-level z); fast profile: $(stat -c %s "$runner_target/fast/spore-runner") bytes"
+echo
+"$CARGO_TARGET_DIR/release/spore-edge-bench" "$runner_target/release/spore-runner" guests/out/nbody.wasm \
+  "$guests_target/release/nbody" "${NBODY_STEPS:-5000000}"
