@@ -227,7 +227,10 @@ fn main() {
         runs.instantiate(app(hello, &format!("idle-{i}"))).unwrap();
     }
     let after = rss_kib(runner.child.id());
-    println!("| RSS per app held, not running (1000 made) | {:.2} KiB | published |", after.saturating_sub(before) as f64 / 1000.0);
+    println!(
+        "| RSS per app held, not running (1000 made) | {:.2} KiB | published |",
+        after.saturating_sub(before) as f64 / 1000.0
+    );
     let sleeper = wat::parse_str(
         r#"(module
             (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32)))
@@ -239,7 +242,12 @@ fn main() {
     )
     .unwrap();
     for (name, kind, bytes, compat) in [
-        ("native", ModuleKind::Native, precompile(BackendKind::Native, native.target(), &sleeper).unwrap(), native.compat()),
+        (
+            "native",
+            ModuleKind::Native,
+            precompile(BackendKind::Native, native.target(), &sleeper).unwrap(),
+            native.compat(),
+        ),
         ("wasmi", ModuleKind::Wasm, sleeper.clone(), String::new()),
     ] {
         let digest = runs.upload(&bytes, kind, &compat, |_, _| true).unwrap();
@@ -250,7 +258,10 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(500));
         let after = rss_kib(runner.child.id());
-        println!("| RSS per app running a sleeping guest, {name} (100) | {:.1} KiB | published |", after.saturating_sub(before) as f64 / 100.0);
+        println!(
+            "| RSS per app running a sleeping guest, {name} (100) | {:.1} KiB | published |",
+            after.saturating_sub(before) as f64 / 100.0
+        );
     }
     drop(runs);
     let _ = Path::new(&dir);
