@@ -1100,3 +1100,34 @@ fn restarts_stops_kills_and_removals_are_announced() {
     events.kill().unwrap();
     events.wait().unwrap();
 }
+
+/// `[engine] code = "pulley"`: the daemon's sandboxes run on wasmtime's bytecode interpreter,
+/// and no code of theirs is ever mapped executable (a native daemon maps its compiled guests'
+/// code into anonymous executable memory, after authenticating it).
+#[test]
+fn a_daemon_configured_for_pulley_maps_no_guest_code_executable() {
+    let executable_guest_code = |d: &Daemon| {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", d.pid())).unwrap();
+        // Executable and anonymous: not a library's or the binary's own code.
+        maps.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() == 5 && f[1].contains('x'))
+            .count()
+    };
+    for (config, native) in [("[engine]\ncode = \"pulley\"\n", false), ("", true)] {
+        let d = Daemon::start_with_config(config, &[]);
+        assert_eq!(d.run(["deploy", "--name", "ticker", &g("refdaemon"), "100"]).code, 0);
+        d.wait_for("ticker", 10, |r| r["state"] == "running");
+        assert_eq!(executable_guest_code(&d) > 0, native, "{config:?}");
+        let seen = d.run(["deploy", "--name", "nbody", &g("nbody"), "1000"]);
+        assert_eq!(seen.code, 0, "{seen:?}");
+        d.wait_for("nbody", 20, |r| r["state"] == "exited");
+        assert_eq!(d.run(["logs", "nbody"]).stdout, "-0.169075164\n-0.169087605\n");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(&config, "[engine]\ncode = \"jit\"\n").unwrap();
+    let seen = spore().args(["daemon", "--config"]).arg(&config).arg("--print-config").seen();
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(seen.stderr.contains("code") && seen.stderr.contains("pulley"), "{seen:?}");
+}

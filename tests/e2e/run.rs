@@ -427,3 +427,37 @@ fn the_configuration_page_names_every_flag_and_daemon_key() {
     missing.dedup();
     assert!(missing.is_empty(), "docs/configuration.md does not name: {missing:?}");
 }
+
+/// `--engine pulley`: the same guests and the same limits, on wasmtime's bytecode interpreter —
+/// its artifacts kept in the compile cache apart from native code's.
+#[test]
+fn pulley_runs_the_guests_with_the_same_results_and_limits() {
+    let cache = tempfile::tempdir().unwrap();
+    let pulley = |args: &[&str]| spore_with_cache(cache.path()).args(["run", "--engine", "pulley"]).args(args).seen();
+    let seen = pulley(&[guest("hello").to_str().unwrap()]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
+    let seen = pulley(&[guest("nbody").to_str().unwrap(), "1000"]);
+    assert_eq!(seen.stdout, "-0.169075164\n-0.169087605\n", "{seen:?}");
+    let seen = pulley(&[guest("exit-code").to_str().unwrap(), "3"]);
+    assert_eq!(seen.code, 3, "{seen:?}");
+    let seen = pulley(&[guest("trap").to_str().unwrap()]);
+    assert_eq!(seen.code, 134, "{seen:?}");
+    let seen = pulley(&["--timeout", "300ms", guest("spin").to_str().unwrap()]);
+    assert_eq!(seen.code, 124, "{seen:?}");
+    let seen = pulley(&["--memory", "16M", guest("membomb").to_str().unwrap()]);
+    assert_eq!(seen.code, 137, "{seen:?}");
+
+    // Native code for the same guest goes to an engine directory of its own.
+    let engines = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).unwrap().filter_map(Result::ok).filter(|e| e.path().is_dir()).count()
+    };
+    assert_eq!(engines(cache.path()), 1);
+    let seen = spore_with_cache(cache.path()).args(["run", guest("hello").to_str().unwrap()]).seen();
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert_eq!(engines(cache.path()), 2, "native and Pulley artifacts are kept apart");
+
+    let seen =
+        spore_with_cache(cache.path()).args(["run", "--engine", "wasmi", guest("hello").to_str().unwrap()]).seen();
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("here: native or pulley"), "{seen:?}");
+}

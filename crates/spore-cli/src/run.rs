@@ -1,9 +1,10 @@
 //! `spore run`: one sandbox, in this process, with the terminal as its stdio.
 
 use crate::common::{SpecArgs, flag, launch_failed, with_fix};
+use crate::edge::EngineChoice;
 use anyhow::Context;
 use clap::Args;
-use spore_engine::{EngineConfig, SporeEngine};
+use spore_engine::{CodeKind, EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{ExitStatus, Input, Output, OutputSink, ProgramSource, Sinks, StdioSpec};
 use std::io::Write;
@@ -26,25 +27,30 @@ Examples:
 pub struct RunArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// At an edge runner (--host runner+…:// or serial://): the engine to run on [default: the
-    /// runner's first of native, pulley, wasmi].
+    /// The engine: native code, or pulley (wasmtime's bytecode interpreter: no executable
+    /// memory, much slower on compute); at an edge runner also wasmi [default: native; at a
+    /// runner, the first it has of native, pulley, wasmi].
     #[arg(long, value_enum, value_name = "ENGINE")]
-    engine: Option<crate::edge::EngineChoice>,
+    engine: Option<EngineChoice>,
 }
 
 impl RunArgs {
     /// The sandbox flags, and the engine asked for at a runner.
-    pub fn for_runner(&self) -> (&SpecArgs, Option<crate::edge::EngineChoice>) {
+    pub fn for_runner(&self) -> (&SpecArgs, Option<EngineChoice>) {
         (&self.spec, self.engine)
     }
 }
 
 pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insecure: &[String]) -> anyhow::Result<i32> {
-    if let Some(engine) = args.engine {
-        anyhow::bail!(
-            "--engine {engine:?} chooses an edge runner's engine (with --host runner+…:// or serial://); here spore runs native code"
-        );
-    }
+    let code = match args.engine {
+        None | Some(EngineChoice::Native) => CodeKind::Native,
+        Some(EngineChoice::Pulley) => CodeKind::Pulley,
+        Some(EngineChoice::Wasmi) => {
+            anyhow::bail!(
+                "--engine wasmi is an edge runner's (with --host runner+…:// or serial://); here: native or pulley"
+            )
+        }
+    };
     let args = args.spec;
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     // FILE.wasm, or else an image (from the local store, or pulled).
@@ -55,7 +61,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     let name = args.file.display().to_string();
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
-    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed))?;
+    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed).with_code(code))?;
     // Key-value stores are opened only for a sandbox granted one (it costs a file open).
     let kv = match spec.capabilities.key_value_stores.is_empty() {
         true => Arc::default(),

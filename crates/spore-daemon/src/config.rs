@@ -117,12 +117,15 @@ pub struct LogSection {
     pub buffer_per_sandbox: ByteSize,
 }
 
-/// `[engine]`: preemption slice.
+/// `[engine]`: preemption slice, and what guests are compiled to.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSection {
     /// Epoch tick, e.g. "10ms".
     pub epoch_tick: HumanDuration,
+    /// "native" (Cranelift machine code) or "pulley" (wasmtime's bytecode interpreter: no
+    /// executable memory is mapped, for hosts that forbid it; much slower on compute).
+    pub code: spore_engine::CodeKind,
 }
 
 impl Default for DaemonConfig {
@@ -160,7 +163,10 @@ impl Default for LogSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { epoch_tick: HumanDuration(std::time::Duration::from_millis(10)) }
+        EngineSection {
+            epoch_tick: HumanDuration(std::time::Duration::from_millis(10)),
+            code: spore_engine::CodeKind::Native,
+        }
     }
 }
 

@@ -88,8 +88,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
         tracing::warn!("{warning}");
     }
 
-    let engine =
-        SporeEngine::new(EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack))?;
+    let engine = SporeEngine::new(
+        EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack)
+            .with_code(config.engine.code),
+    )?;
     let (db, stored) = db::Db::open(&config.data_dir.join("state.redb"))?;
     let programs = programs::ProgramStore::open(
         &config.data_dir.join("programs"),

@@ -77,6 +77,39 @@ impl Default for PoolConfig {
     }
 }
 
+/// What guests are compiled to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeKind {
+    /// Machine code for this host (Cranelift): the fastest.
+    #[default]
+    Native,
+    /// Pulley, wasmtime's portable bytecode, interpreted: no executable memory is ever mapped,
+    /// for hosts whose policy forbids it (W^X, no JIT); much slower on compute.
+    Pulley,
+}
+
+impl std::str::FromStr for CodeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CodeKind, String> {
+        match s {
+            "native" => Ok(CodeKind::Native),
+            "pulley" => Ok(CodeKind::Pulley),
+            other => Err(format!("{other:?} is not an engine here: native or pulley")),
+        }
+    }
+}
+
+impl std::fmt::Display for CodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CodeKind::Native => "native",
+            CodeKind::Pulley => "pulley",
+        })
+    }
+}
+
 /// Everything that shapes the process's engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -96,6 +129,8 @@ pub struct EngineConfig {
     pub async_stack_size: usize,
     /// Deepest wasm stack a guest may use before a stack-overflow trap.
     pub max_wasm_stack: usize,
+    /// What guests are compiled to.
+    pub code: CodeKind,
 }
 
 /// The engine profiles Spore's front ends use: each process picks the one that fits how many
@@ -137,7 +172,14 @@ impl EngineConfig {
             epoch_tick: Some(tick),
             async_stack_size: stack,
             max_wasm_stack: stack / 2,
+            code: CodeKind::Native,
         }
+    }
+
+    /// The same, compiling guests to `code`.
+    pub fn with_code(mut self, code: CodeKind) -> Self {
+        self.code = code;
+        self
     }
 
     /// The same, with the compile cache authenticated by `key` instead of the key file beside
@@ -157,6 +199,7 @@ impl Default for EngineConfig {
             epoch_tick: Some(Duration::from_millis(10)),
             async_stack_size: 2 << 20,
             max_wasm_stack: 1 << 20,
+            code: CodeKind::Native,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`SporeEngine`]: the process's one wasmtime engine plus its compile cache.
 
 use crate::cache::{CacheKey, CompileCache, Lookup};
-use crate::config::{Allocation, EngineConfig, PoolConfig};
+use crate::config::{Allocation, CodeKind, EngineConfig, PoolConfig};
 use crate::detect::detect;
 use crate::error::{EngineError, LoadError};
 use crate::program::{CacheOutcome, Program, ProgramCode};
@@ -36,7 +36,7 @@ pub struct SporeEngine {
 impl SporeEngine {
     /// Builds the engine and starts its epoch ticker.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let engine = Engine::new(&wasmtime_config(&config)).map_err(EngineError::Config)?;
+        let engine = Engine::new(&wasmtime_config(&config)?).map_err(EngineError::Config)?;
         let cache = match &config.cache_dir {
             Some(root) => {
                 let key = match &config.cache_key {
@@ -156,9 +156,15 @@ fn invalid(kind: WasmKind, err: wasmtime::Error) -> LoadError {
     LoadError::Invalid { kind: kind.as_str(), message: format!("{err:#}") }
 }
 
-/// The wasmtime settings every Spore engine shares; only allocation and stack sizes vary.
-fn wasmtime_config(config: &EngineConfig) -> Config {
+/// The wasmtime settings every Spore engine shares; only allocation, stack sizes and the kind
+/// of code vary. Pulley's artifacts have their own compatibility hash, so the compile cache
+/// keeps them apart from native code.
+fn wasmtime_config(config: &EngineConfig) -> Result<Config, EngineError> {
     let mut c = Config::new();
+    if config.code == CodeKind::Pulley {
+        let pulley = if cfg!(target_pointer_width = "64") { "pulley64" } else { "pulley32" };
+        c.target(pulley).map_err(EngineError::Config)?;
+    }
     c.epoch_interruption(true)
         .memory_init_cow(true)
         .async_stack_size(config.async_stack_size)
@@ -169,7 +175,7 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         // planned from the ceiling, not wasmtime's 4 GiB default.
         c.memory_reservation(pool.max_memory_bytes);
     }
-    c
+    Ok(c)
 }
 
 fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {

@@ -19,7 +19,7 @@ mod program;
 mod ticker;
 
 pub use cache::{CacheKey, CompileCache};
-pub use config::{Allocation, EngineConfig, PoolConfig};
+pub use config::{Allocation, CodeKind, EngineConfig, PoolConfig};
 pub use detect::detect;
 pub use engine::{PoolShare, SporeEngine};
 pub use error::{EngineError, LoadError};
