@@ -180,7 +180,8 @@ fn what_a_runner_cannot_do_is_named() {
     assert!(seen.stderr.contains("/dev/spore-no-such-tty") && seen.stderr.contains("device exists"), "{seen:?}");
     let seen = Seen::from(spore().args(["--host", "serial://x?baud=7", "ps"]).output().unwrap());
     assert!(seen.stderr.contains("baud=7 is not a speed"), "{seen:?}");
-    // Local, here: --engine belongs to runners.
-    let seen = Seen::from(spore().args(["run", "--engine", "pulley", &path("hello")]).output().unwrap());
+    // Here, wasmi is a runner's engine only.
+    let seen = Seen::from(spore().args(["run", "--engine", "wasmi", &path("hello")]).output().unwrap());
     assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("here: native or pulley"), "{seen:?}");
 }

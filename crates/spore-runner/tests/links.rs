@@ -362,18 +362,9 @@ fn bad_uploads_and_requests_are_refused_by_name_and_the_runner_goes_on() {
         raw
     };
     let mut raw = connect();
-    let mut frames = spore_wire::Deframer::new(1 << 20);
-    let mut answer = |raw: &mut std::os::unix::net::UnixStream, bytes: &[u8]| -> (u32, Message) {
+    let answer = |raw: &mut std::os::unix::net::UnixStream, bytes: &[u8]| -> (u32, Message) {
         raw.write_all(bytes).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = raw.read(&mut buf).unwrap();
-            assert!(n > 0, "the runner closed the link");
-            if let Some(frame) = frames.feed(&buf[..n]).next() {
-                let (h, m) = spore_wire::decode(&frame.unwrap(), 1 << 20).unwrap();
-                return (h.request_id, m);
-            }
-        }
+        read_answer(raw)
     };
     let code = |m: Message| match m {
         Message::Error(e) => e.code,
