@@ -17,11 +17,23 @@ guests/build.sh >/dev/null
 runner_target="$CARGO_TARGET_DIR/runner"
 cargo build --quiet --release --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
 cargo build --quiet --profile fast --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
+# One engine each: the size of each feature.
+for f in wasmtime wasmi; do
+  cargo build --quiet --release --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target-$f" \
+    --no-default-features --features "$f"
+done
 # With spore, so wasmtime is built with the features the release build of spore already has.
 cargo build --quiet --release --locked -p spore-cli -p spore-edge-bench
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
-echo "rustc $(rustc --version | cut -d' ' -f2); runner: release profile (opt-level z); fast profile: $(stat -c %s "$runner_target/fast/spore-runner") bytes"
+echo "rustc $(rustc --version | cut -d' ' -f2); runner: release profile (opt-level z, panic=abort, stripped)"
+echo
+echo "| runner build | bytes |"
+echo "|---|---|"
+echo "| native + Pulley + wasmi (release) | $(stat -c %s "$runner_target/release/spore-runner") |"
+echo "| native + Pulley + wasmi, \`fast\` profile (interpreters at opt-level 3) | $(stat -c %s "$runner_target/fast/spore-runner") |"
+echo "| wasmtime only: native + Pulley | $(stat -c %s "$runner_target-wasmtime/release/spore-runner") |"
+echo "| wasmi only | $(stat -c %s "$runner_target-wasmi/release/spore-runner") |"
 echo
 "$CARGO_TARGET_DIR/release/spore-edge-bench" "$runner_target/release/spore-runner" guests/out/nbody.wasm \
   "$guests_target/release/nbody" "${NBODY_STEPS:-5000000}"

@@ -39,9 +39,6 @@ const SETTINGS: u32 = 1;
 /// Period of the epoch ticker while something runs: the resolution of kills and time limits.
 pub const TICK: Duration = Duration::from_millis(1);
 
-/// Memory an instance gets when its limits leave it unset: 64 MiB.
-pub const DEFAULT_MEMORY: u64 = 64 << 20;
-
 /// The settings an artifact is compiled with and loaded under. Called by the runner and by the
 /// agent, so the two can never disagree; anything that changes compiled code belongs here.
 pub fn configure(config: &mut Config, kind: BackendKind) -> Result<(), EdgeError> {
@@ -267,7 +264,7 @@ impl Engine for Compiled {
             ));
         }
         crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
-        let limit = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        let limit = limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY);
         for export in module.exports() {
             if let wasmtime::ExternType::Memory(m) = export.ty() {
                 crate::check_memory(u128::from(m.minimum()) * u128::from(m.page_size()), limit)?;
@@ -286,7 +283,7 @@ impl Engine for Compiled {
         self.check(module, limits)?;
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
         wasi.wake_by = watch.wall_deadline();
-        let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
+        let memory = usize::try_from(limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY)).unwrap_or(usize::MAX);
         let mut store = Store::new(&self.engine, State { wasi, limiter: Limiter { memory, refused: false }, watch });
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);

@@ -86,9 +86,6 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// Memory an instance gets when its limits leave it unset: 64 MiB.
-pub const DEFAULT_MEMORY: u64 = 64 << 20;
-
 impl Engine for Interpreter {
     type Module = Module;
     type Instance<H: Host + Send + 'static> = Interpreted<H>;
@@ -103,7 +100,7 @@ impl Engine for Interpreter {
 
     fn check(&self, module: &Module, limits: &Limits) -> Result<(), EdgeError> {
         crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
-        let limit = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        let limit = limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY);
         for export in module.exports() {
             if let wasmi::ExternType::Memory(m) = export.ty() {
                 // Pages of 64 KiB: wasmi is built without custom page sizes.
@@ -124,7 +121,7 @@ impl Engine for Interpreter {
         self.check(module, limits)?;
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
         wasi.wake_by = watch.wall_deadline();
-        let memory = usize::try_from(limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)).unwrap_or(usize::MAX);
+        let memory = usize::try_from(limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY)).unwrap_or(usize::MAX);
         let state = State { wasi, watch, limiter: Limiter { memory, refused: None } };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -32,6 +32,9 @@ pub use watch::Interrupt;
 /// compiled for, and what it reports as its own.
 pub const TARGET: &str = env!("SPORE_EDGE_TARGET");
 
+/// Memory an instance gets when its limits leave it unset, on every engine: 64 MiB.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+
 /// Table elements an instance may hold: tables are host memory the guest's memory limit does
 /// not count, so they have a cap of their own.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;

@@ -8,13 +8,14 @@
 //!
 //! - [`link`]: the byte streams (listeners for the runner, connectors for the agent).
 //! - [`client`]: the agent's side of the protocol, with retransmission.
-//! - [`server`] (feature `engines`): the runner — sessions, the module store, the apps.
+//! - [`server`] (features `wasmtime` and/or `wasmi`): the runner — sessions, the module store,
+//!   the apps.
 //!
 //! Must not depend on a compiler, an async runtime or the daemon's crates.
 
 pub mod client;
 pub mod link;
-#[cfg(feature = "engines")]
+#[cfg(any(feature = "wasmtime", feature = "wasmi"))]
 pub mod server;
 
 /// A digest as the store names files and people read it.

@@ -22,7 +22,7 @@ links (at least one):
 
 options:
   --data-dir DIR         modules, uploads, boot apps [./spore-runner]
-  --backend LIST         engines offered, of native,pulley,wasmi [all]
+  --backend LIST         engines offered, of native,pulley,wasmi [all it was built with]
   --max-module SIZE      largest module stored [64MiB]
   --memory SIZE          memory all apps may have together [1GiB]
   --max-instances N      apps held at once [64]

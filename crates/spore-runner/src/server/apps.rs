@@ -20,7 +20,7 @@ use crate::link::FrameWriter;
 const KEPT_OUTPUT: usize = 64 << 10;
 
 /// Memory an app is counted for when its limits leave it unset (the engines' default).
-const DEFAULT_MEMORY: u64 = spore_edge::compiled::DEFAULT_MEMORY;
+const DEFAULT_MEMORY: u64 = spore_edge::DEFAULT_MEMORY;
 
 /// Longest message text an `EXIT` carries (a trap's, a limit's), so it fits any frame.
 const MAX_MESSAGE: usize = 1024;

@@ -1,7 +1,13 @@
 //! The engines a runner offers, and the one place that picks an engine for a module's kind.
 
 use super::Refusal;
+#[cfg(not(feature = "wasmi"))]
+use super::absent::Absent as Interpreter;
+#[cfg(not(feature = "wasmtime"))]
+use super::absent::{Absent as Compiled, WASMTIME_VERSION};
+#[cfg(feature = "wasmtime")]
 use spore_edge::compiled::{Compiled, WASMTIME_VERSION};
+#[cfg(feature = "wasmi")]
 use spore_edge::interpreter::Interpreter;
 use spore_edge::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Wasi};
 use spore_wire::{Backend, BackendKind, ErrorCode, ModuleKind};
@@ -27,6 +33,26 @@ pub(crate) struct Engines {
     pulley: Option<Compiled>,
 }
 
+/// The wasmi engine, where this build has it.
+fn wasmi() -> Result<Interpreter, EdgeError> {
+    #[cfg(feature = "wasmi")]
+    return Ok(Interpreter::default());
+    #[cfg(not(feature = "wasmi"))]
+    return Interpreter::new(BackendKind::Wasmi);
+}
+
+/// The engines this build has, as `--backend` lists them by default.
+pub fn built_in() -> Vec<BackendKind> {
+    let mut kinds = Vec::new();
+    if cfg!(feature = "wasmtime") {
+        kinds.extend([BackendKind::Native, BackendKind::Pulley]);
+    }
+    if cfg!(feature = "wasmi") {
+        kinds.push(BackendKind::Wasmi);
+    }
+    kinds
+}
+
 fn backend_of(kind: ModuleKind) -> BackendKind {
     match kind {
         ModuleKind::Wasm => BackendKind::Wasmi,
@@ -43,11 +69,11 @@ impl Engines {
                 false => Ok(None),
             }
         };
-        Ok(Engines {
-            wasmi: backends.contains(&BackendKind::Wasmi).then(Interpreter::default),
-            native: compiled(BackendKind::Native)?,
-            pulley: compiled(BackendKind::Pulley)?,
-        })
+        let wasmi = match backends.contains(&BackendKind::Wasmi) {
+            true => Some(wasmi().map_err(|e| format!("the Wasmi engine: {e}"))?),
+            false => None,
+        };
+        Ok(Engines { wasmi, native: compiled(BackendKind::Native)?, pulley: compiled(BackendKind::Pulley)? })
     }
 
     /// What `HELLO_ACK` advertises.

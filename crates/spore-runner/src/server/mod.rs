@@ -6,6 +6,8 @@
 //! (verified modules and artifacts), `uploads/<sha256>.part` (interrupted uploads, resumed at
 //! their length), `apps/<name>.app` (apps marked to start at boot).
 
+#[cfg(not(all(feature = "wasmtime", feature = "wasmi")))]
+mod absent;
 mod apps;
 mod engines;
 mod session;
@@ -14,6 +16,7 @@ mod store;
 use crate::link::Listener;
 use apps::Apps;
 use engines::Engines;
+pub use engines::built_in;
 use spore_wire::{BackendKind, ErrorCode, Message};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +52,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("spore-runner"),
             token: None,
-            backends: vec![BackendKind::Native, BackendKind::Pulley, BackendKind::Wasmi],
+            backends: built_in(),
             max_module_bytes: 64 << 20,
             memory_bytes: 1 << 30,
             max_instances: 64,
