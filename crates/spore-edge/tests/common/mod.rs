@@ -9,6 +9,8 @@ use spore_edge::{
 };
 use spore_wasip1::{Clock, Stream};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A host as a Linux runner would have it, keeping the output.
@@ -17,6 +19,8 @@ pub struct Kept {
     pub err: Vec<u8>,
     start: Instant,
     seed: u64,
+    /// Set at the guest's first write, for a test that acts once the guest is under way.
+    pub wrote: Arc<AtomicBool>,
 }
 
 fn thread_cpu_ns() -> Option<u64> {
@@ -28,6 +32,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 impl Host for Kept {
     fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        self.wrote.store(true, Ordering::Release);
         match stream {
             Stream::Stdout => self.out.extend_from_slice(bytes),
             Stream::Stderr => self.err.extend_from_slice(bytes),
@@ -69,7 +74,13 @@ pub fn guest(name: &str) -> Vec<u8> {
 }
 
 pub fn wasi(args: &[&str], env: &[(&str, &str)]) -> Wasi<Kept> {
-    let host = Kept { out: Vec::new(), err: Vec::new(), start: Instant::now(), seed: 0x9e37_79b9_7f4a_7c15 };
+    let host = Kept {
+        out: Vec::new(),
+        err: Vec::new(),
+        start: Instant::now(),
+        seed: 0x9e37_79b9_7f4a_7c15,
+        wrote: Arc::default(),
+    };
     Wasi::new(args.iter().copied(), env.iter().copied(), host)
 }
 
@@ -254,16 +265,26 @@ fn a_spinning_guest_is_killed_from_another_thread<E: Engine>(b: &Backend<E>)
 where
     E::Instance<Kept>: Output,
 {
+    // Killed once it is spinning (it has written its line), however slowly it got there.
     let interrupt = Interrupt::new();
     let killer = interrupt.clone();
+    let spinner = wasi(&["spin"], &[]);
+    let wrote = spinner.host.wrote.clone();
     let started = Instant::now();
     let kill = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        while !wrote.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
         killer.interrupt();
     });
-    let (outcome, out, _) = b.run_with("spin", &["spin"], Limits::default(), None, interrupt);
+    let mut i = b.instance(&guest("spin"), spinner, Limits::default(), interrupt).unwrap();
+    let mut step = i.start(Call::Start, None);
+    while step == Step::Paused {
+        step = i.resume(None);
+    }
     kill.join().unwrap();
-    assert_eq!((outcome, out.as_str()), (Outcome::Killed, "spinning\n"));
+    assert_eq!((step, String::from_utf8_lossy(i.out()).as_ref()), (Step::Ended(Outcome::Killed), "spinning\n"));
     // Ended by the kill, not by something else long after it.
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 
