@@ -106,7 +106,12 @@ fn ctrl_c_kills_the_run_at_the_runner() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Once the run is under way at the runner.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runner.spore(&["ps"]).stdout.contains("running") {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();

@@ -220,6 +220,9 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 fn run(client: &mut Client, spec: &SpecArgs, engine: Option<EngineChoice>, cache_dir: &Path) -> anyhow::Result<i32> {
+    // From the start: a Ctrl-C while compiling or uploading kills the run as soon as it starts.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
     let (bytes, kind, compat) = module_for(client, spec, engine, cache_dir)?;
     let digest = client.upload(&bytes, kind, &compat, |_, _| true).map_err(anyhow::Error::msg)?;
     let name = format!("run-{}-{}", &hex::encode(digest)[..12], std::process::id());
@@ -229,8 +232,6 @@ fn run(client: &mut Client, spec: &SpecArgs, engine: Option<EngineChoice>, cache
         None => None,
     };
     let id = client.instantiate(instance).map_err(anyhow::Error::msg)?;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
     let print = |o: &spore_wire::Output| {
         let _ = match o.stream {
             StreamKind::Stdout => {
