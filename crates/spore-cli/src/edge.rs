@@ -220,11 +220,16 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 fn run(client: &mut Client, spec: &SpecArgs, engine: Option<EngineChoice>, cache_dir: &Path) -> anyhow::Result<i32> {
-    // From the start: a Ctrl-C while compiling or uploading kills the run as soon as it starts.
+    // From the start: a Ctrl-C while compiling or uploading stops there (what was sent stays at
+    // the runner, and the next upload resumes it); once running, it kills the run.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    let interrupted = || INTERRUPTED.load(Ordering::Acquire);
     let (bytes, kind, compat) = module_for(client, spec, engine, cache_dir)?;
-    let digest = client.upload(&bytes, kind, &compat, |_, _| true).map_err(anyhow::Error::msg)?;
+    if interrupted() {
+        bail!("interrupted before the upload");
+    }
+    let digest = client.upload(&bytes, kind, &compat, |_, _| !interrupted()).map_err(anyhow::Error::msg)?;
     let name = format!("run-{}-{}", &hex::encode(digest)[..12], std::process::id());
     let (instance, invoke) = instantiate_spec(spec, digest, name, false)?;
     let invoke = match invoke {
