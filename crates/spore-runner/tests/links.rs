@@ -723,3 +723,38 @@ fn output_comes_in_frames_the_agent_accepts_and_the_store_has_a_quota() {
     let err = client.upload(&other, ModuleKind::Wasm, "", |_, _| true).err().unwrap();
     assert!(matches!(&err, ClientError::Refused(ErrorCode::EXHAUSTED, m) if m.contains("--max-store")), "{err}");
 }
+
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_left_alone() {
+    // The runner replaces a stale socket of its own, but never removes another file.
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spore-runner"))
+        .arg("--socket")
+        .arg(&precious)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+    // A socket left by a runner that is gone is replaced, and made the owner's alone.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let runner = Command::new(env!("CARGO_BIN_EXE_spore-runner"))
+        .arg("--socket")
+        .arg(&stale)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runner = Runner { child: runner, dir: tempfile::tempdir().unwrap() };
+    wait_for(|| Client::connect(&Address::Unix(stale.clone()), "spore-test", "").is_ok());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&stale).unwrap().permissions().mode() & 0o777, 0o600);
+    drop(runner);
+}
