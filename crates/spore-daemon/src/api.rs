@@ -110,14 +110,10 @@ pub async fn require_token(token: Arc<String>, req: Request, next: Next) -> Resp
     let given =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(given) if spore_types::constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => ApiError(ErrorKind::Unauthorized, "missing or wrong bearer token; pass --token or set SPORE_TOKEN".into())
             .into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn health(AxState(sup): Sup) -> Json<serde_json::Value> {

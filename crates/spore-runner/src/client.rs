@@ -3,7 +3,6 @@
 //! runner that already did it answers again), content-addressed uploads that resume where a cut
 //! link left them, and runs whose output streams back within the credit this side gives.
 
-use crate::hex;
 use crate::link::{self, Address, FrameReader, FrameWriter};
 use sha2::{Digest as _, Sha256};
 use spore_wire::{
@@ -217,7 +216,9 @@ impl Client {
         let _ = progress(size, size);
         match self.call(Message::Commit(Commit { digest }))? {
             Message::Done(()) => Ok(digest),
-            other => Err(ClientError::Protocol(format!("{} to COMMIT of sha256:{}", other.name(), hex(&digest)))),
+            other => {
+                Err(ClientError::Protocol(format!("{} to COMMIT of sha256:{}", other.name(), hex::encode(digest))))
+            }
         }
     }
 

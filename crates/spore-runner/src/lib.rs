@@ -17,8 +17,3 @@ pub mod client;
 pub mod link;
 #[cfg(any(feature = "wasmtime", feature = "wasmi"))]
 pub mod server;
-
-/// A digest as the store names files and people read it.
-pub fn hex(digest: &spore_wire::Digest) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -293,7 +293,7 @@ impl Session {
         self.max_payload = None;
         if self.needs_token {
             let expected = self.runner.config.token.as_deref().unwrap_or("");
-            if expected.is_empty() || !same(expected.as_bytes(), hello.token.as_bytes()) {
+            if expected.is_empty() || !spore_types::constant_time_eq(expected.as_bytes(), hello.token.as_bytes()) {
                 return Err(Refusal::new(ErrorCode::UNAUTHORIZED, "wrong or missing token for this runner's TCP link"));
             }
         }
@@ -355,9 +355,4 @@ fn no_upload() -> Refusal {
 /// The request id of a frame whose header is sound.
 fn request_id(bytes: &[u8]) -> u32 {
     bytes.get(8..12).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

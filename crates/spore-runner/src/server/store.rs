@@ -3,7 +3,6 @@
 
 use super::Refusal;
 use super::engines::{Engines, Loaded};
-use crate::hex;
 use sha2::{Digest as _, Sha256};
 use spore_wire::{ChunkAck, Digest, ErrorCode, Have, Message, ModuleBegin, ModuleKind, SendFrom};
 use std::collections::{HashMap, HashSet};
@@ -92,11 +91,11 @@ impl Store {
     }
 
     fn path(&self, digest: &Digest, kind: ModuleKind) -> PathBuf {
-        self.modules.join(format!("{}.{}", hex(digest), extension(kind)))
+        self.modules.join(format!("{}.{}", hex::encode(digest), extension(kind)))
     }
 
     fn part(&self, digest: &Digest) -> PathBuf {
-        self.uploads.join(format!("{}.part", hex(digest)))
+        self.uploads.join(format!("{}.part", hex::encode(digest)))
     }
 
     /// The stored module's kind and file.
@@ -232,8 +231,8 @@ impl Store {
                 ErrorCode::DIGEST_MISMATCH,
                 format!(
                     "the bytes hash to sha256:{}, not sha256:{}; nothing was stored, upload again",
-                    hex(&got),
-                    hex(digest)
+                    hex::encode(got),
+                    hex::encode(digest)
                 ),
             ));
         }
@@ -279,7 +278,7 @@ impl Store {
         let Some((kind, path)) = self.find(digest) else {
             return Err(Refusal::new(
                 ErrorCode::UNKNOWN_MODULE,
-                format!("no module sha256:{} on this runner; upload it first", hex(digest)),
+                format!("no module sha256:{} on this runner; upload it first", hex::encode(digest)),
             ));
         };
         let bytes = std::fs::read(&path)
@@ -294,7 +293,7 @@ impl Store {
         let Some((_, path)) = self.find(digest) else {
             return Err(Refusal::new(
                 ErrorCode::UNKNOWN_MODULE,
-                format!("no module sha256:{} on this runner", hex(digest)),
+                format!("no module sha256:{} on this runner", hex::encode(digest)),
             ));
         };
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
