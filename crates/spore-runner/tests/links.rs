@@ -237,6 +237,9 @@ fn a_spinning_guest_is_killed_and_others_keep_running() {
             std::thread::sleep(Duration::from_millis(300));
             let mut c = Client::connect(&address, "spore-test", "").unwrap();
             c.kill(again).unwrap();
+            // DONE to KILL means the run has ended, not only that it was asked to.
+            let info = c.stats().unwrap().instances.into_iter().find(|i| i.id == again).unwrap();
+            assert_ne!(info.state, InstanceState::Running, "{info:?}");
             // Killing what does not run, or does not exist, is refused by name.
             let err = c.kill(again + 1000).err().unwrap();
             assert!(matches!(err, ClientError::Refused(ErrorCode::UNKNOWN_INSTANCE, _)), "{err}");

@@ -348,7 +348,8 @@ pub struct Exit {
     pub wall_us: u64,
 }
 
-/// A→R: end a running instance now (its [`Exit`] says `Killed`); answered by [`Done`].
+/// A→R: end a running instance now (its [`Exit`] says `Killed`); answered by [`Done`] once the
+/// run has ended, so the instance is no longer running when the agent hears it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
 pub struct Kill {

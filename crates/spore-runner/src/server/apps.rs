@@ -170,6 +170,20 @@ impl App {
         }
     }
 
+    /// Ends its run and waits, a bounded time, until it has ended: after a `DONE` to `KILL`
+    /// or `DROP` the app is no longer running, as `docker stop` promises.
+    pub(crate) fn kill_and_wait(&self) -> Result<(), Refusal> {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is still ending; try again", self.spec.name)));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
     fn memory_limit(&self) -> u64 {
         self.spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY)
     }
@@ -220,14 +234,7 @@ impl Apps {
     /// it in place.
     pub(crate) fn remove(&self, id: u32) -> Result<(), Refusal> {
         let app = self.get(id)?;
-        app.kill();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while app.is_running() {
-            if Instant::now() >= deadline {
-                return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is still ending; try again", app.spec.name)));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        app.kill_and_wait()?;
         let mut inner = self.lock();
         inner.by_id.remove(&id);
         // Under the lock, so a new app of the same name cannot lose its boot mark to this.

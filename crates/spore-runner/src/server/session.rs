@@ -230,7 +230,7 @@ impl Session {
                 if !app.is_running() {
                     return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is not running", app.spec.name)));
                 }
-                app.kill();
+                app.kill_and_wait()?;
                 one(Message::Done(()))
             }
             Message::Drop(DropTarget::Instance(i)) => {
