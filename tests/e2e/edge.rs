@@ -1,7 +1,7 @@
 //! `spore` as the agent of an edge runner: the real `spore` and `spore-runner` binaries over a
 //! Unix socket, the commands a user types, their output and exit codes.
 
-use crate::support::{Seen, guest, spore};
+use crate::support::{Seen, guest, spore, spore_with_cache};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,11 +30,31 @@ fn runner_binary() -> PathBuf {
     path
 }
 
+/// `spore-runner` cross-built for another Linux (scripts/test builds it for aarch64 and
+/// riscv64; docs/edge.md, "Other targets"), run under qemu-user as the foreign machine.
+fn foreign_runner(target: &str) -> Command {
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_spore")).parent().unwrap().parent().unwrap();
+    let path = target_dir.join("runner").join(target).join("debug/spore-runner");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test cross-builds it (cargo build --manifest-path runner/Cargo.toml --target {target} --target-dir <target>/runner)",
+        path.display()
+    );
+    let arch = target.split('-').next().unwrap().trim_end_matches("gc");
+    let mut command = Command::new(format!("qemu-{arch}"));
+    command.env("QEMU_LD_PREFIX", format!("/usr/{arch}-linux-gnu")).arg(path);
+    command
+}
+
 impl Runner {
     fn start(extra: &[&str]) -> Runner {
+        Runner::spawn(Command::new(runner_binary()), extra)
+    }
+
+    fn spawn(mut command: Command, extra: &[&str]) -> Runner {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("r.sock");
-        let child = Command::new(runner_binary())
+        let child = command
             .arg("--socket")
             .arg(&socket)
             .arg("--data-dir")
@@ -93,6 +113,38 @@ fn run_at_a_runner_streams_output_and_exits_with_the_guests_code_on_every_engine
     // A run leaves nothing behind at the runner.
     let seen = runner.spore(&["ps", "-a", "-q"]);
     assert_eq!((seen.code, seen.stdout.as_str()), (0, ""), "{seen:?}");
+}
+
+#[test]
+fn runners_on_other_architectures_run_native_code_compiled_here_for_them() {
+    // The ELF machine of each one's code: EM_AARCH64, EM_RISCV.
+    for (target, machine) in [("aarch64-unknown-linux-gnu", 183), ("riscv64gc-unknown-linux-gnu", 243)] {
+        let runner = Runner::spawn(foreign_runner(target), &[]);
+        let cache = tempfile::tempdir().unwrap();
+        let spore = |args: &[&str]| {
+            let out = spore_with_cache(cache.path()).arg("--host").arg(runner.host()).args(args).output().unwrap();
+            Seen::from(out)
+        };
+        for engine in ["native", "pulley", "wasmi"] {
+            let seen = spore(&["run", "--engine", engine, &path("exit-code"), "7"]);
+            assert_eq!((seen.code, seen.stdout.as_str()), (7, "exiting with 7\n"), "{target} {engine}: {seen:?}");
+        }
+        let seen = spore(&["run", "--engine", "native", "--memory", "16M", &path("membomb")]);
+        assert_eq!(seen.code, 137, "{target}: {seen:?}");
+        // The agent's own choice is native code for the runner's machine; n-body's energies
+        // are the ones the reference computes on this one.
+        let seen = spore(&["run", &path("nbody"), "1000"]);
+        assert_eq!((seen.code, seen.stdout.as_str()), (0, "-0.169075164\n-0.169087605\n"), "{target}: {seen:?}");
+        // What was uploaded as native code is the runner's machine code, not this machine's.
+        let machines: Vec<u16> = std::fs::read_dir(cache.path().join("edge"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .filter(|bytes| bytes.starts_with(b"\x7fELF"))
+            .map(|bytes| u16::from_le_bytes([bytes[18], bytes[19]]))
+            .collect();
+        assert!(machines.contains(&machine), "{target}: {machines:?}");
+        assert!(!machines.contains(&62), "{target}: x86_64 code was compiled: {machines:?}");
+    }
 }
 
 #[test]

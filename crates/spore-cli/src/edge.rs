@@ -9,6 +9,7 @@ use crate::logs::LogsArgs;
 use crate::run::RunArgs;
 use crate::sandboxes::{NamesArgs, PsArgs, RmArgs, StatsArgs, StopArgs};
 use anyhow::{Context, bail};
+use spore_edge::compiled::compiles_for;
 use spore_runner::client::{Client, ClientError};
 use spore_runner::link::Address;
 use spore_types::exit_code;
@@ -128,17 +129,21 @@ fn module_for(
                 have.join(", ")
             )
         })?,
-        // Native code where this spore's Cranelift targets the runner's machine, else Pulley
-        // (any runner of the release loads it), else wasmi.
+        // Native code where this spore's Cranelift targets the runner's machine (aarch64,
+        // riscv64, x86_64), else Pulley (any runner of the release loads it), else wasmi.
         None => [BackendKind::Native, BackendKind::Pulley, BackendKind::Wasmi]
             .iter()
             .find_map(|k| {
-                backends
-                    .iter()
-                    .find(|b| b.kind == *k && (b.kind != BackendKind::Native || b.target == spore_edge::TARGET))
+                backends.iter().find(|b| b.kind == *k && (b.kind != BackendKind::Native || compiles_for(&b.target)))
             })
             .context("the runner advertises no engine")?,
     };
+    if chosen.kind == BackendKind::Native && !compiles_for(&chosen.target) {
+        bail!(
+            "--engine native: this spore cannot compile for the runner's {}; use --engine pulley or --engine wasmi",
+            chosen.target
+        );
+    }
     let wasm = spec.read_program()?;
     match chosen.kind {
         BackendKind::Wasmi => Ok((wasm, ModuleKind::Wasm, String::new())),

@@ -170,15 +170,28 @@ impl Compiled {
     }
 }
 
-/// Compiles `wasm` into an artifact for `kind` on `target` (a Rust target triple for native
-/// code; ignored for Pulley): the agent's side of [`configure`].
+/// Compiles `wasm` into an artifact for `kind` on `target` — a Rust target triple for native
+/// code, `pulley32`/`pulley64` for Pulley, as the runner advertises it: the agent's side of
+/// [`configure`].
 #[cfg(feature = "compile")]
 pub fn precompile(kind: BackendKind, target: &str, wasm: &[u8]) -> Result<Vec<u8>, EdgeError> {
+    compiler(kind, target)?.precompile_module(wasm).map_err(|e| EdgeError::Invalid(format!("{e:#}")))
+}
+
+/// Whether this build's Cranelift compiles native code for `target` (it has the aarch64,
+/// riscv64 and x86_64 backends, whatever machine it runs on).
+#[cfg(feature = "compile")]
+pub fn compiles_for(target: &str) -> bool {
+    compiler(BackendKind::Native, target).is_ok()
+}
+
+/// An engine that compiles for `kind` on `target` what the runner's [`configure`] loads.
+#[cfg(feature = "compile")]
+fn compiler(kind: BackendKind, target: &str) -> Result<wasmtime::Engine, EdgeError> {
     let mut config = Config::new();
     configure(&mut config, kind)?;
-    if kind == BackendKind::Native {
-        config.target(target).map_err(|e| EdgeError::Invalid(format!("cannot compile for {target}: {e}")))?;
-    }
+    // The runner's target, not this machine's (for Pulley, the runner's pointer width).
+    config.target(target).map_err(|e| EdgeError::Invalid(format!("cannot compile for {target}: {e}")))?;
     // What the runner's runtime-only build lacks must not be assumed by the code.
     config.wasm_component_model(false);
     config.wasm_threads(false);
@@ -186,8 +199,7 @@ pub fn precompile(kind: BackendKind, target: &str, wasm: &[u8]) -> Result<Vec<u8
     config.wasm_gc(false);
     config.wasm_function_references(false);
     config.wasm_stack_switching(false);
-    let engine = wasmtime::Engine::new(&config).map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;
-    engine.precompile_module(wasm).map_err(|e| EdgeError::Invalid(format!("{e:#}")))
+    wasmtime::Engine::new(&config).map_err(|e| EdgeError::Invalid(format!("cannot compile for {target}: {e:#}")))
 }
 
 /// What a store holds.

@@ -177,7 +177,10 @@ impl App {
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.is_running() {
             if Instant::now() >= deadline {
-                return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is still ending; try again", self.spec.name)));
+                return Err(Refusal::new(
+                    ErrorCode::CONFLICT,
+                    format!("{} is still ending; try again", self.spec.name),
+                ));
             }
             std::thread::sleep(Duration::from_millis(2));
         }
