@@ -15,12 +15,17 @@ guests/build.sh >/dev/null
 (cd guests && cargo build --quiet --release --locked -p nbody --target-dir "$guests_target")
 
 runner_target="$CARGO_TARGET_DIR/runner"
-cargo build --quiet --release --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
-cargo build --quiet --profile fast --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target"
+# In runner/, so its .cargo/config.toml (packed relocations) applies as in the shipping build.
+runner() { (cd runner && cargo build --quiet --locked "$@"); }
+runner --release --target-dir "$runner_target"
+runner --profile fast --target-dir "$runner_target"
 # One engine each: the size of each feature.
 for f in wasmtime wasmi; do
-  cargo build --quiet --release --locked --manifest-path runner/Cargo.toml --target-dir "$runner_target-$f" \
-    --no-default-features --features "$f"
+  runner --release --target-dir "$runner_target-$f" --no-default-features --features "$f"
+done
+# The foreign machines the tests run runners on (scripts/setup installs their toolchains).
+for t in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
+  runner --release --target-dir "$runner_target" --target "$t"
 done
 # With spore, so wasmtime is built with the features the release build of spore already has.
 cargo build --quiet --release --locked -p spore-cli -p spore-edge-bench
@@ -34,6 +39,9 @@ echo "| native + Pulley + wasmi (release) | $(stat -c %s "$runner_target/release
 echo "| native + Pulley + wasmi, \`fast\` profile (interpreters at opt-level 3) | $(stat -c %s "$runner_target/fast/spore-runner") |"
 echo "| wasmtime only: native + Pulley | $(stat -c %s "$runner_target-wasmtime/release/spore-runner") |"
 echo "| wasmi only | $(stat -c %s "$runner_target-wasmi/release/spore-runner") |"
+for t in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
+  echo "| native + Pulley + wasmi (release) for $t | $(stat -c %s "$runner_target/$t/release/spore-runner") |"
+done
 echo
 "$CARGO_TARGET_DIR/release/spore-edge-bench" "$runner_target/release/spore-runner" guests/out/nbody.wasm \
   "$guests_target/release/nbody" "${NBODY_STEPS:-5000000}"

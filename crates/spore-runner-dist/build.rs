@@ -11,6 +11,7 @@ fn main() {
     for watched in [
         "runner/Cargo.toml",
         "runner/Cargo.lock",
+        "runner/.cargo/config.toml",
         "crates/spore-runner/src",
         "crates/spore-edge/src",
         "crates/spore-wire/src",
@@ -30,9 +31,9 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(root.join("runner/Cargo.toml"))
-        .arg("--target-dir")
+        // In runner/, so its .cargo/config.toml (link flags) applies.
+        .current_dir(root.join("runner"))
+        .args(["build", "--release", "--locked", "--target-dir"])
         .arg(&target_dir)
         // The outer build's settings are not the runner's: it has its own profile.
         .env_remove("CARGO_TARGET_DIR")
