@@ -15,6 +15,7 @@ fn main() {
         "crates/spore-runner/src",
         "crates/spore-edge/src",
         "crates/spore-wire/src",
+        "crates/spore-session/src",
         "crates/spore-wasip1/src",
         "crates/spore-types/src",
     ] {

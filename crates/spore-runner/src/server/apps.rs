@@ -6,8 +6,9 @@ use super::engines::{Ended, Loaded};
 use super::store::write_atomic;
 use super::{Refusal, Runner};
 use spore_edge::{Call, Interrupt, Outcome, Stop, Wasi};
+pub(crate) use spore_session::Entry;
 use spore_wasip1::{Clock, Host, Stream};
-use spore_wire::{ErrorCode, Exit, InstanceInfo, InstanceState, Instantiate, Message, Output, StreamKind, Value};
+use spore_wire::{ErrorCode, Exit, InstanceInfo, InstanceState, Instantiate, Message, Output, StreamKind};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -326,12 +327,6 @@ pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>
 
 fn wasi_for(spec: &Instantiate, host: RunnerHost) -> Wasi<RunnerHost> {
     Wasi::new(spec.args.iter().map(String::as_str), spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())), host)
-}
-
-/// What a run calls.
-pub(crate) enum Entry {
-    Start,
-    Export(String, Vec<Value>),
 }
 
 /// Starts a run of `app` on a thread of its own; its output and exit go to `watcher`.

@@ -17,7 +17,8 @@ use crate::link::Listener;
 use apps::Apps;
 use engines::Engines;
 pub use engines::built_in;
-use spore_wire::{BackendKind, ErrorCode, Message};
+pub use spore_session::Refusal;
+use spore_wire::{BackendKind, ErrorCode};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,25 +61,6 @@ impl Default for Config {
             max_store: 1 << 30,
             max_links: 32,
         }
-    }
-}
-
-/// A request refused: the code and the message of the `ERROR` that answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Its code.
-    pub code: ErrorCode,
-    /// What was wrong and what to do.
-    pub message: String,
-}
-
-impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
-        Refusal { code, message: message.into() }
-    }
-
-    fn into_message(self) -> Message {
-        Message::Error(spore_wire::Error { code: self.code, message: self.message })
     }
 }
 
