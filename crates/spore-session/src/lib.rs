@@ -102,7 +102,7 @@ pub trait Runner {
     /// `COMMIT`: verifies, loads and keeps a complete upload under `digest`.
     fn commit(&mut self, upload: Self::Upload, digest: Digest) -> Result<(), Refusal>;
     /// The link gave up an upload (a new `HELLO`, or the link closed): another may resume it.
-    fn release(&mut self, digest: &Digest);
+    fn release(&mut self, digest: &Digest, upload: Self::Upload);
 
     /// `INSTANTIATE`: a new app; its id.
     fn instantiate(&mut self, spec: Instantiate) -> Result<u32, Refusal>;
@@ -167,10 +167,9 @@ impl<R: Runner> Session<R> {
 
     /// The link is gone: its uploads may be resumed by another, its runs go on unwatched.
     pub fn close(&mut self) {
-        for digest in self.uploads.keys() {
-            self.runner.release(digest);
+        for (digest, upload) in core::mem::take(&mut self.uploads) {
+            self.runner.release(&digest, upload);
         }
-        self.uploads.clear();
         self.runner.unwatch();
     }
 
@@ -363,4 +362,63 @@ fn no_upload() -> Refusal {
 /// The request id of a frame whose header is sound.
 fn request_id(bytes: &[u8]) -> u32 {
     bytes.get(8..12).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Where a `CHUNK` goes in an upload that holds `received` of `size` bytes: every runner's
+/// store answers offsets the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Bytes the upload has already (a chunk sent again): acknowledged, not written.
+    Held,
+    /// The next bytes: to append.
+    Append,
+}
+
+/// Checks a chunk of `len` bytes at `offset` against an upload holding `received` of `size`.
+pub fn place(received: u64, size: u64, offset: u64, len: usize) -> Result<Placement, Refusal> {
+    let end = offset.saturating_add(len as u64);
+    if end <= received {
+        return Ok(Placement::Held);
+    }
+    if offset != received {
+        return Err(Refusal::new(
+            ErrorCode::BAD_OFFSET,
+            format!("a chunk at offset {offset}; the runner holds {received} bytes, send from there"),
+        ));
+    }
+    if end > size {
+        return Err(Refusal::new(
+            ErrorCode::BAD_OFFSET,
+            format!("a chunk ending at {end}, past the module's declared size of {size}"),
+        ));
+    }
+    Ok(Placement::Append)
+}
+
+/// Whether an upload holding `received` of `size` bytes may be committed.
+pub fn complete(received: u64, size: u64) -> Result<(), Refusal> {
+    match received == size {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            ErrorCode::BAD_OFFSET,
+            format!("the runner holds {received} of the module's {size} bytes; send the rest before COMMIT"),
+        )),
+    }
+}
+
+/// Whether a whole upload's bytes hash to the digest it was begun under.
+pub fn verify(bytes: &[u8], digest: &Digest) -> Result<(), Refusal> {
+    use sha2::Digest as _;
+    let got: Digest = sha2::Sha256::digest(bytes).into();
+    match &got == digest {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            ErrorCode::DIGEST_MISMATCH,
+            format!(
+                "the bytes hash to sha256:{}, not sha256:{}; nothing was stored, upload again",
+                hex::encode(got),
+                hex::encode(digest)
+            ),
+        )),
+    }
 }

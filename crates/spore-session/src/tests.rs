@@ -45,7 +45,7 @@ impl Runner for Recorder {
     fn commit(&mut self, _: u64, _: Digest) -> Result<(), Refusal> {
         Ok(())
     }
-    fn release(&mut self, digest: &Digest) {
+    fn release(&mut self, digest: &Digest, _: u64) {
         self.released.push(*digest);
     }
     fn instantiate(&mut self, _: Instantiate) -> Result<u32, Refusal> {

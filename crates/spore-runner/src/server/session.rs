@@ -125,7 +125,8 @@ impl spore_session::Runner for Link {
         self.runner.store.commit(upload, digest, &self.runner.engines)
     }
 
-    fn release(&mut self, digest: &Digest) {
+    fn release(&mut self, digest: &Digest, _: Upload) {
+        // The part stays on disk, where the next MODULE_BEGIN resumes it.
         self.runner.store.release(digest);
     }
 

@@ -3,7 +3,6 @@
 
 use super::Refusal;
 use super::engines::{Engines, Loaded};
-use sha2::{Digest as _, Sha256};
 use spore_wire::{ChunkAck, Digest, ErrorCode, Have, Message, ModuleBegin, ModuleKind, SendFrom};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -169,22 +168,10 @@ impl Store {
         offset: u64,
         bytes: &[u8],
     ) -> Result<ChunkAck, Refusal> {
-        let end = offset.saturating_add(bytes.len() as u64);
-        if end <= up.received {
+        if spore_session::place(up.received, up.size, offset, bytes.len())? == spore_session::Placement::Held {
             return Ok(ChunkAck { digest, received: up.received });
         }
-        if offset != up.received {
-            return Err(Refusal::new(
-                ErrorCode::BAD_OFFSET,
-                format!("a chunk at offset {offset}; the runner holds {} bytes, send from there", up.received),
-            ));
-        }
-        if end > up.size {
-            return Err(Refusal::new(
-                ErrorCode::BAD_OFFSET,
-                format!("a chunk ending at {end}, past the module's declared size of {}", up.size),
-            ));
-        }
+        let end = offset + bytes.len() as u64;
         if let Err(e) = up.file.write_all(bytes) {
             // Whatever part of the chunk was written goes: the file ends where the upload does.
             let _ = up.file.set_len(up.received);
@@ -196,16 +183,7 @@ impl Store {
 
     /// Whether every byte of the upload is here (else it stays, to be completed).
     pub(crate) fn complete(&self, up: &Upload) -> Result<(), Refusal> {
-        match up.received == up.size {
-            true => Ok(()),
-            false => Err(Refusal::new(
-                ErrorCode::BAD_OFFSET,
-                format!(
-                    "the runner holds {} of the module's {} bytes; send the rest before COMMIT",
-                    up.received, up.size
-                ),
-            )),
-        }
+        spore_session::complete(up.received, up.size)
     }
 
     /// Checks the whole upload against its digest, loads it on its engine (to refuse what
@@ -224,17 +202,9 @@ impl Store {
         File::open(&part)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot read the upload back: {e}")))?;
-        let got: Digest = Sha256::digest(&bytes).into();
-        if &got != digest {
+        if let Err(refusal) = spore_session::verify(&bytes, digest) {
             let _ = std::fs::remove_file(&part);
-            return Err(Refusal::new(
-                ErrorCode::DIGEST_MISMATCH,
-                format!(
-                    "the bytes hash to sha256:{}, not sha256:{}; nothing was stored, upload again",
-                    hex::encode(got),
-                    hex::encode(digest)
-                ),
-            ));
+            return Err(refusal);
         }
         // Loaded to be checked, then let go: memory holds only the modules apps use.
         if let Err(refusal) = engines.load(up.kind, &bytes) {

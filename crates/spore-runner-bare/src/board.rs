@@ -1,0 +1,31 @@
+//! What the runner needs from a board: its link's UART, a clock, entropy. Each board module
+//! implements it over the board's registers; the tests over memory.
+
+use alloc::string::String;
+
+/// A board's devices, as the runner and its apps use them. Cheap to clone (registers are
+/// global), so every app's WASI host holds one.
+pub trait Board: Clone + Send + 'static {
+    /// The Rust target the firmware was built for, as `HELLO_ACK` names it.
+    const TARGET: &'static str;
+
+    /// A byte from the link, if one has come.
+    fn read(&mut self) -> Option<u8>;
+
+    /// Sends bytes on the link, waiting for room in the UART.
+    fn write(&mut self, bytes: &[u8]);
+
+    /// Nanoseconds since the board started (a monotonic clock).
+    fn now_ns(&self) -> u64;
+
+    /// Fills `buf` with random bytes.
+    fn random(&mut self, buf: &mut [u8]);
+
+    /// Waits a little (about a millisecond, or until a device wants attention) when the
+    /// runner has nothing to do, instead of spinning.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    fn idle(&mut self);
+
+    /// A name for this board that stays the same across restarts of one machine.
+    fn id(&self) -> String;
+}

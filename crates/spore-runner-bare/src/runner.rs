@@ -1,0 +1,577 @@
+//! The runner's state, all in RAM: modules by digest (validated and translated by wasmi when
+//! committed), uploads a new agent may resume, apps and their runs. Runs go on in slices of
+//! fuel from [`Bare::step`], one app after another; what they write goes out within the
+//! credit their agent gave, and an app whose output waits for credit is not run until it has
+//! some, so its output never grows past one slice's worth.
+
+use crate::board::Board;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use spin::Mutex;
+use spore_edge::interpreter::{Interpreted, Interpreter};
+use spore_edge::{Call, Engine, Instance as _, Interrupt, Step, Wasi};
+use spore_session::{Description, Entry, Refusal};
+use spore_wasip1::{Clock, Host, Stop, Stream};
+use spore_wire::{
+    Backend, BackendKind, Chunk, ChunkAck, Digest, ErrorCode, Exit, Have, InstanceInfo, InstanceState, Instantiate,
+    Interface, Message, ModuleBegin, ModuleKind, Outcome, Output, RunnerLimits, SendFrom, Stats, StreamKind,
+};
+
+/// Fuel an app runs before the loop looks at the link and the other apps again.
+pub const SLICE: u64 = 200_000;
+
+/// The largest frame payload this runner takes: a UART's frames are short, so a damaged one
+/// costs little to send again (4 KiB is 0.36 s at 115200 baud).
+pub const MAX_PAYLOAD: u32 = 4096;
+
+/// Output kept per app for `LOGS`.
+const KEPT_OUTPUT: usize = 16 << 10;
+
+/// Output an app may have waiting for credit before it is paused.
+const BACKLOG: usize = 16 << 10;
+
+/// Longest message text an `EXIT` carries.
+const MAX_MESSAGE: usize = 512;
+
+/// An upload under way: the bytes so far.
+pub struct Upload {
+    size: u64,
+    bytes: Vec<u8>,
+}
+
+/// What the apps' hosts share with the loop.
+#[derive(Default)]
+struct Shared {
+    /// Written by the guest, not yet taken by the loop.
+    written: Vec<(StreamKind, Vec<u8>)>,
+    /// CPU time of earlier slices, and when this one began.
+    cpu_ns: u64,
+    slice_started: u64,
+}
+
+/// An app's WASI host on this board.
+struct AppHost<B: Board> {
+    board: B,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl<B: Board> Host for AppHost<B> {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        let kind = match stream {
+            Stream::Stdout => StreamKind::Stdout,
+            Stream::Stderr => StreamKind::Stderr,
+        };
+        self.shared.lock().written.push((kind, bytes.to_vec()));
+        Ok(())
+    }
+
+    fn now(&mut self, clock: Clock) -> Option<u64> {
+        let now = self.board.now_ns();
+        match clock {
+            // The board has no calendar: its wall clock counts from boot, as it says in docs/edge.md.
+            Clock::Monotonic | Clock::Realtime => Some(now),
+            // The app's own slices: the loop runs one app at a time.
+            Clock::ThreadCputime | Clock::ProcessCputime => {
+                let shared = self.shared.lock();
+                Some(shared.cpu_ns + now.saturating_sub(shared.slice_started))
+            }
+        }
+    }
+
+    fn resolution(&mut self, _: Clock) -> Option<u64> {
+        Some(100)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        self.board.random(buf);
+    }
+
+    fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
+        // Holds the loop until the deadline (wake_by bounds it at the app's wall limit).
+        while self.board.now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    fn yield_now(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+}
+
+/// A run under way, or ended with output still to send.
+struct Run<B: Board> {
+    instance: Option<Interpreted<AppHost<B>>>,
+    interrupt: Interrupt,
+    /// What to call, until the first slice.
+    entry: Option<Entry>,
+    request: u32,
+    shared: Arc<Mutex<Shared>>,
+    /// Output the agent has no credit for yet.
+    backlog: VecDeque<(StreamKind, Vec<u8>)>,
+    credit: u64,
+    chunk: usize,
+    /// The agent is gone: output is only kept.
+    unwatched: bool,
+    started: u64,
+    /// How it ended, sent once the backlog is.
+    exit: Option<Exit>,
+}
+
+/// An app.
+struct App<B: Board> {
+    spec: Instantiate,
+    state: InstanceState,
+    kept: VecDeque<(StreamKind, Vec<u8>)>,
+    kept_bytes: usize,
+    cpu_us: u64,
+    memory_bytes: u64,
+    run: Option<Run<B>>,
+}
+
+impl<B: Board> App<B> {
+    fn keep(&mut self, stream: StreamKind, bytes: &[u8]) {
+        self.kept_bytes += bytes.len();
+        self.kept.push_back((stream, bytes.to_vec()));
+        while self.kept_bytes > KEPT_OUTPUT {
+            match self.kept.pop_front() {
+                Some((_, b)) => self.kept_bytes -= b.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The runner on a board.
+pub struct Bare<B: Board> {
+    board: B,
+    engine: Interpreter,
+    booted: u64,
+    modules: BTreeMap<Digest, <Interpreter as Engine>::Module>,
+    /// Uploads a link gave up, for the next agent to resume.
+    parked: BTreeMap<Digest, Upload>,
+    apps: BTreeMap<u32, App<B>>,
+    next_id: u32,
+    /// The app that ran last, so the next slice goes to the one after it.
+    last: u32,
+    limits: RunnerLimits,
+    /// Frames the runs send, in order: `ACCEPTED`, `OUTPUT`, `EXIT`.
+    pub outgoing: VecDeque<(u32, Message)>,
+}
+
+impl<B: Board> Bare<B> {
+    /// A runner with `memory_bytes` of RAM for its modules and apps.
+    pub fn new(board: B, memory_bytes: u64) -> Bare<B> {
+        let booted = board.now_ns();
+        Bare {
+            board,
+            engine: Interpreter::default(),
+            booted,
+            modules: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            next_id: 1,
+            last: 0,
+            limits: RunnerLimits { max_module_bytes: memory_bytes / 4, memory_bytes, max_instances: 16 },
+            outgoing: VecDeque::new(),
+        }
+    }
+
+    /// Whether some app has work to do.
+    pub fn busy(&self) -> bool {
+        self.apps.values().any(|a| a.run.as_ref().is_some_and(Run::runnable))
+    }
+
+    /// Runs one slice of the next app that can run, and moves what runs wrote to `outgoing`.
+    pub fn step(&mut self) {
+        let next = self
+            .apps
+            .range(self.last + 1..)
+            .chain(self.apps.range(..=self.last))
+            .find(|(_, a)| a.run.as_ref().is_some_and(Run::runnable))
+            .map(|(id, _)| *id);
+        if let Some(id) = next {
+            self.last = id;
+            self.slice(id);
+        }
+        for id in self.apps.keys().copied().collect::<Vec<_>>() {
+            self.flush(id);
+        }
+    }
+
+    fn slice(&mut self, id: u32) {
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        let Some(run) = app.run.as_mut() else { return };
+        let Some(instance) = run.instance.as_mut() else { return };
+        let began = self.board.now_ns();
+        run.shared.lock().slice_started = began;
+        let step = match run.entry.take() {
+            Some(Entry::Start) => instance.start(Call::Start, Some(SLICE)),
+            Some(Entry::Export(name, args)) => instance.start(Call::Export { name: &name, args: &args }, Some(SLICE)),
+            None => instance.resume(Some(SLICE)),
+        };
+        let spent = self.board.now_ns().saturating_sub(began);
+        let cpu_ns = {
+            let mut shared = run.shared.lock();
+            shared.cpu_ns += spent;
+            shared.cpu_ns
+        };
+        app.cpu_us = cpu_ns / 1000;
+        app.memory_bytes = instance.memory_bytes();
+        if let Step::Ended(outcome) = step {
+            let fuel = instance.fuel_used();
+            let wall_us = self.board.now_ns().saturating_sub(run.started) / 1000;
+            run.instance = None;
+            run.exit = Some(Exit {
+                instance: id,
+                outcome: short(outcome),
+                fuel_used: Some(fuel),
+                cpu_us: app.cpu_us,
+                wall_us,
+            });
+        }
+    }
+
+    /// Moves `id`'s written output to its backlog and kept output, then sends what credit
+    /// allows, then its exit once nothing is left before it.
+    fn flush(&mut self, id: u32) {
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        let Some(mut run) = app.run.take() else { return };
+        let written = core::mem::take(&mut run.shared.lock().written);
+        for (stream, bytes) in written {
+            app.keep(stream, &bytes);
+            if !run.unwatched {
+                for piece in bytes.chunks(run.chunk) {
+                    run.backlog.push_back((stream, piece.to_vec()));
+                }
+            }
+        }
+        while let Some((stream, bytes)) = run.backlog.front() {
+            if (bytes.len() as u64) > run.credit {
+                break;
+            }
+            run.credit -= bytes.len() as u64;
+            let output = Output { instance: id, stream: *stream, bytes: bytes.clone() };
+            self.outgoing.push_back((run.request, Message::Output(output)));
+            run.backlog.pop_front();
+        }
+        match run.exit.take() {
+            Some(exit) if run.backlog.is_empty() => {
+                app.state = InstanceState::Ended(exit.outcome.clone());
+                if !run.unwatched {
+                    self.outgoing.push_back((run.request, Message::Exit(exit)));
+                }
+            }
+            exit => {
+                run.exit = exit;
+                app.run = Some(run);
+            }
+        }
+    }
+
+    fn app(&mut self, id: u32) -> Result<&mut App<B>, Refusal> {
+        self.apps.get_mut(&id).ok_or_else(|| {
+            Refusal::new(ErrorCode::UNKNOWN_INSTANCE, format!("no instance {id} on this runner; `spore ps` lists them"))
+        })
+    }
+
+    /// Ends `id`'s run now (its output so far still goes out before its exit).
+    fn end(&mut self, id: u32) {
+        self.slice_end(id);
+        self.flush(id);
+    }
+
+    fn slice_end(&mut self, id: u32) {
+        let now = self.board.now_ns();
+        if let Some(run) = self.apps.get_mut(&id).and_then(|a| a.run.as_mut())
+            && let Some(instance) = run.instance.take()
+        {
+            run.interrupt.interrupt();
+            let cpu_us = run.shared.lock().cpu_ns / 1000;
+            let wall_us = now.saturating_sub(run.started) / 1000;
+            run.exit = Some(Exit {
+                instance: id,
+                outcome: Outcome::Killed,
+                fuel_used: Some(instance.fuel_used()),
+                cpu_us,
+                wall_us,
+            });
+        }
+    }
+}
+
+impl<B: Board> Run<B> {
+    /// Has a slice to run, and room for what it writes.
+    fn runnable(&self) -> bool {
+        self.instance.is_some() && self.backlog.iter().map(|(_, b)| b.len()).sum::<usize>() < BACKLOG
+    }
+}
+
+/// `outcome` with its message cut to fit any frame.
+fn short(outcome: Outcome) -> Outcome {
+    let cut = |mut m: String| {
+        if m.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            m.truncate(end);
+        }
+        m
+    };
+    match outcome {
+        Outcome::Trapped(m) => Outcome::Trapped(cut(m)),
+        Outcome::Limit { limit, message } => Outcome::Limit { limit, message: cut(message) },
+        other => other,
+    }
+}
+
+impl<B: Board> spore_session::Runner for Bare<B> {
+    type Upload = Upload;
+
+    fn describe(&self) -> Description {
+        Description {
+            runner: self.board.id(),
+            backends: vec![Backend {
+                kind: BackendKind::Wasmi,
+                target: B::TARGET.to_string(),
+                engine: "wasmi 2".to_string(),
+                compat: String::new(),
+            }],
+            limits: self.limits,
+            interfaces: vec![Interface { name: spore_wasip1::MODULE.to_string(), version: "1".to_string() }],
+            max_payload: MAX_PAYLOAD,
+        }
+    }
+
+    fn token_matches(&self, _: &str) -> bool {
+        // A UART has no token: the wire is the authority.
+        true
+    }
+
+    fn begin(&mut self, m: &ModuleBegin) -> Result<(Message, Option<Upload>), Refusal> {
+        if m.kind != ModuleKind::Wasm {
+            return Err(Refusal::new(
+                ErrorCode::WRONG_ENGINE,
+                format!("this board runs plain wasm on wasmi, not {:?} artifacts; use --engine wasmi", m.kind),
+            ));
+        }
+        if m.size > self.limits.max_module_bytes {
+            return Err(Refusal::new(
+                ErrorCode::TOO_LARGE,
+                format!(
+                    "a module of {} bytes; this board holds modules of at most {} bytes",
+                    m.size, self.limits.max_module_bytes
+                ),
+            ));
+        }
+        if self.modules.contains_key(&m.digest) {
+            return Ok((Message::Have(Have { digest: m.digest }), None));
+        }
+        let upload = match self.parked.remove(&m.digest) {
+            Some(up) if up.size == m.size => up,
+            _ => Upload { size: m.size, bytes: Vec::new() },
+        };
+        let offset = upload.bytes.len() as u64;
+        Ok((Message::SendFrom(SendFrom { digest: m.digest, offset }), Some(upload)))
+    }
+
+    fn received(&self, upload: &Upload) -> u64 {
+        upload.bytes.len() as u64
+    }
+
+    fn chunk(&mut self, up: &mut Upload, c: &Chunk) -> Result<ChunkAck, Refusal> {
+        if spore_session::place(up.bytes.len() as u64, up.size, c.offset, c.bytes.len())?
+            == spore_session::Placement::Append
+        {
+            up.bytes.extend_from_slice(&c.bytes);
+        }
+        Ok(ChunkAck { digest: c.digest, received: up.bytes.len() as u64 })
+    }
+
+    fn complete(&mut self, up: &Upload) -> Result<(), Refusal> {
+        spore_session::complete(up.bytes.len() as u64, up.size)
+    }
+
+    fn commit(&mut self, up: Upload, digest: Digest) -> Result<(), Refusal> {
+        spore_session::verify(&up.bytes, &digest)?;
+        let module = self.engine.load(&up.bytes).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+        self.modules.insert(digest, module);
+        Ok(())
+    }
+
+    fn release(&mut self, digest: &Digest, upload: Upload) {
+        // Kept in RAM for the next agent's MODULE_BEGIN to resume at its length.
+        self.parked.insert(*digest, upload);
+        while self.parked.len() > spore_session::UPLOADS_PER_LINK {
+            self.parked.pop_first();
+        }
+    }
+
+    fn instantiate(&mut self, spec: Instantiate) -> Result<u32, Refusal> {
+        if self.apps.len() >= self.limits.max_instances as usize {
+            return Err(Refusal::new(
+                ErrorCode::EXHAUSTED,
+                format!("this board holds {} apps; remove one first", self.limits.max_instances),
+            ));
+        }
+        if self.apps.values().any(|a| a.spec.name == spec.name) {
+            return Err(Refusal::new(ErrorCode::CONFLICT, format!("an app named {} is here already", spec.name)));
+        }
+        let module = self
+            .modules
+            .get(&spec.module)
+            .ok_or_else(|| Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner; upload it first"))?;
+        self.engine.check(module, &spec.limits).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let app = App {
+            spec,
+            state: InstanceState::Created,
+            kept: VecDeque::new(),
+            kept_bytes: 0,
+            cpu_us: 0,
+            memory_bytes: 0,
+            run: None,
+        };
+        self.apps.insert(id, app);
+        Ok(id)
+    }
+
+    fn run(&mut self, request: u32, id: u32, entry: Entry, max_payload: u32) -> Result<(), Refusal> {
+        let board = self.board.clone();
+        let now = board.now_ns();
+        let app = self.app(id)?;
+        if app.run.is_some() {
+            return Err(Refusal::new(
+                ErrorCode::CONFLICT,
+                format!("{} is running; kill it or wait for its exit", app.spec.name),
+            ));
+        }
+        let spec = app.spec.clone();
+        let module = self.modules.get(&spec.module).ok_or_else(|| {
+            Refusal::new(ErrorCode::UNKNOWN_MODULE, "the app's module is gone from this runner; upload it again")
+        })?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let host = AppHost { board, shared: shared.clone() };
+        let wasi = Wasi::new(
+            spec.args.iter().map(String::as_str),
+            spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            host,
+        );
+        let interrupt = Interrupt::new();
+        let instance = self
+            .engine
+            .instantiate(module, wasi, &spec.limits, interrupt.clone())
+            .map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+        let app = self.app(id)?;
+        app.kept.clear();
+        app.kept_bytes = 0;
+        app.state = InstanceState::Running;
+        app.run = Some(Run {
+            instance: Some(instance),
+            interrupt,
+            entry: Some(entry),
+            request,
+            shared,
+            backlog: VecDeque::new(),
+            credit: 4 * u64::from(max_payload),
+            chunk: max_payload.saturating_sub(64).max(64) as usize,
+            unwatched: false,
+            started: now,
+            exit: None,
+        });
+        self.outgoing.push_back((request, Message::Accepted(spore_wire::Accepted { instance: id })));
+        Ok(())
+    }
+
+    fn credit(&mut self, id: u32, bytes: u32) {
+        if let Some(run) = self.apps.get_mut(&id).and_then(|a| a.run.as_mut()) {
+            run.credit = run.credit.saturating_add(u64::from(bytes));
+        }
+    }
+
+    fn kill(&mut self, id: u32) -> Result<(), Refusal> {
+        let app = self.app(id)?;
+        if app.run.as_ref().is_none_or(|r| r.instance.is_none()) {
+            return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is not running", app.spec.name)));
+        }
+        self.end(id);
+        Ok(())
+    }
+
+    fn drop_instance(&mut self, id: u32) -> Result<(), Refusal> {
+        self.app(id)?;
+        self.end(id);
+        self.apps.remove(&id);
+        Ok(())
+    }
+
+    fn drop_module(&mut self, digest: &Digest) -> Result<(), Refusal> {
+        let users: Vec<&str> =
+            self.apps.values().filter(|a| &a.spec.module == digest).map(|a| a.spec.name.as_str()).collect();
+        if !users.is_empty() {
+            return Err(Refusal::new(
+                ErrorCode::CONFLICT,
+                format!("apps use this module ({}); remove them first", users.join(", ")),
+            ));
+        }
+        match self.modules.remove(digest) {
+            Some(_) => Ok(()),
+            None => Err(Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner")),
+        }
+    }
+
+    fn kept(&self, id: u32, tail: u32) -> Result<Vec<(StreamKind, Vec<u8>)>, Refusal> {
+        let app = self.apps.get(&id).ok_or_else(|| {
+            Refusal::new(ErrorCode::UNKNOWN_INSTANCE, format!("no instance {id} on this runner; `spore ps` lists them"))
+        })?;
+        let mut out = Vec::new();
+        let mut left = if tail == 0 { usize::MAX } else { tail as usize };
+        for (stream, bytes) in app.kept.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let take = bytes.len().min(left);
+            out.push((*stream, bytes[bytes.len() - take..].to_vec()));
+            left -= take;
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn stats(&self) -> Stats {
+        let instances: Vec<InstanceInfo> = self
+            .apps
+            .iter()
+            .map(|(id, a)| InstanceInfo {
+                id: *id,
+                name: a.spec.name.clone(),
+                module: a.spec.module,
+                state: a.state.clone(),
+                memory_bytes: a.memory_bytes,
+                cpu_us: a.cpu_us,
+                boot: a.spec.boot,
+            })
+            .collect();
+        Stats {
+            uptime_ms: self.board.now_ns().saturating_sub(self.booted) / 1_000_000,
+            memory_bytes: instances.iter().map(|i| i.memory_bytes).sum(),
+            modules: self.modules.len() as u32,
+            instances,
+        }
+    }
+
+    fn unwatch(&mut self) {
+        for app in self.apps.values_mut() {
+            if let Some(run) = app.run.as_mut() {
+                run.unwatched = true;
+                run.backlog.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The firmware's loop on a board made of memory: frames in as an agent sends them, frames out
+//! as it reads them. What QEMU boards add (the UART, the clock, the boot) is tested by
+//! `tests/e2e/bare.rs`.
+
+use crate::board::Board;
+use crate::serve::Firmware;
+use sha2::Digest as _;
+use spore_wire::{
+    Chunk, Commit, Credit, Deframer, Digest, ErrorCode, Hello, Instantiate, Kill, Limits, Message, ModuleBegin,
+    ModuleKind, Outcome, Run, VERSION,
+};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Clone)]
+struct Memory {
+    to_board: Arc<Mutex<VecDeque<u8>>>,
+    from_board: Arc<Mutex<Vec<u8>>>,
+    started: Instant,
+}
+
+impl Board for Memory {
+    const TARGET: &'static str = "test";
+
+    fn read(&mut self) -> Option<u8> {
+        self.to_board.lock().unwrap().pop_front()
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.from_board.lock().unwrap().extend_from_slice(bytes);
+    }
+    fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+    fn random(&mut self, buf: &mut [u8]) {
+        buf.fill(4);
+    }
+    fn idle(&mut self) {}
+    fn id(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// The agent's end of the link.
+struct Agent {
+    board: Memory,
+    firmware: Firmware<Memory>,
+    deframer: Deframer,
+    next: u32,
+}
+
+impl Agent {
+    fn new(memory: u64) -> Agent {
+        let board = Memory { to_board: Arc::default(), from_board: Arc::default(), started: Instant::now() };
+        let firmware = Firmware::new(board.clone(), memory);
+        let mut agent = Agent { board, firmware, deframer: Deframer::new(65536), next: 1 };
+        let hello = Hello {
+            min_version: VERSION,
+            max_version: VERSION,
+            max_payload: 4096,
+            agent: "t".into(),
+            token: String::new(),
+        };
+        assert!(matches!(agent.ask(Message::Hello(hello)).as_slice(), [(_, Message::HelloAck(_))]));
+        agent
+    }
+
+    fn send(&mut self, message: &Message) -> u32 {
+        let id = self.next;
+        self.next += 1;
+        self.board.to_board.lock().unwrap().extend(spore_wire::to_stream(id, 0, message));
+        id
+    }
+
+    /// Turns the loop until it is idle (or a few hundred times, with a spinner); what came out.
+    fn pump(&mut self) -> Vec<(u32, Message)> {
+        for _ in 0..300 {
+            if !self.firmware.turn() {
+                break;
+            }
+        }
+        let bytes = std::mem::take(&mut *self.board.from_board.lock().unwrap());
+        self.deframer
+            .feed(&bytes)
+            .map(|f| {
+                let (header, message) = spore_wire::decode(&f.unwrap(), 65536).unwrap();
+                (header.request_id, message)
+            })
+            .collect()
+    }
+
+    fn ask(&mut self, message: Message) -> Vec<(u32, Message)> {
+        self.send(&message);
+        self.pump()
+    }
+
+    fn upload(&mut self, wasm: &[u8]) -> Digest {
+        let digest: Digest = sha2::Sha256::digest(wasm).into();
+        let begin = ModuleBegin { digest, size: wasm.len() as u64, kind: ModuleKind::Wasm, compat: String::new() };
+        self.ask(Message::ModuleBegin(begin));
+        for (i, piece) in wasm.chunks(4000).enumerate() {
+            let chunk = Chunk { digest, offset: (i * 4000) as u64, bytes: piece.to_vec() };
+            self.ask(Message::Chunk(chunk));
+        }
+        assert_eq!(self.ask(Message::Commit(Commit { digest })).first().map(|(_, m)| m), Some(&Message::Done(())));
+        digest
+    }
+
+    fn app(&mut self, module: Digest, name: &str) -> u32 {
+        let spec = Instantiate {
+            module,
+            name: name.into(),
+            args: vec![name.into()],
+            env: Vec::new(),
+            limits: Limits::default(),
+            boot: false,
+        };
+        match self.ask(Message::Instantiate(spec)).as_slice() {
+            [(_, Message::Instance(i))] => i.id,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A command that writes `line` `times` times (one `fd_write` each), then spins for ever if
+/// `spin`.
+fn writer(line: &str, times: u32, spin: bool) -> Vec<u8> {
+    let len = line.len();
+    let line = line.replace('\n', "\\n");
+    wat::parse_str(format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 16) "{line}")
+            (func (export "_start") (local $i i32)
+                (i32.store (i32.const 0) (i32.const 16))
+                (i32.store (i32.const 4) (i32.const {len}))
+                (block $done (loop $again
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const {times})))
+                    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $again)))
+                {spin}))"#,
+        spin = if spin { "(loop $s (br $s))" } else { "" }
+    ))
+    .unwrap()
+}
+
+fn exits(out: &[(u32, Message)]) -> Vec<(u32, Outcome)> {
+    out.iter()
+        .filter_map(|(_, m)| match m {
+            Message::Exit(e) => Some((e.instance, e.outcome.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_spinning_app_does_not_hold_up_another_or_the_link_and_is_killed() {
+    let mut agent = Agent::new(64 << 20);
+    let spin = agent.upload(&writer("spinning\n", 1, true));
+    let hello = agent.upload(&writer("hello\n", 1, false));
+    let spinner = agent.app(spin, "spinner");
+    let greeter = agent.app(hello, "greeter");
+    agent.send(&Message::Run(Run { instance: spinner }));
+    let run = agent.send(&Message::Run(Run { instance: greeter }));
+    let out = agent.pump();
+    assert_eq!(exits(&out), vec![(greeter, Outcome::Exited(0))], "{out:?}");
+    assert!(out.iter().any(|(id, m)| *id == run && matches!(m, Message::Output(o) if o.bytes == b"hello\n")));
+    // The spinner still runs, and the link still answers.
+    assert!(agent.firmware.turn(), "the spinner has slices left");
+    let out = agent.ask(Message::Kill(Kill { instance: spinner }));
+    assert_eq!(exits(&out), vec![(spinner, Outcome::Killed)], "{out:?}");
+    assert!(matches!(out.last(), Some((_, Message::Done(())))), "DONE after the run has ended: {out:?}");
+    assert!(!agent.firmware.turn(), "nothing runs any more");
+}
+
+#[test]
+fn output_goes_out_within_the_agents_credit_and_none_is_lost() {
+    let mut agent = Agent::new(64 << 20);
+    let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    let module = agent.upload(&writer(line, 2000, false));
+    let app = agent.app(module, "chatty");
+    agent.send(&Message::Run(Run { instance: app }));
+    let mut got = 0;
+    let mut exited = false;
+    for _ in 0..1000 {
+        let out = agent.pump();
+        let bytes: usize = out.iter().map(|(_, m)| if let Message::Output(o) = m { o.bytes.len() } else { 0 }).sum();
+        // The window is four payloads; the agent gives it back as it reads.
+        assert!(bytes <= 4 * 4096, "{bytes} bytes past the credit");
+        got += bytes;
+        exited |= !exits(&out).is_empty();
+        if exited {
+            break;
+        }
+        agent.send(&Message::Credit(Credit { instance: app, bytes: bytes as u32 }));
+    }
+    assert!(exited);
+    assert_eq!(got, 2000 * line.len());
+}
+
+#[test]
+fn a_module_too_large_for_the_board_is_refused_naming_both_sizes() {
+    let mut agent = Agent::new(1 << 20);
+    let begin = ModuleBegin { digest: [7; 32], size: 5 << 20, kind: ModuleKind::Wasm, compat: String::new() };
+    let out = agent.ask(Message::ModuleBegin(begin));
+    let [(_, Message::Error(e))] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(e.code, ErrorCode::TOO_LARGE);
+    assert!(e.message.contains("5242880") && e.message.contains("262144"), "{}", e.message);
+    let native = ModuleBegin { digest: [7; 32], size: 10, kind: ModuleKind::Native, compat: String::new() };
+    let out = agent.ask(Message::ModuleBegin(native));
+    assert!(matches!(out.as_slice(), [(_, Message::Error(e))] if e.code == ErrorCode::WRONG_ENGINE), "{out:?}");
+}
+
+#[test]
+fn an_upload_cut_by_a_new_agent_is_resumed_where_it_stopped() {
+    let mut agent = Agent::new(64 << 20);
+    let wasm = writer("x\n", 1, false);
+    let digest: Digest = sha2::Sha256::digest(&wasm).into();
+    let begin = ModuleBegin { digest, size: wasm.len() as u64, kind: ModuleKind::Wasm, compat: String::new() };
+    agent.ask(Message::ModuleBegin(begin.clone()));
+    agent.ask(Message::Chunk(Chunk { digest, offset: 0, bytes: wasm[..10].to_vec() }));
+    // The next agent says HELLO on the same line.
+    let hello = Hello {
+        min_version: VERSION,
+        max_version: VERSION,
+        max_payload: 4096,
+        agent: "t".into(),
+        token: String::new(),
+    };
+    agent.ask(Message::Hello(hello));
+    let out = agent.ask(Message::ModuleBegin(begin));
+    assert!(matches!(out.as_slice(), [(_, Message::SendFrom(s))] if s.offset == 10), "{out:?}");
+}

@@ -1,0 +1,151 @@
+//! QEMU's riscv64 `virt` board, booted with `-bios none` (machine mode, no firmware): the
+//! NS16550A UART at 0x1000_0000 is the link, the CLINT's `mtime` (10 MHz) the clock, and the
+//! SiFive test device at 0x10_0000 ends QEMU when the firmware cannot go on.
+//!
+//! Memory map (`boards/virt.x`): RAM from 0x8000_0000, 126 MiB used — the image, then the
+//! heap for modules and apps, then 1 MiB of stack at the top. No entropy device is assumed:
+//! `random_get` is a generator seeded from the clock at boot, which docs/edge.md says plainly.
+
+use crate::board::Board;
+use crate::serve::Firmware;
+use alloc::string::{String, ToString};
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU64, Ordering};
+use embedded_alloc::LlffHeap;
+
+#[global_allocator]
+static HEAP: LlffHeap = LlffHeap::empty();
+
+const UART: usize = 0x1000_0000;
+/// Line status: a byte has come (bit 0), the transmitter has room (bit 5).
+const LSR: usize = UART + 5;
+/// Interrupt enable (bit 0: a byte has come), FIFO control, line control, modem control.
+const IER: usize = UART + 1;
+const FCR: usize = UART + 2;
+const LCR: usize = UART + 3;
+const MCR: usize = UART + 4;
+/// The PLIC: the UART is its source 10; context 0 is hart 0 in machine mode.
+const PLIC: usize = 0x0c00_0000;
+const UART_IRQ: usize = 10;
+const PLIC_ENABLE: usize = PLIC + 0x2000;
+const PLIC_THRESHOLD: usize = PLIC + 0x20_0000;
+const PLIC_CLAIM: usize = PLIC + 0x20_0004;
+const MTIME: usize = 0x0200_BFF8;
+const MTIMECMP: usize = 0x0200_4000;
+const TEST: usize = 0x10_0000;
+/// Nanoseconds per `mtime` tick (10 MHz).
+const TICK_NS: u64 = 100;
+
+const RAM_END: usize = 0x8000_0000 + (126 << 20);
+const STACK: usize = 1 << 20;
+
+/// The board's devices (their registers are at fixed addresses: nothing to hold).
+#[derive(Clone, Copy)]
+struct Virt;
+
+/// The generator behind `random_get` (splitmix64), seeded at boot.
+static SEED: AtomicU64 = AtomicU64::new(0);
+
+impl Board for Virt {
+    const TARGET: &'static str = "riscv64gc-unknown-none-elf";
+
+    fn read(&mut self) -> Option<u8> {
+        // SAFETY: the UART's registers, mapped by the board at these addresses.
+        unsafe { (read_volatile(LSR as *const u8) & 1 != 0).then(|| read_volatile(UART as *const u8)) }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            // SAFETY: as above.
+            unsafe {
+                while read_volatile(LSR as *const u8) & 0x20 == 0 {
+                    core::hint::spin_loop();
+                }
+                write_volatile(UART as *mut u8, b);
+            }
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        // SAFETY: the CLINT's free-running timer.
+        unsafe { read_volatile(MTIME as *const u64) * TICK_NS }
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut z = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+
+    fn idle(&mut self) {
+        // The timer's and the UART's interrupts are enabled but never taken (interrupts stay
+        // off in mstatus): `wfi` returns when a byte comes or in a millisecond, whichever is
+        // first, and the UART's is claimed and completed so the PLIC raises it again.
+        // SAFETY: the CLINT's and the PLIC's registers for hart 0; `wfi` only waits.
+        unsafe {
+            write_volatile(MTIMECMP as *mut u64, read_volatile(MTIME as *const u64) + 10_000);
+            riscv::asm::wfi();
+            let source = read_volatile(PLIC_CLAIM as *const u32);
+            if source != 0 {
+                write_volatile(PLIC_CLAIM as *mut u32, source);
+            }
+        }
+    }
+
+    fn id(&self) -> String {
+        "qemu-virt-riscv64".to_string()
+    }
+}
+
+#[riscv_rt::entry]
+fn main() -> ! {
+    unsafe extern "C" {
+        static __sheap: u8;
+    }
+    // SAFETY: only the symbol's address is taken: where the linker ended the image.
+    let start = unsafe { &__sheap as *const u8 as usize };
+    let size = RAM_END - STACK - start;
+    // SAFETY: the heap is the RAM between the image's end and the stack, used by nothing else,
+    // and this is its one initialisation, before anything allocates.
+    unsafe { HEAP.init(start, size) };
+    SEED.store(Virt.now_ns() ^ 0x5EED, Ordering::Relaxed);
+    // SAFETY: the UART's and the PLIC's registers; the timer and external interrupts enabled
+    // in `mie` (and not in mstatus) only make `wfi` return.
+    unsafe {
+        write_volatile(LCR as *mut u8, 0x03); // 8 bits, no parity, one stop bit
+        write_volatile(FCR as *mut u8, 0x07); // FIFOs on and emptied
+        write_volatile(MCR as *mut u8, 0x08); // OUT2: the UART's interrupt line connected
+        write_volatile(IER as *mut u8, 0x01); // an interrupt when a byte comes
+        write_volatile((PLIC + 4 * UART_IRQ) as *mut u32, 1);
+        write_volatile(PLIC_ENABLE as *mut u32, 1 << UART_IRQ);
+        write_volatile(PLIC_THRESHOLD as *mut u32, 0);
+        riscv::register::mie::set_mtimer();
+        riscv::register::mie::set_mext();
+    }
+    Firmware::new(Virt, size as u64 / 2).serve()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::fmt::Write;
+    struct Uart;
+    impl Write for Uart {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            Virt.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    // Between delimiters, so an agent's deframer drops it as one bad frame.
+    Virt.write(&[0]);
+    let _ = write!(Uart, "spore-runner-bare: {info}");
+    Virt.write(&[0]);
+    // SAFETY: the test device: QEMU exits with code 101.
+    unsafe { write_volatile(TEST as *mut u32, 0x3333 | (101 << 16)) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
