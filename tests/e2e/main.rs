@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bare;
 mod containment;
 mod crash;
 mod daemon;
