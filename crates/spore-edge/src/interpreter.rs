@@ -12,7 +12,7 @@ use spore_wasip1::IMPORTS;
 use spore_wire::BackendKind;
 use wasmi::{
     Caller, Config, Extern, Func, FuncType, Linker, Memory, Module, ResourceLimiter, ResumableCall,
-    ResumableCallOutOfFuel, Store, Val, ValType,
+    ResumableCallHostTrap, ResumableCallOutOfFuel, Store, Val, ValType,
 };
 use wasmi_core::LimiterError;
 
@@ -198,6 +198,14 @@ fn wasi_call<H: Host>(
     Ok(())
 }
 
+/// A run that stopped before its end and goes on when resumed.
+enum Paused {
+    /// Its slice of fuel was spent.
+    Fuel(ResumableCallOutOfFuel),
+    /// It waits in a parked WASI call.
+    Host(ResumableCallHostTrap),
+}
+
 /// An instance on wasmi.
 pub struct Interpreted<H: Host + Send + 'static> {
     store: Store<State<H>>,
@@ -207,7 +215,7 @@ pub struct Interpreted<H: Host + Send + 'static> {
     budget: Option<u64>,
     /// Fuel spent in finished slices.
     used: u64,
-    paused: Option<ResumableCallOutOfFuel>,
+    paused: Option<Paused>,
     results: Vec<Val>,
     started: bool,
     /// The run is a command's `_start` (its end is an exit, not returned values).
@@ -249,10 +257,17 @@ impl<H: Host + Send + 'static> Interpreted<H> {
                         message: format!("used its fuel budget of {}", self.budget.unwrap_or(0)),
                     });
                 }
-                self.paused = Some(paused);
+                self.paused = Some(Paused::Fuel(paused));
                 Step::Paused
             }
-            Ok(ResumableCall::HostTrap(trap)) => Step::Ended(self.stopped(trap.into_host_error())),
+            Ok(ResumableCall::HostTrap(trap)) => {
+                if let Some(Stopped::Wasi(spore_wasip1::Stop::Park { until })) = trap.host_error().downcast_ref() {
+                    let until = *until;
+                    self.paused = Some(Paused::Host(trap));
+                    return Step::Parked { until };
+                }
+                Step::Ended(self.stopped(trap.into_host_error()))
+            }
             Err(error) => Step::Ended(self.stopped(error)),
         }
     }
@@ -305,7 +320,10 @@ impl<H: Host + Send + 'static> Interpreted<H> {
                 self.paused = None;
                 return Step::Ended(outcome);
             }
-            let required = self.paused.as_ref().map_or(0, ResumableCallOutOfFuel::required_fuel);
+            let required = match &self.paused {
+                Some(Paused::Fuel(p)) => p.required_fuel(),
+                _ => 0,
+            };
             let piece = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY)).max(required);
             let Some(given) = self.refuel(piece) else {
                 return Step::Ended(Outcome::Limit {
@@ -317,13 +335,18 @@ impl<H: Host + Send + 'static> Interpreted<H> {
             let mut results = core::mem::take(&mut self.results);
             let call = match (first.take(), self.paused.take()) {
                 (Some((func, inputs)), _) => func.call_resumable(&mut self.store, &inputs, &mut results),
-                (None, Some(paused)) => paused.resume(&mut self.store, &mut results),
+                (None, Some(Paused::Fuel(paused))) => paused.resume(&mut self.store, &mut results),
+                (None, Some(Paused::Host(parked))) => {
+                    // The parked call's answer, now that the guest may have it.
+                    let errno = self.finish_parked();
+                    parked.resume(&mut self.store, &[Val::I32(errno)], &mut results)
+                }
                 (None, None) => return Step::Ended(Outcome::Trapped("nothing to resume".to_string())),
             };
             self.results = results;
             match self.settle(given, call, self.is_start) {
                 Step::Paused => {}
-                ended => return ended,
+                other => return other,
             }
             if let Some(l) = left.as_mut() {
                 *l = l.saturating_sub(self.used - before);
@@ -332,6 +355,18 @@ impl<H: Host + Send + 'static> Interpreted<H> {
                 }
             }
         }
+    }
+}
+
+impl<H: Host + Send + 'static> Interpreted<H> {
+    /// The answer of the WASI call the guest was parked in.
+    fn finish_parked(&mut self) -> i32 {
+        let mut none: [u8; 0] = [];
+        let (bytes, state) = match self.memory {
+            Some(m) => m.data_and_store_mut(&mut self.store),
+            None => (&mut none[..], self.store.data_mut()),
+        };
+        state.wasi.finish(bytes)
     }
 }
 

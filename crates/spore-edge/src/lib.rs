@@ -63,6 +63,10 @@ impl Stopped {
         match self {
             Stopped::Wasi(Stop::Exit(code)) => Outcome::Exited(*code),
             Stopped::Wasi(Stop::Interrupted) => Outcome::Killed,
+            // Only an engine that can suspend a guest (wasmi) takes a park; elsewhere it ends it.
+            Stopped::Wasi(Stop::Park { .. }) => {
+                Outcome::Trapped("the host parked the guest, which this engine cannot suspend".into())
+            }
             Stopped::Watch(outcome) => outcome.clone(),
         }
     }
@@ -136,6 +140,12 @@ pub enum Step {
     Ended(Outcome),
     /// Its slice of fuel is spent; [`Instance::resume`] goes on.
     Paused,
+    /// It waits in a WASI call its host parked ([`Stop::Park`]): [`Instance::resume`] goes on
+    /// once the monotonic clock is at `until`, or (`None`) once the host has room again.
+    Parked {
+        /// Monotonic nanoseconds.
+        until: Option<u64>,
+    },
 }
 
 /// Why a module does not load or instantiate. Each names what to change.

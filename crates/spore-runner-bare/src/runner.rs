@@ -1,8 +1,9 @@
 //! The runner's state, all in RAM: modules by digest (validated and translated by wasmi when
 //! committed), uploads a new agent may resume, apps and their runs. Runs go on in slices of
 //! fuel from [`Bare::step`], one app after another; what they write goes out within the
-//! credit their agent gave, and an app whose output waits for credit is not run until it has
-//! some, so its output never grows past one slice's worth.
+//! credit their agent gave. A guest that sleeps, or writes more than may wait for credit, is
+//! parked in its WASI call (`Stop::Park`) and not run again until its time has come or its
+//! output has gone out: nothing spins, nothing is lost.
 
 use crate::board::Board;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -51,6 +52,8 @@ struct Shared {
     /// CPU time of earlier slices, and when this one began.
     cpu_ns: u64,
     slice_started: u64,
+    /// Output waiting for the agent's credit (the loop keeps it up to date).
+    waiting: usize,
 }
 
 /// An app's WASI host on this board.
@@ -65,8 +68,14 @@ impl<B: Board> Host for AppHost<B> {
             Stream::Stdout => StreamKind::Stdout,
             Stream::Stderr => StreamKind::Stderr,
         };
-        self.shared.lock().written.push((kind, bytes.to_vec()));
-        Ok(())
+        let mut shared = self.shared.lock();
+        shared.waiting += bytes.len();
+        shared.written.push((kind, bytes.to_vec()));
+        // Taken; past the backlog the guest waits until its output has gone out.
+        match shared.waiting >= BACKLOG {
+            true => Err(Stop::Park { until: None }),
+            false => Ok(()),
+        }
     }
 
     fn now(&mut self, clock: Clock) -> Option<u64> {
@@ -91,11 +100,11 @@ impl<B: Board> Host for AppHost<B> {
     }
 
     fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
-        // Holds the loop until the deadline (wake_by bounds it at the app's wall limit).
-        while self.board.now_ns() < deadline {
-            core::hint::spin_loop();
+        // Parked: the loop runs the others and comes back once the deadline has passed.
+        match self.board.now_ns() >= deadline {
+            true => Ok(()),
+            false => Err(Stop::Park { until: Some(deadline) }),
         }
-        Ok(())
     }
 
     fn yield_now(&mut self) -> Result<(), Stop> {
@@ -109,6 +118,9 @@ struct Run<B: Board> {
     interrupt: Interrupt,
     /// What to call, until the first slice.
     entry: Option<Entry>,
+    /// Parked in a WASI call: until this monotonic time, or (`Some(None)`) until its output
+    /// has gone out.
+    parked: Option<Option<u64>>,
     request: u32,
     shared: Arc<Mutex<Shared>>,
     /// Output the agent has no credit for yet.
@@ -181,18 +193,20 @@ impl<B: Board> Bare<B> {
         }
     }
 
-    /// Whether some app has work to do.
+    /// Whether some app has work to do now.
     pub fn busy(&self) -> bool {
-        self.apps.values().any(|a| a.run.as_ref().is_some_and(Run::runnable))
+        let now = self.board.now_ns();
+        self.apps.values().any(|a| a.run.as_ref().is_some_and(|r| r.runnable(now)))
     }
 
     /// Runs one slice of the next app that can run, and moves what runs wrote to `outgoing`.
     pub fn step(&mut self) {
+        let now = self.board.now_ns();
         let next = self
             .apps
             .range(self.last + 1..)
             .chain(self.apps.range(..=self.last))
-            .find(|(_, a)| a.run.as_ref().is_some_and(Run::runnable))
+            .find(|(_, a)| a.run.as_ref().is_some_and(|r| r.runnable(now)))
             .map(|(id, _)| *id);
         if let Some(id) = next {
             self.last = id;
@@ -209,6 +223,7 @@ impl<B: Board> Bare<B> {
         let Some(instance) = run.instance.as_mut() else { return };
         let began = self.board.now_ns();
         run.shared.lock().slice_started = began;
+        run.parked = None;
         let step = match run.entry.take() {
             Some(Entry::Start) => instance.start(Call::Start, Some(SLICE)),
             Some(Entry::Export(name, args)) => instance.start(Call::Export { name: &name, args: &args }, Some(SLICE)),
@@ -222,6 +237,9 @@ impl<B: Board> Bare<B> {
         };
         app.cpu_us = cpu_ns / 1000;
         app.memory_bytes = instance.memory_bytes();
+        if let Step::Parked { until } = step {
+            run.parked = Some(until);
+        }
         if let Step::Ended(outcome) = step {
             let fuel = instance.fuel_used();
             let wall_us = self.board.now_ns().saturating_sub(run.started) / 1000;
@@ -259,6 +277,7 @@ impl<B: Board> Bare<B> {
             self.outgoing.push_back((run.request, Message::Output(output)));
             run.backlog.pop_front();
         }
+        run.shared.lock().waiting = run.backlog.iter().map(|(_, b)| b.len()).sum();
         match run.exit.take() {
             Some(exit) if run.backlog.is_empty() => {
                 app.state = InstanceState::Ended(exit.outcome.clone());
@@ -305,9 +324,14 @@ impl<B: Board> Bare<B> {
 }
 
 impl<B: Board> Run<B> {
-    /// Has a slice to run, and room for what it writes.
-    fn runnable(&self) -> bool {
-        self.instance.is_some() && self.backlog.iter().map(|(_, b)| b.len()).sum::<usize>() < BACKLOG
+    /// Has a slice to run at `now`: not waiting for its time, and with room for its output.
+    fn runnable(&self, now: u64) -> bool {
+        let room = self.shared.lock().waiting < BACKLOG;
+        self.instance.is_some()
+            && match self.parked {
+                Some(Some(until)) => now >= until,
+                _ => room,
+            }
     }
 }
 
@@ -476,6 +500,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             instance: Some(instance),
             interrupt,
             entry: Some(entry),
+            parked: None,
             request,
             shared,
             backlog: VecDeque::new(),

@@ -233,3 +233,46 @@ fn an_upload_cut_by_a_new_agent_is_resumed_where_it_stopped() {
     let out = agent.ask(Message::ModuleBegin(begin));
     assert!(matches!(out.as_slice(), [(_, Message::SendFrom(s))] if s.offset == 10), "{out:?}");
 }
+
+/// A command that sleeps `ms` (one clock poll), then writes "woke\n".
+fn sleeper(ms: u64) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 16) "woke\n")
+            (func (export "_start")
+                (i32.store8 (i32.const 108) (i32.const 0))
+                (i32.store (i32.const 116) (i32.const 1))
+                (i64.store (i32.const 124) (i64.const {ns}))
+                (drop (call $poll (i32.const 100) (i32.const 200) (i32.const 1) (i32.const 300)))
+                (i32.store (i32.const 0) (i32.const 16))
+                (i32.store (i32.const 4) (i32.const 5))
+                (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        ns = ms * 1_000_000
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_sleeping_app_is_parked_not_spinning_and_wakes_when_its_time_has_come() {
+    let mut agent = Agent::new(64 << 20);
+    let sleep = agent.upload(&sleeper(300));
+    let hello = agent.upload(&writer("hello\n", 1, false));
+    let sleeper = agent.app(sleep, "sleeper");
+    let greeter = agent.app(hello, "greeter");
+    let started = Instant::now();
+    agent.send(&Message::Run(Run { instance: sleeper }));
+    agent.send(&Message::Run(Run { instance: greeter }));
+    let out = agent.pump();
+    assert_eq!(exits(&out), vec![(greeter, Outcome::Exited(0))], "the other app ran: {out:?}");
+    // Parked: the loop has nothing to do (the board may wait) until the sleep is over.
+    assert!(!agent.firmware.turn(), "a sleeping app is not run");
+    while started.elapsed() < std::time::Duration::from_millis(300) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = agent.pump();
+    assert_eq!(exits(&out), vec![(sleeper, Outcome::Exited(0))], "{out:?}");
+    assert!(out.iter().any(|(_, m)| matches!(m, Message::Output(o) if o.bytes == b"woke\n")), "{out:?}");
+}

@@ -21,7 +21,7 @@ mod memory;
 pub use abi::{Func, IMPORTS, Import, MODULE, Ty, errno};
 
 use alloc::vec::Vec;
-use memory::{Event, Fault, Guest, SubKind};
+use memory::{Event, Fault, Guest, SubKind, Subscription};
 
 /// Why a guest stops inside a WASI call instead of getting an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,15 @@ pub enum Stop {
     Exit(i32),
     /// Its host ended it while it waited (a kill, a time limit).
     Interrupted,
+    /// The call has done its work, but the guest is to wait before it gets the answer: until
+    /// the monotonic clock reaches `until`, or (`None`) until its host has room for more
+    /// output. What a host with one loop for every guest (a board) answers instead of
+    /// blocking; the engine suspends the guest and, when it is resumed, gives it
+    /// [`Wasi::finish`]'s answer.
+    Park {
+        /// Monotonic nanoseconds at which the wait is over; `None`: when the host says.
+        until: Option<u64>,
+    },
 }
 
 /// A guest's output streams.
@@ -57,7 +66,8 @@ pub enum Clock {
 /// What a platform gives a guest.
 pub trait Host {
     /// Takes the guest's output. May wait (the agent has no room for more yet: the guest waits,
-    /// nothing is lost) and may end the guest instead.
+    /// nothing is lost), or take it and answer [`Stop::Park`] to have the guest wait, and may
+    /// end the guest instead.
     fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop>;
     /// A clock's time in nanoseconds, or `None` where the platform has no such clock.
     fn now(&mut self, clock: Clock) -> Option<u64>;
@@ -67,7 +77,8 @@ pub trait Host {
     /// — a seeded generator).
     fn random(&mut self, buf: &mut [u8]);
     /// Parks the guest until the monotonic clock reaches `deadline` (nanoseconds), without
-    /// spinning; ends early with [`Stop::Interrupted`] when the guest is to end.
+    /// spinning: by waiting (a thread of its own), or by answering [`Stop::Park`] (a loop
+    /// that runs every guest). Ends early with [`Stop::Interrupted`] when the guest is to end.
     fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop>;
     /// Lets others run.
     fn yield_now(&mut self) -> Result<(), Stop>;
@@ -82,6 +93,16 @@ pub struct Wasi<H> {
     /// Monotonic nanoseconds by which any sleep ends, whatever the guest asked: the engine's
     /// wall-clock deadline, so a guest cannot outwait its limit inside one call.
     pub wake_by: Option<u64>,
+    /// The call a [`Stop::Park`] suspended, to be finished when the guest goes on.
+    parked: Option<Parked>,
+}
+
+/// A call whose guest waits for its answer.
+enum Parked {
+    /// Its answer is ready.
+    Answer(i32),
+    /// A `poll_oneoff` on clocks: which fired is known when the guest goes on.
+    Poll { subs: Vec<Subscription>, deadlines: Vec<Option<u64>>, output: u32, events: u32 },
 }
 
 /// Bytes one `fd_write` takes at most (a short write, as POSIX allows: the guest's libc writes
@@ -116,7 +137,7 @@ impl<H: Host> Wasi<H> {
                 pair
             })
             .collect();
-        Wasi { args, env, host, wake_by: None }
+        Wasi { args, env, host, wake_by: None, parked: None }
     }
 
     /// Carries out the preview 1 function at `index` of [`IMPORTS`], with its arguments as
@@ -201,15 +222,35 @@ impl<H: Host> Wasi<H> {
             let Ok((ptr, len)) = mem.iovec(iovs, i) else { return Ok(errno::FAULT) };
             let len = len.min(MAX_WRITE - total);
             let Ok(bytes) = mem.slice(ptr, len) else { return Ok(errno::FAULT) };
-            if !bytes.is_empty() {
-                self.host.write(stream, bytes)?;
-            }
+            let taken = if bytes.is_empty() { Ok(()) } else { self.host.write(stream, bytes) };
             total += len;
+            match taken {
+                Ok(()) => {}
+                // Taken, and the guest is to wait: the write ends here, short.
+                Err(Stop::Park { until }) => {
+                    let answer = mem.u32(written, total).map_or(errno::FAULT, |()| errno::SUCCESS);
+                    self.parked = Some(Parked::Answer(answer));
+                    return Err(Stop::Park { until });
+                }
+                Err(stop) => return Err(stop),
+            }
             if total == MAX_WRITE {
                 break;
             }
         }
         Ok(mem.u32(written, total).map_or(errno::FAULT, |()| errno::SUCCESS))
+    }
+
+    /// The answer of the call a [`Stop::Park`] suspended, once the guest may have it: a
+    /// parked poll learns now which of its clocks have fired. Call it only after a park.
+    pub fn finish(&mut self, memory: &mut [u8]) -> i32 {
+        match self.parked.take() {
+            Some(Parked::Answer(errno)) => errno,
+            Some(Parked::Poll { subs, deadlines, output, events }) => {
+                poll_events(&mut self.host, &mut Guest(memory), &subs, &deadlines, output, events)
+            }
+            None => errno::SUCCESS,
+        }
     }
 
     /// Clock subscriptions park the guest until the earliest is due; descriptor ones are
@@ -245,28 +286,48 @@ impl<H: Host> Wasi<H> {
         let answer_now =
             subs.iter().zip(&deadlines).any(|(s, d)| !matches!(s.kind, SubKind::Clock { .. }) || d.is_none());
         if !answer_now && let Some(&earliest) = deadlines.iter().flatten().min() {
-            self.host.sleep_until(earliest.min(self.wake_by.unwrap_or(u64::MAX)))?;
-        }
-        let after = monotonic(&mut self.host);
-        let mut n = 0;
-        for (s, deadline) in subs.iter().zip(&deadlines) {
-            let (error, kind, hangup) = match (s.kind, deadline) {
-                (SubKind::Clock { .. }, Some(d)) if *d <= after => (0, 0, false),
-                (SubKind::Clock { .. }, Some(_)) => continue,
-                (SubKind::Clock { .. }, None) => (errno::INVAL, 0, false),
-                (SubKind::Fd { fd: 0, write: false }, _) => (0, 1, true),
-                (SubKind::Fd { fd: 1 | 2, write: true }, _) => (0, 2, false),
-                (SubKind::Fd { write, .. }, _) => (errno::BADF, if write { 2 } else { 1 }, false),
-                (SubKind::Unknown, _) => (errno::INVAL, 0, false),
-            };
-            let event = Event { userdata: s.userdata, error: error as u16, kind, nbytes: 0, hangup };
-            if mem.event(output, n, &event).is_err() {
-                return Ok(errno::FAULT);
+            match self.host.sleep_until(earliest.min(self.wake_by.unwrap_or(u64::MAX))) {
+                Ok(()) => {}
+                Err(Stop::Park { until }) => {
+                    self.parked = Some(Parked::Poll { subs, deadlines, output, events });
+                    return Err(Stop::Park { until });
+                }
+                Err(stop) => return Err(stop),
             }
-            n += 1;
         }
-        Ok(mem.u32(events, n).map_or(errno::FAULT, |()| errno::SUCCESS))
+        Ok(poll_events(&mut self.host, mem, &subs, &deadlines, output, events))
     }
+}
+
+/// Writes the events of a poll whose wait is over: the clocks that have fired by now, and the
+/// descriptors (always ready); the count goes to `events`.
+fn poll_events<H: Host>(
+    host: &mut H,
+    mem: &mut Guest<'_>,
+    subs: &[Subscription],
+    deadlines: &[Option<u64>],
+    output: u32,
+    events: u32,
+) -> i32 {
+    let after = monotonic(host);
+    let mut n = 0;
+    for (s, deadline) in subs.iter().zip(deadlines) {
+        let (error, kind, hangup) = match (s.kind, deadline) {
+            (SubKind::Clock { .. }, Some(d)) if *d <= after => (0, 0, false),
+            (SubKind::Clock { .. }, Some(_)) => continue,
+            (SubKind::Clock { .. }, None) => (errno::INVAL, 0, false),
+            (SubKind::Fd { fd: 0, write: false }, _) => (0, 1, true),
+            (SubKind::Fd { fd: 1 | 2, write: true }, _) => (0, 2, false),
+            (SubKind::Fd { write, .. }, _) => (errno::BADF, if write { 2 } else { 1 }, false),
+            (SubKind::Unknown, _) => (errno::INVAL, 0, false),
+        };
+        let event = Event { userdata: s.userdata, error: error as u16, kind, nbytes: 0, hangup };
+        if mem.event(output, n, &event).is_err() {
+            return errno::FAULT;
+        }
+        n += 1;
+    }
+    mem.u32(events, n).map_or(errno::FAULT, |()| errno::SUCCESS)
 }
 
 /// The monotonic time, or 0 on a platform without one (then sleeps end at once).

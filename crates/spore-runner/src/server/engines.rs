@@ -202,7 +202,9 @@ fn run_on<E: Engine, H: Host + Send + 'static>(
 ) -> Result<Ended, EdgeError> {
     let mut instance = engine.instantiate(module, wasi, limits, interrupt)?;
     let mut step = instance.start(call, None);
-    while step == Step::Paused {
+    // A run's thread waits inside its host calls, so its host never parks the guest; were one
+    // to, the guest would go on at once.
+    while matches!(step, Step::Paused | Step::Parked { .. }) {
         step = instance.resume(None);
     }
     let Step::Ended(outcome) = step else { unreachable!("the loop ends only at an end") };
