@@ -1,6 +1,7 @@
 //! `spore` deploying to the bare-metal runner: the firmware (`spore-runner-bare`, built by
-//! scripts/test) booted on QEMU's riscv64 `virt` board with its UART on a pty, driven with
-//! `spore --host serial://PTY` exactly as a Linux runner on a serial line.
+//! scripts/test) booted on QEMU's riscv64 `virt` board and its Cortex-M4F `mps2-an386`, with
+//! the UART on a pty, driven with `spore --host serial://PTY` exactly as a Linux runner on a
+//! serial line.
 
 use crate::support::{Seen, guest, spore};
 use std::io::{BufRead, BufReader};
@@ -21,28 +22,49 @@ impl Drop for Board {
     }
 }
 
-fn firmware() -> PathBuf {
+/// The boards the firmware is built for.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// `qemu-system-riscv64 -machine virt`, 128 MiB.
+    Virt,
+    /// `qemu-system-arm -machine mps2-an386`: a microcontroller, 8 MiB for apps.
+    Mps2,
+}
+
+fn firmware(target: &str) -> PathBuf {
     let target_dir = Path::new(env!("CARGO_BIN_EXE_spore")).parent().unwrap().parent().unwrap();
-    let path = target_dir.join("riscv64gc-unknown-none-elf/release/spore-runner-bare");
+    let path = target_dir.join(target).join("release/spore-runner-bare");
     assert!(
         path.exists(),
-        "{} is missing: scripts/test builds it (cargo build --release --target riscv64gc-unknown-none-elf -p spore-runner-bare)",
+        "{} is missing: scripts/test builds it (cargo build --release --target {target} -p spore-runner-bare)",
         path.display()
     );
     path
 }
 
 impl Board {
-    fn boot() -> Board {
-        let mut qemu = Command::new("qemu-system-riscv64")
-            .args(["-machine", "virt", "-m", "128M", "-bios", "none", "-display", "none", "-monitor", "none"])
-            .args(["-serial", "pty", "-kernel"])
-            .arg(firmware())
+    fn boot(kind: Kind) -> Board {
+        let mut command = match kind {
+            Kind::Virt => {
+                let mut c = Command::new("qemu-system-riscv64");
+                c.args(["-machine", "virt", "-m", "128M", "-bios", "none"]);
+                c.arg("-kernel").arg(firmware("riscv64gc-unknown-none-elf"));
+                c
+            }
+            Kind::Mps2 => {
+                let mut c = Command::new("qemu-system-arm");
+                c.args(["-machine", "mps2-an386"]);
+                c.arg("-kernel").arg(firmware("thumbv7em-none-eabihf"));
+                c
+            }
+        };
+        let mut qemu = command
+            .args(["-display", "none", "-monitor", "none", "-serial", "pty"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("qemu-system-riscv64 (scripts/setup installs it)");
+            .expect("QEMU's system emulators (scripts/setup installs them)");
         // QEMU names the pty on stdout: "char device redirected to /dev/pts/N (label serial0)".
         let mut line = String::new();
         BufReader::new(qemu.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -66,33 +88,49 @@ fn path(name: &str) -> String {
 
 #[test]
 fn the_test_guests_run_on_a_riscv_board_with_no_operating_system() {
-    let board = Board::boot();
-    let seen = board.spore(&["run", &path("hello")]);
-    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
-    let seen = board.spore(&["run", &path("exit-code"), "7"]);
-    assert_eq!((seen.code, seen.stdout.as_str()), (7, "exiting with 7\n"), "{seen:?}");
-    let seen = board.spore(&["run", "-e", "GREETING=hi", &path("args-env"), "a b"]);
-    assert_eq!(seen.stdout, "arg[0]=args-env.wasm\narg[1]=a b\nenv GREETING=hi\n", "{seen:?}");
-    // n-body's energies are the reference's, computed on wasmi on the board.
-    let seen = board.spore(&["run", &path("nbody"), "1000"]);
-    assert_eq!((seen.code, seen.stdout.as_str()), (0, "-0.169075164\n-0.169087605\n"), "{seen:?}");
-    let seen = board.spore(&["run", &path("trap")]);
-    assert_eq!(seen.code, 134, "{seen:?}");
-    assert!(seen.stderr.contains("unreachable"), "{seen:?}");
-    let seen = board.spore(&["run", "--memory", "16M", &path("membomb")]);
-    assert_eq!(seen.code, 137, "{seen:?}");
-    assert!(seen.stderr.contains("memory limit"), "{seen:?}");
-    let seen = board.spore(&["run", "--timeout", "500ms", &path("spin")]);
-    assert_eq!(seen.code, 124, "{seen:?}");
-    // Native code is not for a board: it says what it has.
-    let seen = board.spore(&["run", "--engine", "native", &path("hello")]);
-    assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(seen.stderr.contains("it has wasmi"), "{seen:?}");
+    runs_the_test_guests(Kind::Virt);
 }
 
 #[test]
-fn a_spinning_app_on_the_board_is_killed_while_another_keeps_running() {
-    let board = Board::boot();
+fn the_test_guests_run_on_a_microcontroller() {
+    runs_the_test_guests(Kind::Mps2);
+}
+
+fn runs_the_test_guests(kind: Kind) {
+    let board = Board::boot(kind);
+    let seen = board.spore(&["run", &path("hello")]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{kind:?}: {seen:?}");
+    let seen = board.spore(&["run", &path("exit-code"), "7"]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (7, "exiting with 7\n"), "{kind:?}: {seen:?}");
+    let seen = board.spore(&["run", "-e", "GREETING=hi", &path("args-env"), "a b"]);
+    assert_eq!(seen.stdout, "arg[0]=args-env.wasm\narg[1]=a b\nenv GREETING=hi\n", "{kind:?}: {seen:?}");
+    // n-body's energies are the reference's, computed on wasmi on the board.
+    let seen = board.spore(&["run", &path("nbody"), "1000"]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "-0.169075164\n-0.169087605\n"), "{kind:?}: {seen:?}");
+    let seen = board.spore(&["run", &path("trap")]);
+    assert_eq!(seen.code, 134, "{kind:?}: {seen:?}");
+    assert!(seen.stderr.contains("unreachable"), "{kind:?}: {seen:?}");
+    // A memory bomb stops at its limit, and the runner goes on.
+    let seen = board.spore(&["run", "--memory", "2M", &path("membomb")]);
+    assert_eq!(seen.code, 137, "{kind:?}: {seen:?}");
+    assert!(seen.stderr.contains("memory limit of 2097152"), "{kind:?}: {seen:?}");
+    let seen = board.spore(&["run", "--timeout", "500ms", &path("spin")]);
+    assert_eq!(seen.code, 124, "{kind:?}: {seen:?}");
+    // More memory than the board has for apps is refused, naming what it has.
+    let seen = board.spore(&["run", "--memory", "1G", &path("hello")]);
+    assert_eq!(seen.code, 125, "{kind:?}: {seen:?}");
+    assert!(seen.stderr.contains("the app may use 1073741824 bytes of memory"), "{kind:?}: {seen:?}");
+    // Native code is not for a board: it says what it has.
+    let seen = board.spore(&["run", "--engine", "native", &path("hello")]);
+    assert_eq!(seen.code, 125, "{kind:?}: {seen:?}");
+    assert!(seen.stderr.contains("it has wasmi"), "{kind:?}: {seen:?}");
+    let seen = board.spore(&["run", &path("hello")]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{kind:?}: still serving: {seen:?}");
+}
+
+#[test]
+fn a_spinning_app_on_a_microcontroller_is_killed_while_another_keeps_running() {
+    let board = Board::boot(Kind::Mps2);
     let seen = board.spore(&["deploy", "--name", "spinner", &path("spin")]);
     assert_eq!(seen.code, 0, "{seen:?}");
     // While it spins, the link answers and another app runs to its end.

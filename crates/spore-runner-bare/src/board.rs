@@ -29,3 +29,19 @@ pub trait Board: Clone + Send + 'static {
     /// A name for this board that stays the same across restarts of one machine.
     fn id(&self) -> String;
 }
+
+/// Random bytes for a board without an entropy source: splitmix64 over a counter seeded at boot
+/// (from a clock). Not a source of secrets, and docs/edge.md says so.
+#[cfg(target_os = "none")]
+pub fn seeded_random(state: &spin::Mutex<u64>, buf: &mut [u8]) {
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut state = state.lock();
+    for chunk in buf.chunks_mut(8) {
+        *state = state.wrapping_add(GAMMA);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+}

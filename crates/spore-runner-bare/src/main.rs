@@ -3,7 +3,8 @@
 //! `spore-session`'s, the same as the Linux runner's) and runs the apps on wasmi in slices of
 //! fuel, so a spinning app cannot starve the others or the link.
 //!
-//! Boards: QEMU's riscv64 `virt` (`--target riscv64gc-unknown-none-elf`). Built for the host,
+//! Boards: QEMU's riscv64 `virt` (`--target riscv64gc-unknown-none-elf`) and its Cortex-M4F
+//! `mps2-an386` (`--target thumbv7em-none-eabihf`). Built for the host,
 //! this crate is only its tests (the runner's logic against a board made of memory).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -21,6 +22,8 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+mod mps2;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod virt;
 

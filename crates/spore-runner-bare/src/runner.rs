@@ -436,7 +436,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         }
     }
 
-    fn instantiate(&mut self, spec: Instantiate) -> Result<u32, Refusal> {
+    fn instantiate(&mut self, mut spec: Instantiate) -> Result<u32, Refusal> {
         if self.apps.len() >= self.limits.max_instances as usize {
             return Err(Refusal::new(
                 ErrorCode::EXHAUSTED,
@@ -450,6 +450,13 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             .modules
             .get(&spec.module)
             .ok_or_else(|| Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner; upload it first"))?;
+        // Every app's memory is counted against the board's: an app without a limit gets a
+        // share of it, never the engine's 64 MiB default a board may not have.
+        let budget = self.limits.memory_bytes;
+        let wanted = spec.limits.memory_bytes.unwrap_or(spore_edge::DEFAULT_MEMORY.min(budget / 4));
+        let held: u64 = self.apps.values().filter_map(|a| a.spec.limits.memory_bytes).sum();
+        spore_session::admit_memory(wanted, held, budget)?;
+        spec.limits.memory_bytes = Some(wanted);
         self.engine.check(module, &spec.limits).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
         let id = self.next_id;
         self.next_id += 1;

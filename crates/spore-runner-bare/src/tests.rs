@@ -276,3 +276,25 @@ fn a_sleeping_app_is_parked_not_spinning_and_wakes_when_its_time_has_come() {
     assert_eq!(exits(&out), vec![(sleeper, Outcome::Exited(0))], "{out:?}");
     assert!(out.iter().any(|(_, m)| matches!(m, Message::Output(o) if o.bytes == b"woke\n")), "{out:?}");
 }
+
+#[test]
+fn apps_share_the_boards_memory_and_one_past_it_is_refused_with_what_is_left() {
+    let mut agent = Agent::new(8 << 20);
+    let module = agent.upload(&writer("x\n", 1, false));
+    // Without a limit an app gets a quarter of the board's memory for apps.
+    for name in ["a", "b", "c", "d"] {
+        agent.app(module, name);
+    }
+    let spec = Instantiate {
+        module,
+        name: "e".into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        limits: Limits::default(),
+        boot: false,
+    };
+    let out = agent.ask(Message::Instantiate(spec));
+    let [(_, Message::Error(e))] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(e.code, ErrorCode::EXHAUSTED);
+    assert!(e.message.contains("has 0 of its 8388608 left"), "{}", e.message);
+}

@@ -10,7 +10,6 @@ use crate::board::Board;
 use crate::serve::Firmware;
 use alloc::string::{String, ToString};
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicU64, Ordering};
 use embedded_alloc::LlffHeap;
 
 #[global_allocator]
@@ -43,8 +42,8 @@ const STACK: usize = 1 << 20;
 #[derive(Clone, Copy)]
 struct Virt;
 
-/// The generator behind `random_get` (splitmix64), seeded at boot.
-static SEED: AtomicU64 = AtomicU64::new(0);
+/// The state of `random_get`'s generator, seeded at boot.
+static SEED: spin::Mutex<u64> = spin::Mutex::new(0);
 
 impl Board for Virt {
     const TARGET: &'static str = "riscv64gc-unknown-none-elf";
@@ -72,13 +71,7 @@ impl Board for Virt {
     }
 
     fn random(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let mut z = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
-        }
+        crate::board::seeded_random(&SEED, buf);
     }
 
     fn idle(&mut self) {
@@ -112,7 +105,7 @@ fn main() -> ! {
     // SAFETY: the heap is the RAM between the image's end and the stack, used by nothing else,
     // and this is its one initialisation, before anything allocates.
     unsafe { HEAP.init(start, size) };
-    SEED.store(Virt.now_ns() ^ 0x5EED, Ordering::Relaxed);
+    *SEED.lock() = Virt.now_ns() ^ 0x5EED;
     // SAFETY: the UART's and the PLIC's registers; the timer and external interrupts enabled
     // in `mie` (and not in mstatus) only make `wfi` return.
     unsafe {

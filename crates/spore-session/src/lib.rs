@@ -422,3 +422,18 @@ pub fn verify(bytes: &[u8], digest: &Digest) -> Result<(), Refusal> {
         )),
     }
 }
+
+/// Admits an app that may use `wanted` bytes of memory when the runner's apps hold `held` of
+/// its `budget` (the sum of their limits stays within it), or says what is left.
+pub fn admit_memory(wanted: u64, held: u64, budget: u64) -> Result<(), Refusal> {
+    match held.saturating_add(wanted) > budget {
+        true => Err(Refusal::new(
+            ErrorCode::EXHAUSTED,
+            format!(
+                "the app may use {wanted} bytes of memory; this runner has {} of its {budget} left (--memory)",
+                budget.saturating_sub(held)
+            ),
+        )),
+        false => Ok(()),
+    }
+}

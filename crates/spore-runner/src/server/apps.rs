@@ -288,16 +288,7 @@ pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>
     }
     let wanted = spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
     let held: u64 = inner.by_id.values().map(|a| a.memory_limit()).sum();
-    if held.saturating_add(wanted) > runner.config.memory_bytes {
-        return Err(Refusal::new(
-            ErrorCode::EXHAUSTED,
-            format!(
-                "the app may use {wanted} bytes of memory; this runner has {} of its {} left (--memory)",
-                runner.config.memory_bytes.saturating_sub(held),
-                runner.config.memory_bytes
-            ),
-        ));
-    }
+    spore_session::admit_memory(wanted, held, runner.config.memory_bytes)?;
     // Dropped since it was looked up: an app must not outlive its module's file.
     if !runner.store.has(&spec.module) {
         return Err(Refusal::new(ErrorCode::UNKNOWN_MODULE, "the module was removed meanwhile; upload it again"));
