@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 struct Board {
     qemu: Child,
     pty: String,
+    /// QEMU's machine protocol (QMP) socket, for what a test does to the board from outside.
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Board {
@@ -58,8 +60,10 @@ impl Board {
                 c
             }
         };
+        let dir = tempfile::tempdir().unwrap();
+        let qmp = format!("unix:{},server=on,wait=off", dir.path().join("qmp.sock").display());
         let mut qemu = command
-            .args(["-display", "none", "-monitor", "none", "-serial", "pty"])
+            .args(["-display", "none", "-monitor", "none", "-serial", "pty", "-qmp", &qmp])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -73,7 +77,28 @@ impl Board {
             let _ = qemu.kill();
             panic!("QEMU did not give a pty: {line:?}");
         };
-        Board { qemu, pty }
+        Board { qemu, pty, dir }
+    }
+
+    /// Presses the board's reset button (QMP `system_reset`).
+    fn reset(&self) {
+        use std::io::Write;
+        let stream = std::os::unix::net::UnixStream::connect(self.dir.path().join("qmp.sock")).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap(); // the greeting
+        for command in ["qmp_capabilities", "system_reset"] {
+            writeln!(&stream, "{{\"execute\": \"{command}\"}}").unwrap();
+            // Events (RESET) may come before the answer.
+            loop {
+                line.clear();
+                assert!(reader.read_line(&mut line).unwrap() > 0, "QMP closed at {command}");
+                assert!(!line.contains("\"error\""), "{command}: {line}");
+                if line.contains("\"return\"") {
+                    break;
+                }
+            }
+        }
     }
 
     fn spore(&self, args: &[&str]) -> Seen {
@@ -128,22 +153,55 @@ fn runs_the_test_guests(kind: Kind) {
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{kind:?}: still serving: {seen:?}");
 }
 
+/// The ticks an app has printed (`tick N` lines).
+fn ticks(board: &Board, name: &str) -> usize {
+    board.spore(&["logs", name]).stdout.lines().filter(|l| l.starts_with("tick ")).count()
+}
+
 #[test]
-fn a_spinning_app_on_a_microcontroller_is_killed_while_another_keeps_running() {
+fn apps_on_a_microcontroller_share_it_a_spinner_is_killed_and_a_reset_forgets_everything() {
     let board = Board::boot(Kind::Mps2);
+    // Two apps that print a line a second (sleeping, parked, in between) and one that spins.
+    for name in ["ticker-a", "ticker-b"] {
+        let seen = board.spore(&["deploy", "--name", name, &path("refdaemon"), "1"]);
+        assert_eq!(seen.code, 0, "{seen:?}");
+    }
     let seen = board.spore(&["deploy", "--name", "spinner", &path("spin")]);
     assert_eq!(seen.code, 0, "{seen:?}");
-    // While it spins, the link answers and another app runs to its end.
-    let started = Instant::now();
-    let seen = board.spore(&["run", &path("hello")]);
-    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    // Both tickers go on, side by side, while the spinner spins; the link answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ticks(&board, "ticker-a") < 3 || ticks(&board, "ticker-b") < 3 {
+        assert!(Instant::now() < deadline, "the tickers stalled");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let ps = board.spore(&["ps"]);
     assert!(ps.stdout.contains("spinner") && ps.stdout.contains("running"), "{ps:?}");
     let stop = board.spore(&["stop", "spinner"]);
     assert_eq!((stop.code, stop.stdout.as_str()), (0, "spinner\n"), "{stop:?}");
     let ps = board.spore(&["ps", "-a"]);
     assert!(ps.stdout.contains("killed"), "{ps:?}");
-    let rm = board.spore(&["rm", "spinner"]);
-    assert_eq!(rm.code, 0, "{rm:?}");
+    // The tickers did not stop with it.
+    let before = ticks(&board, "ticker-a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ticks(&board, "ticker-a") <= before {
+        assert!(Instant::now() < deadline, "ticker-a stopped with the spinner");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Another app runs to its end beside them.
+    let seen = board.spore(&["run", &path("hello")]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
+
+    // After a reset the board holds nothing; a deploy uploads again and runs.
+    board.reset();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ps = board.spore(&["ps", "-a", "-q"]);
+        if ps.code == 0 && ps.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the board did not come back empty: {ps:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = board.spore(&["run", &path("hello")]);
+    assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
 }
