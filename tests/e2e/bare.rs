@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 struct Board {
     qemu: Child,
     pty: String,
+    /// The pty held open for the board's life: QEMU looks for a reconnected pty only once a
+    /// second, so each command would otherwise wait for it.
+    _held: std::fs::File,
     /// QEMU's machine protocol (QMP) socket, for what a test does to the board from outside.
     dir: tempfile::TempDir,
 }
@@ -77,7 +80,8 @@ impl Board {
             let _ = qemu.kill();
             panic!("QEMU did not give a pty: {line:?}");
         };
-        Board { qemu, pty, dir }
+        let held = std::fs::OpenOptions::new().read(true).write(true).open(&pty).unwrap();
+        Board { qemu, pty, _held: held, dir }
     }
 
     /// Presses the board's reset button (QMP `system_reset`).

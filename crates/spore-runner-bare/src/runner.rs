@@ -22,8 +22,12 @@ use spore_wire::{
     Interface, Message, ModuleBegin, ModuleKind, Outcome, Output, RunnerLimits, SendFrom, Stats, StreamKind,
 };
 
-/// Fuel an app runs before the loop looks at the link and the other apps again.
-pub const SLICE: u64 = 200_000;
+/// The time an app's slice aims at: the link and the other apps wait at most about this long.
+/// Fuel is work, not time, and boards differ by orders of magnitude, so the fuel of a slice
+/// follows what the last ones took (between [`MIN_SLICE`] and [`MAX_SLICE`]).
+const SLICE_NS: u64 = 2_000_000;
+const MIN_SLICE: u64 = 5_000;
+const MAX_SLICE: u64 = 2_000_000;
 
 /// The largest frame payload this runner takes: a UART's frames are short, so a damaged one
 /// costs little to send again (4 KiB is 0.36 s at 115200 baud).
@@ -170,6 +174,8 @@ pub struct Bare<B: Board> {
     next_id: u32,
     /// The app that ran last, so the next slice goes to the one after it.
     last: u32,
+    /// Fuel of the next slice.
+    slice: u64,
     limits: RunnerLimits,
     /// Frames the runs send, in order: `ACCEPTED`, `OUTPUT`, `EXIT`.
     pub outgoing: VecDeque<(u32, Message)>,
@@ -188,6 +194,7 @@ impl<B: Board> Bare<B> {
             apps: BTreeMap::new(),
             next_id: 1,
             last: 0,
+            slice: 100_000,
             limits: RunnerLimits { max_module_bytes: memory_bytes / 4, memory_bytes, max_instances: 16 },
             outgoing: VecDeque::new(),
         }
@@ -224,12 +231,21 @@ impl<B: Board> Bare<B> {
         let began = self.board.now_ns();
         run.shared.lock().slice_started = began;
         run.parked = None;
+        let fuel = self.slice;
         let step = match run.entry.take() {
-            Some(Entry::Start) => instance.start(Call::Start, Some(SLICE)),
-            Some(Entry::Export(name, args)) => instance.start(Call::Export { name: &name, args: &args }, Some(SLICE)),
-            None => instance.resume(Some(SLICE)),
+            Some(Entry::Start) => instance.start(Call::Start, Some(fuel)),
+            Some(Entry::Export(name, args)) => instance.start(Call::Export { name: &name, args: &args }, Some(fuel)),
+            None => instance.resume(Some(fuel)),
         };
         let spent = self.board.now_ns().saturating_sub(began);
+        // A whole slice that took too long or too short sets the next one's fuel.
+        if step == Step::Paused {
+            self.slice = match spent {
+                t if t > 2 * SLICE_NS => (fuel / 2).max(MIN_SLICE),
+                t if t < SLICE_NS / 2 => (fuel * 2).min(MAX_SLICE),
+                _ => fuel,
+            };
+        }
         let cpu_ns = {
             let mut shared = run.shared.lock();
             shared.cpu_ns += spent;
