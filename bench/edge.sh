@@ -4,7 +4,8 @@
 #   - cold start on native, Pulley and wasmi (in process: bytes in memory → `_start` returned);
 #   - upload throughput over a Unix socket and TCP; kill latency (KILL sent → EXIT read);
 #   - n-body on each engine at the runner against the same Rust source compiled natively;
-#   - the runner's memory, idle and per app held.
+#   - the runner's memory, idle and per app held;
+#   - then bench/boards.sh: the bare-metal runner on QEMU's boards.
 # Prints a markdown table (paste it into bench/RESULTS.md with the machine line).
 # Knobs: NBODY_STEPS (default 5000000).
 set -euo pipefail
@@ -45,3 +46,7 @@ done
 echo
 "$CARGO_TARGET_DIR/release/spore-edge-bench" "$runner_target/release/spore-runner" guests/out/nbody.wasm \
   "$guests_target/release/nbody" "${NBODY_STEPS:-5000000}"
+
+# The bare-metal runner on QEMU's boards (issue 15's figures).
+echo
+bench/boards.sh
