@@ -8,7 +8,7 @@
 #   - kill of a spinning app (`spore stop`, a whole command with its HELLO), p50/p99;
 #   - the timing jitter of a 1 kHz periodic app (guests/periodic).
 # QEMU emulates the boards (TCG): their speed is this machine's emulation of them, not silicon's.
-# Knobs: NBODY_STEPS (default 100000), KILLS (default 10).
+# Knobs: BOARD_NBODY_STEPS (default 100000), KILLS (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -19,7 +19,7 @@ done
 cargo build --quiet --release --locked -p spore-cli
 (cd runner && cargo build --quiet --release --locked --target-dir "$CARGO_TARGET_DIR/runner")
 spore="$CARGO_TARGET_DIR/release/spore"
-steps="${NBODY_STEPS:-100000}"
+steps="${BOARD_NBODY_STEPS:-100000}"
 kills="${KILLS:-10}"
 work="$(mktemp -d)"
 pids=()

@@ -21,10 +21,11 @@ pub trait Board: Clone + Send + 'static {
     /// Fills `buf` with random bytes.
     fn random(&mut self, buf: &mut [u8]);
 
-    /// Waits a little (about a millisecond, or until a device wants attention) when the
-    /// runner has nothing to do, instead of spinning.
+    /// Waits, when the runner has nothing to do, instead of spinning: until the link has a
+    /// byte, `until` (monotonic nanoseconds: a parked app's wake) or a millisecond has
+    /// passed, whichever is first.
     #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-    fn idle(&mut self);
+    fn idle(&mut self, until: Option<u64>);
 
     /// A name for this board that stays the same across restarts of one machine.
     fn id(&self) -> String;

@@ -94,9 +94,13 @@ impl Board for Mps2 {
         crate::board::seeded_random(&SEED, buf);
     }
 
-    fn idle(&mut self) {
+    fn idle(&mut self, until: Option<u64>) {
+        // SysTick counts the wait down from the next wake (at most a millisecond).
+        let wait = until.map_or(u64::MAX, |ns| ns.saturating_sub(self.now_ns()) / TICK_NS);
+        let ticks = wait.clamp(100, 25_000) as u32;
         // SAFETY: the SysTick's, NVIC's and UART's registers; `wfi` only waits.
         unsafe {
+            write_volatile(SYST_RVR as *mut u32, ticks - 1);
             write_volatile(SYST_CVR as *mut u32, 0);
             cortex_m::asm::wfi();
             // Whatever woke it is noted; clear it so the next `wfi` waits again.

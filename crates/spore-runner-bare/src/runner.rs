@@ -206,6 +206,12 @@ impl<B: Board> Bare<B> {
         self.apps.values().any(|a| a.run.as_ref().is_some_and(|r| r.runnable(now)))
     }
 
+    /// The earliest time a parked app is due to go on.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    pub fn next_wake(&self) -> Option<u64> {
+        self.apps.values().filter_map(|a| a.run.as_ref()?.parked?).min()
+    }
+
     /// Runs one slice of the next app that can run, and moves what runs wrote to `outgoing`.
     pub fn step(&mut self) {
         let now = self.board.now_ns();

@@ -31,7 +31,7 @@ impl<B: Board> Firmware<B> {
     pub fn serve(mut self) -> ! {
         loop {
             if !self.turn() {
-                self.board.idle();
+                self.board.idle(self.session.runner.next_wake());
             }
         }
     }

@@ -35,7 +35,7 @@ impl Board for Memory {
     fn random(&mut self, buf: &mut [u8]) {
         buf.fill(4);
     }
-    fn idle(&mut self) {}
+    fn idle(&mut self, _: Option<u64>) {}
     fn id(&self) -> String {
         "memory".into()
     }

@@ -74,13 +74,15 @@ impl Board for Virt {
         crate::board::seeded_random(&SEED, buf);
     }
 
-    fn idle(&mut self) {
+    fn idle(&mut self, until: Option<u64>) {
         // The timer's and the UART's interrupts are enabled but never taken (interrupts stay
-        // off in mstatus): `wfi` returns when a byte comes or in a millisecond, whichever is
+        // off in mstatus): `wfi` returns when a byte comes or the timer is due, whichever is
         // first, and the UART's is claimed and completed so the PLIC raises it again.
         // SAFETY: the CLINT's and the PLIC's registers for hart 0; `wfi` only waits.
         unsafe {
-            write_volatile(MTIMECMP as *mut u64, read_volatile(MTIME as *const u64) + 10_000);
+            let now = read_volatile(MTIME as *const u64);
+            let due = until.map_or(u64::MAX, |ns| ns.div_ceil(TICK_NS));
+            write_volatile(MTIMECMP as *mut u64, due.min(now + 10_000));
             riscv::asm::wfi();
             let source = read_volatile(PLIC_CLAIM as *const u32);
             if source != 0 {
