@@ -66,7 +66,8 @@ impl Runner {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        // Ready when it accepts, not when the file appears (bind comes before listen).
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(Instant::now() < deadline, "the runner did not start");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -167,7 +167,11 @@ pub struct Bare<B: Board> {
     board: B,
     engine: Interpreter,
     booted: u64,
-    modules: BTreeMap<Digest, <Interpreter as Engine>::Module>,
+    /// Modules by digest, with their size in bytes.
+    modules: BTreeMap<Digest, (<Interpreter as Engine>::Module, u64)>,
+    /// Bytes of the stored modules and of the uploads granted (under way or parked): RAM the
+    /// apps' budget does not count, so it has a cap of its own ([`Bare::store_cap`]).
+    store_bytes: u64,
     /// Uploads a link gave up, for the next agent to resume.
     parked: BTreeMap<Digest, Upload>,
     apps: BTreeMap<u32, App<B>>,
@@ -190,6 +194,7 @@ impl<B: Board> Bare<B> {
             engine: Interpreter::default(),
             booted,
             modules: BTreeMap::new(),
+            store_bytes: 0,
             parked: BTreeMap::new(),
             apps: BTreeMap::new(),
             next_id: 1,
@@ -198,6 +203,12 @@ impl<B: Board> Bare<B> {
             limits: RunnerLimits { max_module_bytes: memory_bytes / 4, memory_bytes, max_instances: 16 },
             outgoing: VecDeque::new(),
         }
+    }
+
+    /// What the stored modules and the uploads may take together: half the apps' budget (their
+    /// translations take more again, from the rest of the heap).
+    fn store_cap(&self) -> u64 {
+        self.limits.memory_bytes / 2
     }
 
     /// Whether some app has work to do now.
@@ -420,7 +431,24 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         }
         let upload = match self.parked.remove(&m.digest) {
             Some(up) if up.size == m.size => up,
-            _ => Upload { size: m.size, bytes: Vec::new() },
+            other => {
+                if let Some(stale) = other {
+                    self.store_bytes -= stale.size;
+                }
+                if self.store_bytes + m.size > self.store_cap() {
+                    return Err(Refusal::new(
+                        ErrorCode::EXHAUSTED,
+                        format!(
+                            "a module of {} bytes; this board's modules and uploads take {} of their {} bytes: remove a module first",
+                            m.size,
+                            self.store_bytes,
+                            self.store_cap()
+                        ),
+                    ));
+                }
+                self.store_bytes += m.size;
+                Upload { size: m.size, bytes: Vec::new() }
+            }
         };
         let offset = upload.bytes.len() as u64;
         Ok((Message::SendFrom(SendFrom { digest: m.digest, offset }), Some(upload)))
@@ -444,17 +472,29 @@ impl<B: Board> spore_session::Runner for Bare<B> {
     }
 
     fn commit(&mut self, up: Upload, digest: Digest) -> Result<(), Refusal> {
-        spore_session::verify(&up.bytes, &digest)?;
-        let module = self.engine.load(&up.bytes).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
-        self.modules.insert(digest, module);
-        Ok(())
+        let loaded = spore_session::verify(&up.bytes, &digest).and_then(|()| {
+            self.engine.load(&up.bytes).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))
+        });
+        match loaded {
+            Ok(module) => {
+                self.modules.insert(digest, (module, up.size));
+                Ok(())
+            }
+            // The upload is gone: its bytes are no longer held.
+            Err(refusal) => {
+                self.store_bytes -= up.size;
+                Err(refusal)
+            }
+        }
     }
 
     fn release(&mut self, digest: &Digest, upload: Upload) {
         // Kept in RAM for the next agent's MODULE_BEGIN to resume at its length.
         self.parked.insert(*digest, upload);
         while self.parked.len() > spore_session::UPLOADS_PER_LINK {
-            self.parked.pop_first();
+            if let Some((_, evicted)) = self.parked.pop_first() {
+                self.store_bytes -= evicted.size;
+            }
         }
     }
 
@@ -468,7 +508,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         if self.apps.values().any(|a| a.spec.name == spec.name) {
             return Err(Refusal::new(ErrorCode::CONFLICT, format!("an app named {} is here already", spec.name)));
         }
-        let module = self
+        let (module, _) = self
             .modules
             .get(&spec.module)
             .ok_or_else(|| Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner; upload it first"))?;
@@ -506,7 +546,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             ));
         }
         let spec = app.spec.clone();
-        let module = self.modules.get(&spec.module).ok_or_else(|| {
+        let (module, _) = self.modules.get(&spec.module).ok_or_else(|| {
             Refusal::new(ErrorCode::UNKNOWN_MODULE, "the app's module is gone from this runner; upload it again")
         })?;
         let shared = Arc::new(Mutex::new(Shared::default()));
@@ -575,7 +615,10 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             ));
         }
         match self.modules.remove(digest) {
-            Some(_) => Ok(()),
+            Some((_, size)) => {
+                self.store_bytes -= size;
+                Ok(())
+            }
             None => Err(Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner")),
         }
     }

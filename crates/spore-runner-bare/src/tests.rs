@@ -298,3 +298,23 @@ fn apps_share_the_boards_memory_and_one_past_it_is_refused_with_what_is_left() {
     assert_eq!(e.code, ErrorCode::EXHAUSTED);
     assert!(e.message.contains("has 0 of its 8388608 left"), "{}", e.message);
 }
+
+#[test]
+fn modules_and_uploads_together_stay_within_the_boards_store_and_a_drop_frees_it() {
+    // 8 MiB for apps: 2 MiB the largest module, 4 MiB all modules and uploads together.
+    let mut agent = Agent::new(8 << 20);
+    let begin = |d: u8| ModuleBegin { digest: [d; 32], size: 2 << 20, kind: ModuleKind::Wasm, compat: String::new() };
+    let out = agent.ask(Message::ModuleBegin(begin(1)));
+    assert!(matches!(out.as_slice(), [(_, Message::SendFrom(_))]), "{out:?}");
+    let small = agent.upload(&writer("x\n", 1, false));
+    // A second large upload would pass the store by the small module's bytes.
+    let out = agent.ask(Message::ModuleBegin(begin(2)));
+    let [(_, Message::Error(e))] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(e.code, ErrorCode::EXHAUSTED);
+    assert!(e.message.contains("of their 4194304 bytes: remove a module first"), "{}", e.message);
+    // Dropping the small module frees its bytes.
+    let out = agent.ask(Message::Drop(spore_wire::DropTarget::Module(small)));
+    assert_eq!(out.first().map(|(_, m)| m), Some(&Message::Done(())), "{out:?}");
+    let out = agent.ask(Message::ModuleBegin(begin(2)));
+    assert!(matches!(out.as_slice(), [(_, Message::SendFrom(_))]), "{out:?}");
+}

@@ -49,7 +49,9 @@ impl Runner {
             .spawn()
             .unwrap();
         let runner = Runner { child, dir };
-        wait_for(|| socket.exists());
+        // Ready when it listens, not when the file appears (bind comes before listen); asked of
+        // the kernel, so no link of the test's takes one of the runner's places.
+        wait_for(|| listening(&socket));
         runner
     }
 
@@ -70,6 +72,16 @@ impl Runner {
         std::mem::forget(self);
         Runner::start_in(old, extra)
     }
+}
+
+/// Whether a Unix socket at `path` is listening (`/proc/net/unix`: flag `__SO_ACCEPTCON`).
+fn listening(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let path = path.to_string_lossy();
+    table.lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.len() >= 8 && fields[7] == path && fields[3] == "00010000"
+    })
 }
 
 fn wait_for(mut ready: impl FnMut() -> bool) {
