@@ -4,9 +4,11 @@
 //! serial line.
 
 use crate::support::{Seen, guest, spore};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A QEMU board running the firmware, stopped (by PID) when the test ends.
@@ -86,7 +88,6 @@ impl Board {
 
     /// Presses the board's reset button (QMP `system_reset`).
     fn reset(&self) {
-        use std::io::Write;
         let stream = std::os::unix::net::UnixStream::connect(self.dir.path().join("qmp.sock")).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut line = String::new();
@@ -208,4 +209,74 @@ fn apps_on_a_microcontroller_share_it_a_spinner_is_killed_and_a_reset_forgets_ev
     }
     let seen = board.spore(&["run", &path("hello")]);
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "Hello from Spore!\n"), "{seen:?}");
+}
+
+/// Copies bytes one way, damaging one byte of the `damage`-th frame (counted by its
+/// delimiters); sets `damaged` once it has.
+fn damaging_pipe(mut from: std::fs::File, mut to: std::fs::File, damage: usize, damaged: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let (mut frames, mut buf) = (0, [0u8; 4096]);
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for b in buf[..n].iter_mut() {
+                if *b == 0 {
+                    frames += 1;
+                } else if frames + 1 == damage && !damaged.swap(true, Ordering::Relaxed) {
+                    *b = if *b ^ 0x10 == 0 { 0x7f } else { *b ^ 0x10 };
+                }
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+#[test]
+fn a_frame_damaged_on_the_boards_uart_is_sent_again_and_not_carried_out_twice() {
+    let board = Board::boot(Kind::Virt);
+    // The agent's end of a pty pair; the other end is the proxy's, which copies to the board.
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, proxy) = (dir.path().join("agent"), dir.path().join("proxy"));
+    let socat = Command::new("socat")
+        .arg(format!("pty,rawer,link={}", agent.display()))
+        .arg(format!("pty,rawer,link={}", proxy.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (scripts/setup installs it)");
+    let _socat = Stopped(socat);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(agent.exists() && proxy.exists()) {
+        assert!(Instant::now() < deadline, "socat made no ptys");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let open = |p: &Path| std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let (to_board, from_board) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    // Agent to board: the third frame (after HELLO and MODULE_BEGIN, the first CHUNK);
+    // board to agent: the second (the answer to MODULE_BEGIN).
+    damaging_pipe(open(&proxy), open(Path::new(&board.pty)), 3, to_board.clone());
+    damaging_pipe(open(Path::new(&board.pty)), open(&proxy), 2, from_board.clone());
+    let host = format!("serial://{}", agent.display());
+    let deploy = spore().args(["--host", &host, "deploy", "--name", "once", &path("exit-code"), "3"]).output().unwrap();
+    let seen = Seen::from(deploy);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(to_board.load(Ordering::Relaxed) && from_board.load(Ordering::Relaxed), "both frames were damaged");
+    // Exactly one app, which ran once.
+    let ps = Seen::from(spore().args(["--host", &host, "ps", "-a"]).output().unwrap());
+    assert_eq!(ps.stdout.lines().filter(|l| l.contains("once")).count(), 1, "{ps:?}");
+    let logs = Seen::from(spore().args(["--host", &host, "logs", "once"]).output().unwrap());
+    assert_eq!(logs.stdout, "exiting with 3\n", "{logs:?}");
+}
+
+/// A helper process stopped (by PID) when the test ends, however it ends.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
