@@ -3,8 +3,9 @@
 //! SiFive test device at 0x10_0000 ends QEMU when the firmware cannot go on.
 //!
 //! Memory map (`boards/virt.x`): RAM from 0x8000_0000, 126 MiB used — the image, then the
-//! heap for modules and apps, then 1 MiB of stack at the top. No entropy device is assumed:
-//! `random_get` is a generator seeded from the clock at boot, which docs/edge.md says plainly.
+//! heap for modules and apps, then 1 MiB of stack at the top. `random_get` reads the board's
+//! virtio entropy device when QEMU gives it one (`-device virtio-rng-device`); without one it
+//! is a generator seeded from the clock at boot, which docs/edge.md says plainly.
 
 use crate::board::Board;
 use crate::serve::Firmware;
@@ -71,7 +72,12 @@ impl Board for Virt {
     }
 
     fn random(&mut self, buf: &mut [u8]) {
-        crate::board::seeded_random(&SEED, buf);
+        let mut rng = RNG.lock();
+        if !rng.as_mut().is_some_and(|r| r.fill(buf)) {
+            // No device, or it stopped answering: the seeded generator, not a dead board.
+            *rng = None;
+            crate::board::seeded_random(&SEED, buf);
+        }
     }
 
     fn idle(&mut self, until: Option<u64>) {
@@ -96,6 +102,88 @@ impl Board for Virt {
     }
 }
 
+/// The virtio entropy device, if the board has one.
+static RNG: spin::Mutex<Option<entropy::Rng>> = spin::Mutex::new(None);
+
+mod entropy {
+    use core::ptr::NonNull;
+    use virtio_drivers::device::rng::VirtIORng;
+    use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+    use virtio_drivers::transport::{DeviceType, Transport};
+    use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+    /// The eight virtio-mmio slots of `virt`.
+    const SLOTS: core::ops::Range<usize> = 0..8;
+    const SLOT_BASE: usize = 0x1000_1000;
+    const SLOT_SIZE: usize = 0x1000;
+
+    /// DMA as this board has it: one address space, identity-mapped, no cache to manage.
+    struct Dma;
+
+    // SAFETY: addresses are physical addresses (no MMU in use), buffers come from the heap and
+    // stay allocated until the driver gives them back.
+    unsafe impl Hal for Dma {
+        fn dma_alloc(pages: usize, _: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+            let layout = core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("a page-sized layout");
+            // SAFETY: a non-zero size.
+            let ptr = NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) }).expect("memory for a virtqueue");
+            (ptr.as_ptr() as PhysAddr, ptr)
+        }
+
+        unsafe fn dma_dealloc(_: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+            let layout = core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("a page-sized layout");
+            // SAFETY: allocated by `dma_alloc` with this layout.
+            unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
+            0
+        }
+
+        unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _: usize) -> NonNull<u8> {
+            NonNull::new(paddr as *mut u8).expect("a device address")
+        }
+
+        unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
+            buffer.as_ptr() as *mut u8 as PhysAddr
+        }
+
+        unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}
+    }
+
+    /// The entropy device's driver.
+    pub struct Rng(VirtIORng<Dma, MmioTransport<'static>>);
+
+    // SAFETY: one hart, and the driver is only used under the board's lock.
+    unsafe impl Send for Rng {}
+
+    impl Rng {
+        /// The first entropy device on the board's virtio-mmio slots.
+        pub fn find() -> Option<Rng> {
+            SLOTS
+                .filter_map(|i| {
+                    let header = NonNull::new((SLOT_BASE + i * SLOT_SIZE) as *mut VirtIOHeader)?;
+                    // SAFETY: each slot is a virtio-mmio region of the board, valid for ever.
+                    let transport = unsafe { MmioTransport::new(header, SLOT_SIZE) }.ok()?;
+                    (transport.device_type() == DeviceType::EntropySource).then_some(transport)
+                })
+                .next()
+                .and_then(|t| VirtIORng::new(t).ok())
+                .map(Rng)
+        }
+
+        /// Fills `buf` from the device (it may give fewer bytes than asked at a time); false
+        /// if it stops answering.
+        pub fn fill(&mut self, buf: &mut [u8]) -> bool {
+            let mut filled = 0;
+            while filled < buf.len() {
+                match self.0.request_entropy(&mut buf[filled..]) {
+                    Ok(n) if n > 0 => filled += n,
+                    _ => return false,
+                }
+            }
+            true
+        }
+    }
+}
+
 #[riscv_rt::entry]
 fn main() -> ! {
     unsafe extern "C" {
@@ -108,6 +196,7 @@ fn main() -> ! {
     // and this is its one initialisation, before anything allocates.
     unsafe { HEAP.init(start, size) };
     *SEED.lock() = Virt.now_ns() ^ 0x5EED;
+    *RNG.lock() = entropy::Rng::find();
     // SAFETY: the UART's and the PLIC's registers; the timer and external interrupts enabled
     // in `mie` (and not in mstatus) only make `wfi` return.
     unsafe {
