@@ -134,6 +134,9 @@ struct Run<B: Board> {
     /// The agent is gone: output is only kept.
     unwatched: bool,
     started: u64,
+    /// When its wall-clock limit ends it: then it runs (to be ended) even while it waits for
+    /// credit or its time, as the Linux runner stops waiting for credit at the limit.
+    wall_deadline: Option<u64>,
     /// How it ended, sent once the backlog is.
     exit: Option<Exit>,
 }
@@ -151,6 +154,8 @@ struct App<B: Board> {
 
 impl<B: Board> App<B> {
     fn keep(&mut self, stream: StreamKind, bytes: &[u8]) {
+        // Of a write larger than all that is kept, its end.
+        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT)..];
         self.kept_bytes += bytes.len();
         self.kept.push_back((stream, bytes.to_vec()));
         while self.kept_bytes > KEPT_OUTPUT {
@@ -228,7 +233,7 @@ impl<B: Board> Bare<B> {
         let now = self.board.now_ns();
         let next = self
             .apps
-            .range(self.last + 1..)
+            .range(self.last.saturating_add(1)..)
             .chain(self.apps.range(..=self.last))
             .find(|(_, a)| a.run.as_ref().is_some_and(|r| r.runnable(now)))
             .map(|(id, _)| *id);
@@ -311,6 +316,11 @@ impl<B: Board> Bare<B> {
             run.backlog.pop_front();
         }
         run.shared.lock().waiting = run.backlog.iter().map(|(_, b)| b.len()).sum();
+        // Past its wall limit an ended run's exit does not wait for credit any more: what the
+        // agent had no room for is dropped from the stream (LOGS still has it).
+        if run.exit.is_some() && run.wall_deadline.is_some_and(|d| self.board.now_ns() >= d) {
+            run.backlog.clear();
+        }
         match run.exit.take() {
             Some(exit) if run.backlog.is_empty() => {
                 app.state = InstanceState::Ended(exit.outcome.clone());
@@ -360,11 +370,13 @@ impl<B: Board> Run<B> {
     /// Has a slice to run at `now`: not waiting for its time, and with room for its output.
     fn runnable(&self, now: u64) -> bool {
         let room = self.shared.lock().waiting < BACKLOG;
+        let out_of_time = self.wall_deadline.is_some_and(|d| now >= d);
         self.instance.is_some()
-            && match self.parked {
-                Some(Some(until)) => now >= until,
-                _ => room,
-            }
+            && (out_of_time
+                || match self.parked {
+                    Some(Some(until)) => now >= until,
+                    _ => room,
+                })
     }
 }
 
@@ -521,7 +533,9 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         spec.limits.memory_bytes = Some(wanted);
         self.engine.check(module, &spec.limits).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.checked_add(1).ok_or_else(|| {
+            Refusal::new(ErrorCode::EXHAUSTED, "this board has used every app id; reset it to start again")
+        })?;
         let app = App {
             spec,
             state: InstanceState::Created,
@@ -549,7 +563,8 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         let (module, _) = self.modules.get(&spec.module).ok_or_else(|| {
             Refusal::new(ErrorCode::UNKNOWN_MODULE, "the app's module is gone from this runner; upload it again")
         })?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        // The app's CPU clock starts at 0 now, before its limits are read off it.
+        let shared = Arc::new(Mutex::new(Shared { slice_started: now, ..Shared::default() }));
         let host = AppHost { board, shared: shared.clone() };
         let wasi = Wasi::new(
             spec.args.iter().map(String::as_str),
@@ -577,6 +592,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             chunk: max_payload.saturating_sub(64).max(64) as usize,
             unwatched: false,
             started: now,
+            wall_deadline: spec.limits.wall_ms.map(|ms| now.saturating_add(ms.saturating_mul(1_000_000))),
             exit: None,
         });
         self.outgoing.push_back((request, Message::Accepted(spore_wire::Accepted { instance: id })));

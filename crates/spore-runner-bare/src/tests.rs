@@ -18,6 +18,8 @@ struct Memory {
     to_board: Arc<Mutex<VecDeque<u8>>>,
     from_board: Arc<Mutex<Vec<u8>>>,
     started: Instant,
+    /// How long the board had been up when the test began.
+    uptime: u64,
 }
 
 impl Board for Memory {
@@ -30,7 +32,7 @@ impl Board for Memory {
         self.from_board.lock().unwrap().extend_from_slice(bytes);
     }
     fn now_ns(&self) -> u64 {
-        self.started.elapsed().as_nanos() as u64
+        self.uptime + self.started.elapsed().as_nanos() as u64
     }
     fn random(&mut self, buf: &mut [u8]) {
         buf.fill(4);
@@ -51,7 +53,12 @@ struct Agent {
 
 impl Agent {
     fn new(memory: u64) -> Agent {
-        let board = Memory { to_board: Arc::default(), from_board: Arc::default(), started: Instant::now() };
+        Agent::after(memory, 0)
+    }
+
+    /// An agent of a board that has been up `uptime` nanoseconds.
+    fn after(memory: u64, uptime: u64) -> Agent {
+        let board = Memory { to_board: Arc::default(), from_board: Arc::default(), started: Instant::now(), uptime };
         let firmware = Firmware::new(board.clone(), memory);
         let mut agent = Agent { board, firmware, deframer: Deframer::new(65536), next: 1 };
         let hello = Hello {
@@ -107,14 +114,12 @@ impl Agent {
     }
 
     fn app(&mut self, module: Digest, name: &str) -> u32 {
-        let spec = Instantiate {
-            module,
-            name: name.into(),
-            args: vec![name.into()],
-            env: Vec::new(),
-            limits: Limits::default(),
-            boot: false,
-        };
+        self.app_with(module, name, Limits::default())
+    }
+
+    fn app_with(&mut self, module: Digest, name: &str, limits: Limits) -> u32 {
+        let spec =
+            Instantiate { module, name: name.into(), args: vec![name.into()], env: Vec::new(), limits, boot: false };
         match self.ask(Message::Instantiate(spec)).as_slice() {
             [(_, Message::Instance(i))] => i.id,
             other => panic!("{other:?}"),
@@ -317,4 +322,38 @@ fn modules_and_uploads_together_stay_within_the_boards_store_and_a_drop_frees_it
     assert_eq!(out.first().map(|(_, m)| m), Some(&Message::Done(())), "{out:?}");
     let out = agent.ask(Message::ModuleBegin(begin(2)));
     assert!(matches!(out.as_slice(), [(_, Message::SendFrom(_))]), "{out:?}");
+}
+
+/// Pumps until `app` exits (at most `secs` seconds); its outcome.
+fn until_exit(agent: &mut Agent, app: u32, secs: u64) -> Outcome {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some((_, outcome)) = exits(&agent.pump()).into_iter().find(|(id, _)| *id == app) {
+            return outcome;
+        }
+    }
+    panic!("app {app} did not exit within {secs} s");
+}
+
+#[test]
+fn a_cpu_limit_counts_the_apps_own_time_however_long_the_board_has_been_up() {
+    // Up for an hour: the app's CPU clock must start at its start, not the board's.
+    let mut agent = Agent::after(64 << 20, 3_600_000_000_000);
+    let spin = agent.upload(&writer("spinning\n", 1, true));
+    let app = agent.app_with(spin, "spinner", Limits { cpu_ms: Some(100), ..Limits::default() });
+    agent.send(&Message::Run(Run { instance: app }));
+    let outcome = until_exit(&mut agent, app, 10);
+    assert!(matches!(outcome, Outcome::Limit { limit: spore_wire::LimitKind::Cpu, .. }), "{outcome:?}");
+}
+
+#[test]
+fn a_run_waiting_for_credit_still_ends_at_its_wall_limit() {
+    let mut agent = Agent::new(64 << 20);
+    let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    let module = agent.upload(&writer(line, 100_000, false));
+    let app = agent.app_with(module, "chatty", Limits { wall_ms: Some(300), ..Limits::default() });
+    agent.send(&Message::Run(Run { instance: app }));
+    // The agent gives no credit back: the run waits for it, until its limit ends it.
+    let outcome = until_exit(&mut agent, app, 10);
+    assert!(matches!(outcome, Outcome::Limit { limit: spore_wire::LimitKind::Wall, .. }), "{outcome:?}");
 }

@@ -186,8 +186,12 @@ impl<R: Runner> Session<R> {
             }
         };
         let id = header.request_id;
+        // A retransmitted request gets its kept answer, the newest under its id. Never a
+        // HELLO: every agent starts at id 1, and a new agent's HELLO sent again must start
+        // its link afresh, not get the last agent's acknowledgement.
         if header.flags & FLAG_RETRANSMIT != 0
-            && let Some((_, kept)) = self.answered.iter().find(|(i, _)| *i == id)
+            && !matches!(message, Message::Hello(_))
+            && let Some((_, kept)) = self.answered.iter().rev().find(|(i, _)| *i == id)
         {
             return kept.iter().map(|m| (id, m.clone())).collect();
         }

@@ -221,3 +221,19 @@ fn bad_frames_are_errors_and_the_session_goes_on() {
     assert_eq!(code(&too_long), Some(ErrorCode::TOO_LARGE));
     assert_eq!(ask(&mut s, 6, 0, &Message::Ping(Ping { nonce: 2 })), vec![(6, Message::Pong(Pong { nonce: 2 }))]);
 }
+
+#[test]
+fn a_new_agents_hello_sent_again_starts_the_link_afresh_not_from_the_cache() {
+    let mut s = Session::new(Recorder::default(), false);
+    ask(&mut s, 1, 0, &hello("", 4096));
+    ask(&mut s, 2, 0, &spec());
+    let unwatched = s.runner.unwatched;
+    // The next agent's HELLO (id 1 again) arrived damaged, and it sends it again.
+    let answers = ask(&mut s, 1, FLAG_RETRANSMIT, &hello("", 2048));
+    let [(1, Message::HelloAck(ack))] = answers.as_slice() else { panic!("{answers:?}") };
+    assert_eq!(ack.max_payload, 2048, "a fresh answer, not the last agent's");
+    assert_eq!(s.runner.unwatched, unwatched + 1, "the link started afresh");
+    // The first agent's answers are gone with it.
+    let again = ask(&mut s, 2, FLAG_RETRANSMIT, &spec());
+    assert_eq!(again, vec![(2, Message::Instance(spore_wire::Instance { id: 2 }))], "{again:?}");
+}
