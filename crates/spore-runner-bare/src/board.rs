@@ -46,3 +46,21 @@ pub fn seeded_random(state: &spin::Mutex<u64>, buf: &mut [u8]) {
         chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
     }
 }
+
+/// Writes a panic's message on the link between two frame delimiters, so an agent's deframer
+/// drops it as one bad frame (and a person on the line can read it).
+#[cfg(target_os = "none")]
+pub fn report_panic<B: Board>(mut board: B, info: &core::panic::PanicInfo<'_>) {
+    use core::fmt::Write;
+    struct Link<B>(B);
+    impl<B: Board> Write for Link<B> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    board.write(&[0]);
+    let mut link = Link(board.clone());
+    let _ = write!(link, "spore-runner-bare: {info}");
+    board.write(&[0]);
+}

@@ -140,17 +140,6 @@ fn main() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    use core::fmt::Write;
-    struct Uart;
-    impl Write for Uart {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            Mps2.write(s.as_bytes());
-            Ok(())
-        }
-    }
-    // Between delimiters, so an agent's deframer drops it as one bad frame.
-    Mps2.write(&[0]);
-    let _ = write!(Uart, "spore-runner-bare: {info}");
-    Mps2.write(&[0]);
+    crate::board::report_panic(Mps2, info);
     cortex_m::peripheral::SCB::sys_reset()
 }

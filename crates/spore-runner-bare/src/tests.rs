@@ -43,6 +43,17 @@ impl Board for Memory {
     }
 }
 
+/// An agent's HELLO, as `spore` says it on a board's line.
+fn hello() -> Message {
+    Message::Hello(Hello {
+        min_version: VERSION,
+        max_version: VERSION,
+        max_payload: 4096,
+        agent: "t".into(),
+        token: String::new(),
+    })
+}
+
 /// The agent's end of the link.
 struct Agent {
     board: Memory,
@@ -61,14 +72,7 @@ impl Agent {
         let board = Memory { to_board: Arc::default(), from_board: Arc::default(), started: Instant::now(), uptime };
         let firmware = Firmware::new(board.clone(), memory);
         let mut agent = Agent { board, firmware, deframer: Deframer::new(65536), next: 1 };
-        let hello = Hello {
-            min_version: VERSION,
-            max_version: VERSION,
-            max_payload: 4096,
-            agent: "t".into(),
-            token: String::new(),
-        };
-        assert!(matches!(agent.ask(Message::Hello(hello)).as_slice(), [(_, Message::HelloAck(_))]));
+        assert!(matches!(agent.ask(hello()).as_slice(), [(_, Message::HelloAck(_))]));
         agent
     }
 
@@ -227,14 +231,7 @@ fn an_upload_cut_by_a_new_agent_is_resumed_where_it_stopped() {
     agent.ask(Message::ModuleBegin(begin.clone()));
     agent.ask(Message::Chunk(Chunk { digest, offset: 0, bytes: wasm[..10].to_vec() }));
     // The next agent says HELLO on the same line.
-    let hello = Hello {
-        min_version: VERSION,
-        max_version: VERSION,
-        max_payload: 4096,
-        agent: "t".into(),
-        token: String::new(),
-    };
-    agent.ask(Message::Hello(hello));
+    agent.ask(hello());
     let out = agent.ask(Message::ModuleBegin(begin));
     assert!(matches!(out.as_slice(), [(_, Message::SendFrom(s))] if s.offset == 10), "{out:?}");
 }

@@ -215,18 +215,7 @@ fn main() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    use core::fmt::Write;
-    struct Uart;
-    impl Write for Uart {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            Virt.write(s.as_bytes());
-            Ok(())
-        }
-    }
-    // Between delimiters, so an agent's deframer drops it as one bad frame.
-    Virt.write(&[0]);
-    let _ = write!(Uart, "spore-runner-bare: {info}");
-    Virt.write(&[0]);
+    crate::board::report_panic(Virt, info);
     // SAFETY: the test device: QEMU exits with code 101.
     unsafe { write_volatile(TEST as *mut u32, 0x3333 | (101 << 16)) };
     loop {
