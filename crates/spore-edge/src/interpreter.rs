@@ -20,10 +20,36 @@ use wasmi_core::LimiterError;
 #[derive(Clone)]
 pub struct Interpreter {
     engine: wasmi::Engine,
+    bounds: Bounds,
+}
+
+/// What bounds a run beyond its app's own limits: host memory and time that are the runner's,
+/// set lower on a board than on a Linux host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Fuel a module's start function may use at most: it runs when the instance is made and
+    /// cannot be paused, so while it runs nothing else does.
+    pub start_fuel: u64,
+    /// Bytes of wasmi's value stack a run may grow to (host memory, outside the guest's
+    /// linear memory; deeper recursion traps).
+    pub max_stack_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds { start_fuel: 1_000_000_000, max_stack_bytes: 1 << 20 }
+    }
 }
 
 impl Default for Interpreter {
     fn default() -> Interpreter {
+        Interpreter::new(Bounds::default())
+    }
+}
+
+impl Interpreter {
+    /// The engine with these bounds.
+    pub fn new(bounds: Bounds) -> Interpreter {
         let mut config = Config::default();
         // Always counted: fuel is how runs are sliced, and what a fuel limit bounds.
         config.consume_fuel(true);
@@ -31,7 +57,9 @@ impl Default for Interpreter {
         // fuel of the call that reaches it, and wasmi cannot resume a call that ran out there.
         // Eager also finds every invalid function before anything runs.
         config.compilation_mode(wasmi::CompilationMode::Eager);
-        Interpreter { engine: wasmi::Engine::new(&config) }
+        // wasmi's initial height is 1000 bytes: a smaller maximum is raised to it.
+        config.set_max_stack_height(bounds.max_stack_bytes.max(1000));
+        Interpreter { engine: wasmi::Engine::new(&config), bounds }
     }
 }
 
@@ -45,9 +73,6 @@ struct State<H> {
     watch: Watch,
     limiter: Limiter,
 }
-
-/// Fuel a start function may use at most (it cannot be paused, so it is bounded instead).
-const START_FUEL: u64 = 1_000_000_000;
 
 /// Memory and tables within their limits; remembers a refusal, so the trap that follows it
 /// (Rust aborts when an allocation fails) is reported as the limit it is.
@@ -125,13 +150,20 @@ impl Engine for Interpreter {
         let state = State { wasi, watch, limiter: Limiter { memory, refused: None } };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // A start function cannot be paused: it runs on the budget, at most START_FUEL.
-        let start_fuel = limits.fuel.unwrap_or(START_FUEL).min(START_FUEL);
+        // A start function cannot be paused: it runs on the budget, within the engine's bound.
+        let bound = self.bounds.start_fuel;
+        let start_fuel = limits.fuel.unwrap_or(bound).min(bound);
         let _ = store.set_fuel(start_fuel);
         let linker = wasi_linker::<H>(&self.engine);
         let instance =
             linker.instantiate_and_start(&mut store, module).map_err(|e| match store.data().limiter.refused {
                 Some(_) => EdgeError::Limit(e.to_string()),
+                None if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) && start_fuel == bound => {
+                    EdgeError::Limit(format!(
+                        "the module's start function needs more than the {bound} fuel this runner gives one; \
+                         move its work to _start or an export"
+                    ))
+                }
                 None if e.as_trap_code().is_some() => EdgeError::Trap(e.to_string()),
                 None => EdgeError::Invalid(e.to_string()),
             })?;

@@ -32,3 +32,43 @@ fn a_spinning_guest_pauses_at_every_slice_and_ends_at_its_fuel_budget() {
     assert!(matches!(outcome, Outcome::Limit { limit: LimitKind::Fuel, .. }), "{outcome:?}");
     assert!((45..=50).contains(&pauses), "{pauses} pauses of 100,000 in a budget of 5,000,000");
 }
+
+#[test]
+fn a_boards_bounds_hold_a_start_function_and_the_value_stack() {
+    use spore_edge::interpreter::Bounds;
+    use spore_edge::{EdgeError, Engine, Instance, Interrupt};
+    let bounds = Bounds { start_fuel: 100_000, max_stack_bytes: 64 << 10 };
+    let board = Backend { engine: Interpreter::new(bounds), prepare: <[u8]>::to_vec };
+    // A start function that spins: refused when the instance is made, naming the bound.
+    let spins = wat::parse_str(r#"(module (func $s (loop (br 0))) (start $s))"#).unwrap();
+    let made = board.instance(&spins, common::wasi(&["s"], &[]), Limits::default(), Interrupt::new());
+    match made {
+        Err(EdgeError::Limit(m)) => assert!(m.contains("start function") && m.contains("100000"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a spinning start function was let run"),
+    }
+    // Recursion 500 deep with 100 locals a frame (400 KB of wasmi's stack): a host's bound
+    // holds it, a board's traps it.
+    let locals = "(local i64) ".repeat(100);
+    let deep = wat::parse_str(format!(
+        r#"(module
+             (func $down (param i32) (result i32) {locals}
+               (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+                 (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
+             (func (export "go") (param i32) (result i32) (call $down (local.get 0))))"#
+    ))
+    .unwrap();
+    let host = Interpreter::default();
+    for (engine, depth, fits) in [(&host, 500, true), (&board.engine, 50, true), (&board.engine, 500, false)] {
+        let module = engine.load(&deep).unwrap();
+        let mut run =
+            engine.instantiate(&module, common::wasi(&["d"], &[]), &Limits::default(), Interrupt::new()).unwrap();
+        let args = [spore_edge::Value::I32(depth)];
+        let step = run.start(spore_edge::Call::Export { name: "go", args: &args }, None);
+        let spore_edge::Step::Ended(outcome) = step else { panic!("{step:?}") };
+        match fits {
+            true => assert_eq!(outcome, Outcome::Returned(vec![spore_edge::Value::I32(depth)])),
+            false => assert!(matches!(outcome, Outcome::Trapped(_)), "{outcome:?}"),
+        }
+    }
+}

@@ -13,10 +13,10 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use spin::Mutex;
-use spore_edge::interpreter::{Interpreted, Interpreter};
+use spore_edge::interpreter::{Bounds, Interpreted, Interpreter};
 use spore_edge::{Call, Engine, Instance as _, Interrupt, Step, Wasi};
 use spore_session::{Description, Entry, Refusal};
-use spore_wasip1::{Clock, Host, Stop, Stream};
+use spore_wasip1::{Clock, Host, Stop, Stream, Taken};
 use spore_wire::{
     Backend, BackendKind, Chunk, ChunkAck, Digest, ErrorCode, Exit, Have, InstanceInfo, InstanceState, Instantiate,
     Interface, Message, ModuleBegin, ModuleKind, Outcome, Output, RunnerLimits, SendFrom, Stats, StreamKind,
@@ -33,14 +33,63 @@ const MAX_SLICE: u64 = 2_000_000;
 /// costs little to send again (4 KiB is 0.36 s at 115200 baud).
 pub const MAX_PAYLOAD: u32 = 4096;
 
-/// Output kept per app for `LOGS`.
+/// Output kept per app for `LOGS` (bytes and pieces, see [`Pieces`]).
 const KEPT_OUTPUT: usize = 16 << 10;
 
-/// Output an app may have waiting for credit before it is paused.
+/// Output an app may have waiting for credit before it is paused (as [`KEPT_OUTPUT`]).
 const BACKLOG: usize = 16 << 10;
 
-/// Longest message text an `EXIT` carries.
-const MAX_MESSAGE: usize = 512;
+/// What a piece of output costs beside its bytes: its allocation and its place in a queue.
+const PIECE_COST: usize = 64;
+
+/// wasmi's value stack, per run: the frames of a recursion 1000 deep with a few dozen locals.
+const MAX_STACK: usize = 128 << 10;
+
+/// Host RAM an app holds beside its linear memory, admitted with it: its value stack, its
+/// output waiting and kept, and its instance (a generous allowance for wasmi's store).
+const APP_OVERHEAD: u64 = (MAX_STACK + BACKLOG + KEPT_OUTPUT + (32 << 10)) as u64;
+
+/// Output in order, joined while it comes from one stream, with what it holds of the board's
+/// RAM: its bytes and [`PIECE_COST`] a piece. A guest writing a byte at a time holds no more
+/// than one writing the same bytes at once.
+#[derive(Default)]
+struct Pieces {
+    queue: VecDeque<(StreamKind, Vec<u8>)>,
+    cost: usize,
+}
+
+impl Pieces {
+    /// Appends `bytes`, to the last piece while it is of `stream` and shorter than `max`.
+    fn push(&mut self, stream: StreamKind, mut bytes: &[u8], max: usize) {
+        while !bytes.is_empty() {
+            let room = match self.queue.back() {
+                Some((s, last)) if *s == stream && last.len() < max => max - last.len(),
+                _ => {
+                    self.queue.push_back((stream, Vec::new()));
+                    self.cost += PIECE_COST;
+                    max
+                }
+            };
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            if let Some((_, last)) = self.queue.back_mut() {
+                last.extend_from_slice(now);
+            }
+            self.cost += now.len();
+            bytes = rest;
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<(StreamKind, Vec<u8>)> {
+        let piece = self.queue.pop_front()?;
+        self.cost -= piece.1.len() + PIECE_COST;
+        Some(piece)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.cost = 0;
+    }
+}
 
 /// An upload under way: the bytes so far.
 pub struct Upload {
@@ -52,12 +101,19 @@ pub struct Upload {
 #[derive(Default)]
 struct Shared {
     /// Written by the guest, not yet taken by the loop.
-    written: Vec<(StreamKind, Vec<u8>)>,
+    written: Pieces,
     /// CPU time of earlier slices, and when this one began.
     cpu_ns: u64,
     slice_started: u64,
-    /// Output waiting for the agent's credit (the loop keeps it up to date).
+    /// What the output waiting for the agent's credit costs (the loop keeps it up to date).
     waiting: usize,
+}
+
+impl Shared {
+    /// Room for more output before the app waits for credit.
+    fn room(&self) -> usize {
+        BACKLOG.saturating_sub(self.waiting + self.written.cost)
+    }
 }
 
 /// An app's WASI host on this board.
@@ -67,19 +123,20 @@ struct AppHost<B: Board> {
 }
 
 impl<B: Board> Host for AppHost<B> {
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<Taken, Stop> {
         let kind = match stream {
             Stream::Stdout => StreamKind::Stdout,
             Stream::Stderr => StreamKind::Stderr,
         };
         let mut shared = self.shared.lock();
-        shared.waiting += bytes.len();
-        shared.written.push((kind, bytes.to_vec()));
-        // Taken; past the backlog the guest waits until its output has gone out.
-        match shared.waiting >= BACKLOG {
-            true => Err(Stop::Park { until: None }),
-            false => Ok(()),
-        }
+        // What there is room for (a guest only runs with some: it waits while there is none);
+        // once the room is gone the guest waits until its output has gone out.
+        let n = bytes.len().min(shared.room().saturating_sub(PIECE_COST)).max(1);
+        shared.written.push(kind, &bytes[..n], usize::MAX);
+        Ok(match shared.room() <= PIECE_COST {
+            true => Taken::Full(n),
+            false => Taken::All,
+        })
     }
 
     fn now(&mut self, clock: Clock) -> Option<u64> {
@@ -114,6 +171,12 @@ impl<B: Board> Host for AppHost<B> {
     fn yield_now(&mut self) -> Result<(), Stop> {
         Ok(())
     }
+
+    fn preempt(&mut self) -> bool {
+        // A host call that took the slice past its time (fuel counts the guest's work only).
+        let started = self.shared.lock().slice_started;
+        self.board.now_ns().saturating_sub(started) >= SLICE_NS
+    }
 }
 
 /// A run under way, or ended with output still to send.
@@ -127,8 +190,8 @@ struct Run<B: Board> {
     parked: Option<Option<u64>>,
     request: u32,
     shared: Arc<Mutex<Shared>>,
-    /// Output the agent has no credit for yet.
-    backlog: VecDeque<(StreamKind, Vec<u8>)>,
+    /// Output the agent has no credit for yet, in pieces of at most `chunk`.
+    backlog: Pieces,
     credit: u64,
     chunk: usize,
     /// The agent is gone: output is only kept.
@@ -139,14 +202,16 @@ struct Run<B: Board> {
     wall_deadline: Option<u64>,
     /// How it ended, sent once the backlog is.
     exit: Option<Exit>,
+    /// Fuel of its next slice: what took about [`SLICE_NS`] last time.
+    slice: u64,
 }
 
 /// An app.
 struct App<B: Board> {
     spec: Instantiate,
     state: InstanceState,
-    kept: VecDeque<(StreamKind, Vec<u8>)>,
-    kept_bytes: usize,
+    /// Its last run's output, its last [`KEPT_OUTPUT`].
+    kept: Pieces,
     cpu_us: u64,
     memory_bytes: u64,
     run: Option<Run<B>>,
@@ -155,15 +220,9 @@ struct App<B: Board> {
 impl<B: Board> App<B> {
     fn keep(&mut self, stream: StreamKind, bytes: &[u8]) {
         // Of a write larger than all that is kept, its end.
-        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT)..];
-        self.kept_bytes += bytes.len();
-        self.kept.push_back((stream, bytes.to_vec()));
-        while self.kept_bytes > KEPT_OUTPUT {
-            match self.kept.pop_front() {
-                Some((_, b)) => self.kept_bytes -= b.len(),
-                None => break,
-            }
-        }
+        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT - PIECE_COST)..];
+        self.kept.push(stream, bytes, KEPT_OUTPUT);
+        while self.kept.cost > KEPT_OUTPUT && self.kept.pop_front().is_some() {}
     }
 }
 
@@ -183,8 +242,6 @@ pub struct Bare<B: Board> {
     next_id: u32,
     /// The app that ran last, so the next slice goes to the one after it.
     last: u32,
-    /// Fuel of the next slice.
-    slice: u64,
     limits: RunnerLimits,
     /// Frames the runs send, in order: `ACCEPTED`, `OUTPUT`, `EXIT`.
     pub outgoing: VecDeque<(u32, Message)>,
@@ -196,7 +253,8 @@ impl<B: Board> Bare<B> {
         let booted = board.now_ns();
         Bare {
             board,
-            engine: Interpreter::default(),
+            // A start function runs in one go, holding the link: at most a slice's fuel.
+            engine: Interpreter::new(Bounds { start_fuel: MAX_SLICE, max_stack_bytes: MAX_STACK }),
             booted,
             modules: BTreeMap::new(),
             store_bytes: 0,
@@ -204,7 +262,6 @@ impl<B: Board> Bare<B> {
             apps: BTreeMap::new(),
             next_id: 1,
             last: 0,
-            slice: 100_000,
             limits: RunnerLimits { max_module_bytes: memory_bytes / 4, memory_bytes, max_instances: 16 },
             outgoing: VecDeque::new(),
         }
@@ -253,7 +310,7 @@ impl<B: Board> Bare<B> {
         let began = self.board.now_ns();
         run.shared.lock().slice_started = began;
         run.parked = None;
-        let fuel = self.slice;
+        let fuel = run.slice;
         let step = match run.entry.take() {
             Some(Entry::Start) => instance.start(Call::Start, Some(fuel)),
             Some(Entry::Export(name, args)) => instance.start(Call::Export { name: &name, args: &args }, Some(fuel)),
@@ -262,7 +319,7 @@ impl<B: Board> Bare<B> {
         let spent = self.board.now_ns().saturating_sub(began);
         // A whole slice that took too long or too short sets the next one's fuel.
         if step == Step::Paused {
-            self.slice = match spent {
+            run.slice = match spent {
                 t if t > 2 * SLICE_NS => (fuel / 2).max(MIN_SLICE),
                 t if t < SLICE_NS / 2 => (fuel * 2).min(MAX_SLICE),
                 _ => fuel,
@@ -284,7 +341,7 @@ impl<B: Board> Bare<B> {
             run.instance = None;
             run.exit = Some(Exit {
                 instance: id,
-                outcome: short(outcome),
+                outcome: spore_session::short(outcome),
                 fuel_used: Some(fuel),
                 cpu_us: app.cpu_us,
                 wall_us,
@@ -298,31 +355,27 @@ impl<B: Board> Bare<B> {
         let Some(app) = self.apps.get_mut(&id) else { return };
         let Some(mut run) = app.run.take() else { return };
         let written = core::mem::take(&mut run.shared.lock().written);
-        for (stream, bytes) in written {
+        for (stream, bytes) in written.queue {
             app.keep(stream, &bytes);
             if !run.unwatched {
-                for piece in bytes.chunks(run.chunk) {
-                    run.backlog.push_back((stream, piece.to_vec()));
-                }
+                run.backlog.push(stream, &bytes, run.chunk);
             }
         }
-        while let Some((stream, bytes)) = run.backlog.front() {
-            if (bytes.len() as u64) > run.credit {
-                break;
-            }
+        while let Some((_, bytes)) = run.backlog.queue.front()
+            && bytes.len() as u64 <= run.credit
+            && let Some((stream, bytes)) = run.backlog.pop_front()
+        {
             run.credit -= bytes.len() as u64;
-            let output = Output { instance: id, stream: *stream, bytes: bytes.clone() };
-            self.outgoing.push_back((run.request, Message::Output(output)));
-            run.backlog.pop_front();
+            self.outgoing.push_back((run.request, Message::Output(Output { instance: id, stream, bytes })));
         }
-        run.shared.lock().waiting = run.backlog.iter().map(|(_, b)| b.len()).sum();
+        run.shared.lock().waiting = run.backlog.cost;
         // Past its wall limit an ended run's exit does not wait for credit any more: what the
         // agent had no room for is dropped from the stream (LOGS still has it).
         if run.exit.is_some() && run.wall_deadline.is_some_and(|d| self.board.now_ns() >= d) {
             run.backlog.clear();
         }
         match run.exit.take() {
-            Some(exit) if run.backlog.is_empty() => {
+            Some(exit) if run.backlog.queue.is_empty() => {
                 app.state = InstanceState::Ended(exit.outcome.clone());
                 if !run.unwatched {
                     self.outgoing.push_back((run.request, Message::Exit(exit)));
@@ -341,13 +394,19 @@ impl<B: Board> Bare<B> {
         })
     }
 
-    /// Ends `id`'s run now (its output so far still goes out before its exit).
-    fn end(&mut self, id: u32) {
-        self.slice_end(id);
+    /// Ends `id`'s run and sends its exit now, without the output the agent has had no credit
+    /// for (`LOGS` keeps it): what `KILL` and `DROP` do, so the agent waiting on the run hears
+    /// how it ended before their `DONE`.
+    fn end_now(&mut self, id: u32) {
+        self.stop_instance(id);
+        if let Some(run) = self.apps.get_mut(&id).and_then(|a| a.run.as_mut()) {
+            run.backlog.clear();
+        }
         self.flush(id);
     }
 
-    fn slice_end(&mut self, id: u32) {
+    /// Ends `id`'s instance, if it still runs, as killed (its exit waits to be sent).
+    fn stop_instance(&mut self, id: u32) {
         let now = self.board.now_ns();
         if let Some(run) = self.apps.get_mut(&id).and_then(|a| a.run.as_mut())
             && let Some(instance) = run.instance.take()
@@ -369,7 +428,7 @@ impl<B: Board> Bare<B> {
 impl<B: Board> Run<B> {
     /// Has a slice to run at `now`: not waiting for its time, and with room for its output.
     fn runnable(&self, now: u64) -> bool {
-        let room = self.shared.lock().waiting < BACKLOG;
+        let room = self.shared.lock().room() > PIECE_COST;
         let out_of_time = self.wall_deadline.is_some_and(|d| now >= d);
         self.instance.is_some()
             && (out_of_time
@@ -377,25 +436,6 @@ impl<B: Board> Run<B> {
                     Some(Some(until)) => now >= until,
                     _ => room,
                 })
-    }
-}
-
-/// `outcome` with its message cut to fit any frame.
-fn short(outcome: Outcome) -> Outcome {
-    let cut = |mut m: String| {
-        if m.len() > MAX_MESSAGE {
-            let mut end = MAX_MESSAGE;
-            while !m.is_char_boundary(end) {
-                end -= 1;
-            }
-            m.truncate(end);
-        }
-        m
-    };
-    match outcome {
-        Outcome::Trapped(m) => Outcome::Trapped(cut(m)),
-        Outcome::Limit { limit, message } => Outcome::Limit { limit, message: cut(message) },
-        other => other,
     }
 }
 
@@ -525,26 +565,22 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             .get(&spec.module)
             .ok_or_else(|| Refusal::new(ErrorCode::UNKNOWN_MODULE, "no such module on this runner; upload it first"))?;
         // Every app's memory is counted against the board's: an app without a limit gets a
-        // share of it, never the engine's 64 MiB default a board may not have.
+        // share of it (a quarter, its host side included), never the engine's 64 MiB default a
+        // board may not have.
         let budget = self.limits.memory_bytes;
-        let wanted = spec.limits.memory_bytes.unwrap_or(spore_edge::DEFAULT_MEMORY.min(budget / 4));
-        let held: u64 = self.apps.values().filter_map(|a| a.spec.limits.memory_bytes).sum();
-        spore_session::admit_memory(wanted, held, budget)?;
+        let share = spore_edge::DEFAULT_MEMORY.min((budget / 4).saturating_sub(APP_OVERHEAD) & !0xFFFF);
+        let wanted = spec.limits.memory_bytes.unwrap_or(share);
+        // Each app's host side (its stack, its output) counts as well as its linear memory.
+        let held: u64 = self.apps.values().filter_map(|a| a.spec.limits.memory_bytes).map(|m| m + APP_OVERHEAD).sum();
+        spore_session::admit_memory(wanted, APP_OVERHEAD, held, budget)?;
         spec.limits.memory_bytes = Some(wanted);
         self.engine.check(module, &spec.limits).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
         let id = self.next_id;
         self.next_id = self.next_id.checked_add(1).ok_or_else(|| {
             Refusal::new(ErrorCode::EXHAUSTED, "this board has used every app id; reset it to start again")
         })?;
-        let app = App {
-            spec,
-            state: InstanceState::Created,
-            kept: VecDeque::new(),
-            kept_bytes: 0,
-            cpu_us: 0,
-            memory_bytes: 0,
-            run: None,
-        };
+        let app =
+            App { spec, state: InstanceState::Created, kept: Pieces::default(), cpu_us: 0, memory_bytes: 0, run: None };
         self.apps.insert(id, app);
         Ok(id)
     }
@@ -578,7 +614,6 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             .map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
         let app = self.app(id)?;
         app.kept.clear();
-        app.kept_bytes = 0;
         app.state = InstanceState::Running;
         app.run = Some(Run {
             instance: Some(instance),
@@ -587,13 +622,14 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             parked: None,
             request,
             shared,
-            backlog: VecDeque::new(),
+            backlog: Pieces::default(),
             credit: 4 * u64::from(max_payload),
             chunk: max_payload.saturating_sub(64).max(64) as usize,
             unwatched: false,
             started: now,
             wall_deadline: spec.limits.wall_ms.map(|ms| now.saturating_add(ms.saturating_mul(1_000_000))),
             exit: None,
+            slice: MIN_SLICE * 20,
         });
         self.outgoing.push_back((request, Message::Accepted(spore_wire::Accepted { instance: id })));
         Ok(())
@@ -606,17 +642,19 @@ impl<B: Board> spore_session::Runner for Bare<B> {
     }
 
     fn kill(&mut self, id: u32) -> Result<(), Refusal> {
+        // A run that has ended but whose exit waits behind its output is still the agent's to
+        // end: its exit goes out now.
         let app = self.app(id)?;
-        if app.run.as_ref().is_none_or(|r| r.instance.is_none()) {
+        if app.run.is_none() {
             return Err(Refusal::new(ErrorCode::CONFLICT, format!("{} is not running", app.spec.name)));
         }
-        self.end(id);
+        self.end_now(id);
         Ok(())
     }
 
     fn drop_instance(&mut self, id: u32) -> Result<(), Refusal> {
         self.app(id)?;
-        self.end(id);
+        self.end_now(id);
         self.apps.remove(&id);
         Ok(())
     }
@@ -645,7 +683,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         })?;
         let mut out = Vec::new();
         let mut left = if tail == 0 { usize::MAX } else { tail as usize };
-        for (stream, bytes) in app.kept.iter().rev() {
+        for (stream, bytes) in app.kept.queue.iter().rev() {
             if left == 0 {
                 break;
             }

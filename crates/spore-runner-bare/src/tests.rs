@@ -9,9 +9,64 @@ use spore_wire::{
     Chunk, Commit, Credit, Deframer, Digest, ErrorCode, Hello, Instantiate, Kill, Limits, Message, ModuleBegin,
     ModuleKind, Outcome, Run, VERSION,
 };
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The heap this thread holds: its live allocations' bytes, and their number. Each test's
+/// firmware runs on its own thread, so this is what the board's RAM would hold of it.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<(isize, isize)> = const { Cell::new((0, 0)) };
+}
+
+fn count(bytes: isize, allocations: isize) {
+    let _ = LIVE.try_with(|l| {
+        let (b, n) = l.get();
+        l.set((b + bytes, n + allocations));
+    });
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; only counted beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as the caller promised us.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize, 1);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: as the caller promised us.
+        unsafe { System.dealloc(p, layout) };
+        count(-(layout.size() as isize), -1);
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        // SAFETY: as the caller promised us.
+        let q = unsafe { System.realloc(p, layout, size) };
+        if !q.is_null() {
+            count(size as isize - layout.size() as isize, 0);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// What this thread's live heap costs a board: its bytes, and 16 a block for the allocator's
+/// own bookkeeping (what a small allocator such as the boards' spends).
+fn heap_held() -> isize {
+    LIVE.with(|l| {
+        let (bytes, blocks) = l.get();
+        bytes + 16 * blocks
+    })
+}
 
 #[derive(Clone)]
 struct Memory {
@@ -20,6 +75,10 @@ struct Memory {
     started: Instant,
     /// How long the board had been up when the test began.
     uptime: u64,
+    /// Its entropy source takes 5 ms a call (as a slow device would).
+    slow_random: Arc<AtomicBool>,
+    /// Calls of its entropy source.
+    random_calls: Arc<AtomicU32>,
 }
 
 impl Board for Memory {
@@ -35,6 +94,10 @@ impl Board for Memory {
         self.uptime + self.started.elapsed().as_nanos() as u64
     }
     fn random(&mut self, buf: &mut [u8]) {
+        self.random_calls.fetch_add(1, Ordering::Relaxed);
+        if self.slow_random.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         buf.fill(4);
     }
     fn idle(&mut self, _: Option<u64>) {}
@@ -69,7 +132,14 @@ impl Agent {
 
     /// An agent of a board that has been up `uptime` nanoseconds.
     fn after(memory: u64, uptime: u64) -> Agent {
-        let board = Memory { to_board: Arc::default(), from_board: Arc::default(), started: Instant::now(), uptime };
+        let board = Memory {
+            to_board: Arc::default(),
+            from_board: Arc::default(),
+            started: Instant::now(),
+            uptime,
+            slow_random: Arc::default(),
+            random_calls: Arc::default(),
+        };
         let firmware = Firmware::new(board.clone(), memory);
         let mut agent = Agent { board, firmware, deframer: Deframer::new(65536), next: 1 };
         assert!(matches!(agent.ask(hello()).as_slice(), [(_, Message::HelloAck(_))]));
@@ -90,6 +160,11 @@ impl Agent {
                 break;
             }
         }
+        self.pump_once()
+    }
+
+    /// What came out so far, without turning the loop.
+    fn pump_once(&mut self) -> Vec<(u32, Message)> {
         let bytes = std::mem::take(&mut *self.board.from_board.lock().unwrap());
         self.deframer
             .feed(&bytes)
@@ -271,8 +346,8 @@ fn a_sleeping_app_is_parked_not_spinning_and_wakes_when_its_time_has_come() {
     assert_eq!(exits(&out), vec![(greeter, Outcome::Exited(0))], "the other app ran: {out:?}");
     // Parked: the loop has nothing to do (the board may wait) until the sleep is over.
     assert!(!agent.firmware.turn(), "a sleeping app is not run");
-    while started.elapsed() < std::time::Duration::from_millis(300) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    while started.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(20));
     }
     let out = agent.pump();
     assert_eq!(exits(&out), vec![(sleeper, Outcome::Exited(0))], "{out:?}");
@@ -323,7 +398,7 @@ fn modules_and_uploads_together_stay_within_the_boards_store_and_a_drop_frees_it
 
 /// Pumps until `app` exits (at most `secs` seconds); its outcome.
 fn until_exit(agent: &mut Agent, app: u32, secs: u64) -> Outcome {
-    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if let Some((_, outcome)) = exits(&agent.pump()).into_iter().find(|(id, _)| *id == app) {
             return outcome;
@@ -353,4 +428,119 @@ fn a_run_waiting_for_credit_still_ends_at_its_wall_limit() {
     // The agent gives no credit back: the run waits for it, until its limit ends it.
     let outcome = until_exit(&mut agent, app, 10);
     assert!(matches!(outcome, Outcome::Limit { limit: spore_wire::LimitKind::Wall, .. }), "{outcome:?}");
+}
+
+/// A command that writes one byte `times` times, to stdout and stderr in turn (so no two
+/// writes in a row can be joined).
+fn byte_writer(times: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 16) "x")
+            (func (export "_start") (local $i i32)
+                (i32.store (i32.const 0) (i32.const 16))
+                (i32.store (i32.const 4) (i32.const 1))
+                (block $done (loop $again
+                    (br_if $done (i32.ge_u (local.get $i) (i32.const {times})))
+                    (drop (call $w (i32.add (i32.const 1) (i32.and (local.get $i) (i32.const 1)))
+                                   (i32.const 0) (i32.const 1) (i32.const 8)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $again)))))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_guests_output_holds_a_bounded_part_of_the_boards_heap_however_it_writes() {
+    let mut agent = Agent::new(64 << 20);
+    let module = agent.upload(&byte_writer(200_000));
+    let app = agent.app(module, "bytes");
+    let before = heap_held();
+    agent.send(&Message::Run(Run { instance: app }));
+    // The agent gives no credit back: the run writes until its output is all it may hold.
+    for _ in 0..50 {
+        agent.pump();
+    }
+    assert!(!agent.firmware.turn(), "the writer waits for credit");
+    let held = heap_held() - before;
+    // Its instance (a page of memory, wasmi's store and stack) and 16 KiB of waiting and 16 KiB
+    // of kept output, each in pieces that cost their bytes and 64 more.
+    assert!(held < 192 << 10, "the writer's run holds {held} bytes of heap");
+    let out = agent.ask(Message::Kill(Kill { instance: app }));
+    assert_eq!(exits(&out), vec![(app, Outcome::Killed)], "{out:?}");
+}
+
+#[test]
+fn a_host_call_past_its_slices_time_lets_the_next_app_run() {
+    let mut agent = Agent::new(64 << 20);
+    // A guest that asks for entropy without end, from a source that takes 5 ms a call.
+    let drinker = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (loop $again (drop (call $r (i32.const 0) (i32.const 16))) (br $again))))"#,
+    )
+    .unwrap();
+    let drinker = agent.upload(&drinker);
+    let hello = agent.upload(&writer("hello\n", 1, false));
+    let drinker = agent.app(drinker, "drinker");
+    let greeter = agent.app(hello, "greeter");
+    agent.board.slow_random.store(true, Ordering::Relaxed);
+    agent.send(&Message::Run(Run { instance: drinker }));
+    agent.send(&Message::Run(Run { instance: greeter }));
+    // Fuel counts the guest's calls as cheap: only the time they took gives the turn over.
+    let mut exited = Vec::new();
+    for _ in 0..20 {
+        agent.firmware.turn();
+        exited.extend(exits(&agent.pump_once()));
+        if !exited.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(exited, vec![(greeter, Outcome::Exited(0))]);
+    // One call a turn: each took the drinker past its slice's time.
+    let calls = agent.board.random_calls.load(Ordering::Relaxed);
+    assert!(calls <= 3, "the drinker made {calls} calls before the greeter ran");
+    let out = agent.ask(Message::Kill(Kill { instance: drinker }));
+    assert_eq!(exits(&out), vec![(drinker, Outcome::Killed)], "{out:?}");
+}
+
+#[test]
+fn a_spinning_start_function_is_refused_without_holding_the_link() {
+    let mut agent = Agent::new(64 << 20);
+    let spins = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func $s (loop (br 0))) (start $s) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let module = agent.upload(&spins);
+    let app = agent.app(module, "starter");
+    let asked = Instant::now();
+    let out = agent.ask(Message::Run(Run { instance: app }));
+    let [(_, Message::Error(e))] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(e.code, ErrorCode::INVALID_MODULE);
+    assert!(e.message.contains("start function needs more than the 2000000 fuel"), "{}", e.message);
+    // A slice's fuel, not a billion: the link was held for a moment.
+    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+}
+
+#[test]
+fn kill_and_drop_of_a_run_whose_exit_waits_behind_its_output_send_the_exit_first() {
+    let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    for drop in [false, true] {
+        let mut agent = Agent::new(64 << 20);
+        // 25 KiB: the 16 KiB of credit go out, the rest waits; the run itself has ended.
+        let module = agent.upload(&writer(line, 400, false));
+        let app = agent.app(module, "chatty");
+        agent.send(&Message::Run(Run { instance: app }));
+        let out = agent.pump();
+        assert!(exits(&out).is_empty(), "the exit waits for credit: {out:?}");
+        let request = match drop {
+            false => Message::Kill(Kill { instance: app }),
+            true => Message::Drop(spore_wire::DropTarget::Instance(app)),
+        };
+        let out = agent.ask(request);
+        assert_eq!(exits(&out), vec![(app, Outcome::Exited(0))], "drop {drop}: {out:?}");
+        assert!(matches!(out.last(), Some((_, Message::Done(())))), "drop {drop}: {out:?}");
+    }
 }

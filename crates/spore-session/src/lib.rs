@@ -24,8 +24,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use spore_wire::{
     Backend, Chunk, ChunkAck, DeframeError, Digest, DropTarget, ErrorCode, FLAG_RETRANSMIT, Hello, HelloAck,
-    Instantiate, Interface, Message, ModuleBegin, Output, Pong, RunnerLimits, SendFrom, Stats, StreamKind, VERSION,
-    Value,
+    InstanceState, Instantiate, Interface, Message, ModuleBegin, Outcome, Output, Pong, RunnerLimits, SendFrom, Stats,
+    StreamKind, VERSION, Value,
 };
 
 /// Answers kept for retransmitted requests.
@@ -255,6 +255,7 @@ impl<R: Runner> Session<R> {
                 one(Message::Done(()))
             }
             Message::Instantiate(spec) => {
+                check_name(&spec.name)?;
                 one(Message::Instance(spore_wire::Instance { id: runner.instantiate(spec)? }))
             }
             Message::Run(r) => self.start(id, r.instance, Entry::Start, max_payload),
@@ -288,7 +289,7 @@ impl<R: Runner> Session<R> {
                 Ok(out)
             }
             Message::Ping(p) => one(Message::Pong(Pong { nonce: p.nonce })),
-            Message::StatsRequest(()) => one(Message::Stats(runner.stats())),
+            Message::StatsRequest(()) => one(fit_stats(runner.stats(), max_payload)),
             other => Err(Refusal::new(
                 ErrorCode::UNKNOWN_TYPE,
                 format!("{} is a runner's message, not a request", other.name()),
@@ -348,6 +349,71 @@ fn fitted(answer: Message, max_payload: u32) -> Message {
         )
         .into_message(),
         false => answer,
+    }
+}
+
+/// Longest message text an `EXIT` carries (a trap's, a limit's): with the frame's other
+/// fields it fits the smallest payload an agent may agree ([`spore_wire::frame::MIN_MAX_PAYLOAD`]).
+pub const MAX_MESSAGE: usize = 512;
+
+/// `outcome` with its message cut to [`MAX_MESSAGE`], as every runner sends it.
+pub fn short(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Trapped(mut m) => {
+            cut(&mut m, MAX_MESSAGE);
+            Outcome::Trapped(m)
+        }
+        Outcome::Limit { limit, mut message } => {
+            cut(&mut message, MAX_MESSAGE);
+            Outcome::Limit { limit, message }
+        }
+        other => other,
+    }
+}
+
+/// Longest message of an ended app's outcome in a `STATS` too long for the link (`LOGS` and
+/// the run's own `EXIT` have the whole).
+const STATS_MESSAGE: usize = 80;
+
+/// `STATS` within the payload size: if all of it does not fit, the outcomes' messages are cut.
+fn fit_stats(mut stats: Stats, max_payload: u32) -> Message {
+    if Message::Stats(stats.clone()).payload().len() > max_payload as usize {
+        for info in &mut stats.instances {
+            if let InstanceState::Ended(Outcome::Trapped(m) | Outcome::Limit { message: m, .. }) = &mut info.state {
+                cut(m, STATS_MESSAGE);
+            }
+        }
+    }
+    Message::Stats(stats)
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary, marking the cut with `…`.
+pub fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
+/// Whether `name` may name an app on a runner: what `spore ps` prints and `--name` takes, the
+/// same rule on every runner — plain enough to be a file name (a Linux runner's boot mark),
+/// short enough that a board's `STATS` of all its apps fits a frame.
+pub fn check_name(name: &str) -> Result<(), Refusal> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    match ok {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            ErrorCode::BAD_PAYLOAD,
+            format!("{name:?} is not an app name: 1–64 letters, digits, '.', '_' or '-', not starting with '.'"),
+        )),
     }
 }
 
@@ -427,14 +493,19 @@ pub fn verify(bytes: &[u8], digest: &Digest) -> Result<(), Refusal> {
     }
 }
 
-/// Admits an app that may use `wanted` bytes of memory when the runner's apps hold `held` of
-/// its `budget` (the sum of their limits stays within it), or says what is left.
-pub fn admit_memory(wanted: u64, held: u64, budget: u64) -> Result<(), Refusal> {
-    match held.saturating_add(wanted) > budget {
+/// Admits an app that may use `wanted` bytes of memory, and `overhead` more of the runner's
+/// for its host side, when the runner's apps hold `held` of its `budget` (the sum stays within
+/// it), or says what is left.
+pub fn admit_memory(wanted: u64, overhead: u64, held: u64, budget: u64) -> Result<(), Refusal> {
+    match held.saturating_add(wanted).saturating_add(overhead) > budget {
         true => Err(Refusal::new(
             ErrorCode::EXHAUSTED,
             format!(
-                "the app may use {wanted} bytes of memory; this runner has {} of its {budget} left (--memory)",
+                "the app may use {wanted} bytes of memory{}; this runner has {} of its {budget} left (--memory)",
+                match overhead {
+                    0 => String::new(),
+                    n => format!(" and {n} of the runner's for its stack and output"),
+                },
                 budget.saturating_sub(held)
             ),
         )),

@@ -12,6 +12,8 @@ struct Recorder {
     runs: Vec<(u32, u32)>,
     /// Instances STATS reports (to make an answer too large).
     instances: u32,
+    /// Their state, if not just made.
+    state: Option<InstanceState>,
 }
 
 impl Runner for Recorder {
@@ -72,9 +74,9 @@ impl Runner for Recorder {
     fn stats(&self) -> Stats {
         let info = InstanceInfo {
             id: 1,
-            name: "x".repeat(100),
+            name: "x".repeat(64),
             module: [0; 32],
-            state: InstanceState::Created,
+            state: self.state.clone().unwrap_or(InstanceState::Created),
             memory_bytes: 0,
             cpu_us: 0,
             boot: false,
@@ -195,7 +197,7 @@ fn uploads_are_bounded_per_link_resumed_by_their_link_and_released_by_a_new_hell
 
 #[test]
 fn an_answer_over_the_agreed_payload_is_refused_and_logs_come_in_pieces() {
-    let mut s = Session::new(Recorder { instances: 200, ..Recorder::default() }, false);
+    let mut s = Session::new(Recorder { instances: 100, ..Recorder::default() }, false);
     ask(&mut s, 1, 0, &hello("", 4096));
     let answers = ask(&mut s, 2, 0, &Message::StatsRequest(()));
     let [(2, Message::Error(e))] = answers.as_slice() else { panic!("{answers:?}") };
@@ -236,4 +238,49 @@ fn a_new_agents_hello_sent_again_starts_the_link_afresh_not_from_the_cache() {
     // The first agent's answers are gone with it.
     let again = ask(&mut s, 2, FLAG_RETRANSMIT, &spec());
     assert_eq!(again, vec![(2, Message::Instance(spore_wire::Instance { id: 2 }))], "{again:?}");
+}
+
+#[test]
+fn a_boards_stats_of_every_app_fits_a_frame_with_their_messages_cut() {
+    // Sixteen apps (a board's most) with the longest names, each ended with the longest message
+    // a runner sends: STATS still answers within 4 KiB.
+    let trapped = InstanceState::Ended(Outcome::Trapped("é".repeat(256)));
+    let mut s = Session::new(Recorder { instances: 16, state: Some(trapped), ..Recorder::default() }, false);
+    ask(&mut s, 1, 0, &hello("", 4096));
+    let answers = ask(&mut s, 2, 0, &Message::StatsRequest(()));
+    let [(2, Message::Stats(stats))] = answers.as_slice() else { panic!("{answers:?}") };
+    assert_eq!(stats.instances.len(), 16);
+    for info in &stats.instances {
+        let InstanceState::Ended(Outcome::Trapped(m)) = &info.state else { panic!("{:?}", info.state) };
+        assert!(m.len() <= STATS_MESSAGE && m.starts_with("éé") && m.ends_with('…'), "{m}");
+    }
+    // With room for all of it, nothing is cut.
+    s.runner.instances = 4;
+    let answers = ask(&mut s, 4, 0, &Message::StatsRequest(()));
+    let [(4, Message::Stats(stats))] = answers.as_slice() else { panic!("{answers:?}") };
+    assert!(matches!(&stats.instances[0].state, InstanceState::Ended(Outcome::Trapped(m)) if m.len() == 512));
+}
+
+#[test]
+fn an_app_name_is_checked_once_for_every_runner() {
+    let mut s = Session::new(Recorder::default(), false);
+    ask(&mut s, 1, 0, &hello("", 4096));
+    let named = |name: &str| {
+        Message::Instantiate(Instantiate {
+            module: [1; 32],
+            name: name.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            limits: Limits::default(),
+            boot: false,
+        })
+    };
+    for (id, bad) in (2..).zip(["", "../etc", ".hidden", "a b", "é", &"x".repeat(65)]) {
+        let answers = ask(&mut s, id, 0, &named(bad));
+        let [(_, Message::Error(e))] = answers.as_slice() else { panic!("{bad:?}: {answers:?}") };
+        assert_eq!(e.code, ErrorCode::BAD_PAYLOAD);
+        assert!(e.message.contains("is not an app name"), "{}", e.message);
+    }
+    assert_eq!(s.runner.instantiated, 0, "no bad name reached the runner");
+    assert!(matches!(ask(&mut s, 20, 0, &named(&"x".repeat(64))).as_slice(), [(_, Message::Instance(_))]));
 }

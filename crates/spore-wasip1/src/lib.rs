@@ -33,8 +33,8 @@ pub enum Stop {
     /// The call has done its work, but the guest is to wait before it gets the answer: until
     /// the monotonic clock reaches `until`, or (`None`) until its host has room for more
     /// output. What a host with one loop for every guest (a board) answers instead of
-    /// blocking; the engine suspends the guest and, when it is resumed, gives it
-    /// [`Wasi::finish`]'s answer.
+    /// blocking, and after any call once the guest's turn is over ([`Host::preempt`]); the
+    /// engine suspends the guest and, when it is resumed, gives it [`Wasi::finish`]'s answer.
     Park {
         /// Monotonic nanoseconds at which the wait is over; `None`: when the host says.
         until: Option<u64>,
@@ -63,12 +63,24 @@ pub enum Clock {
     ThreadCputime,
 }
 
+/// What a host did with one buffer of a guest's `fd_write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// All of it; the guest goes on.
+    All,
+    /// Its first bytes, this many (at least one), and the host has no room for more: the
+    /// write ends there — short, if that is not all, as POSIX allows — and the guest waits
+    /// for its answer until the host has room again ([`Stop::Park`] until `None`). How a
+    /// board bounds what a guest's output holds of its RAM.
+    Full(usize),
+}
+
 /// What a platform gives a guest.
 pub trait Host {
-    /// Takes the guest's output. May wait (the agent has no room for more yet: the guest waits,
-    /// nothing is lost), or take it and answer [`Stop::Park`] to have the guest wait, and may
-    /// end the guest instead.
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop>;
+    /// Takes the guest's output: all of it (waiting, if it must, until the agent has room: the
+    /// guest waits, nothing is lost), or what it has room for ([`Taken::Full`]); or ends the
+    /// guest instead.
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<Taken, Stop>;
     /// A clock's time in nanoseconds, or `None` where the platform has no such clock.
     fn now(&mut self, clock: Clock) -> Option<u64>;
     /// A clock's resolution in nanoseconds.
@@ -82,6 +94,14 @@ pub trait Host {
     fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop>;
     /// Lets others run.
     fn yield_now(&mut self) -> Result<(), Stop>;
+    /// Whether the guest's turn is over, asked after each call: a host with one loop for every
+    /// guest answers yes once the call (say, a large `random_get`) has taken the guest past
+    /// its slice's time, since fuel counts the guest's work, not its host's. The guest then
+    /// waits for its answer until the loop comes back to it. A host whose guests have threads
+    /// of their own never needs to.
+    fn preempt(&mut self) -> bool {
+        false
+    }
 }
 
 /// One guest's WASI state: its arguments, environment and host.
@@ -144,6 +164,17 @@ impl<H: Host> Wasi<H> {
     /// the engine passed them (each `i32` zero-extended) and the guest's linear memory.
     /// Returns the errno for the guest, or why it stops.
     pub fn call(&mut self, index: usize, memory: &mut [u8], args: &[u64]) -> Result<i32, Stop> {
+        match self.dispatch(index, memory, args) {
+            // Done, but the guest's turn is over: it has the answer when it goes on.
+            Ok(errno) if self.host.preempt() => {
+                self.parked = Some(Parked::Answer(errno));
+                Err(Stop::Park { until: Some(0) })
+            }
+            other => other,
+        }
+    }
+
+    fn dispatch(&mut self, index: usize, memory: &mut [u8], args: &[u64]) -> Result<i32, Stop> {
         let Some(func) = Func::from_index(index) else { return Ok(errno::NOSYS) };
         let a = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
         let mut mem = Guest(memory);
@@ -222,17 +253,16 @@ impl<H: Host> Wasi<H> {
             let Ok((ptr, len)) = mem.iovec(iovs, i) else { return Ok(errno::FAULT) };
             let len = len.min(MAX_WRITE - total);
             let Ok(bytes) = mem.slice(ptr, len) else { return Ok(errno::FAULT) };
-            let taken = if bytes.is_empty() { Ok(()) } else { self.host.write(stream, bytes) };
-            total += len;
+            let taken = if bytes.is_empty() { Taken::All } else { self.host.write(stream, bytes)? };
             match taken {
-                Ok(()) => {}
-                // Taken, and the guest is to wait: the write ends here, short.
-                Err(Stop::Park { until }) => {
+                Taken::All => total += len,
+                // The write ends here; the guest's libc writes the rest once it goes on.
+                Taken::Full(n) => {
+                    total += (n as u32).min(len);
                     let answer = mem.u32(written, total).map_or(errno::FAULT, |()| errno::SUCCESS);
                     self.parked = Some(Parked::Answer(answer));
-                    return Err(Stop::Park { until });
+                    return Err(Stop::Park { until: None });
                 }
-                Err(stop) => return Err(stop),
             }
             if total == MAX_WRITE {
                 break;

@@ -12,15 +12,22 @@ struct Recorder {
     slept_until: Vec<u64>,
     /// Parks instead of waiting, as a board's one loop does.
     parks: bool,
+    /// Room for output when it parks.
+    room: usize,
+    /// Says every call ends the guest's turn.
+    preempts: bool,
 }
 
 impl Host for Recorder {
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
-        self.out.push((stream, bytes.to_vec()));
-        match self.parks {
-            true => Err(Stop::Park { until: None }),
-            false => Ok(()),
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<Taken, Stop> {
+        if !self.parks {
+            self.out.push((stream, bytes.to_vec()));
+            return Ok(Taken::All);
         }
+        let n = bytes.len().min(self.room).max(1);
+        self.room -= n.min(self.room);
+        self.out.push((stream, bytes[..n].to_vec()));
+        Ok(if self.room == 0 { Taken::Full(n) } else { Taken::All })
     }
     fn now(&mut self, clock: Clock) -> Option<u64> {
         match clock {
@@ -45,6 +52,9 @@ impl Host for Recorder {
     }
     fn yield_now(&mut self) -> Result<(), Stop> {
         Ok(())
+    }
+    fn preempt(&mut self) -> bool {
+        self.preempts
     }
 }
 
@@ -157,7 +167,7 @@ fn a_parked_poll_learns_which_clocks_fired_when_the_guest_goes_on() {
 }
 
 #[test]
-fn a_parked_write_is_short_and_answered_when_the_guest_goes_on() {
+fn a_write_to_a_full_host_is_short_and_answered_when_the_guest_goes_on() {
     let (mut w, mut mem) = (wasi(), vec![0u8; 1024]);
     w.host.parks = true;
     mem[500..505].copy_from_slice(b"hello");
@@ -165,11 +175,28 @@ fn a_parked_write_is_short_and_answered_when_the_guest_goes_on() {
     for (i, v) in [500u32, 5, 600, 7].iter().enumerate() {
         mem[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
+    // Room for the first buffer and two bytes of the second: the host holds no more than that.
+    w.host.room = 7;
     assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 2, 32]), Err(Stop::Park { until: None }));
-    // The host took the first buffer; the count says so, and the guest's libc writes the rest.
-    assert_eq!(u32_at(&mem, 32), 5);
-    assert_eq!(w.host.out.len(), 1);
+    assert_eq!(u32_at(&mem, 32), 7);
+    assert_eq!(w.host.out, [(Stream::Stdout, b"hello".to_vec()), (Stream::Stdout, b", ".to_vec())]);
     assert_eq!(w.finish(&mut mem), errno::SUCCESS);
+    // Room for exactly the first buffer: the write ends after it, and the guest waits.
+    w.host.room = 5;
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 2, 32]), Err(Stop::Park { until: None }));
+    assert_eq!(u32_at(&mem, 32), 5);
+}
+
+#[test]
+fn a_call_that_ends_the_guests_turn_is_answered_when_it_goes_on() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 256]);
+    w.host.preempts = true;
+    assert_eq!(call(&mut w, &mut mem, Func::random_get, &[16, 64]), Err(Stop::Park { until: Some(0) }));
+    // The work is done before the guest waits; its answer waits for it.
+    assert!(mem[16..80].iter().enumerate().all(|(i, b)| *b == i as u8 ^ 0x5a));
+    assert_eq!(w.finish(&mut mem), errno::SUCCESS);
+    assert_eq!(call(&mut w, &mut mem, Func::fd_seek, &[7, 0, 0, 0]), Err(Stop::Park { until: Some(0) }));
+    assert_eq!(w.finish(&mut mem), errno::BADF);
 }
 
 #[test]

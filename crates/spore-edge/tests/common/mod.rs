@@ -7,7 +7,7 @@
 use spore_edge::{
     Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Stop, Value, Wasi,
 };
-use spore_wasip1::{Clock, Stream};
+use spore_wasip1::{Clock, Stream, Taken};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,13 +31,13 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 impl Host for Kept {
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<Taken, Stop> {
         self.wrote.store(true, Ordering::Release);
         match stream {
             Stream::Stdout => self.out.extend_from_slice(bytes),
             Stream::Stderr => self.err.extend_from_slice(bytes),
         }
-        Ok(())
+        Ok(Taken::All)
     }
     fn now(&mut self, clock: Clock) -> Option<u64> {
         match clock {

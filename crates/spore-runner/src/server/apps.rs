@@ -7,7 +7,7 @@ use super::store::write_atomic;
 use super::{Refusal, Runner};
 use spore_edge::{Call, Interrupt, Outcome, Stop, Wasi};
 pub(crate) use spore_session::Entry;
-use spore_wasip1::{Clock, Host, Stream};
+use spore_wasip1::{Clock, Host, Stream, Taken};
 use spore_wire::{ErrorCode, Exit, InstanceInfo, InstanceState, Instantiate, Message, Output, StreamKind};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -22,9 +22,6 @@ const KEPT_OUTPUT: usize = 64 << 10;
 
 /// Memory an app is counted for when its limits leave it unset (the engines' default).
 const DEFAULT_MEMORY: u64 = spore_edge::DEFAULT_MEMORY;
-
-/// Longest message text an `EXIT` carries (a trap's, a limit's), so it fits any frame.
-const MAX_MESSAGE: usize = 1024;
 
 /// The link a run's output and exit go to, and the credit it gave.
 pub(crate) struct Watcher {
@@ -251,25 +248,11 @@ impl Apps {
     }
 }
 
-/// An app name: a file name under `apps/` and what `ps` shows, so plain.
-fn check_name(name: &str) -> Result<(), Refusal> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    match ok {
-        true => Ok(()),
-        false => Err(Refusal::new(
-            ErrorCode::BAD_PAYLOAD,
-            format!("{name:?} is not an app name: 1–64 letters, digits, '.', '_' or '-', not starting with '.'"),
-        )),
-    }
-}
-
 /// Makes an app: checks its name, that its module can be made with its limits (without
 /// running anything), and the runner's room; marks it to start at boot if asked.
 pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>, Refusal> {
-    check_name(&spec.name)?;
+    // The session checked it too; here because the name becomes a file name under `apps/`.
+    spore_session::check_name(&spec.name)?;
     let module = runner.store.module(&spec.module, &runner.engines)?;
     runner.engines.check(&module, &spec.limits)?;
     let mut inner = runner.apps.lock();
@@ -288,7 +271,7 @@ pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>
     }
     let wanted = spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY);
     let held: u64 = inner.by_id.values().map(|a| a.memory_limit()).sum();
-    spore_session::admit_memory(wanted, held, runner.config.memory_bytes)?;
+    spore_session::admit_memory(wanted, 0, held, runner.config.memory_bytes)?;
     // Dropped since it was looked up: an app must not outlive its module's file.
     if !runner.store.has(&spec.module) {
         return Err(Refusal::new(ErrorCode::UNKNOWN_MODULE, "the module was removed meanwhile; upload it again"));
@@ -356,19 +339,6 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// `message` cut to [`MAX_MESSAGE`] bytes at a character boundary.
-fn trimmed(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
-}
-
 fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc<Watcher>>, interrupt: Interrupt) {
     let started = Instant::now();
     let host = RunnerHost {
@@ -386,11 +356,7 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
     let ended = runner.engines.run(&app.module, wasi_for(&app.spec, host), &app.spec.limits, interrupt, call);
     let Ended { outcome, fuel_used, memory_bytes } =
         ended.unwrap_or_else(|e| Ended { outcome: Outcome::Trapped(e.to_string()), fuel_used: None, memory_bytes: 0 });
-    let outcome = match outcome {
-        Outcome::Trapped(m) => Outcome::Trapped(trimmed(m)),
-        Outcome::Limit { limit, message } => Outcome::Limit { limit, message: trimmed(message) },
-        other => other,
-    };
+    let outcome = spore_session::short(outcome);
     let cpu_us = thread_cpu_ns().unwrap_or(0).saturating_sub(cpu_before) / 1000;
     app.cpu_us.fetch_add(cpu_us, Ordering::Relaxed);
     app.memory_bytes.store(memory_bytes, Ordering::Relaxed);
@@ -446,7 +412,7 @@ struct RunnerHost {
 }
 
 impl Host for RunnerHost {
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<Taken, Stop> {
         let stream = match stream {
             Stream::Stdout => StreamKind::Stdout,
             Stream::Stderr => StreamKind::Stderr,
@@ -455,15 +421,15 @@ impl Host for RunnerHost {
         if self.interrupt.is_interrupted() {
             return Err(Stop::Interrupted);
         }
-        let Some(app) = &self.app else { return Ok(()) };
+        let Some(app) = &self.app else { return Ok(Taken::All) };
         app.keep(stream, bytes);
-        let Some(w) = &self.watcher else { return Ok(()) };
+        let Some(w) = &self.watcher else { return Ok(Taken::All) };
         for piece in bytes.chunks(w.chunk) {
             if w.take(piece.len() as u64, &self.interrupt, self.deadline)? {
                 w.send(&Message::Output(Output { instance: app.id, stream, bytes: piece.to_vec() }));
             }
         }
-        Ok(())
+        Ok(Taken::All)
     }
 
     fn now(&mut self, clock: Clock) -> Option<u64> {
