@@ -78,9 +78,11 @@ impl Board for Mps2 {
     }
 
     fn now_ns(&self) -> u64 {
-        // The timer counts down and wraps every 171 s; the loop reads it far more often, so
-        // the ticks since the last reading are the difference, modulo 2^32. One core, and no
-        // interrupt handler runs: nothing reads it concurrently.
+        // The timer counts down and wraps every 171 s; the loop reads it far more often (an
+        // idle wait is at most a millisecond; a slice, the host call in it and a start
+        // function are bounded to milliseconds), so the ticks since the last reading are the
+        // difference, modulo 2^32. One core, and no interrupt handler runs: nothing reads it
+        // concurrently.
         // SAFETY: timer 0's current value.
         let raw = unsafe { read_volatile(TIMER_VALUE as *const u32) };
         let mut clock = CLOCK.lock();
