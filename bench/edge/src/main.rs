@@ -10,7 +10,7 @@ use spore_edge::interpreter::Interpreter;
 use spore_edge::{BackendKind, Call, Engine, Instance, Interrupt, Limits, Stop, Wasi};
 use spore_runner::client::Client;
 use spore_runner::link::Address;
-use spore_wasip1::{Clock, Host, Stream};
+use spore_wasip1::{Clock, Host, Stream, Taken};
 use spore_wire::{Instantiate, ModuleKind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 struct Null;
 
 impl Host for Null {
-    fn write(&mut self, _: Stream, _: &[u8]) -> Result<(), Stop> {
-        Ok(())
+    fn write(&mut self, _: Stream, _: &[u8]) -> Result<Taken, Stop> {
+        Ok(Taken::All)
     }
     fn now(&mut self, _: Clock) -> Option<u64> {
         Some(0)
@@ -275,6 +275,7 @@ fn app(module: [u8; 32], name: &str) -> Instantiate {
         env: vec![],
         limits: Limits::default(),
         boot: false,
+        devices: vec![],
     }
 }
 

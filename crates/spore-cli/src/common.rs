@@ -52,6 +52,11 @@ pub struct SpecArgs {
     /// parameters and its results are printed one per line.
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
+    /// Grant the app a device of its runner (`gpio`, `uart1`, a plugin's name): it may import
+    /// that device's functions. Repeatable; only at a runner (--host). A name the runner does
+    /// not have is refused with the names it has.
+    #[arg(long = "device", value_name = "NAME")]
+    devices: Vec<String>,
     /// argv[0] as the guest sees it [default: the file name, or the image's entrypoint].
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
@@ -73,9 +78,22 @@ impl SpecArgs {
         self.file.is_file() || self.file.extension().is_some_and(|e| e == "wasm")
     }
 
-    /// The spec these flags describe, for `program`. argv\[0\] defaults to the file name
-    /// for a file; an image's entrypoint supplies it otherwise.
+    /// The spec these flags describe, for `program`, to run here or in the daemon (which have
+    /// no devices to grant). argv\[0\] defaults to the file name for a file; an image's
+    /// entrypoint supplies it otherwise.
     pub fn spec(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
+        if let Some(device) = self.devices.first() {
+            bail!("--device {device} grants a runner's device: use it with --host runner+…:// or serial://");
+        }
+        self.described(program)
+    }
+
+    /// The spec, and the devices granted, for an app at a runner.
+    pub fn runner_spec(&self, program: ProgramSource) -> anyhow::Result<(SandboxSpec, Vec<String>)> {
+        Ok((self.described(program)?, self.devices.clone()))
+    }
+
+    fn described(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
         let argv0 = self.argv0.clone().or_else(|| {
             self.is_file().then(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned())).flatten()
         });

@@ -193,7 +193,7 @@ fn instantiate_spec(
     name: String,
     boot: bool,
 ) -> anyhow::Result<(Instantiate, Option<spore_sandbox::Invoke>)> {
-    let s = spec.spec(spore_sandbox::ProgramSource::Path(spec.file.clone()))?;
+    let (s, devices) = spec.runner_spec(spore_sandbox::ProgramSource::Path(spec.file.clone()))?;
     let refused = [
         (!s.mounts.is_empty(), "--dir"),
         (s.network != Default::default(), "--net"),
@@ -214,7 +214,7 @@ fn instantiate_spec(
         fuel: None,
     };
     let env = s.env.into_iter().collect();
-    Ok((Instantiate { module, name, args, env, limits, boot }, s.invoke))
+    Ok((Instantiate { module, name, args, env, limits, boot, devices }, s.invoke))
 }
 
 /// Set by Ctrl-C while a run streams: the run is killed and its exit still reported.

@@ -14,7 +14,7 @@
 
 use crate::Stopped;
 use crate::watch::Watch;
-use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Value, Wasi};
+use crate::{Call, EdgeError, Engine, Host, Import, Instance, Interrupt, Limits, Outcome, Step, Value, Wasi};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -269,13 +269,23 @@ impl Engine for Compiled {
         })
     }
 
-    fn check(&self, module: &Module, limits: &Limits) -> Result<(), EdgeError> {
+    fn check(&self, module: &Module, limits: &Limits, functions: &[Import]) -> Result<(), EdgeError> {
         if limits.fuel.is_some() {
             return Err(EdgeError::Limit(
                 "the wasmtime backends count CPU time, not fuel: give cpu_ms, or run on wasmi".to_string(),
             ));
         }
-        crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
+        let imports = module.imports().map(|i| {
+            let signature = match i.ty() {
+                wasmtime::ExternType::Func(f) => {
+                    let results: Vec<&str> = f.results().map(|t| type_name(&t)).collect();
+                    Some(spore_wasip1::signature(f.params().map(|t| type_name(&t)), &results))
+                }
+                _ => None,
+            };
+            (i.module(), i.name(), signature)
+        });
+        crate::check_imports(imports, functions)?;
         let limit = limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY);
         for export in module.exports() {
             if let wasmtime::ExternType::Memory(m) = export.ty() {
@@ -292,7 +302,8 @@ impl Engine for Compiled {
         limits: &Limits,
         interrupt: Interrupt,
     ) -> Result<Run<H>, EdgeError> {
-        self.check(module, limits)?;
+        self.check(module, limits, wasi.host.functions())?;
+        let linker = linker::<H>(&self.engine, wasi.host.functions())?;
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
         wasi.wake_by = watch.wall_deadline();
         let memory = usize::try_from(limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY)).unwrap_or(usize::MAX);
@@ -306,7 +317,6 @@ impl Engine for Compiled {
                 None => Ok(UpdateDeadline::Continue(1)),
             }
         });
-        let linker = wasi_linker::<H>(&self.engine)?;
         let instance = {
             let _running = self.ticker.running();
             linker.instantiate(&mut store, module)
@@ -321,10 +331,26 @@ impl Engine for Compiled {
     }
 }
 
-/// A linker with every WASI preview 1 function bound to [`Wasi::call`].
-fn wasi_linker<H: Host + Send + 'static>(engine: &wasmtime::Engine) -> Result<Linker<State<H>>, EdgeError> {
+/// A value type as the text format writes it.
+fn type_name(ty: &ValType) -> &'static str {
+    match ty {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::Ref(_) => "ref",
+    }
+}
+
+/// A linker with every WASI preview 1 function, then the host's own `functions`, bound to
+/// [`Wasi::call`] by their place in that order.
+fn linker<H: Host + Send + 'static>(
+    engine: &wasmtime::Engine,
+    functions: &[Import],
+) -> Result<Linker<State<H>>, EdgeError> {
     let mut linker = Linker::new(engine);
-    for (index, import) in IMPORTS.iter().enumerate() {
+    for (index, import) in IMPORTS.iter().chain(functions).enumerate() {
         let params = import.params.iter().map(|t| match t {
             spore_wasip1::Ty::I32 => ValType::I32,
             spore_wasip1::Ty::I64 => ValType::I64,
@@ -332,7 +358,7 @@ fn wasi_linker<H: Host + Send + 'static>(engine: &wasmtime::Engine) -> Result<Li
         let results: &[ValType] = if import.returns { &[ValType::I32] } else { &[] };
         let ty = FuncType::new(engine, params, results.iter().cloned());
         linker
-            .func_new(spore_wasip1::MODULE, import.name, ty, move |caller, params, results| {
+            .func_new(import.module, import.name, ty, move |caller, params, results| {
                 wasi_call(caller, index, params, results)
             })
             .map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;

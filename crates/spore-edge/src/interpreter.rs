@@ -4,7 +4,9 @@
 
 use crate::Stopped;
 use crate::watch::Watch;
-use crate::{Call, EdgeError, Engine, Host, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Value, Wasi};
+use crate::{
+    Call, EdgeError, Engine, Host, Import, Instance, Interrupt, LimitKind, Limits, Outcome, Step, Value, Wasi,
+};
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -123,8 +125,18 @@ impl Engine for Interpreter {
         Module::new(&self.engine, bytes).map_err(|e| EdgeError::Invalid(e.to_string()))
     }
 
-    fn check(&self, module: &Module, limits: &Limits) -> Result<(), EdgeError> {
-        crate::check_imports(module.imports().map(|i| (i.module(), i.name())))?;
+    fn check(&self, module: &Module, limits: &Limits, functions: &[Import]) -> Result<(), EdgeError> {
+        let imports = module.imports().map(|i| {
+            let signature = match i.ty() {
+                wasmi::ExternType::Func(f) => {
+                    let results: Vec<&str> = f.results().iter().map(type_name).collect();
+                    Some(spore_wasip1::signature(f.params().iter().map(type_name), &results))
+                }
+                _ => None,
+            };
+            (i.module(), i.name(), signature)
+        });
+        crate::check_imports(imports, functions)?;
         let limit = limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY);
         for export in module.exports() {
             if let wasmi::ExternType::Memory(m) = export.ty() {
@@ -143,7 +155,8 @@ impl Engine for Interpreter {
         limits: &Limits,
         interrupt: Interrupt,
     ) -> Result<Interpreted<H>, EdgeError> {
-        self.check(module, limits)?;
+        self.check(module, limits, wasi.host.functions())?;
+        let linker = linker::<H>(&self.engine, wasi.host.functions());
         let watch = Watch::start(limits, interrupt, &mut wasi.host)?;
         wasi.wake_by = watch.wall_deadline();
         let memory = usize::try_from(limits.memory_bytes.unwrap_or(crate::DEFAULT_MEMORY)).unwrap_or(usize::MAX);
@@ -154,7 +167,6 @@ impl Engine for Interpreter {
         let bound = self.bounds.start_fuel;
         let start_fuel = limits.fuel.unwrap_or(bound).min(bound);
         let _ = store.set_fuel(start_fuel);
-        let linker = wasi_linker::<H>(&self.engine);
         let instance =
             linker.instantiate_and_start(&mut store, module).map_err(|e| match store.data().limiter.refused {
                 Some(_) => EdgeError::Limit(e.to_string()),
@@ -183,18 +195,33 @@ impl Engine for Interpreter {
     }
 }
 
-/// A linker with every WASI preview 1 function bound to [`Wasi::call`].
-fn wasi_linker<H: Host + Send + 'static>(engine: &wasmi::Engine) -> Linker<State<H>> {
+/// A value type as the text format writes it.
+fn type_name(ty: &ValType) -> &'static str {
+    match ty {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::FuncRef => "funcref",
+        ValType::ExternRef => "externref",
+    }
+}
+
+/// A linker with every WASI preview 1 function, then the host's own `functions`, bound to
+/// [`Wasi::call`] by their place in that order.
+fn linker<H: Host + Send + 'static>(engine: &wasmi::Engine, functions: &[Import]) -> Linker<State<H>> {
     let mut linker = Linker::new(engine);
-    for (index, import) in IMPORTS.iter().enumerate() {
+    for (index, import) in IMPORTS.iter().chain(functions).enumerate() {
         let params = import.params.iter().map(|t| match t {
             spore_wasip1::Ty::I32 => ValType::I32,
             spore_wasip1::Ty::I64 => ValType::I64,
         });
         let results: &[ValType] = if import.returns { &[ValType::I32] } else { &[] };
         let ty = FuncType::new(params, results.iter().copied());
-        // Names are unique (a test of spore-wasip1 says so), so defining cannot fail.
-        let _ = linker.func_new(spore_wasip1::MODULE, import.name, ty, move |caller, params, results| {
+        // WASI's names are unique (a test of spore-wasip1 says so); a host that lists a name
+        // twice has the first.
+        let _ = linker.func_new(import.module, import.name, ty, move |caller, params, results| {
             wasi_call(caller, index, params, results)
         });
     }
@@ -369,9 +396,16 @@ impl<H: Host + Send + 'static> Interpreted<H> {
                 (Some((func, inputs)), _) => func.call_resumable(&mut self.store, &inputs, &mut results),
                 (None, Some(Paused::Fuel(paused))) => paused.resume(&mut self.store, &mut results),
                 (None, Some(Paused::Host(parked))) => {
-                    // The parked call's answer, now that the guest may have it.
-                    let errno = self.finish_parked();
-                    parked.resume(&mut self.store, &[Val::I32(errno)], &mut results)
+                    // The parked call's answer, now that the guest may have it; or it waits on.
+                    match self.finish_parked() {
+                        Ok(errno) => parked.resume(&mut self.store, &[Val::I32(errno)], &mut results),
+                        Err(spore_wasip1::Stop::Park { until }) => {
+                            self.results = results;
+                            self.paused = Some(Paused::Host(parked));
+                            return Step::Parked { until };
+                        }
+                        Err(stop) => return Step::Ended(Stopped::Wasi(stop).outcome()),
+                    }
                 }
                 (None, None) => return Step::Ended(Outcome::Trapped("nothing to resume".to_string())),
             };
@@ -391,8 +425,8 @@ impl<H: Host + Send + 'static> Interpreted<H> {
 }
 
 impl<H: Host + Send + 'static> Interpreted<H> {
-    /// The answer of the WASI call the guest was parked in.
-    fn finish_parked(&mut self) -> i32 {
+    /// The answer of the WASI call the guest was parked in, or why it waits on or stops.
+    fn finish_parked(&mut self) -> Result<i32, spore_wasip1::Stop> {
         let mut none: [u8; 0] = [];
         let (bytes, state) = match self.memory {
             Some(m) => m.data_and_store_mut(&mut self.store),

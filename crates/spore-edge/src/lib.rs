@@ -24,7 +24,7 @@ mod watch;
 
 use alloc::string::String;
 use core::fmt;
-pub use spore_wasip1::{Host, Stop, Wasi};
+pub use spore_wasip1::{Host, Import, Stop, Wasi};
 pub use spore_wire::{BackendKind, LimitKind, Limits, Outcome, Value};
 pub use watch::Interrupt;
 
@@ -92,12 +92,29 @@ pub(crate) fn host_call<H: Host>(
     }
 }
 
-/// The first import of a module that is not WASI preview 1, refused by name.
-pub(crate) fn check_imports<'a>(mut imports: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), EdgeError> {
-    match imports.find(|(module, _)| *module != spore_wasip1::MODULE) {
-        Some((module, name)) => Err(EdgeError::Import { import: alloc::format!("{module}::{name}") }),
-        None => Ok(()),
+/// A module's imports against what the runner gives it: WASI preview 1 and `functions` (its
+/// grants), each of those with its type. Each import comes with its type as
+/// [`spore_wasip1::signature`] writes it (`None`: not a function). The first that is neither is
+/// refused by name.
+pub(crate) fn check_imports<'a>(
+    imports: impl Iterator<Item = (&'a str, &'a str, Option<String>)>,
+    functions: &[Import],
+) -> Result<(), EdgeError> {
+    for (module, name, signature) in imports {
+        if module == spore_wasip1::MODULE {
+            continue;
+        }
+        let import = alloc::format!("{module}::{name}");
+        let Some(function) = functions.iter().find(|f| f.module == module && f.name == name) else {
+            return Err(EdgeError::Import { import });
+        };
+        let provided = function.signature();
+        if signature.as_ref() != Some(&provided) {
+            let imported = signature.unwrap_or_else(|| "something other than a function".into());
+            return Err(EdgeError::Signature { import, imported, provided });
+        }
     }
+    Ok(())
 }
 
 /// Refuses a module whose declared memory needs more than `limit` bytes at the start.
@@ -153,10 +170,19 @@ pub enum Step {
 pub enum EdgeError {
     /// Not a module this engine runs (invalid wasm, a feature it lacks).
     Invalid(String),
-    /// It imports something the runner does not provide.
+    /// It imports something the runner does not provide (or has not granted it).
     Import {
         /// `module::name` of the import.
         import: String,
+    },
+    /// It imports a function the runner provides, with another type.
+    Signature {
+        /// `module::name` of the import.
+        import: String,
+        /// Its type as the module imports it.
+        imported: String,
+        /// Its type as the runner provides it.
+        provided: String,
     },
     /// Its initial memory or tables are over its limits.
     Limit(String),
@@ -172,6 +198,9 @@ impl fmt::Display for EdgeError {
                 f,
                 "the module imports {import}, which this runner does not provide (it has WASI preview 1 for commands)"
             ),
+            EdgeError::Signature { import, imported, provided } => {
+                write!(f, "the module imports {import} as {imported}; this runner's is {provided}")
+            }
             EdgeError::Limit(why) => write!(f, "the module needs more than its limits give: {why}"),
             EdgeError::Trap(why) => write!(f, "the module's start function trapped: {why}"),
         }
@@ -193,13 +222,14 @@ pub trait Engine {
     /// Loads (validates, or deserialises) a module.
     fn load(&self, bytes: &[u8]) -> Result<Self::Module, EdgeError>;
 
-    /// Whether `module` can be made with `limits` — its imports are provided, its declared
-    /// memory fits, the limits are ones this engine keeps — without instantiating it (nothing
-    /// runs, nothing is allocated), so a runner can refuse an app when it is made.
-    fn check(&self, module: &Self::Module, limits: &Limits) -> Result<(), EdgeError>;
+    /// Whether `module` can be made with `limits` and the host `functions` granted to it — its
+    /// imports are WASI's or those, with their types; its declared memory fits; the limits are
+    /// ones this engine keeps — without instantiating it (nothing runs, nothing is allocated),
+    /// so a runner can refuse an app when it is made.
+    fn check(&self, module: &Self::Module, limits: &Limits, functions: &[Import]) -> Result<(), EdgeError>;
 
     /// An instance of `module` with its WASI state and limits; `interrupt` ends its run from
-    /// elsewhere.
+    /// elsewhere. The host's own functions ([`Host::functions`]) are linked beside WASI's.
     fn instantiate<H: Host + Send + 'static>(
         &self,
         module: &Self::Module,

@@ -1,5 +1,6 @@
-//! What the runner needs from a board: its link's UART, a clock, entropy. Each board module
-//! implements it over the board's registers; the tests over memory.
+//! What the runner needs from a board: its link's UART, a clock, entropy, and the devices it
+//! may grant apps. Each board module implements it over the board's registers; the tests over
+//! memory.
 
 use alloc::string::String;
 
@@ -29,6 +30,38 @@ pub trait Board: Clone + Send + 'static {
 
     /// A name for this board that stays the same across restarts of one machine.
     fn id(&self) -> String;
+
+    /// GPIO pins apps may be granted (`--device gpio`), numbered from 0; 0 for none.
+    fn gpio_pins(&self) -> u32 {
+        0
+    }
+
+    /// Drives pin `pin` (below [`Board::gpio_pins`]) high or low.
+    fn gpio_set(&mut self, pin: u32, high: bool) {
+        let _ = (pin, high);
+    }
+
+    /// Whether pin `pin` is high.
+    fn gpio_get(&self, pin: u32) -> bool {
+        let _ = pin;
+        false
+    }
+
+    /// Whether it has a second UART apps may be granted (`--device uart1`).
+    fn has_uart1(&self) -> bool {
+        false
+    }
+
+    /// Sends bytes on the second UART.
+    fn uart1_write(&mut self, bytes: &[u8]) {
+        let _ = bytes;
+    }
+
+    /// Bytes that have come on the second UART, at most `buf`'s length; how many.
+    fn uart1_read(&mut self, buf: &mut [u8]) -> usize {
+        let _ = buf;
+        0
+    }
 }
 
 /// Random bytes for a board without an entropy source: splitmix64 over a counter seeded at boot

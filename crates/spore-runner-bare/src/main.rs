@@ -16,6 +16,8 @@ extern crate alloc;
 #[cfg(any(target_os = "none", test))]
 mod board;
 #[cfg(any(target_os = "none", test))]
+mod devices;
+#[cfg(any(target_os = "none", test))]
 mod runner;
 #[cfg(any(target_os = "none", test))]
 mod serve;

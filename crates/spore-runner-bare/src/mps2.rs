@@ -1,5 +1,6 @@
 //! QEMU's `mps2-an386` board: a Cortex-M4F microcontroller with a few MiB of RAM. The CMSDK
-//! UART0 at 0x4000_4000 is the link (QEMU's first `-serial`), CMSDK timer 0 (25 MHz, counting
+//! UART0 at 0x4000_4000 is the link (QEMU's first `-serial`); UART1 (the second) and the two
+//! user LEDs are the devices apps may be granted (`uart1`, `gpio`). CMSDK timer 0 (25 MHz, counting
 //! down from 2^32 - 1) the clock, extended to 64 bits in software; SysTick and the UART's
 //! receive interrupt only wake `wfi` (interrupts stay masked: no handler runs). A panic writes
 //! its message between two frame delimiters and resets the board, as a watchdog would.
@@ -32,6 +33,14 @@ const UART_INTCLEAR: usize = UART + 0xC;
 const UART_BAUDDIV: usize = UART + 0x10;
 /// UART0's receive interrupt.
 const UART0_RX_IRQ: usize = 0;
+
+/// UART1, the second `-serial`: granted to apps as `uart1`.
+const UART1: usize = 0x4000_5000;
+
+/// The FPGA's LED register: bits 0 and 1 are the board's two user LEDs, granted to apps as GPIO
+/// pins 0 and 1 (QEMU's monitor reads them back: `xp /1wx 0x40028000`).
+const FPGAIO_LED: usize = 0x4002_8000;
+const LEDS: u32 = 2;
 
 const TIMER: usize = 0x4000_0000;
 const TIMER_CTRL: usize = TIMER;
@@ -115,6 +124,53 @@ impl Board for Mps2 {
     fn id(&self) -> String {
         "qemu-mps2-an386".to_string()
     }
+
+    fn gpio_pins(&self) -> u32 {
+        LEDS
+    }
+
+    fn gpio_set(&mut self, pin: u32, high: bool) {
+        // SAFETY: the FPGA's LED register; only this loop writes it.
+        unsafe {
+            let leds = read_volatile(FPGAIO_LED as *const u32);
+            let leds = if high { leds | 1 << pin } else { leds & !(1 << pin) };
+            write_volatile(FPGAIO_LED as *mut u32, leds);
+        }
+    }
+
+    fn gpio_get(&self, pin: u32) -> bool {
+        // SAFETY: as above.
+        unsafe { read_volatile(FPGAIO_LED as *const u32) & (1 << pin) != 0 }
+    }
+
+    fn has_uart1(&self) -> bool {
+        true
+    }
+
+    fn uart1_write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            // SAFETY: UART1's registers, laid out as UART0's.
+            unsafe {
+                while read_volatile((UART1 + 0x4) as *const u32) & 1 != 0 {
+                    core::hint::spin_loop();
+                }
+                write_volatile(UART1 as *mut u32, u32::from(b));
+            }
+        }
+    }
+
+    fn uart1_read(&mut self, buf: &mut [u8]) -> usize {
+        // The UART holds one byte; QEMU gives the next once it is read.
+        // SAFETY: UART1's state register.
+        let ready = || unsafe { read_volatile((UART1 + 0x4) as *const u32) } & 2 != 0;
+        let mut n = 0;
+        while n < buf.len() && ready() {
+            // SAFETY: UART1's data register, with a byte in it.
+            buf[n] = unsafe { read_volatile(UART1 as *const u32) } as u8;
+            n += 1;
+        }
+        n
+    }
 }
 
 #[entry]
@@ -130,6 +186,8 @@ fn main() -> ! {
         write_volatile(TIMER_CTRL as *mut u32, 1); // counting
         write_volatile(UART_BAUDDIV as *mut u32, 25_000_000 / 115_200);
         write_volatile(UART_CTRL as *mut u32, 0b1011); // TX, RX, RX interrupt
+        write_volatile((UART1 + 0x10) as *mut u32, 25_000_000 / 115_200);
+        write_volatile((UART1 + 0x8) as *mut u32, 0b11); // TX, RX
         write_volatile(NVIC_ISER as *mut u32, 1 << UART0_RX_IRQ);
         // SysTick: 1 ms at the 25 MHz core clock, its exception pending at each wrap.
         write_volatile(SYST_RVR as *mut u32, 25_000 - 1);

@@ -6,6 +6,7 @@
 //! output has gone out: nothing spins, nothing is lost.
 
 use crate::board::Board;
+use crate::devices::{self, Granted};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -16,7 +17,7 @@ use spin::Mutex;
 use spore_edge::interpreter::{Bounds, Interpreted, Interpreter};
 use spore_edge::{Call, Engine, Instance as _, Interrupt, Step, Wasi};
 use spore_session::{Description, Entry, Refusal};
-use spore_wasip1::{Clock, Host, Stop, Stream, Taken};
+use spore_wasip1::{Clock, Guest, Host, Import, Stop, Stream, Taken};
 use spore_wire::{
     Backend, BackendKind, Chunk, ChunkAck, Digest, ErrorCode, Exit, Have, InstanceInfo, InstanceState, Instantiate,
     Interface, Message, ModuleBegin, ModuleKind, Outcome, Output, RunnerLimits, SendFrom, Stats, StreamKind,
@@ -120,6 +121,10 @@ impl Shared {
 struct AppHost<B: Board> {
     board: B,
     shared: Arc<Mutex<Shared>>,
+    /// The devices granted to it.
+    devices: Granted,
+    /// The arguments of the device call it is parked in, to call again at each wake.
+    parked_args: Vec<u64>,
 }
 
 impl<B: Board> Host for AppHost<B> {
@@ -176,6 +181,26 @@ impl<B: Board> Host for AppHost<B> {
         // A host call that took the slice past its time (fuel counts the guest's work only).
         let started = self.shared.lock().slice_started;
         self.board.now_ns().saturating_sub(started) >= SLICE_NS
+    }
+
+    fn functions(&self) -> &[Import] {
+        self.devices.functions()
+    }
+
+    fn call_function(&mut self, index: usize, memory: &mut Guest<'_>, args: &[u64]) -> Result<i32, Stop> {
+        let answer = self.devices.call(&mut self.board, index, memory, args);
+        if let Err(Stop::Park { .. }) = answer {
+            self.parked_args = args.to_vec();
+        }
+        answer
+    }
+
+    fn finish_function(&mut self, index: usize, memory: &mut Guest<'_>) -> Result<i32, Stop> {
+        // Waiting for a device: look again (and park again if it has not come).
+        let args = core::mem::take(&mut self.parked_args);
+        let answer = self.devices.call(&mut self.board, index, memory, &args);
+        self.parked_args = args;
+        answer
     }
 }
 
@@ -453,6 +478,7 @@ impl<B: Board> spore_session::Runner for Bare<B> {
             }],
             limits: self.limits,
             interfaces: vec![Interface { name: spore_wasip1::MODULE.to_string(), version: "1".to_string() }],
+            devices: devices::available(&self.board).into_iter().map(devices::described).collect(),
             max_payload: MAX_PAYLOAD,
         }
     }
@@ -574,7 +600,11 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         let held: u64 = self.apps.values().filter_map(|a| a.spec.limits.memory_bytes).map(|m| m + APP_OVERHEAD).sum();
         spore_session::admit_memory(wanted, APP_OVERHEAD, held, budget)?;
         spec.limits.memory_bytes = Some(wanted);
-        self.engine.check(module, &spec.limits).map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()))?;
+        let granted = Granted::new(spec.devices.iter().map(String::as_str), &devices::available(&self.board));
+        self.engine.check(module, &spec.limits, granted.functions()).map_err(|e| match e {
+            spore_edge::EdgeError::Import { import } => spore_session::ungranted(&import, &self.describe().devices),
+            e => Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()),
+        })?;
         let id = self.next_id;
         self.next_id = self.next_id.checked_add(1).ok_or_else(|| {
             Refusal::new(ErrorCode::EXHAUSTED, "this board has used every app id; reset it to start again")
@@ -601,7 +631,8 @@ impl<B: Board> spore_session::Runner for Bare<B> {
         })?;
         // The app's CPU clock starts at 0 now, before its limits are read off it.
         let shared = Arc::new(Mutex::new(Shared { slice_started: now, ..Shared::default() }));
-        let host = AppHost { board, shared: shared.clone() };
+        let devices = Granted::new(spec.devices.iter().map(String::as_str), &devices::available(&board));
+        let host = AppHost { board, shared: shared.clone(), devices, parked_args: Vec::new() };
         let wasi = Wasi::new(
             spec.args.iter().map(String::as_str),
             spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),

@@ -79,6 +79,11 @@ struct Memory {
     slow_random: Arc<AtomicBool>,
     /// Calls of its entropy source.
     random_calls: Arc<AtomicU32>,
+    /// Its four GPIO pins, a bit each.
+    pins: Arc<AtomicU32>,
+    /// Its second UART: what came in, what went out.
+    uart1_in: Arc<Mutex<VecDeque<u8>>>,
+    uart1_out: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Board for Memory {
@@ -101,6 +106,32 @@ impl Board for Memory {
         buf.fill(4);
     }
     fn idle(&mut self, _: Option<u64>) {}
+    fn gpio_pins(&self) -> u32 {
+        4
+    }
+    fn gpio_set(&mut self, pin: u32, high: bool) {
+        match high {
+            true => self.pins.fetch_or(1 << pin, Ordering::Relaxed),
+            false => self.pins.fetch_and(!(1 << pin), Ordering::Relaxed),
+        };
+    }
+    fn gpio_get(&self, pin: u32) -> bool {
+        self.pins.load(Ordering::Relaxed) & (1 << pin) != 0
+    }
+    fn has_uart1(&self) -> bool {
+        true
+    }
+    fn uart1_write(&mut self, bytes: &[u8]) {
+        self.uart1_out.lock().unwrap().extend_from_slice(bytes);
+    }
+    fn uart1_read(&mut self, buf: &mut [u8]) -> usize {
+        let mut input = self.uart1_in.lock().unwrap();
+        let n = buf.len().min(input.len());
+        for (slot, byte) in buf.iter_mut().zip(input.drain(..n)) {
+            *slot = byte;
+        }
+        n
+    }
     fn id(&self) -> String {
         "memory".into()
     }
@@ -139,6 +170,9 @@ impl Agent {
             uptime,
             slow_random: Arc::default(),
             random_calls: Arc::default(),
+            pins: Arc::default(),
+            uart1_in: Arc::default(),
+            uart1_out: Arc::default(),
         };
         let firmware = Firmware::new(board.clone(), memory);
         let mut agent = Agent { board, firmware, deframer: Deframer::new(65536), next: 1 };
@@ -197,8 +231,15 @@ impl Agent {
     }
 
     fn app_with(&mut self, module: Digest, name: &str, limits: Limits) -> u32 {
-        let spec =
-            Instantiate { module, name: name.into(), args: vec![name.into()], env: Vec::new(), limits, boot: false };
+        let spec = Instantiate {
+            module,
+            name: name.into(),
+            args: vec![name.into()],
+            env: Vec::new(),
+            limits,
+            boot: false,
+            devices: Vec::new(),
+        };
         match self.ask(Message::Instantiate(spec)).as_slice() {
             [(_, Message::Instance(i))] => i.id,
             other => panic!("{other:?}"),
@@ -369,6 +410,7 @@ fn apps_share_the_boards_memory_and_one_past_it_is_refused_with_what_is_left() {
         env: Vec::new(),
         limits: Limits::default(),
         boot: false,
+        devices: Vec::new(),
     };
     let out = agent.ask(Message::Instantiate(spec));
     let [(_, Message::Error(e))] = out.as_slice() else { panic!("{out:?}") };
@@ -543,4 +585,93 @@ fn kill_and_drop_of_a_run_whose_exit_waits_behind_its_output_send_the_exit_first
         assert_eq!(exits(&out), vec![(app, Outcome::Exited(0))], "drop {drop}: {out:?}");
         assert!(matches!(out.last(), Some((_, Message::Done(())))), "drop {drop}: {out:?}");
     }
+}
+
+/// A command that drives the board's devices: pin 1 high, a refused pin 9 (exit 2 if it is
+/// not refused), "hi\n" on the second UART, then waits for pin 0 to go high and for bytes on
+/// the UART, and prints those bytes.
+const DEVICES: &str = r#"(module
+    (import "spore:device/gpio@0.1" "set" (func $set (param i32 i32) (result i32)))
+    (import "spore:device/gpio@0.1" "watch" (func $watch (param i32 i32) (result i32)))
+    (import "spore:device/uart@0.1" "write" (func $uwrite (param i32 i32) (result i32)))
+    (import "spore:device/uart@0.1" "read" (func $uread (param i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "hi\n")
+    (func (export "_start") (local $n i32)
+        (drop (call $set (i32.const 1) (i32.const 1)))
+        (if (i32.ne (call $set (i32.const 9) (i32.const 1)) (i32.const -28)) (then (call $exit (i32.const 2))))
+        (drop (call $uwrite (i32.const 16) (i32.const 3)))
+        (if (i32.ne (call $watch (i32.const 0) (i32.const 0)) (i32.const 1)) (then (call $exit (i32.const 3))))
+        (local.set $n (call $uread (i32.const 64) (i32.const 16)))
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (local.get $n))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn granted(module: Digest, name: &str, devices: &[&str]) -> Message {
+    Message::Instantiate(Instantiate {
+        module,
+        name: name.into(),
+        args: vec![name.into()],
+        env: Vec::new(),
+        limits: Limits::default(),
+        boot: false,
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+    })
+}
+
+fn refusal(out: &[(u32, Message)]) -> &spore_wire::Error {
+    match out {
+        [(_, Message::Error(e))] => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_app_drives_the_devices_it_was_granted_and_no_others() {
+    let mut agent = Agent::new(64 << 20);
+    let module = agent.upload(&wat::parse_str(DEVICES).unwrap());
+    // Denied by default, naming the grant; a device the board lacks named with what it has.
+    let out = agent.ask(granted(module, "blinky", &[]));
+    let e = refusal(&out);
+    assert_eq!(e.code, ErrorCode::INVALID_MODULE);
+    assert_eq!(e.message, "the module imports spore:device/gpio@0.1::set; grant it with --device gpio");
+    let out = agent.ask(granted(module, "blinky", &["gpio"]));
+    assert!(refusal(&out).message.ends_with("uart@0.1::write; grant it with --device uart1"), "{out:?}");
+    let out = agent.ask(granted(module, "blinky", &["gpio", "uart7"]));
+    assert_eq!(refusal(&out).message, "this runner has no device \"uart7\"; it has: gpio, uart1");
+
+    let out = agent.ask(granted(module, "blinky", &["gpio", "uart1"]));
+    let [(_, Message::Instance(app))] = out.as_slice() else { panic!("{out:?}") };
+    let app = app.id;
+    agent.send(&Message::Run(Run { instance: app }));
+    let out = agent.pump();
+    assert!(exits(&out).is_empty(), "it waits for pin 0: {out:?}");
+    // Seen from outside the app: the pin it set, and its bytes on the second UART.
+    assert_eq!(agent.board.pins.load(Ordering::Relaxed), 0b10);
+    assert_eq!(agent.board.uart1_out.lock().unwrap().as_slice(), b"hi\n");
+    // Parked, not spinning: the loop only looks again every millisecond.
+    agent.board.pins.fetch_or(1, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(5));
+    let out = agent.pump();
+    assert!(exits(&out).is_empty(), "it waits for the UART: {out:?}");
+    agent.board.uart1_in.lock().unwrap().extend(b"ping\n");
+    std::thread::sleep(Duration::from_millis(5));
+    let out = agent.pump();
+    assert_eq!(exits(&out), vec![(app, Outcome::Exited(0))], "{out:?}");
+    assert!(out.iter().any(|(_, m)| matches!(m, Message::Output(o) if o.bytes == b"ping\n")), "{out:?}");
+}
+
+#[test]
+fn a_device_function_imported_with_another_type_is_refused_naming_both() {
+    let mut agent = Agent::new(64 << 20);
+    let wrong = r#"(module (import "spore:device/gpio@0.1" "set" (func (param i64) (result i32)))
+                          (memory (export "memory") 1) (func (export "_start")))"#;
+    let module = agent.upload(&wat::parse_str(wrong).unwrap());
+    let out = agent.ask(granted(module, "wrong", &["gpio"]));
+    assert_eq!(
+        refusal(&out).message,
+        "the module imports spore:device/gpio@0.1::set as (i64) -> i32; this runner's is (i32, i32) -> i32"
+    );
 }

@@ -89,6 +89,7 @@ impl Client {
             backends: Vec::new(),
             limits: spore_wire::RunnerLimits { max_module_bytes: 0, memory_bytes: 0, max_instances: 0 },
             interfaces: Vec::new(),
+            devices: Vec::new(),
         };
         let mut client =
             Client { reader, writer: FrameWriter::new(writer), next_id: 1, ack: placeholder, timeout, retries };

@@ -120,6 +120,7 @@ fn spec(module: [u8; 32], name: &str, args: &[&str], limits: Limits) -> Instanti
         env: vec![("GREETING".into(), "hi".into())],
         limits,
         boot: false,
+        devices: vec![],
     }
 }
 
@@ -392,8 +393,8 @@ fn bad_uploads_and_requests_are_refused_by_name_and_the_runner_goes_on() {
     assert_eq!(raw.read(&mut [0u8; 16]).unwrap(), 0);
     let mut raw = connect();
     let hello_msg = Message::Hello(spore_wire::Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: spore_wire::VERSION,
+        max_version: spore_wire::VERSION,
         max_payload: 4096,
         agent: "raw".into(),
         token: String::new(),
@@ -652,8 +653,8 @@ fn the_agents_mistakes_get_one_line_naming_them() {
 /// A HELLO frame as an agent sends it, with `token`.
 fn hello_frame(token: &str) -> Vec<u8> {
     let hello = spore_wire::Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: spore_wire::VERSION,
+        max_version: spore_wire::VERSION,
         max_payload: 64 << 10,
         agent: "raw".into(),
         token: token.into(),

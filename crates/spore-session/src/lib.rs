@@ -23,7 +23,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use spore_wire::{
-    Backend, Chunk, ChunkAck, DeframeError, Digest, DropTarget, ErrorCode, FLAG_RETRANSMIT, Hello, HelloAck,
+    Backend, Chunk, ChunkAck, DeframeError, Device, Digest, DropTarget, ErrorCode, FLAG_RETRANSMIT, Hello, HelloAck,
     InstanceState, Instantiate, Interface, Message, ModuleBegin, Outcome, Output, Pong, RunnerLimits, SendFrom, Stats,
     StreamKind, VERSION, Value,
 };
@@ -75,6 +75,8 @@ pub struct Description {
     pub limits: RunnerLimits,
     /// The host interfaces its apps may import.
     pub interfaces: Vec<Interface>,
+    /// The devices it can grant an app.
+    pub devices: Vec<Device>,
     /// The largest payload it accepts.
     pub max_payload: u32,
 }
@@ -256,6 +258,7 @@ impl<R: Runner> Session<R> {
             }
             Message::Instantiate(spec) => {
                 check_name(&spec.name)?;
+                check_devices(&spec.devices, &runner.describe().devices)?;
                 one(Message::Instance(spore_wire::Instance { id: runner.instantiate(spec)? }))
             }
             Message::Run(r) => self.start(id, r.instance, Entry::Start, max_payload),
@@ -325,6 +328,7 @@ impl<R: Runner> Session<R> {
             backends: described.backends,
             limits: described.limits,
             interfaces: described.interfaces,
+            devices: described.devices,
         }))
     }
 
@@ -415,6 +419,38 @@ pub fn check_name(name: &str) -> Result<(), Refusal> {
             format!("{name:?} is not an app name: 1–64 letters, digits, '.', '_' or '-', not starting with '.'"),
         )),
     }
+}
+
+/// Whether every device granted is one the runner has.
+fn check_devices(granted: &[String], devices: &[Device]) -> Result<(), Refusal> {
+    match granted.iter().find(|g| !devices.iter().any(|d| &d.name == *g)) {
+        Some(missing) => Err(Refusal::new(
+            ErrorCode::BAD_PAYLOAD,
+            format!("this runner has no device {missing:?}; it has: {}", device_names(devices)),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn device_names(devices: &[Device]) -> String {
+    match devices.is_empty() {
+        true => "none".into(),
+        false => devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// The refusal of a module that imports `import` (`module::name`), which its app was not
+/// granted: the grant that gives it, if the runner has one, or what the runner has.
+pub fn ungranted(import: &str, devices: &[Device]) -> Refusal {
+    let module = import.rsplit_once("::").map_or(import, |(m, _)| m);
+    let message = match devices.iter().find(|d| d.interface == module) {
+        Some(d) => format!("the module imports {import}; grant it with --device {}", d.name),
+        None => format!(
+            "the module imports {import}, which this runner does not have (WASI preview 1, and devices: {})",
+            device_names(devices)
+        ),
+    };
+    Refusal::new(ErrorCode::INVALID_MODULE, message)
 }
 
 fn deframe_error(e: DeframeError) -> Message {

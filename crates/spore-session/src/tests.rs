@@ -25,6 +25,7 @@ impl Runner for Recorder {
             backends: Vec::new(),
             limits: RunnerLimits { max_module_bytes: 1 << 20, memory_bytes: 1 << 20, max_instances: 4 },
             interfaces: Vec::new(),
+            devices: vec![Device { name: "gpio".into(), interface: "spore:device/gpio@0.1".into() }],
             max_payload: 8192,
         }
     }
@@ -117,6 +118,7 @@ fn spec() -> Message {
         env: Vec::new(),
         limits: Limits::default(),
         boot: false,
+        devices: Vec::new(),
     })
 }
 
@@ -273,6 +275,7 @@ fn an_app_name_is_checked_once_for_every_runner() {
             env: Vec::new(),
             limits: Limits::default(),
             boot: false,
+            devices: Vec::new(),
         })
     };
     for (id, bad) in (2..).zip(["", "../etc", ".hidden", "a b", "é", &"x".repeat(65)]) {
@@ -283,4 +286,38 @@ fn an_app_name_is_checked_once_for_every_runner() {
     }
     assert_eq!(s.runner.instantiated, 0, "no bad name reached the runner");
     assert!(matches!(ask(&mut s, 20, 0, &named(&"x".repeat(64))).as_slice(), [(_, Message::Instance(_))]));
+}
+
+#[test]
+fn a_grant_of_a_device_the_runner_lacks_is_refused_and_an_ungranted_import_names_its_grant() {
+    let mut s = Session::new(Recorder::default(), false);
+    ask(&mut s, 1, 0, &hello("", 4096));
+    let granted = |devices: &[&str]| {
+        Message::Instantiate(Instantiate {
+            module: [1; 32],
+            name: "blinky".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            limits: Limits::default(),
+            boot: false,
+            devices: devices.iter().map(|d| d.to_string()).collect(),
+        })
+    };
+    let answers = ask(&mut s, 2, 0, &granted(&["gpio", "uart1"]));
+    let [(_, Message::Error(e))] = answers.as_slice() else { panic!("{answers:?}") };
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::BAD_PAYLOAD, "this runner has no device \"uart1\"; it has: gpio")
+    );
+    assert_eq!(s.runner.instantiated, 0);
+    assert!(matches!(ask(&mut s, 3, 0, &granted(&["gpio"])).as_slice(), [(_, Message::Instance(_))]));
+
+    let devices = s.runner.describe().devices;
+    let refusal = ungranted("spore:device/gpio@0.1::watch", &devices);
+    assert_eq!(refusal.message, "the module imports spore:device/gpio@0.1::watch; grant it with --device gpio");
+    let refusal = ungranted("spin:kv::get", &devices);
+    assert_eq!(
+        refusal.message,
+        "the module imports spin:kv::get, which this runner does not have (WASI preview 1, and devices: gpio)"
+    );
 }

@@ -15,15 +15,47 @@ pub enum Ty {
     I64,
 }
 
-/// One preview 1 function.
-#[derive(Debug, Clone, Copy)]
+/// One host function a guest may import: a preview 1 function, or one of its runner's own
+/// ([`crate::Host::functions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Import {
-    /// Its name in [`MODULE`].
+    /// Its import module ([`MODULE`] for WASI's).
+    pub module: &'static str,
+    /// Its name in the module.
     pub name: &'static str,
     /// Its parameters.
     pub params: &'static [Ty],
-    /// Whether it returns an errno (`i32`); only `proc_exit` does not.
+    /// Whether it answers an `i32` (an errno, a count); only `proc_exit` of WASI's does not.
     pub returns: bool,
+}
+
+impl Import {
+    /// Its core wasm type as the text format writes it, e.g. `(i32, i64) -> i32`: what a
+    /// refusal of a module that imports it with another type shows.
+    pub fn signature(&self) -> alloc::string::String {
+        signature(self.params.iter().map(|t| t.name()), if self.returns { &["i32"][..] } else { &[] })
+    }
+}
+
+/// A function type written as [`Import::signature`] writes it.
+pub fn signature<'a>(params: impl Iterator<Item = &'a str>, results: &[&str]) -> alloc::string::String {
+    let params: alloc::vec::Vec<&str> = params.collect();
+    let mut text = alloc::format!("({})", params.join(", "));
+    if !results.is_empty() {
+        text.push_str(" -> ");
+        text.push_str(&results.join(", "));
+    }
+    text
+}
+
+impl Ty {
+    /// As the text format writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            I32 => "i32",
+            I64 => "i64",
+        }
+    }
 }
 
 use Ty::{I32, I64};
@@ -32,7 +64,7 @@ macro_rules! imports {
     ($($name:ident($($ty:ident),*) $(-> $ret:ident)?;)*) => {
         /// Every function of `wasi_snapshot_preview1`, in the order [`Func`] numbers them.
         pub const IMPORTS: &[Import] = &[
-            $(Import { name: stringify!($name), params: &[$($ty),*], returns: imports!(@ret $($ret)?) },)*
+            $(Import { module: MODULE, name: stringify!($name), params: &[$($ty),*], returns: imports!(@ret $($ret)?) },)*
         ];
 
         /// A preview 1 function, by its place in [`IMPORTS`].

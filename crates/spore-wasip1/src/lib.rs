@@ -18,10 +18,11 @@ extern crate alloc;
 mod abi;
 mod memory;
 
-pub use abi::{Func, IMPORTS, Import, MODULE, Ty, errno};
+pub use abi::{Func, IMPORTS, Import, MODULE, Ty, errno, signature};
+pub use memory::{Fault, Guest};
 
 use alloc::vec::Vec;
-use memory::{Event, Fault, Guest, SubKind, Subscription};
+use memory::{Event, SubKind, Subscription};
 
 /// Why a guest stops inside a WASI call instead of getting an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,30 @@ pub trait Host {
     fn preempt(&mut self) -> bool {
         false
     }
+
+    /// Host functions beyond WASI preview 1 that this guest may import: those its runner
+    /// granted it (a board's devices, a Linux runner's plugins). They are numbered after
+    /// [`IMPORTS`] in [`Wasi::call`], so a park, a preemption, a kill or a limit holds for
+    /// them as for WASI's own.
+    fn functions(&self) -> &[Import] {
+        &[]
+    }
+
+    /// Calls `functions()[index]` with the guest's memory: its answer (an errno, a count; `0`
+    /// for a function that answers nothing), or why the guest stops. [`Stop::Park`] has the
+    /// guest wait; [`Host::finish_function`] gives the answer when it goes on.
+    fn call_function(&mut self, index: usize, memory: &mut Guest<'_>, args: &[u64]) -> Result<i32, Stop> {
+        let _ = (index, memory, args);
+        Ok(errno::NOSYS)
+    }
+
+    /// The answer of a function call a park suspended, once its wait is over: or
+    /// [`Stop::Park`] again if what it waits for has not come yet (a host that looks for it
+    /// at each wake).
+    fn finish_function(&mut self, index: usize, memory: &mut Guest<'_>) -> Result<i32, Stop> {
+        let _ = (index, memory);
+        Ok(errno::NOSYS)
+    }
 }
 
 /// One guest's WASI state: its arguments, environment and host.
@@ -121,6 +146,8 @@ pub struct Wasi<H> {
 enum Parked {
     /// Its answer is ready.
     Answer(i32),
+    /// One of the host's own functions, which answers when the guest goes on.
+    Function(usize),
     /// A `poll_oneoff` on clocks: which fired is known when the guest goes on.
     Poll { subs: Vec<Subscription>, deadlines: Vec<Option<u64>>, output: u32, events: u32 },
 }
@@ -175,9 +202,21 @@ impl<H: Host> Wasi<H> {
     }
 
     fn dispatch(&mut self, index: usize, memory: &mut [u8], args: &[u64]) -> Result<i32, Stop> {
-        let Some(func) = Func::from_index(index) else { return Ok(errno::NOSYS) };
-        let a = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
         let mut mem = Guest(memory);
+        let Some(func) = Func::from_index(index) else {
+            let index = index - IMPORTS.len();
+            if index >= self.host.functions().len() {
+                return Ok(errno::NOSYS);
+            }
+            return match self.host.call_function(index, &mut mem, args) {
+                Err(Stop::Park { until }) => {
+                    self.parked = Some(Parked::Function(index));
+                    Err(Stop::Park { until })
+                }
+                other => other,
+            };
+        };
+        let a = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
         let result = match func {
             Func::args_get => list_get(&mut mem, &self.args, a(0), a(1)),
             Func::args_sizes_get => list_sizes(&mut mem, &self.args, a(0), a(1)),
@@ -272,14 +311,23 @@ impl<H: Host> Wasi<H> {
     }
 
     /// The answer of the call a [`Stop::Park`] suspended, once the guest may have it: a
-    /// parked poll learns now which of its clocks have fired. Call it only after a park.
-    pub fn finish(&mut self, memory: &mut [u8]) -> i32 {
+    /// parked poll learns now which of its clocks have fired. A host function whose wait is
+    /// not over parks again (the guest stays suspended in the same call). Call it only after
+    /// a park.
+    pub fn finish(&mut self, memory: &mut [u8]) -> Result<i32, Stop> {
         match self.parked.take() {
-            Some(Parked::Answer(errno)) => errno,
-            Some(Parked::Poll { subs, deadlines, output, events }) => {
-                poll_events(&mut self.host, &mut Guest(memory), &subs, &deadlines, output, events)
+            Some(Parked::Answer(errno)) => Ok(errno),
+            Some(Parked::Function(index)) => {
+                let answer = self.host.finish_function(index, &mut Guest(memory));
+                if let Err(Stop::Park { .. }) = answer {
+                    self.parked = Some(Parked::Function(index));
+                }
+                answer
             }
-            None => errno::SUCCESS,
+            Some(Parked::Poll { subs, deadlines, output, events }) => {
+                Ok(poll_events(&mut self.host, &mut Guest(memory), &subs, &deadlines, output, events))
+            }
+            None => Ok(errno::SUCCESS),
         }
     }
 

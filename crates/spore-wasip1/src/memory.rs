@@ -6,18 +6,21 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault;
 
-/// The guest's memory.
-pub struct Guest<'m>(pub &'m mut [u8]);
+/// The guest's memory, each access checked: what a host function reads and writes.
+pub struct Guest<'m>(
+    /// The guest's linear memory.
+    pub &'m mut [u8],
+);
 
 /// One `poll_oneoff` subscription, as read from the guest.
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub userdata: u64,
     pub kind: SubKind,
 }
 
 /// What a subscription waits for.
 #[derive(Clone, Copy)]
-pub enum SubKind {
+pub(crate) enum SubKind {
     /// Clock `id`: `timeout` nanoseconds from now, or at `timeout` on that clock when
     /// `absolute`.
     Clock { id: u32, timeout: u64, absolute: bool },
@@ -28,7 +31,7 @@ pub enum SubKind {
 }
 
 /// One `poll_oneoff` event, to write for the guest.
-pub struct Event {
+pub(crate) struct Event {
     pub userdata: u64,
     pub error: u16,
     /// 0 clock, 1 fd_read, 2 fd_write.
@@ -82,13 +85,13 @@ impl Guest<'_> {
     }
 
     /// The `index`th `iovec` (`buf`, `buf_len`) of an array at `base`.
-    pub fn iovec(&self, base: u32, index: u32) -> Result<(u32, u32), Fault> {
+    pub(crate) fn iovec(&self, base: u32, index: u32) -> Result<(u32, u32), Fault> {
         let raw: [u8; 8] = self.read(Self::at(base, index, 8)?)?;
         Ok((u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]), u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]])))
     }
 
     /// The `index`th subscription of an array at `base`.
-    pub fn subscription(&self, base: u32, index: u32) -> Result<Subscription, Fault> {
+    pub(crate) fn subscription(&self, base: u32, index: u32) -> Result<Subscription, Fault> {
         let at = Self::at(base, index, SUBSCRIPTION)?;
         let raw: [u8; SUBSCRIPTION as usize] = self.read(at)?;
         let u64_at = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or_default());
@@ -103,7 +106,7 @@ impl Guest<'_> {
     }
 
     /// Writes the `index`th event of an array at `base`.
-    pub fn event(&mut self, base: u32, index: u32, event: &Event) -> Result<(), Fault> {
+    pub(crate) fn event(&mut self, base: u32, index: u32, event: &Event) -> Result<(), Fault> {
         let mut raw = [0u8; EVENT as usize];
         raw[0..8].copy_from_slice(&event.userdata.to_le_bytes());
         raw[8..10].copy_from_slice(&event.error.to_le_bytes());

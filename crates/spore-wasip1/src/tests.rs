@@ -56,6 +56,26 @@ impl Host for Recorder {
     fn preempt(&mut self) -> bool {
         self.preempts
     }
+    fn functions(&self) -> &[Import] {
+        const LED: &[Import] = &[
+            Import { module: "spore:device/gpio@0.1", name: "set", params: &[Ty::I32, Ty::I32], returns: true },
+            Import { module: "spore:device/gpio@0.1", name: "watch", params: &[Ty::I32, Ty::I32], returns: true },
+        ];
+        LED
+    }
+    fn call_function(&mut self, index: usize, memory: &mut Guest<'_>, args: &[u64]) -> Result<i32, Stop> {
+        match index {
+            0 => Ok(memory.bytes(args[0] as u32, &[args[1] as u8]).map_or(errno::FAULT, |()| 0)),
+            _ => Err(Stop::Park { until: Some(5) }),
+        }
+    }
+    fn finish_function(&mut self, index: usize, memory: &mut Guest<'_>) -> Result<i32, Stop> {
+        // What it waits for is a non-zero first byte.
+        match memory.0[0] {
+            0 => Err(Stop::Park { until: Some(6) }),
+            b => Ok(b as i32 + index as i32),
+        }
+    }
 }
 
 fn wasi() -> Wasi<Recorder> {
@@ -161,7 +181,7 @@ fn a_parked_poll_learns_which_clocks_fired_when_the_guest_goes_on() {
     assert_eq!(u32_at(&mem, 400), u32::MAX, "no events before the wait is over");
     // Its host wakes it later than asked: both deadlines are past by then.
     w.host.clock = 10_500;
-    assert_eq!(w.finish(&mut mem), errno::SUCCESS);
+    assert_eq!(w.finish(&mut mem), Ok(errno::SUCCESS));
     assert_eq!(u32_at(&mem, 400), 2);
     assert_eq!(u64::from_le_bytes(mem[232..240].try_into().unwrap()), 8);
 }
@@ -180,7 +200,7 @@ fn a_write_to_a_full_host_is_short_and_answered_when_the_guest_goes_on() {
     assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 2, 32]), Err(Stop::Park { until: None }));
     assert_eq!(u32_at(&mem, 32), 7);
     assert_eq!(w.host.out, [(Stream::Stdout, b"hello".to_vec()), (Stream::Stdout, b", ".to_vec())]);
-    assert_eq!(w.finish(&mut mem), errno::SUCCESS);
+    assert_eq!(w.finish(&mut mem), Ok(errno::SUCCESS));
     // Room for exactly the first buffer: the write ends after it, and the guest waits.
     w.host.room = 5;
     assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[1, 0, 2, 32]), Err(Stop::Park { until: None }));
@@ -194,9 +214,9 @@ fn a_call_that_ends_the_guests_turn_is_answered_when_it_goes_on() {
     assert_eq!(call(&mut w, &mut mem, Func::random_get, &[16, 64]), Err(Stop::Park { until: Some(0) }));
     // The work is done before the guest waits; its answer waits for it.
     assert!(mem[16..80].iter().enumerate().all(|(i, b)| *b == i as u8 ^ 0x5a));
-    assert_eq!(w.finish(&mut mem), errno::SUCCESS);
+    assert_eq!(w.finish(&mut mem), Ok(errno::SUCCESS));
     assert_eq!(call(&mut w, &mut mem, Func::fd_seek, &[7, 0, 0, 0]), Err(Stop::Park { until: Some(0) }));
-    assert_eq!(w.finish(&mut mem), errno::BADF);
+    assert_eq!(w.finish(&mut mem), Ok(errno::BADF));
 }
 
 #[test]
@@ -222,7 +242,7 @@ fn the_rest_answers_with_an_errno_and_nothing_panics() {
     assert_eq!(call(&mut w, &mut mem, Func::fd_seek, &[1, 0, 0, 0]), Ok(errno::SPIPE));
     assert_eq!(call(&mut w, &mut mem, Func::sock_accept, &[1, 0, 0]), Ok(errno::NOTSUP));
     assert_eq!(call(&mut w, &mut mem, Func::proc_raise, &[9]), Ok(errno::NOSYS));
-    assert_eq!(w.call(IMPORTS.len(), &mut mem, &[]), Ok(errno::NOSYS));
+    assert_eq!(w.call(IMPORTS.len() + 2, &mut mem, &[]), Ok(errno::NOSYS));
     // Every function with every argument at the edges of memory, or past it.
     for (i, import) in IMPORTS.iter().enumerate() {
         for edge in [0u64, 255, 256, u32::MAX as u64 - 3, u32::MAX as u64] {
@@ -282,4 +302,20 @@ fn a_sleep_ends_by_the_engines_deadline() {
     assert_eq!(w.host.slept_until, [5_000]);
     // Woken early: no event is due, and the engine ends the run at its limit.
     assert_eq!(u32_at(&mem, 400), 0);
+}
+
+#[test]
+fn the_hosts_own_functions_are_called_after_wasis_and_may_park_like_them() {
+    let (mut w, mut mem) = (wasi(), vec![0u8; 64]);
+    let set = IMPORTS.len();
+    assert_eq!(w.call(set, &mut mem, &[10, 1]), Ok(0));
+    assert_eq!(mem[10], 1);
+    assert_eq!(w.call(set, &mut mem, &[64, 1]), Ok(errno::FAULT), "memory is checked for them too");
+    assert_eq!(w.call(set + 1, &mut mem, &[3, 0]), Err(Stop::Park { until: Some(5) }));
+    assert_eq!(w.finish(&mut mem), Err(Stop::Park { until: Some(6) }), "not yet: it waits again");
+    mem[0] = 40;
+    assert_eq!(w.finish(&mut mem), Ok(41), "the parked function answers when its wait is over");
+    assert_eq!(w.call(set + 2, &mut mem, &[]), Ok(errno::NOSYS), "past the host's functions");
+    assert_eq!(w.host.functions()[0].signature(), "(i32, i32) -> i32");
+    assert_eq!(IMPORTS[Func::proc_exit as usize].signature(), "(i32)");
 }

@@ -14,7 +14,7 @@ use core::fmt;
 /// The first two bytes of every frame ("SP" on the wire).
 pub const MAGIC: u16 = u16::from_le_bytes(*b"SP");
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 16;
 /// Bytes after the payload (the CRC).

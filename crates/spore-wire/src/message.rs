@@ -49,6 +49,18 @@ pub struct HelloAck {
     pub limits: RunnerLimits,
     /// Host interfaces an app may import beyond WASI, with versions (`kv@1`, `gpio@1`, …).
     pub interfaces: Vec<Interface>,
+    /// The devices it can grant an app (`INSTANTIATE`'s `devices`).
+    pub devices: Vec<Device>,
+}
+
+/// A device a runner can grant an app: a board's GPIO or second UART, a Linux runner's plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct Device {
+    /// What a grant names it (`gpio`, `uart1`): `--device NAME`.
+    pub name: String,
+    /// The import module its functions are under (`spore:device/gpio@0.1`).
+    pub interface: String,
 }
 
 /// One engine a runner has.
@@ -207,6 +219,9 @@ pub struct Instantiate {
     pub limits: Limits,
     /// Run it again whenever the runner starts.
     pub boot: bool,
+    /// The devices granted to it, by name (`HELLO_ACK`'s `devices`): it may import their
+    /// functions, and no others beyond WASI.
+    pub devices: Vec<String>,
 }
 
 /// R→A: the instance made (answers [`Instantiate`]).

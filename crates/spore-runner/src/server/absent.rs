@@ -2,7 +2,7 @@
 //! be made, so every path through it is unreachable, and the code that picks engines reads the
 //! same whichever engines a build has.
 
-use spore_edge::{BackendKind, Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Step, Wasi};
+use spore_edge::{BackendKind, Call, EdgeError, Engine, Host, Import, Instance, Interrupt, Limits, Step, Wasi};
 
 /// No engine: no value of this type exists.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ impl Engine for Absent {
         match *self {}
     }
 
-    fn check(&self, _: &Absent, _: &Limits) -> Result<(), EdgeError> {
+    fn check(&self, _: &Absent, _: &Limits, _: &[Import]) -> Result<(), EdgeError> {
         match *self {}
     }
 

@@ -154,15 +154,13 @@ impl Engines {
     /// its engine keeps) without making it, so an app that cannot run is refused when made.
     pub(crate) fn check(&self, module: &Loaded, limits: &Limits) -> Result<(), Refusal> {
         let checked = match module {
-            Loaded::Wasmi(m) => self.wasmi_engine().and_then(|e| e.check(m, limits)),
-            Loaded::Compiled(kind, m) => self.engine_of(*kind).and_then(|e| e.check(m, limits)),
+            Loaded::Wasmi(m) => self.wasmi_engine().and_then(|e| e.check(m, limits, &[])),
+            Loaded::Compiled(kind, m) => self.engine_of(*kind).and_then(|e| e.check(m, limits, &[])),
         };
-        checked.map_err(|e| {
-            let code = match e {
-                EdgeError::Limit(_) => ErrorCode::EXHAUSTED,
-                _ => ErrorCode::INVALID_MODULE,
-            };
-            Refusal::new(code, e.to_string())
+        checked.map_err(|e| match e {
+            EdgeError::Import { import } => spore_session::ungranted(&import, &[]),
+            EdgeError::Limit(_) => Refusal::new(ErrorCode::EXHAUSTED, e.to_string()),
+            _ => Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()),
         })
     }
 
