@@ -332,31 +332,32 @@ fn apps_drive_the_microcontrollers_leds_and_second_uart_when_granted_and_only_th
     let socket = dir.path().join("uart1.sock");
     let uart1 = format!("unix:{},server=on,wait=off", socket.display());
     let board = Board::boot_with(Kind::Mps2, &["-serial", &uart1]);
-    let device = path("device");
+    let (gpio, uart) = (path("gpio"), path("uart"));
     // Denied by default, naming the grant.
-    let seen = board.spore(&["run", &device, "blink", "1", "1", "0"]);
+    let seen = board.spore(&["run", &gpio, "blink", "1", "1", "0"]);
     assert_eq!(seen.code, 125, "{seen:?}");
-    assert!(seen.stderr.contains("grant it with --device"), "{seen:?}");
-    let seen = board.spore(&["run", "--device", "gpio", "--device", "spi0", &device, "blink", "1", "1", "0"]);
+    assert!(seen.stderr.contains("imports spore:device/gpio@0.1::"), "{seen:?}");
+    assert!(seen.stderr.contains("; grant it with --device gpio"), "{seen:?}");
+    let seen = board.spore(&["run", "--device", "gpio", "--device", "spi0", &gpio, "blink", "1", "1", "0"]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("this runner has no device \"spi0\"; it has: gpio, uart1"), "{seen:?}");
 
     // LED 1 blinks and stays on: QEMU's monitor sees the FPGA's LED register from outside.
     let grants = ["--device", "gpio", "--device", "uart1"];
     assert_eq!(board.word(0x4002_8000) & 0b10, 0, "LED 1 starts off");
-    let seen = board.spore(&[&["run"][..], &grants, &[device.as_str(), "blink", "1", "3", "50"]].concat());
+    let seen = board.spore(&[&["run"][..], &grants, &[gpio.as_str(), "blink", "1", "3", "50"]].concat());
     assert_eq!((seen.code, seen.stdout.as_str()), (0, "pin 1 1\npin 1 0\npin 1 1\n"), "{seen:?}");
     assert_eq!(board.word(0x4002_8000) & 0b10, 0b10, "LED 1 is on");
     // A pin past the board's two LEDs is an error the app sees.
-    let seen = board.spore(&[&["run"][..], &grants, &[device.as_str(), "blink", "7", "1", "0"]].concat());
+    let seen = board.spore(&[&["run"][..], &grants, &[gpio.as_str(), "blink", "7", "1", "0"]].concat());
     assert_eq!(seen.code, 1, "{seen:?}");
     assert!(seen.stderr.contains("gpio.set: errno 28"), "{seen:?}");
 
     // One app waits for LED 0 to change (parked); another switches it on.
     let watcher =
-        board.spore(&[&["deploy", "--name", "watcher"][..], &grants, &[device.as_str(), "watch", "0"]].concat());
+        board.spore(&[&["deploy", "--name", "watcher"][..], &grants, &[gpio.as_str(), "watch", "0"]].concat());
     assert_eq!(watcher.code, 0, "{watcher:?}");
-    let seen = board.spore(&[&["run"][..], &grants, &[device.as_str(), "blink", "0", "1", "0"]].concat());
+    let seen = board.spore(&[&["run"][..], &grants, &[gpio.as_str(), "blink", "0", "1", "0"]].concat());
     assert_eq!(seen.code, 0, "{seen:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while board.spore(&["logs", "watcher"]).stdout != "pin 0 went from 0 to 1\n" {
@@ -365,19 +366,19 @@ fn apps_drive_the_microcontrollers_leds_and_second_uart_when_granted_and_only_th
     }
 
     // The echo app on the second UART, talked to from the host's end of it.
-    let uart = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    uart.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let seen = board.spore(&[&["deploy", "--name", "echo"][..], &grants, &[device.as_str(), "echo"]].concat());
+    let line_end = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    line_end.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let seen = board.spore(&[&["deploy", "--name", "echo"][..], &grants, &[uart.as_str()]].concat());
     assert_eq!(seen.code, 0, "{seen:?}");
-    let mut lines = BufReader::new(uart.try_clone().unwrap());
+    let mut lines = BufReader::new(line_end.try_clone().unwrap());
     let mut line = String::new();
     lines.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    (&uart).write_all(b"hello board\n").unwrap();
+    (&line_end).write_all(b"hello board\n").unwrap();
     line.clear();
     lines.read_line(&mut line).unwrap();
     assert_eq!(line, "HELLO BOARD\n");
-    (&uart).write_all(b"bye\n").unwrap();
+    (&line_end).write_all(b"bye\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !board.spore(&["ps", "-a"]).stdout.lines().any(|l| l.contains("echo") && l.contains("exited (0)")) {
         assert!(Instant::now() < deadline, "the echo app did not end: {:?}", board.spore(&["ps", "-a"]));
@@ -389,10 +390,10 @@ fn apps_drive_the_microcontrollers_leds_and_second_uart_when_granted_and_only_th
 #[test]
 fn a_board_without_devices_refuses_a_grant_naming_what_it_has() {
     let board = Board::boot(Kind::Virt);
-    let seen = board.spore(&["run", "--device", "gpio", &path("device"), "blink", "0", "1", "0"]);
+    let seen = board.spore(&["run", "--device", "gpio", &path("gpio"), "blink", "0", "1", "0"]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("this runner has no device \"gpio\"; it has: none"), "{seen:?}");
-    let seen = board.spore(&["run", &path("device"), "blink", "0", "1", "0"]);
+    let seen = board.spore(&["run", &path("gpio"), "blink", "0", "1", "0"]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("which this runner does not have (WASI preview 1, and devices: none)"), "{seen:?}");
 }

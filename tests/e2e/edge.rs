@@ -243,3 +243,115 @@ fn what_a_runner_cannot_do_is_named() {
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("here: native or pulley"), "{seen:?}");
 }
+
+/// The serial-port plugin, built beside `spore` by the workspace's test build.
+fn serial_plugin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("libspore_plugin_serial.so");
+    assert!(path.exists(), "{} is missing: cargo test --workspace builds it", path.display());
+    path
+}
+
+/// A pty pair made by socat, stopped (by PID) when the test ends: the device's end and ours.
+struct PtyPair {
+    socat: Child,
+    device: PathBuf,
+    ours: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PtyPair {
+    fn new() -> PtyPair {
+        let dir = tempfile::tempdir().unwrap();
+        let (device, ours) = (dir.path().join("device"), dir.path().join("ours"));
+        let socat = Command::new("socat")
+            .arg(format!("pty,rawer,link={}", device.display()))
+            .arg(format!("pty,rawer,link={}", ours.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (scripts/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(device.exists() && ours.exists()) {
+            assert!(Instant::now() < deadline, "socat made no ptys");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PtyPair { socat, device, ours, _dir: dir }
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}
+
+#[test]
+fn a_serial_port_plugin_serves_the_uart_interface_to_the_apps_granted_it() {
+    use std::io::{BufRead, BufReader, Write};
+    let pty = PtyPair::new();
+    let plugin = format!("uart1={},{}", serial_plugin().display(), pty.device.display());
+    let runner = Runner::start(&["--plugin", &plugin]);
+    // Denied by default, naming the grant; a device the runner lacks named with what it has.
+    let seen = runner.spore(&["run", &path("uart")]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("imports spore:device/uart@0.1::"), "{seen:?}");
+    assert!(seen.stderr.contains("; grant it with --device uart1"), "{seen:?}");
+    let seen = runner.spore(&["run", "--device", "gpio", &path("gpio"), "blink", "0", "1", "0"]);
+    assert!(seen.stderr.contains("this runner has no device \"gpio\"; it has: uart1"), "{seen:?}");
+
+    // The same app as on a board's second UART, talked to from our end of the pty.
+    let ours = std::fs::OpenOptions::new().read(true).write(true).open(&pty.ours).unwrap();
+    let seen = runner.spore(&["deploy", "--name", "echo", "--device", "uart1", &path("uart")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let mut lines = BufReader::new(ours.try_clone().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (&ours).write_all(b"hello linux\n").unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "HELLO LINUX\n");
+    (&ours).write_all(b"bye\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runner.spore(&["ps", "-a"]).stdout.lines().any(|l| l.contains("echo") && l.contains("exited (0)")) {
+        assert!(Instant::now() < deadline, "the echo app did not end: {:?}", runner.spore(&["ps", "-a"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(runner.spore(&["logs", "echo"]).stdout, "read hello linux\nread bye\n");
+
+    // An app waiting on the port is still killed at once.
+    let seen = runner.spore(&["deploy", "--name", "waiter", "--device", "uart1", &path("uart")]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let killed = Instant::now();
+    let seen = runner.spore(&["stop", "waiter"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert!(killed.elapsed() < Duration::from_secs(5), "{:?}", killed.elapsed());
+}
+
+#[test]
+fn a_plugin_that_does_not_load_or_open_stops_the_runner_at_start_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |plugin: &str| {
+        let out = Command::new(runner_binary())
+            .arg("--socket")
+            .arg(dir.path().join("r.sock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--plugin", plugin])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let missing = dir.path().join("libnothing.so");
+    let (code, stderr) = start(&format!("uart1={}", missing.display()));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("plugin uart1 (") && stderr.contains("cannot load it"), "{stderr}");
+    let nowhere = dir.path().join("no-such-tty");
+    let (code, stderr) = start(&format!("uart1={},{}", serial_plugin().display(), nowhere.display()));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("its device did not open with") && stderr.contains("No such file"), "{stderr}");
+    let (code, stderr) = start("uart1");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("give NAME=LIB[,CONFIG]"), "{stderr}");
+}

@@ -2,7 +2,7 @@
 //! a serial line. Flags only; everything it keeps is under `--data-dir`.
 
 use spore_runner::link::{DEFAULT_BAUD, Listener};
-use spore_runner::server::{Config, Runner};
+use spore_runner::server::{Config, Plugin, Runner, check_name};
 use spore_types::ByteSize;
 use spore_wire::BackendKind;
 use std::path::PathBuf;
@@ -29,6 +29,11 @@ options:
   --max-payload SIZE     largest frame payload [64KiB]
   --max-store SIZE       disk for modules and uploads [1GiB]
   --max-links N          links served at once [32]
+  --plugin NAME=LIB[,CONFIG]
+                         a host-function plugin (a shared library, docs/devices.md) as the
+                         device NAME apps may be granted (spore … --device NAME); CONFIG is
+                         its own (a serial port's path). Repeatable; a plugin that does not
+                         load or declares a bad function stops the runner at start
   --version, --help
 ";
 
@@ -78,6 +83,11 @@ fn parse() -> Result<Option<Args>, String> {
                 let v = value(&mut parser)?;
                 config.max_instances = v.parse().map_err(|_| format!("--max-instances {v}: give a whole number"))?;
             }
+            Long("plugin") => {
+                let v = value(&mut parser)?;
+                let plugin = plugin(&v, &config.plugins)?;
+                config.plugins.push(std::sync::Arc::new(plugin));
+            }
             Long("max-payload") => {
                 let bytes = size(&mut parser, "--max-payload")?;
                 config.max_payload = u32::try_from(bytes)
@@ -112,6 +122,21 @@ fn parse() -> Result<Option<Args>, String> {
         (None, None) => {}
     }
     Ok(Some(Args { config, socket, listen, serial, baud }))
+}
+
+/// `NAME=LIB[,CONFIG]`, loaded and checked.
+fn plugin(v: &str, loaded: &[std::sync::Arc<Plugin>]) -> Result<Plugin, String> {
+    let Some((name, rest)) = v.split_once('=') else {
+        return Err(format!(
+            "--plugin {v}: give NAME=LIB[,CONFIG], e.g. uart1=./libspore_plugin_serial.so,/dev/ttyUSB0"
+        ));
+    };
+    check_name(name).map_err(|e| format!("--plugin {v}: {}", e.message.replace("an app name", "a device name")))?;
+    if loaded.iter().any(|p| p.name() == name) {
+        return Err(format!("--plugin {v}: a device named {name} is loaded already"));
+    }
+    let (library, config) = rest.split_once(',').unwrap_or((rest, ""));
+    Plugin::load(name, std::path::Path::new(library), config).map_err(|e| format!("--plugin: {e}"))
 }
 
 fn backend(name: &str) -> Result<BackendKind, String> {

@@ -6,8 +6,9 @@ use super::engines::{Ended, Loaded};
 use super::store::write_atomic;
 use super::{Refusal, Runner};
 use spore_edge::{Call, Interrupt, Outcome, Stop, Wasi};
+use spore_plugin::Plugin;
 pub(crate) use spore_session::Entry;
-use spore_wasip1::{Clock, Host, Stream, Taken};
+use spore_wasip1::{Clock, Guest, Host, Import, Stream, Taken};
 use spore_wire::{ErrorCode, Exit, InstanceInfo, InstanceState, Instantiate, Message, Output, StreamKind};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -254,7 +255,8 @@ pub(crate) fn instantiate(runner: &Runner, spec: Instantiate) -> Result<Arc<App>
     // The session checked it too; here because the name becomes a file name under `apps/`.
     spore_session::check_name(&spec.name)?;
     let module = runner.store.module(&spec.module, &runner.engines)?;
-    runner.engines.check(&module, &spec.limits)?;
+    let functions = Granted::new(runner.granted(&spec.devices));
+    runner.engines.check(&module, &spec.limits, functions.functions(), &runner.devices())?;
     let mut inner = runner.apps.lock();
     // Under the lock from here: two links cannot both take the last room, or one name.
     if inner.by_id.values().any(|a| a.spec.name == spec.name) {
@@ -347,6 +349,7 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
         interrupt: interrupt.clone(),
         start: started,
         deadline: app.spec.limits.wall_ms.map(|ms| started + Duration::from_millis(ms)),
+        devices: Granted::new(runner.granted(&app.spec.devices)),
     };
     let cpu_before = thread_cpu_ns().unwrap_or(0);
     let call = match &entry {
@@ -409,6 +412,32 @@ struct RunnerHost {
     start: Instant,
     /// The run's wall-clock deadline: waits for credit end there.
     deadline: Option<Instant>,
+    /// The devices granted to it.
+    devices: Granted,
+}
+
+/// The functions of an app's granted devices (plugins), in the order its host numbers them.
+struct Granted {
+    functions: Vec<Import>,
+    /// Each function's plugin and its place there.
+    calls: Vec<(Arc<Plugin>, usize)>,
+}
+
+impl Granted {
+    fn new(plugins: Vec<Arc<Plugin>>) -> Granted {
+        let (mut functions, mut calls) = (Vec::new(), Vec::new());
+        for plugin in plugins {
+            for (i, f) in plugin.functions().iter().enumerate() {
+                functions.push(*f);
+                calls.push((plugin.clone(), i));
+            }
+        }
+        Granted { functions, calls }
+    }
+
+    fn functions(&self) -> &[Import] {
+        &self.functions
+    }
 }
 
 impl Host for RunnerHost {
@@ -468,6 +497,26 @@ impl Host for RunnerHost {
         match self.interrupt.is_interrupted() {
             true => Err(Stop::Interrupted),
             false => Ok(()),
+        }
+    }
+    fn functions(&self) -> &[Import] {
+        self.devices.functions()
+    }
+
+    fn call_function(&mut self, index: usize, memory: &mut Guest<'_>, args: &[u64]) -> Result<i32, Stop> {
+        let Some((plugin, function)) = self.devices.calls.get(index) else { return Ok(-spore_wasip1::errno::NOSYS) };
+        // The run has a thread of its own: a device with nothing yet is asked again here,
+        // every millisecond, until it answers, the run is killed or its time is up (then the
+        // app gets SPORE_AGAIN and the limit ends it after the call).
+        loop {
+            let answer = plugin.call(*function, memory.0, args);
+            if answer != spore_plugin::AGAIN || self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(answer);
+            }
+            if self.interrupt.is_interrupted() {
+                return Err(Stop::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }

@@ -9,7 +9,8 @@ use super::absent::{Absent as Compiled, WASMTIME_VERSION};
 use spore_edge::compiled::{Compiled, WASMTIME_VERSION};
 #[cfg(feature = "wasmi")]
 use spore_edge::interpreter::Interpreter;
-use spore_edge::{Call, EdgeError, Engine, Host, Instance, Interrupt, Limits, Outcome, Step, Wasi};
+use spore_edge::{Call, EdgeError, Engine, Host, Import, Instance, Interrupt, Limits, Outcome, Step, Wasi};
+use spore_wire::Device;
 use spore_wire::{Backend, BackendKind, ErrorCode, ModuleKind};
 
 /// A module loaded on the engine for its kind.
@@ -152,13 +153,21 @@ impl Engines {
 
     /// Checks that `module` can be made with `limits` (its imports, its declared memory, limits
     /// its engine keeps) without making it, so an app that cannot run is refused when made.
-    pub(crate) fn check(&self, module: &Loaded, limits: &Limits) -> Result<(), Refusal> {
+    /// `functions` are those of the app's granted devices; `devices` all the runner has, to
+    /// name the grant an import needs.
+    pub(crate) fn check(
+        &self,
+        module: &Loaded,
+        limits: &Limits,
+        functions: &[Import],
+        devices: &[Device],
+    ) -> Result<(), Refusal> {
         let checked = match module {
-            Loaded::Wasmi(m) => self.wasmi_engine().and_then(|e| e.check(m, limits, &[])),
-            Loaded::Compiled(kind, m) => self.engine_of(*kind).and_then(|e| e.check(m, limits, &[])),
+            Loaded::Wasmi(m) => self.wasmi_engine().and_then(|e| e.check(m, limits, functions)),
+            Loaded::Compiled(kind, m) => self.engine_of(*kind).and_then(|e| e.check(m, limits, functions)),
         };
         checked.map_err(|e| match e {
-            EdgeError::Import { import } => spore_session::ungranted(&import, &[]),
+            EdgeError::Import { import } => spore_session::ungranted(&import, devices),
             EdgeError::Limit(_) => Refusal::new(ErrorCode::EXHAUSTED, e.to_string()),
             _ => Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()),
         })

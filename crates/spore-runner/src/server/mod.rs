@@ -17,7 +17,8 @@ use crate::link::Listener;
 use apps::Apps;
 use engines::Engines;
 pub use engines::built_in;
-pub use spore_session::Refusal;
+pub use spore_plugin::Plugin;
+pub use spore_session::{Refusal, check_name};
 use spore_wire::{BackendKind, ErrorCode};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Config {
     pub max_store: u64,
     /// Links served at once (a serial line is one).
     pub max_links: u32,
+    /// Host-function plugins, loaded at start: the devices it can grant apps.
+    pub plugins: Vec<Arc<Plugin>>,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             max_payload: spore_wire::DEFAULT_MAX_PAYLOAD,
             max_store: 1 << 30,
             max_links: 32,
+            plugins: Vec::new(),
         }
     }
 }
@@ -74,6 +78,19 @@ pub struct Runner {
     apps: Apps,
     /// Links being served now.
     links: AtomicU32,
+}
+
+impl Runner {
+    /// The devices it can grant, as `HELLO_ACK` lists them.
+    pub(crate) fn devices(&self) -> Vec<spore_wire::Device> {
+        let plugins = &self.config.plugins;
+        plugins.iter().map(|p| spore_wire::Device { name: p.name().into(), interface: p.interface().into() }).collect()
+    }
+
+    /// The plugins of the devices `names` (each the runner's: the session checked them).
+    pub(crate) fn granted(&self, names: &[String]) -> Vec<Arc<Plugin>> {
+        self.config.plugins.iter().filter(|p| names.iter().any(|n| n == p.name())).cloned().collect()
+    }
 }
 
 impl Runner {

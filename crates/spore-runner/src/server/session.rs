@@ -96,7 +96,7 @@ impl spore_session::Runner for Link {
                 max_instances: config.max_instances,
             },
             interfaces: vec![Interface { name: "wasi_snapshot_preview1".into(), version: "1".into() }],
-            devices: Vec::new(),
+            devices: self.runner.devices(),
             max_payload: config.max_payload,
         }
     }
