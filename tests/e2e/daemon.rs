@@ -1131,3 +1131,62 @@ fn a_daemon_configured_for_pulley_maps_no_guest_code_executable() {
     assert_ne!(seen.code, 0, "{seen:?}");
     assert!(seen.stderr.contains("code") && seen.stderr.contains("pulley"), "{seen:?}");
 }
+
+#[test]
+fn the_daemons_device_plugins_serve_the_sandboxes_granted_them() {
+    use std::io::{BufRead, BufReader, Write};
+    let pty = PtyPair::new();
+    let config = format!(
+        "[devices.uart1]\nlibrary = {:?}\nconfig = {:?}\n",
+        serial_plugin().display().to_string(),
+        pty.device.display().to_string()
+    );
+    let d = Daemon::start_with_config(&config, &[]);
+    let uart = guest("uart").display().to_string();
+    // Denied by default, naming the grant; a device the daemon lacks named with what it has.
+    let seen = spore().args(["--host", &d.host(), "deploy", "--name", "echo", &uart]).seen();
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(seen.stderr.contains("imports spore:device/uart@0.1::"), "{seen:?}");
+    assert!(seen.stderr.contains("; grant it with --device uart1"), "{seen:?}");
+    let seen = spore().args(["--host", &d.host(), "deploy", "--name", "echo", "--device", "gpio", &uart]).seen();
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(seen.stderr.contains("this host has no device \"gpio\"; it has: uart1"), "{seen:?}");
+
+    // Granted: the same app as at a runner, talked to from our end of the pty.
+    let ours = std::fs::OpenOptions::new().read(true).write(true).open(&pty.ours).unwrap();
+    let seen = spore().args(["--host", &d.host(), "deploy", "--name", "echo", "--device", "uart1", &uart]).seen();
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let mut lines = BufReader::new(ours.try_clone().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (&ours).write_all(b"hello daemon\n").unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "HELLO DAEMON\n");
+    (&ours).write_all(b"bye\n").unwrap();
+    d.wait_for("echo", 20, |r| r["state"] == "exited");
+    let logs = spore().args(["--host", &d.host(), "logs", "echo"]).seen();
+    assert_eq!(logs.stdout, "read hello daemon\nread bye\n", "{logs:?}");
+}
+
+#[test]
+fn a_device_plugin_that_does_not_load_stops_the_daemon_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon.toml");
+    let missing = dir.path().join("libnothing.so");
+    std::fs::write(&config, format!("[devices.uart1]\nlibrary = {:?}\n", missing.display().to_string())).unwrap();
+    let seen = spore()
+        .args(["daemon", "--socket"])
+        .arg(dir.path().join("s.sock"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .seen();
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(
+        seen.stderr.contains("[devices.uart1]: plugin uart1 (") && seen.stderr.contains("cannot load it"),
+        "{seen:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `spore` as the agent of an edge runner: the real `spore` and `spore-runner` binaries over a
 //! Unix socket, the commands a user types, their output and exit codes.
 
-use crate::support::{Seen, guest, spore, spore_with_cache};
+use crate::support::{PtyPair, Seen, guest, serial_plugin, spore, spore_with_cache};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -242,48 +242,6 @@ fn what_a_runner_cannot_do_is_named() {
     let seen = Seen::from(spore().args(["run", "--engine", "wasmi", &path("hello")]).output().unwrap());
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("here: native or pulley"), "{seen:?}");
-}
-
-/// The serial-port plugin, built beside `spore` by the workspace's test build.
-fn serial_plugin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("libspore_plugin_serial.so");
-    assert!(path.exists(), "{} is missing: cargo test --workspace builds it", path.display());
-    path
-}
-
-/// A pty pair made by socat, stopped (by PID) when the test ends: the device's end and ours.
-struct PtyPair {
-    socat: Child,
-    device: PathBuf,
-    ours: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PtyPair {
-    fn new() -> PtyPair {
-        let dir = tempfile::tempdir().unwrap();
-        let (device, ours) = (dir.path().join("device"), dir.path().join("ours"));
-        let socat = Command::new("socat")
-            .arg(format!("pty,rawer,link={}", device.display()))
-            .arg(format!("pty,rawer,link={}", ours.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat (scripts/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(device.exists() && ours.exists()) {
-            assert!(Instant::now() < deadline, "socat made no ptys");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PtyPair { socat, device, ours, _dir: dir }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
-    }
 }
 
 #[test]

@@ -52,9 +52,9 @@ pub struct SpecArgs {
     /// parameters and its results are printed one per line.
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
-    /// Grant the app a device of its runner (`gpio`, `uart1`, a plugin's name): it may import
-    /// that device's functions. Repeatable; only at a runner (--host). A name the runner does
-    /// not have is refused with the names it has.
+    /// Grant the app a device of its host (`gpio`, `uart1`, a plugin's name): it may import
+    /// that device's functions. Repeatable; an edge runner's or the daemon's (docs/devices.md).
+    /// A name the host does not have is refused with the names it has.
     #[arg(long = "device", value_name = "NAME")]
     devices: Vec<String>,
     /// argv[0] as the guest sees it [default: the file name, or the image's entrypoint].
@@ -78,22 +78,9 @@ impl SpecArgs {
         self.file.is_file() || self.file.extension().is_some_and(|e| e == "wasm")
     }
 
-    /// The spec these flags describe, for `program`, to run here or in the daemon (which have
-    /// no devices to grant). argv\[0\] defaults to the file name for a file; an image's
-    /// entrypoint supplies it otherwise.
+    /// The spec these flags describe, for `program`. argv\[0\] defaults to the file name
+    /// for a file; an image's entrypoint supplies it otherwise.
     pub fn spec(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
-        if let Some(device) = self.devices.first() {
-            bail!("--device {device} grants a runner's device: use it with --host runner+…:// or serial://");
-        }
-        self.described(program)
-    }
-
-    /// The spec, and the devices granted, for an app at a runner.
-    pub fn runner_spec(&self, program: ProgramSource) -> anyhow::Result<(SandboxSpec, Vec<String>)> {
-        Ok((self.described(program)?, self.devices.clone()))
-    }
-
-    fn described(&self, program: ProgramSource) -> anyhow::Result<SandboxSpec> {
         let argv0 = self.argv0.clone().or_else(|| {
             self.is_file().then(|| self.file.file_name().map(|f| f.to_string_lossy().into_owned())).flatten()
         });
@@ -110,6 +97,7 @@ impl SpecArgs {
         spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
         spec.capabilities.key_value_stores = self.key_value.clone();
         spec.capabilities.variables = self.vars.iter().cloned().collect();
+        spec.capabilities.devices = self.devices.clone();
         for net in &self.net {
             flags::apply_net(&mut spec.network, net).map_err(|e| anyhow::anyhow!("--net {e}"))?;
         }

@@ -193,7 +193,7 @@ fn instantiate_spec(
     name: String,
     boot: bool,
 ) -> anyhow::Result<(Instantiate, Option<spore_sandbox::Invoke>)> {
-    let (s, devices) = spec.runner_spec(spore_sandbox::ProgramSource::Path(spec.file.clone()))?;
+    let s = spec.spec(spore_sandbox::ProgramSource::Path(spec.file.clone()))?;
     let refused = [
         (!s.mounts.is_empty(), "--dir"),
         (s.network != Default::default(), "--net"),
@@ -214,6 +214,7 @@ fn instantiate_spec(
         fuel: None,
     };
     let env = s.env.into_iter().collect();
+    let devices = s.capabilities.devices;
     Ok((Instantiate { module, name, args, env, limits, boot, devices }, s.invoke))
 }
 

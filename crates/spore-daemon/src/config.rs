@@ -42,6 +42,19 @@ pub struct DaemonConfig {
     /// Where key-value stores live (Spin's runtime-config.toml); `default` is embedded in the
     /// data dir without one.
     pub runtime_config: Option<PathBuf>,
+    /// `[devices.NAME]`: host-function plugins loaded at start, each the device `NAME` a
+    /// sandbox may be granted (docs/devices.md).
+    pub devices: std::collections::BTreeMap<String, DeviceSection>,
+}
+
+/// `[devices.NAME]`: one plugin.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceSection {
+    /// The plugin's shared library.
+    pub library: PathBuf,
+    /// Its own configuration string (a serial port's path).
+    pub config: String,
 }
 
 /// `[registries]`: registries reached over plain HTTP (loopback ones always are).
@@ -145,6 +158,7 @@ impl Default for DaemonConfig {
             policy: PolicySection::default(),
             api: ApiSection::default(),
             runtime_config: None,
+            devices: Default::default(),
         }
     }
 }

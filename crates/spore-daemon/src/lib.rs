@@ -55,6 +55,24 @@ pub enum StartError {
     Setup(String),
 }
 
+/// The `[devices]` plugins, loaded and checked: one that does not is the daemon's start error.
+fn load_devices(
+    sections: &std::collections::BTreeMap<String, config::DeviceSection>,
+) -> Result<spore_sandbox::Devices, StartError> {
+    let mut plugins = Vec::new();
+    for (name, section) in sections {
+        if !spore_spec::valid_store_label(name) {
+            return Err(StartError::Setup(format!(
+                "[devices.{name}]: a device's name is letters, digits, '-' and '_' (at most 64)"
+            )));
+        }
+        let plugin = spore_plugin::Plugin::load(name, &section.library, &section.config)
+            .map_err(|e| StartError::Setup(format!("[devices.{name}]: {e}")))?;
+        plugins.push(Arc::new(plugin));
+    }
+    Ok(spore_sandbox::Devices::new(plugins))
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
     if config.socket.as_os_str().is_empty() || config.data_dir.as_os_str().is_empty() {
@@ -112,8 +130,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
     for w in &kv.warnings {
         tracing::warn!("{w}");
     }
-    let settings =
-        supervisor::Settings { capacity: capacity as usize, policy, defaults, kv_stores: Arc::new(kv.stores) };
+    let devices = load_devices(&config.devices)?;
+    let settings = supervisor::Settings {
+        capacity: capacity as usize,
+        policy,
+        defaults,
+        kv_stores: Arc::new(kv.stores),
+        devices: Arc::new(devices),
+    };
     // Bound before any sandbox is brought back: the umask it sets for a moment is process-wide,
     // and a guest writing a file meanwhile would get it.
     let unix = bind_unix(&config.socket).map_err(StartError::Setup)?;

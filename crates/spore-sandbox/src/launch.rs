@@ -12,6 +12,7 @@
 //! the front end runs). The daemon links once per program and admits every create against it.
 
 use crate::SandboxError;
+use crate::devices::Devices;
 use crate::kv::KvStores;
 use crate::runner::Runnable;
 use spore_engine::{LoadError, SporeEngine};
@@ -123,10 +124,16 @@ pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxS
 }
 
 /// Compiles (or fetches from the cache) and links `wasm`, named `name` in messages, with the
-/// host's key-value stores, and tells what kind of app it is.
-pub fn link(engine: &SporeEngine, name: &str, wasm: &[u8], kv: Arc<KvStores>) -> Result<Prepared, LaunchError> {
+/// host's key-value stores and devices, and tells what kind of app it is.
+pub fn link(
+    engine: &SporeEngine,
+    name: &str,
+    wasm: &[u8],
+    kv: Arc<KvStores>,
+    devices: Arc<Devices>,
+) -> Result<Prepared, LaunchError> {
     let program = engine.load(wasm).map_err(|source| LaunchError::Load { program: name.to_owned(), source })?;
-    let runnable = Runnable::new(engine, program, name)?.with_kv_stores(kv);
+    let runnable = Runnable::with_devices(engine, program, name, devices)?.with_kv_stores(kv);
     let kind = if runnable.is_http() {
         AppKind::Http
     } else if runnable.is_command() {
@@ -144,6 +151,7 @@ pub fn admit(linked: &Prepared, spec: &mut SandboxSpec, wanted: Option<AppKind>)
     spec.validate()?;
     crate::pin_mounts(spec)?;
     linked.runnable.check_mounts(spec)?;
+    linked.runnable.check_devices(spec)?;
     if let Some((field, asked, share)) = crate::counts_for(&linked.runnable.engine).exceeded_by(&spec.limits) {
         return Err(LaunchError::Share { field, asked, share });
     }
@@ -170,7 +178,7 @@ pub fn prepare(
     kv: Arc<KvStores>,
     wanted: Option<AppKind>,
 ) -> Result<Prepared, LaunchError> {
-    let linked = link(engine, name, wasm, kv)?;
+    let linked = link(engine, name, wasm, kv, Arc::default())?;
     admit(&linked, spec, wanted)?;
     Ok(linked)
 }

@@ -13,6 +13,7 @@
 //! Depends on the engine, the spec, the image store (to read an image's root) and the key-value
 //! backends; must not know of HTTP servers, daemons or registries.
 
+mod devices;
 mod error;
 pub mod invoke_args;
 mod kv;
@@ -28,6 +29,7 @@ mod sink;
 mod state;
 mod stdio;
 
+pub use devices::Devices;
 pub use error::SandboxError;
 pub use kv::KvStores;
 pub use limits::Meter;

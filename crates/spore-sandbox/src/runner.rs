@@ -5,6 +5,7 @@
 //! checking. [`Runnable::run`] is the per-sandbox part: a fresh store and WASI context from the
 //! spec, the limits wired into the store, and the guest driven as one async task.
 
+use crate::devices::Devices;
 use crate::error::SandboxError;
 use crate::invoke_args::{format_val, parse_params};
 use crate::kv::KvStores;
@@ -41,11 +42,23 @@ pub struct Runnable {
     pub(crate) name: String,
     linked: Linked,
     pub(crate) kv_stores: Arc<KvStores>,
+    devices: Arc<Devices>,
 }
 
 impl Runnable {
     /// Links `program` against WASI. `name` is how messages refer to it (usually the file).
     pub fn new(engine: &SporeEngine, program: Program, name: &str) -> Result<Self, SandboxError> {
+        Runnable::with_devices(engine, program, name, Arc::default())
+    }
+
+    /// [`Runnable::new`], with the host's `devices` linked beside WASI for a core module (a
+    /// sandbox's spec grants them).
+    pub fn with_devices(
+        engine: &SporeEngine,
+        program: Program,
+        name: &str,
+        devices: Arc<Devices>,
+    ) -> Result<Self, SandboxError> {
         let link_err =
             |err: wasmtime::Error| SandboxError::Link { program: name.to_owned(), message: format!("{err:#}") };
         let linked = match &program.code {
@@ -53,6 +66,7 @@ impl Runnable {
                 let mut linker = wasmtime::Linker::new(engine.wasmtime());
                 wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut SandboxState| &mut s.wasi)
                     .map_err(link_err)?;
+                devices.add_to_linker(&mut linker).map_err(link_err)?;
                 Linked::Module(linker.instantiate_pre(module).map_err(link_err)?)
             }
             ProgramCode::Component(comp) => {
@@ -66,7 +80,14 @@ impl Runnable {
                 Linked::Component { command: CommandPre::new(pre.clone()).ok(), proxy: ProxyPre::new(pre).ok() }
             }
         };
-        Ok(Runnable { engine: engine.clone(), program, name: name.to_owned(), linked, kv_stores: Arc::default() })
+        Ok(Runnable {
+            engine: engine.clone(),
+            program,
+            name: name.to_owned(),
+            linked,
+            kv_stores: Arc::default(),
+            devices,
+        })
     }
 
     /// The host's key-value stores, for the sandboxes whose specs grant them by name.
@@ -110,6 +131,20 @@ impl Runnable {
         spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, protected))
     }
 
+    /// Refuses a spec that grants a device this host lacks, or lacks the grant of a device
+    /// whose functions the program imports. Every start checks; a creator may check earlier.
+    pub fn check_devices(&self, spec: &SandboxSpec) -> Result<(), SpecError> {
+        match &self.program.code {
+            ProgramCode::Module(module) => self.devices.check(module, spec),
+            // Components import by WIT interface, not a plugin's core functions: only the
+            // grant of a device the host lacks is refused.
+            ProgramCode::Component(_) => match spec.capabilities.devices.first() {
+                Some(name) => Err(SpecError::NoDevice { name: name.clone(), has: "none for components".into() }),
+                None => Ok(()),
+            },
+        }
+    }
+
     /// The program this runnable was linked from.
     pub fn program(&self) -> &Program {
         &self.program
@@ -130,6 +165,7 @@ impl Runnable {
         meter: &Arc<Meter>,
     ) -> Result<RunReport, SandboxError> {
         spec.validate()?;
+        self.check_devices(spec)?;
         let started = Instant::now();
         let meter = meter.clone();
         let (store, captured) = self.store(spec, sinks, meter.clone()).await?;

@@ -215,6 +215,10 @@ pub struct Capabilities {
     pub key_value_stores: Vec<String>,
     /// `wasi:config` variables the guest can read.
     pub variables: BTreeMap<String, String>,
+    /// The host's devices (plugins its operator loaded, docs/devices.md) whose functions the
+    /// guest may import, by name: `uart1`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Whose stores a granted name opens: the app the host runs this sandbox for (the daemon
     /// gives each app its own `default`, as Spin does), or `None` where one app has the host
     /// to itself (`spore serve`, `up`). Set by the host, never by a client: not part of the
@@ -229,6 +233,28 @@ pub enum SpecError {
     /// An outbound HTTP grant that does not parse.
     #[error(transparent)]
     Outbound(#[from] crate::outbound::OutboundError),
+    /// A device granted that the host does not have.
+    #[error("this host has no device {name:?}; it has: {has} (the daemon's come from [devices] in its configuration)")]
+    NoDevice {
+        /// The name granted.
+        name: String,
+        /// What it has.
+        has: String,
+    },
+    /// The program imports a device's function without the grant.
+    #[error("the program imports {import}; grant it with --device {device}")]
+    Ungranted {
+        /// `module::name`.
+        import: String,
+        /// The device that has it.
+        device: String,
+    },
+    /// A device name that is not a plain name.
+    #[error("device {name:?}: a device's name is letters, digits, '-' and '_' (at most 64)")]
+    DeviceName {
+        /// The name.
+        name: String,
+    },
     /// A key-value store label that is not a plain name.
     #[error(
         "key-value store {label:?}: a store's label is letters, digits, '-' and '_' (at most 64), as in Spin's key_value_stores"
@@ -327,6 +353,9 @@ impl SandboxSpec {
             .map_err(SpecError::Outbound)?;
         if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !valid_store_label(l)) {
             return Err(SpecError::StoreLabel { label: label.clone() });
+        }
+        if let Some(name) = self.capabilities.devices.iter().find(|d| !valid_store_label(d)) {
+            return Err(SpecError::DeviceName { name: name.clone() });
         }
         let l = &self.limits;
         for (name, value) in

@@ -292,3 +292,45 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// The serial-port plugin, built beside `spore` by the workspace's test build.
+pub fn serial_plugin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("libspore_plugin_serial.so");
+    assert!(path.exists(), "{} is missing: cargo test --workspace builds it", path.display());
+    path
+}
+
+/// A pty pair made by socat, stopped (by PID) when the test ends: the device's end and ours.
+pub struct PtyPair {
+    socat: std::process::Child,
+    pub device: PathBuf,
+    pub ours: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PtyPair {
+    pub fn new() -> PtyPair {
+        let dir = tempfile::tempdir().unwrap();
+        let (device, ours) = (dir.path().join("device"), dir.path().join("ours"));
+        let socat = Command::new("socat")
+            .arg(format!("pty,rawer,link={}", device.display()))
+            .arg(format!("pty,rawer,link={}", ours.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (scripts/setup installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(device.exists() && ours.exists()) {
+            assert!(std::time::Instant::now() < deadline, "socat made no ptys");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        PtyPair { socat, device, ours, _dir: dir }
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}

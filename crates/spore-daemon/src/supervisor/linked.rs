@@ -49,8 +49,14 @@ impl Supervisor {
             return Ok(r.clone());
         }
         let bytes = self.programs.get(digest)?;
-        let prepared = launch::link(&self.engine, &short(digest), &bytes, self.settings.kv_stores.clone())
-            .map_err(|e| SupError::Compile(e.to_string()))?;
+        let prepared = launch::link(
+            &self.engine,
+            &short(digest),
+            &bytes,
+            self.settings.kv_stores.clone(),
+            self.settings.devices.clone(),
+        )
+        .map_err(|e| SupError::Compile(e.to_string()))?;
         lock(&self.runnables).insert(digest.to_owned(), prepared.clone());
         Ok(prepared)
     }

@@ -153,6 +153,8 @@ pub struct Settings {
     pub defaults: Defaults,
     /// Key-value stores offered to sandboxes that are granted them.
     pub kv_stores: Arc<spore_sandbox::KvStores>,
+    /// Devices (plugins) offered to sandboxes that are granted them.
+    pub devices: Arc<spore_sandbox::Devices>,
 }
 
 /// The daemon's sandboxes.
