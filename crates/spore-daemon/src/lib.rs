@@ -61,13 +61,11 @@ fn load_devices(
 ) -> Result<spore_sandbox::Devices, StartError> {
     let mut plugins = Vec::new();
     for (name, section) in sections {
-        if !spore_spec::valid_store_label(name) {
-            return Err(StartError::Setup(format!(
-                "[devices.{name}]: a device's name is letters, digits, '-' and '_' (at most 64)"
-            )));
-        }
         let plugin = spore_plugin::Plugin::load(name, &section.library, &section.config)
             .map_err(|e| StartError::Setup(format!("[devices.{name}]: {e}")))?;
+        if let Some(why) = spore_plugin::conflict(&plugins, &plugin) {
+            return Err(StartError::Setup(format!("[devices.{name}]: {why}")));
+        }
         plugins.push(Arc::new(plugin));
     }
     Ok(spore_sandbox::Devices::new(plugins))

@@ -35,11 +35,13 @@ pub struct Bounds {
     /// Bytes of wasmi's value stack a run may grow to (host memory, outside the guest's
     /// linear memory; deeper recursion traps).
     pub max_stack_bytes: usize,
+    /// Stacks the engine keeps after runs end, to reuse: host memory no app is counted for.
+    pub cached_stacks: usize,
 }
 
 impl Default for Bounds {
     fn default() -> Bounds {
-        Bounds { start_fuel: 1_000_000_000, max_stack_bytes: 1 << 20 }
+        Bounds { start_fuel: 1_000_000_000, max_stack_bytes: 1 << 20, cached_stacks: 2 }
     }
 }
 
@@ -61,6 +63,7 @@ impl Interpreter {
         config.compilation_mode(wasmi::CompilationMode::Eager);
         // wasmi's initial height is 1000 bytes: a smaller maximum is raised to it.
         config.set_max_stack_height(bounds.max_stack_bytes.max(1000));
+        config.set_max_cached_stacks(bounds.cached_stacks);
         Interpreter { engine: wasmi::Engine::new(&config), bounds }
     }
 }

@@ -63,10 +63,13 @@ impl Stopped {
         match self {
             Stopped::Wasi(Stop::Exit(code)) => Outcome::Exited(*code),
             Stopped::Wasi(Stop::Interrupted) => Outcome::Killed,
-            // Only an engine that can suspend a guest (wasmi) takes a park; elsewhere it ends it.
-            Stopped::Wasi(Stop::Park { .. }) => {
-                Outcome::Trapped("the host parked the guest, which this engine cannot suspend".into())
-            }
+            // Only an engine that can suspend a guest (wasmi) takes a park, and not inside a
+            // start function; elsewhere it ends it.
+            Stopped::Wasi(Stop::Park { .. }) => Outcome::Trapped(
+                "the guest had to wait (for output room, a device, its next turn) where it cannot: \
+                 in its start function, or on an engine that cannot suspend it"
+                    .into(),
+            ),
             Stopped::Watch(outcome) => outcome.clone(),
         }
     }

@@ -37,7 +37,7 @@ fn a_spinning_guest_pauses_at_every_slice_and_ends_at_its_fuel_budget() {
 fn a_boards_bounds_hold_a_start_function_and_the_value_stack() {
     use spore_edge::interpreter::Bounds;
     use spore_edge::{EdgeError, Engine, Instance, Interrupt};
-    let bounds = Bounds { start_fuel: 100_000, max_stack_bytes: 64 << 10 };
+    let bounds = Bounds { start_fuel: 100_000, max_stack_bytes: 64 << 10, cached_stacks: 0 };
     let board = Backend { engine: Interpreter::new(bounds), prepare: <[u8]>::to_vec };
     // A start function that spins: refused when the instance is made, naming the bound.
     let spins = wat::parse_str(r#"(module (func $s (loop (br 0))) (start $s))"#).unwrap();

@@ -38,6 +38,9 @@ struct Port {
 /// Opens the tty at `config`, raw and non-blocking.
 unsafe extern "C" fn open(config: *const c_char, error: *mut c_char, error_len: usize) -> *mut c_void {
     let fail = |message: String| {
+        if error_len == 0 {
+            return std::ptr::null_mut();
+        }
         let bytes = message.as_bytes();
         let n = bytes.len().min(error_len.saturating_sub(1));
         // SAFETY: the runner's buffer of `error_len` bytes; at most that is written.
@@ -87,19 +90,24 @@ fn within(memory_len: usize, ptr: u64, len: u64) -> Option<(usize, usize)> {
     (ptr.checked_add(len)? <= memory_len).then_some((ptr, len))
 }
 
-/// What a failed `read`/`write` answers: `SPORE_AGAIN` when the port has no room or no bytes.
+/// What a failed `read`/`write` answers, in WASI's numbers as the ABI has them:
+/// `SPORE_AGAIN` when the port has no room or no bytes, otherwise the nearest WASI errno.
 fn errno_answer() -> i32 {
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => spore_plugin::AGAIN,
-        Some(e) => -e,
-        None => -libc::EIO,
+    use spore_wasip1::errno;
+    -match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => return spore_plugin::AGAIN,
+        Some(libc::EBADF) => errno::BADF,
+        Some(libc::EFAULT) => errno::FAULT,
+        Some(libc::EINVAL) => errno::INVAL,
+        Some(libc::ENXIO | libc::ENODEV) => errno::NXIO,
+        _ => errno::IO,
     }
 }
 
 unsafe extern "C" fn write(state: *mut c_void, memory: *mut u8, memory_len: usize, args: *const u64) -> i32 {
     // SAFETY: two arguments, as declared; the state is the port.
     let (port, ptr, len) = unsafe { (&*state.cast::<Port>(), *args, *args.add(1)) };
-    let Some((at, len)) = within(memory_len, ptr, len) else { return -libc::EFAULT };
+    let Some((at, len)) = within(memory_len, ptr, len) else { return -spore_wasip1::errno::FAULT };
     // SAFETY: `len` bytes of the app's memory at `at`, checked within it above.
     let n = unsafe { libc::write(port.fd, memory.add(at).cast(), len.min(4096)) };
     if n < 0 { errno_answer() } else { n as i32 }
@@ -108,7 +116,7 @@ unsafe extern "C" fn write(state: *mut c_void, memory: *mut u8, memory_len: usiz
 unsafe extern "C" fn read(state: *mut c_void, memory: *mut u8, memory_len: usize, args: *const u64) -> i32 {
     // SAFETY: as in `write`.
     let (port, ptr, len) = unsafe { (&*state.cast::<Port>(), *args, *args.add(1)) };
-    let Some((at, len)) = within(memory_len, ptr, len) else { return -libc::EFAULT };
+    let Some((at, len)) = within(memory_len, ptr, len) else { return -spore_wasip1::errno::FAULT };
     if len == 0 {
         return 0;
     }

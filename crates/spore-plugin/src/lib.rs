@@ -22,8 +22,36 @@ use std::sync::{Mutex, PoisonError};
 /// The ABI version this runner loads.
 pub const ABI: u32 = 1;
 
-/// What a function answers for "nothing yet: call again" (`-EAGAIN`).
-pub const AGAIN: i32 = -6;
+/// What a function answers for "nothing yet: call again" (WASI's `-EAGAIN`; errnos in this
+/// ABI are WASI's, as every Spore host answers them).
+pub const AGAIN: i32 = -spore_wasip1::errno::AGAIN;
+
+/// Parameters a plugin's function may have at most: as many as the largest WASI preview 1
+/// function's, which every engine's host-call path carries.
+pub const MAX_PARAMS: usize = 9;
+
+/// Whether `name` may name a device: letters, digits, '-' and '_', at most 64 — what `--device`
+/// grants on every host.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why `plugin` cannot join `loaded` on one host: its name or its interface taken (an app
+/// imports an interface by its module name, so one device serves it).
+pub fn conflict(loaded: &[std::sync::Arc<Plugin>], plugin: &Plugin) -> Option<String> {
+    if !valid_name(plugin.name()) {
+        return Some(format!("{:?} is not a device name: letters, digits, '-' and '_' (at most 64)", plugin.name()));
+    }
+    loaded.iter().find_map(|p| {
+        if p.name() == plugin.name() {
+            Some(format!("a device named {} is loaded already", p.name()))
+        } else if p.interface() == plugin.interface() {
+            Some(format!("{} serves {} already; a host has one device an interface", p.name(), p.interface()))
+        } else {
+            None
+        }
+    })
+}
 
 /// The symbol a plugin exports.
 const ENTRY: &[u8] = b"spore_plugin_v1\0";
@@ -239,8 +267,8 @@ fn signature(letters: &str) -> Result<&'static [Ty], String> {
             other => return Err(format!("{other:?} is not 'i' (i32) or 'I' (i64)")),
         });
     }
-    if params.len() > 16 {
-        return Err("more than 16".into());
+    if params.len() > MAX_PARAMS {
+        return Err(format!("more than {MAX_PARAMS}"));
     }
     // 'static as an import's are: built once, at start, for the runner's life.
     Ok(Box::leak(params.into_boxed_slice()))

@@ -121,3 +121,21 @@ fn an_unsound_plugin_is_refused_at_load_naming_what_is_wrong() {
     assert!(message.starts_with("plugin dev ("), "{message}");
     assert!(message.ends_with("its device did not open with \"fail\": the counter is unplugged"), "{message}");
 }
+
+#[test]
+fn one_host_has_one_device_a_name_and_an_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = counter(dir.path(), "counter", "SPORE_PLUGIN_ABI");
+    let first = std::sync::Arc::new(Plugin::load("counter", &library, "").unwrap());
+    let again = Plugin::load("counter", &library, "").unwrap();
+    let loaded = [first];
+    assert_eq!(spore_plugin::conflict(&loaded, &again).unwrap(), "a device named counter is loaded already");
+    let other = Plugin::load("counter2", &library, "").unwrap();
+    assert_eq!(
+        spore_plugin::conflict(&loaded, &other).unwrap(),
+        "counter serves spore:test/counter@0.1 already; a host has one device an interface"
+    );
+    let dotted = Plugin::load("a.b", &library, "").unwrap();
+    assert!(spore_plugin::conflict(&[], &dotted).unwrap().contains("is not a device name"));
+    assert_eq!(spore_plugin::conflict(&[], &other), None);
+}

@@ -52,9 +52,11 @@ pub trait Board: Clone + Send + 'static {
         false
     }
 
-    /// Sends bytes on the second UART.
-    fn uart1_write(&mut self, bytes: &[u8]) {
+    /// Sends what the second UART has room for now, without waiting (its other end may not be
+    /// reading: the loop must not wait on it); how many.
+    fn uart1_write(&mut self, bytes: &[u8]) -> usize {
         let _ = bytes;
+        0
     }
 
     /// Bytes that have come on the second UART, at most `buf`'s length; how many.

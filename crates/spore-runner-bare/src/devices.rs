@@ -32,9 +32,10 @@ const UART_FUNCTIONS: &[Import] = &[
     Import { module: UART, name: "read", params: &[Ty::I32, Ty::I32], returns: true },
 ];
 
-/// Bytes one `uart.write` sends at most (a short write: the app writes the rest), so one call
-/// holds the loop for little more than a slice at 115200 baud.
-const MAX_UART_WRITE: u32 = 256;
+/// Bytes one `uart.write` or `uart.read` moves at most (a short count: the app calls again).
+/// Writes take only what the UART has room for without waiting, so a far end that stops
+/// reading parks the app, never the loop.
+const MAX_UART_IO: u32 = 256;
 
 /// How long a waiting function parks before it looks again.
 const POLL_NS: u64 = 1_000_000;
@@ -131,12 +132,14 @@ impl Granted {
                 None => Ok(-errno::INVAL),
             },
             (UART, "write") => {
-                let Ok(bytes) = memory.slice(a(0), a(1).min(MAX_UART_WRITE)) else { return Ok(-errno::FAULT) };
-                board.uart1_write(bytes);
-                Ok(bytes.len() as i32)
+                let Ok(bytes) = memory.slice(a(0), a(1).min(MAX_UART_IO)) else { return Ok(-errno::FAULT) };
+                match board.uart1_write(bytes) {
+                    0 if !bytes.is_empty() => Err(park(board)),
+                    n => Ok(n as i32),
+                }
             }
             (UART, "read") => {
-                let Ok(buf) = memory.slice_mut(a(0), a(1)) else { return Ok(-errno::FAULT) };
+                let Ok(buf) = memory.slice_mut(a(0), a(1).min(MAX_UART_IO)) else { return Ok(-errno::FAULT) };
                 match board.uart1_read(buf) {
                     0 if !buf.is_empty() => Err(park(board)),
                     n => Ok(n as i32),

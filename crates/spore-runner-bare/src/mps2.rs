@@ -147,16 +147,15 @@ impl Board for Mps2 {
         true
     }
 
-    fn uart1_write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            // SAFETY: UART1's registers, laid out as UART0's.
-            unsafe {
-                while read_volatile((UART1 + 0x4) as *const u32) & 1 != 0 {
-                    core::hint::spin_loop();
-                }
-                write_volatile(UART1 as *mut u32, u32::from(b));
-            }
+    fn uart1_write(&mut self, bytes: &[u8]) -> usize {
+        let mut n = 0;
+        // SAFETY: UART1's registers, laid out as UART0's: a byte goes in while it has room.
+        while n < bytes.len() && unsafe { read_volatile((UART1 + 0x4) as *const u32) } & 1 == 0 {
+            // SAFETY: as above.
+            unsafe { write_volatile(UART1 as *mut u32, u32::from(bytes[n])) };
+            n += 1;
         }
+        n
     }
 
     fn uart1_read(&mut self, buf: &mut [u8]) -> usize {

@@ -46,13 +46,18 @@ const PIECE_COST: usize = 64;
 /// wasmi's value stack, per run: the frames of a recursion 1000 deep with a few dozen locals.
 const MAX_STACK: usize = 128 << 10;
 
-/// Host RAM an app holds beside its linear memory, admitted with it: its value stack, its
-/// output waiting and kept, and its instance (a generous allowance for wasmi's store).
-const APP_OVERHEAD: u64 = (MAX_STACK + BACKLOG + KEPT_OUTPUT + (32 << 10)) as u64;
+/// Kept output is in pieces of at most this, so trimming the oldest loses little of it.
+const KEPT_PIECE: usize = 1 << 10;
+
+/// Host RAM an app holds beside its linear memory, admitted with it: its value stack (twice:
+/// wasmi may reserve up to double while it grows it), its output waiting and kept, and its
+/// instance (a generous allowance for wasmi's store).
+const APP_OVERHEAD: u64 = (2 * MAX_STACK + BACKLOG + KEPT_OUTPUT + (32 << 10)) as u64;
 
 /// Output in order, joined while it comes from one stream, with what it holds of the board's
-/// RAM: its bytes and [`PIECE_COST`] a piece. A guest writing a byte at a time holds no more
-/// than one writing the same bytes at once.
+/// RAM: its pieces' allocations (their capacity, not only their bytes) and [`PIECE_COST`] a
+/// piece. A guest writing a byte at a time holds no more than one writing the same bytes at
+/// once.
 #[derive(Default)]
 struct Pieces {
     queue: VecDeque<(StreamKind, Vec<u8>)>,
@@ -73,16 +78,17 @@ impl Pieces {
             };
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
             if let Some((_, last)) = self.queue.back_mut() {
+                let before = last.capacity();
                 last.extend_from_slice(now);
+                self.cost += last.capacity() - before;
             }
-            self.cost += now.len();
             bytes = rest;
         }
     }
 
     fn pop_front(&mut self) -> Option<(StreamKind, Vec<u8>)> {
         let piece = self.queue.pop_front()?;
-        self.cost -= piece.1.len() + PIECE_COST;
+        self.cost -= piece.1.capacity() + PIECE_COST;
         Some(piece)
     }
 
@@ -108,6 +114,9 @@ struct Shared {
     slice_started: u64,
     /// What the output waiting for the agent's credit costs (the loop keeps it up to date).
     waiting: usize,
+    /// The run's first slice has begun: before it, the module's start function runs inside
+    /// instantiation, which cannot suspend the guest, so its turn is never over.
+    sliced: bool,
 }
 
 impl Shared {
@@ -179,8 +188,8 @@ impl<B: Board> Host for AppHost<B> {
 
     fn preempt(&mut self) -> bool {
         // A host call that took the slice past its time (fuel counts the guest's work only).
-        let started = self.shared.lock().slice_started;
-        self.board.now_ns().saturating_sub(started) >= SLICE_NS
+        let shared = self.shared.lock();
+        shared.sliced && self.board.now_ns().saturating_sub(shared.slice_started) >= SLICE_NS
     }
 
     fn functions(&self) -> &[Import] {
@@ -245,8 +254,8 @@ struct App<B: Board> {
 impl<B: Board> App<B> {
     fn keep(&mut self, stream: StreamKind, bytes: &[u8]) {
         // Of a write larger than all that is kept, its end.
-        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT - PIECE_COST)..];
-        self.kept.push(stream, bytes, KEPT_OUTPUT);
+        let bytes = &bytes[bytes.len().saturating_sub(KEPT_OUTPUT)..];
+        self.kept.push(stream, bytes, KEPT_PIECE);
         while self.kept.cost > KEPT_OUTPUT && self.kept.pop_front().is_some() {}
     }
 }
@@ -279,7 +288,7 @@ impl<B: Board> Bare<B> {
         Bare {
             board,
             // A start function runs in one go, holding the link: at most a slice's fuel.
-            engine: Interpreter::new(Bounds { start_fuel: MAX_SLICE, max_stack_bytes: MAX_STACK }),
+            engine: Interpreter::new(Bounds { start_fuel: MAX_SLICE, max_stack_bytes: MAX_STACK, cached_stacks: 0 }),
             booted,
             modules: BTreeMap::new(),
             store_bytes: 0,
@@ -333,7 +342,11 @@ impl<B: Board> Bare<B> {
         let Some(run) = app.run.as_mut() else { return };
         let Some(instance) = run.instance.as_mut() else { return };
         let began = self.board.now_ns();
-        run.shared.lock().slice_started = began;
+        {
+            let mut shared = run.shared.lock();
+            shared.slice_started = began;
+            shared.sliced = true;
+        }
         run.parked = None;
         let fuel = run.slice;
         let step = match run.entry.take() {

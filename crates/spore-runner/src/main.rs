@@ -2,7 +2,7 @@
 //! a serial line. Flags only; everything it keeps is under `--data-dir`.
 
 use spore_runner::link::{DEFAULT_BAUD, Listener};
-use spore_runner::server::{Config, Plugin, Runner, check_name};
+use spore_runner::server::{Config, Plugin, Runner};
 use spore_types::ByteSize;
 use spore_wire::BackendKind;
 use std::path::PathBuf;
@@ -131,12 +131,12 @@ fn plugin(v: &str, loaded: &[std::sync::Arc<Plugin>]) -> Result<Plugin, String> 
             "--plugin {v}: give NAME=LIB[,CONFIG], e.g. uart1=./libspore_plugin_serial.so,/dev/ttyUSB0"
         ));
     };
-    check_name(name).map_err(|e| format!("--plugin {v}: {}", e.message.replace("an app name", "a device name")))?;
-    if loaded.iter().any(|p| p.name() == name) {
-        return Err(format!("--plugin {v}: a device named {name} is loaded already"));
-    }
     let (library, config) = rest.split_once(',').unwrap_or((rest, ""));
-    Plugin::load(name, std::path::Path::new(library), config).map_err(|e| format!("--plugin: {e}"))
+    let plugin = Plugin::load(name, std::path::Path::new(library), config).map_err(|e| format!("--plugin: {e}"))?;
+    match spore_runner::server::plugin_conflict(loaded, &plugin) {
+        Some(why) => Err(format!("--plugin {v}: {why}")),
+        None => Ok(plugin),
+    }
 }
 
 fn backend(name: &str) -> Result<BackendKind, String> {

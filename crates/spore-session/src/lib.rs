@@ -421,15 +421,23 @@ pub fn check_name(name: &str) -> Result<(), Refusal> {
     }
 }
 
-/// Whether every device granted is one the runner has.
+/// Whether every device granted is one the runner has, each once.
 fn check_devices(granted: &[String], devices: &[Device]) -> Result<(), Refusal> {
-    match granted.iter().find(|g| !devices.iter().any(|d| &d.name == *g)) {
-        Some(missing) => Err(Refusal::new(
-            ErrorCode::BAD_PAYLOAD,
-            format!("this runner has no device {missing:?}; it has: {}", device_names(devices)),
-        )),
-        None => Ok(()),
+    for (i, name) in granted.iter().enumerate() {
+        if !devices.iter().any(|d| &d.name == name) {
+            return Err(Refusal::new(
+                ErrorCode::BAD_PAYLOAD,
+                format!("this runner has no device {name:?}; it has: {}", device_names(devices)),
+            ));
+        }
+        if granted[..i].contains(name) {
+            return Err(Refusal::new(
+                ErrorCode::BAD_PAYLOAD,
+                format!("device {name:?} is granted twice; once is enough"),
+            ));
+        }
     }
+    Ok(())
 }
 
 fn device_names(devices: &[Device]) -> String {

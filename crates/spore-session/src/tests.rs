@@ -309,8 +309,11 @@ fn a_grant_of_a_device_the_runner_lacks_is_refused_and_an_ungranted_import_names
         (e.code, e.message.as_str()),
         (ErrorCode::BAD_PAYLOAD, "this runner has no device \"uart1\"; it has: gpio")
     );
+    let answers = ask(&mut s, 3, 0, &granted(&["gpio", "gpio"]));
+    let [(_, Message::Error(e))] = answers.as_slice() else { panic!("{answers:?}") };
+    assert_eq!(e.message, "device \"gpio\" is granted twice; once is enough");
     assert_eq!(s.runner.instantiated, 0);
-    assert!(matches!(ask(&mut s, 3, 0, &granted(&["gpio"])).as_slice(), [(_, Message::Instance(_))]));
+    assert!(matches!(ask(&mut s, 4, 0, &granted(&["gpio"])).as_slice(), [(_, Message::Instance(_))]));
 
     let devices = s.runner.describe().devices;
     let refusal = ungranted("spore:device/gpio@0.1::watch", &devices);

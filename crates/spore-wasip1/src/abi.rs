@@ -138,16 +138,22 @@ imports! {
 pub mod errno {
     /// No error.
     pub const SUCCESS: i32 = 0;
+    /// Resource unavailable, try again.
+    pub const AGAIN: i32 = 6;
     /// Bad file descriptor.
     pub const BADF: i32 = 8;
     /// Bad address: a pointer outside the guest's memory.
     pub const FAULT: i32 = 21;
     /// Invalid argument.
     pub const INVAL: i32 = 28;
+    /// I/O error.
+    pub const IO: i32 = 29;
     /// Function not supported here.
     pub const NOSYS: i32 = 52;
     /// Not supported on this descriptor.
     pub const NOTSUP: i32 = 58;
+    /// No such device or address.
+    pub const NXIO: i32 = 60;
     /// Value too large to be stored.
     pub const OVERFLOW: i32 = 61;
     /// Invalid seek: the descriptor is a stream.
