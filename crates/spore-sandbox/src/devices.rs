@@ -54,6 +54,10 @@ impl Devices {
     /// `module` imports.
     pub(crate) fn check(&self, module: &Module, spec: &SandboxSpec) -> Result<(), SpecError> {
         let granted = &spec.capabilities.devices;
+        // The common case, on every start: nothing to look at.
+        if self.plugins.is_empty() && granted.is_empty() {
+            return Ok(());
+        }
         if let Some(missing) = granted.iter().find(|g| !self.plugins.iter().any(|p| p.name() == *g)) {
             return Err(SpecError::NoDevice { name: missing.clone(), has: self.names() });
         }
