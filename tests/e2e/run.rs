@@ -161,6 +161,14 @@ fn a_p2_component_command_runs_with_args_env_and_exit_code() {
 }
 
 #[test]
+fn a_wasi_0_3_component_command_runs() {
+    // wasi:cli/run@0.3.0, its output through a 0.3 stream (guests/hello-p3, the wasip3 crate).
+    let seen = spore_run(["run", guest("hello-p3").to_str().unwrap(), "a", "b"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert_eq!(seen.stdout, "Hello from WASI 0.3! args=[\"hello-p3.wasm\", \"a\", \"b\"]\n");
+}
+
+#[test]
 fn a_reactor_runs_named_exports() {
     let reactor = guest("reactor");
     let r = reactor.to_str().unwrap();

@@ -165,6 +165,8 @@ fn wasmtime_config(config: &EngineConfig) -> Result<Config, EngineError> {
         let pulley = if cfg!(target_pointer_width = "64") { "pulley64" } else { "pulley32" };
         c.target(pulley).map_err(EngineError::Config)?;
     }
+    // WASI 0.3 components use the component model's async ABI.
+    c.wasm_component_model_async(true);
     c.epoch_interruption(true)
         .memory_init_cow(true)
         .async_stack_size(config.async_stack_size)

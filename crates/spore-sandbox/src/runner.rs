@@ -28,8 +28,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 enum Linked {
     Module(wasmtime::InstancePre<SandboxState>),
     Component {
-        /// `None` when the component does not export `wasi:cli/run` (not a command).
+        /// `None` when the component does not export `wasi:cli/run@0.2` (not a 0.2 command).
         command: Option<CommandPre<SandboxState>>,
+        /// `None` when it does not export `wasi:cli/run@0.3` (not a WASI 0.3 command).
+        command3: Option<wasmtime_wasi::p3::bindings::CommandPre<SandboxState>>,
         /// `None` when it does not export `wasi:http/incoming-handler` (not an HTTP app).
         proxy: Option<ProxyPre<SandboxState>>,
     },
@@ -74,10 +76,17 @@ impl Runnable {
                 // Real components mix WASI 0.2.x patch versions; the linker matches by semver.
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
                 wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+                // WASI 0.3 beside 0.2: a component may import either, or both.
+                wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
+                wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
                 crate::kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
                 wasmtime_wasi_config::add_to_linker(&mut linker, config_view).map_err(link_err)?;
                 let pre = linker.instantiate_pre(comp).map_err(link_err)?;
-                Linked::Component { command: CommandPre::new(pre.clone()).ok(), proxy: ProxyPre::new(pre).ok() }
+                Linked::Component {
+                    command: CommandPre::new(pre.clone()).ok(),
+                    command3: wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()).ok(),
+                    proxy: ProxyPre::new(pre).ok(),
+                }
             }
         };
         Ok(Runnable {
@@ -106,7 +115,7 @@ impl Runnable {
     pub fn is_command(&self) -> bool {
         match (&self.linked, &self.program.code) {
             (Linked::Module(_), ProgramCode::Module(m)) => m.get_export("_start").is_some(),
-            (Linked::Component { command, .. }, _) => command.is_some(),
+            (Linked::Component { command, command3, .. }, _) => command.is_some() || command3.is_some(),
             _ => false,
         }
     }
@@ -260,12 +269,25 @@ impl Runnable {
                     }
                 }
             }
-            Linked::Component { command, proxy } => {
+            Linked::Component { command, command3, proxy } => {
                 if spec.invoke.is_some() {
                     return Err(SandboxError::Unsupported(format!(
                         "calling a named export works on core modules; {} is a component — run it as a command (wasi:cli/run)",
                         self.name
                     )));
+                }
+                if let (None, Some(command3)) = (command, command3) {
+                    let command = match command3.instantiate_async(&mut *store).await {
+                        Ok(command) => command,
+                        Err(err) => return self.instantiation_failed(store, err),
+                    };
+                    store.data().cpu.mark_entered();
+                    // A WASI 0.3 run is a concurrent call: the store drives its tasks until it ends.
+                    let result = store
+                        .run_concurrent(async move |accessor| command.wasi_cli_run().call_run(accessor).await)
+                        .await
+                        .and_then(|ended| ended);
+                    return Ok((status_of(result.map(|r| if r.is_ok() { 0 } else { 1 }), store), Vec::new()));
                 }
                 let Some(command) = command else {
                     if proxy.is_some() {
