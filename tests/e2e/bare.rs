@@ -3,7 +3,7 @@
 //! the UART on a pty, driven with `spore --host serial://PTY` exactly as a Linux runner on a
 //! serial line.
 
-use crate::support::{Seen, guest, spore};
+use crate::support::{Seen, echo_conversation, guest, spore};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -370,15 +370,7 @@ fn apps_drive_the_microcontrollers_leds_and_second_uart_when_granted_and_only_th
     line_end.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let seen = board.spore(&[&["deploy", "--name", "echo"][..], &grants, &[uart.as_str()]].concat());
     assert_eq!(seen.code, 0, "{seen:?}");
-    let mut lines = BufReader::new(line_end.try_clone().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    (&line_end).write_all(b"hello board\n").unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "HELLO BOARD\n");
-    (&line_end).write_all(b"bye\n").unwrap();
+    echo_conversation(&line_end, "hello board");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !board.spore(&["ps", "-a"]).stdout.lines().any(|l| l.contains("echo") && l.contains("exited (0)")) {
         assert!(Instant::now() < deadline, "the echo app did not end: {:?}", board.spore(&["ps", "-a"]));

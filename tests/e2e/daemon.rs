@@ -1134,7 +1134,6 @@ fn a_daemon_configured_for_pulley_maps_no_guest_code_executable() {
 
 #[test]
 fn the_daemons_device_plugins_serve_the_sandboxes_granted_them() {
-    use std::io::{BufRead, BufReader, Write};
     let pty = PtyPair::new();
     let config = format!(
         "[devices.uart1]\nlibrary = {:?}\nconfig = {:?}\n",
@@ -1156,15 +1155,7 @@ fn the_daemons_device_plugins_serve_the_sandboxes_granted_them() {
     let ours = std::fs::OpenOptions::new().read(true).write(true).open(&pty.ours).unwrap();
     let seen = spore().args(["--host", &d.host(), "deploy", "--name", "echo", "--device", "uart1", &uart]).seen();
     assert_eq!(seen.code, 0, "{seen:?}");
-    let mut lines = BufReader::new(ours.try_clone().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    (&ours).write_all(b"hello daemon\n").unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "HELLO DAEMON\n");
-    (&ours).write_all(b"bye\n").unwrap();
+    echo_conversation(&ours, "hello daemon");
     d.wait_for("echo", 20, |r| r["state"] == "exited");
     let logs = spore().args(["--host", &d.host(), "logs", "echo"]).seen();
     assert_eq!(logs.stdout, "read hello daemon\nread bye\n", "{logs:?}");

@@ -1,7 +1,7 @@
 //! `spore` as the agent of an edge runner: the real `spore` and `spore-runner` binaries over a
 //! Unix socket, the commands a user types, their output and exit codes.
 
-use crate::support::{PtyPair, Seen, guest, serial_plugin, spore, spore_with_cache};
+use crate::support::{PtyPair, Seen, echo_conversation, guest, serial_plugin, spore, spore_with_cache};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,7 +246,6 @@ fn what_a_runner_cannot_do_is_named() {
 
 #[test]
 fn a_serial_port_plugin_serves_the_uart_interface_to_the_apps_granted_it() {
-    use std::io::{BufRead, BufReader, Write};
     let pty = PtyPair::new();
     let plugin = format!("uart1={},{}", serial_plugin().display(), pty.device.display());
     let runner = Runner::start(&["--plugin", &plugin]);
@@ -262,15 +261,7 @@ fn a_serial_port_plugin_serves_the_uart_interface_to_the_apps_granted_it() {
     let ours = std::fs::OpenOptions::new().read(true).write(true).open(&pty.ours).unwrap();
     let seen = runner.spore(&["deploy", "--name", "echo", "--device", "uart1", &path("uart")]);
     assert_eq!(seen.code, 0, "{seen:?}");
-    let mut lines = BufReader::new(ours.try_clone().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    (&ours).write_all(b"hello linux\n").unwrap();
-    line.clear();
-    lines.read_line(&mut line).unwrap();
-    assert_eq!(line, "HELLO LINUX\n");
-    (&ours).write_all(b"bye\n").unwrap();
+    echo_conversation(&ours, "hello linux");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !runner.spore(&["ps", "-a"]).stdout.lines().any(|l| l.contains("echo") && l.contains("exited (0)")) {
         assert!(Instant::now() < deadline, "the echo app did not end: {:?}", runner.spore(&["ps", "-a"]));

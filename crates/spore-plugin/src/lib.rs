@@ -33,7 +33,7 @@ pub const MAX_PARAMS: usize = 9;
 /// Whether `name` may name a device: letters, digits, '-' and '_', at most 64 — what `--device`
 /// grants on every host.
 pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    spore_types::plain_name(name)
 }
 
 /// Why `plugin` cannot join `loaded` on one host: its name or its interface taken (an app

@@ -323,7 +323,7 @@ pub enum SpecError {
 /// Whether `label` is a key-value store label Spore accepts: 1–64 ASCII letters, digits, `-`
 /// or `_`.
 pub fn valid_store_label(label: &str) -> bool {
-    (1..=64).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    spore_types::plain_name(label)
 }
 
 impl SandboxSpec {
@@ -354,7 +354,7 @@ impl SandboxSpec {
         if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !valid_store_label(l)) {
             return Err(SpecError::StoreLabel { label: label.clone() });
         }
-        if let Some(name) = self.capabilities.devices.iter().find(|d| !valid_store_label(d)) {
+        if let Some(name) = self.capabilities.devices.iter().find(|d| !spore_types::plain_name(d)) {
             return Err(SpecError::DeviceName { name: name.clone() });
         }
         let l = &self.limits;

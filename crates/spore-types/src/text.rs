@@ -28,6 +28,12 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     out.into()
 }
 
+/// Whether `name` is a plain name, as store labels and device names are: 1–64 ASCII letters,
+/// digits, `-` or `_` — safe in a path, a header, a log line.
+pub fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

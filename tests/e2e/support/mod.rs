@@ -334,3 +334,21 @@ impl Drop for PtyPair {
         let _ = self.socat.wait();
     }
 }
+
+/// Talks to guests/uart's echo app from the far end of its serial line: waits for "ready",
+/// sends `greeting` and expects it back in capitals, then says "bye" (the app ends).
+pub fn echo_conversation<P>(mut port: &P, greeting: &str)
+where
+    for<'a> &'a P: std::io::Read + std::io::Write,
+{
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(port);
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    port.write_all(format!("{greeting}\n").as_bytes()).unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("{}\n", greeting.to_uppercase()));
+    port.write_all(b"bye\n").unwrap();
+}
