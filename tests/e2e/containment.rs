@@ -380,10 +380,19 @@ fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
     Served::start(cmd, dir)
 }
 
+/// The hostile HTTP app of each WASI version.
+const HOSTILE: [&str; 2] = ["http-hostile", "http-hostile-p3"];
+
 #[test]
 fn an_http_instance_that_computes_after_its_response_is_stopped_at_its_cpu_limit() {
+    for app in HOSTILE {
+        stopped_at_its_cpu_limit_after_answering(app);
+    }
+}
+
+fn stopped_at_its_cpu_limit_after_answering(app: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path(), &["--cpu-time", "200ms", &g("http-hostile")]);
+    let s = serve(dir.path(), &["--cpu-time", "200ms", &g(app)]);
     for _ in 0..4 {
         assert_eq!(s.get("/linger"), (200, "answered; now spinning\n".into()));
     }
@@ -394,8 +403,14 @@ fn an_http_instance_that_computes_after_its_response_is_stopped_at_its_cpu_limit
 
 #[test]
 fn the_concurrency_limit_counts_instances_until_they_end() {
+    for app in HOSTILE {
+        counted_until_it_ends(app);
+    }
+}
+
+fn counted_until_it_ends(app: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path(), &["--concurrency", "1", "--timeout", "1s", &g("http-hostile")]);
+    let s = serve(dir.path(), &["--concurrency", "1", "--timeout", "1s", &g(app)]);
     assert_eq!(s.get("/linger-sleep").0, 200);
     // The first instance sleeps on after its answer and keeps the only slot: the second
     // request is handled only once the wall-clock limit has ended it.
@@ -408,10 +423,16 @@ fn the_concurrency_limit_counts_instances_until_they_end() {
 
 #[test]
 fn an_http_descriptor_bomb_fails_its_request_and_the_app_answers_on() {
+    for app in HOSTILE {
+        fails_a_descriptor_bomb_and_answers_on(app);
+    }
+}
+
+fn fails_a_descriptor_bomb_and_answers_on(app: &str) {
     let dir = tempfile::tempdir().unwrap();
     let files = dir_with_a_file();
     let mount = format!("{}:/", files.path().display());
-    let s = serve(dir.path(), &["--max-open-files", "64", "--dir", &mount, &g("http-hostile")]);
+    let s = serve(dir.path(), &["--max-open-files", "64", "--dir", &mount, &g(app)]);
     assert_eq!(s.get("/fd-bomb").0, 500);
     assert!(s.output().contains("the app reached its open-handle limit"), "{}", s.output());
     assert_eq!(s.get("/next").0, 404, "the app answers on");

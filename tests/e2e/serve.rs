@@ -23,8 +23,18 @@ fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
 
 #[test]
 fn serves_a_wasi_http_app_with_limits_and_a_graceful_stop() {
+    serves_with_limits_and_a_graceful_stop("http-hello");
+}
+
+#[test]
+fn serves_a_wasi_0_3_http_app_with_the_same_limits_and_stop() {
+    serves_with_limits_and_a_graceful_stop("http-hello-p3");
+}
+
+/// One app of http-hello's routes (WASI 0.2 or 0.3) through `spore serve`.
+fn serves_with_limits_and_a_graceful_stop(app: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let hello = guest("http-hello");
+    let hello = guest(app);
     let mut s = serve(
         dir.path(),
         &["--request-timeout", "1s", "--max-body", "1K", "-e", "COLOUR=green", hello.to_str().unwrap()],
@@ -53,7 +63,7 @@ fn serves_a_wasi_http_app_with_limits_and_a_graceful_stop() {
     assert_eq!(request(&s.addr, "GET", "/", &[("x-big", &big)], b"").0, 431);
 
     let out = s.output();
-    assert!(out.contains("\"GET /abc\" 200") && out.contains("http-hello.wasm"), "access log: {out}");
+    assert!(out.contains("\"GET /abc\" 200") && out.contains(&format!("{app}.wasm")), "access log: {out}");
     assert!(out.contains("the app trapped") && out.contains("answered 500"), "{out}");
     assert!(out.contains("answered 504"), "{out}");
 
@@ -277,6 +287,18 @@ key_value_stores = ["default"]
     assert!(seen.stderr.contains("bad.toml:3:") && seen.stderr.contains("nope"), "{seen:?}");
 }
 
+/// The answer to a GET of `path` once something listens at `addr` (a deployed app's server
+/// comes up just after its deploy returns); `(0, "")` if nothing does within 2 s.
+fn first_answer(addr: &str, path: &str) -> (u16, String) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return request(addr, "GET", path, &[], b"");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (0, String::new())
+}
+
 #[test]
 fn the_daemon_serves_http_apps_through_the_same_server() {
     let d = Daemon::start(&[]);
@@ -287,14 +309,7 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
         d.run(["deploy", "--name", "counter", "--http", &listen, "--key-value", "default", kv.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
     d.wait_for("counter", 10, |r| r["state"] == "running");
-    let mut answer = (0, String::new());
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&listen).is_ok() {
-            answer = request(&listen, "GET", "/count", &[], b"");
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let answer = first_answer(&listen, "/count");
     assert_eq!(answer, (200, "1 1\n".into()), "daemon log:\n{}", d.log());
     assert_eq!(request(&listen, "GET", "/count", &[], b""), (200, "2 2\n".into()));
     // Another app granted `default` gets its own `default`, as in Spin (before, both shared
@@ -303,15 +318,7 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     let seen = d.run(["deploy", "--name", "other", "--http", &other, "--key-value", "default", kv.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
     d.wait_for("other", 10, |r| r["state"] == "running");
-    let answer = (0..100)
-        .find_map(|_| match std::net::TcpStream::connect(&other) {
-            Ok(_) => Some(request(&other, "GET", "/count", &[], b"")),
-            Err(_) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            }
-        })
-        .unwrap();
+    let answer = first_answer(&other, "/count");
     assert_eq!(answer, (200, "1 1\n".into()));
     assert_eq!(d.run(["rm", "-f", "other"]).code, 0);
     // A stop is a graceful shutdown: the port closes and the sandbox ends cleanly.
@@ -320,6 +327,17 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     let record = d.wait_for("counter", 10, |r| r["state"] == "exited");
     assert_eq!(record["exit"], serde_json::json!({"kind": "exited", "code": 0}), "{record}");
     assert!(std::net::TcpStream::connect(&listen).is_err());
+
+    // A WASI 0.3 app (wasi:http/handler@0.3.0) through the same server.
+    let p3 = format!("127.0.0.1:{}", peers::free_port());
+    let seen = d.run(["deploy", "--name", "p3", "--http", &p3, guest("http-hello-p3").to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    d.wait_for("p3", 10, |r| r["state"] == "running");
+    let answer = first_answer(&p3, "/abc");
+    assert_eq!(answer, (200, "Hello from Spore over HTTP at /abc\n".into()), "daemon log:\n{}", d.log());
+    assert_eq!(request(&p3, "POST", "/echo", &[("content-length", "4")], b"ping"), (200, "ping".into()));
+    assert_eq!(request(&p3, "GET", "/trap", &[], b"").0, 500);
+    assert_eq!(d.run(["rm", "-f", "p3"]).code, 0);
 
     // An HTTP app needs a listen address, and a command cannot have one.
     let seen = d.run(["deploy", "--name", "x", kv.to_str().unwrap()]);

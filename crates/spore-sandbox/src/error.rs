@@ -60,7 +60,9 @@ pub enum SandboxError {
         problem: String,
     },
     /// The program is an HTTP app, which is served, not run to its end.
-    #[error("{program} is an HTTP app (it exports wasi:http/incoming-handler, not wasi:cli/run): serve it")]
+    #[error(
+        "{program} is an HTTP app (it exports wasi:http/incoming-handler or wasi:http/handler, not wasi:cli/run): serve it"
+    )]
     HttpApp {
         /// Program name.
         program: String,

@@ -26,7 +26,8 @@ use std::sync::Arc;
 pub enum AppKind {
     /// Runs to its end: a module with `_start`, or a component exporting `wasi:cli/run`.
     Command,
-    /// Answers requests: a component exporting `wasi:http/incoming-handler`.
+    /// Answers requests: a component exporting `wasi:http/incoming-handler` (WASI 0.2) or
+    /// `wasi:http/handler` (0.3).
     Http,
     /// Neither: a reactor or library, whose exports are called by name.
     Library,
@@ -36,7 +37,7 @@ impl fmt::Display for AppKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             AppKind::Command => "a command (it exports wasi:cli/run or _start)",
-            AppKind::Http => "an HTTP app (it exports wasi:http/incoming-handler)",
+            AppKind::Http => "an HTTP app (it exports wasi:http/incoming-handler or wasi:http/handler)",
             AppKind::Library => "a library or reactor (no command or HTTP entry point)",
         })
     }

@@ -1,6 +1,7 @@
 //! One HTTP request through a `wasi:http` proxy component: a fresh store and instance from
 //! the program's pre-instantiated component (the pooling allocator makes this cheap), the
-//! request handed to `wasi:http/incoming-handler.handle`, and the response the guest sets.
+//! request handed to the guest's handler (`wasi:http/incoming-handler` of WASI 0.2, `wasi:http/handler` of
+//! 0.3), and the response the guest answers with.
 //!
 //! The guest keeps running after it has sent the response head (it may still be streaming the
 //! body, or just linger), so the call runs as its own task and the response is returned as
@@ -10,11 +11,12 @@
 //! [`Instances::drain`] ends every one of them when the app stops.
 
 use crate::limits::{CpuTimeExceeded, Metered};
-use crate::runner::Runnable;
+use crate::runner::{HttpEntry, Runnable};
 use crate::stdio::Sinks;
 use crate::{Meter, SandboxError};
 use spore_spec::SandboxSpec;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub type ProxyResponse = hyper::Response<HyperOutgoingBody>;
 pub enum HandleError {
     /// The program is not an HTTP app.
     #[error(
-        "{program} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); its exports: {exports}"
+        "{program} is not an HTTP app: it exports neither wasi:http/incoming-handler@0.2 (the wasi:http/proxy world) nor wasi:http/handler@0.3 (the wasi:http/service world); its exports: {exports}"
     )]
     NotHttp {
         /// Program name.
@@ -158,25 +160,60 @@ impl Runnable {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let Some(pre) = self.proxy_pre().cloned() else {
+        let Some(pre) = self.http_entry().cloned() else {
             return Err(HandleError::NotHttp { program: self.name.clone(), exports: self.describe_exports() });
         };
         let meter = Arc::new(Meter::default());
         let (mut store, _captured) = self.store(spec, sinks, meter.clone()).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The response head, or the error code the guest answered with instead.
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<ProxyResponse, String>>();
         let setup = |e: wasmtime::Error| HandleError::Guest(format!("{e:#}"));
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(setup)?;
-        let out = store.data_mut().http().new_response_outparam(tx).map_err(setup)?;
         let answered = Arc::new(AtomicBool::new(false));
         let wall = spec.limits.timeout_ms.map(Duration::from_millis);
-        let guest = Metered::new(
-            async move {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                store.data().cpu.mark_entered();
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-            },
-            meter,
-        );
+        let guest: Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>> = match pre {
+            HttpEntry::P2(pre) => {
+                let req = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(setup)?;
+                let out = store
+                    .data_mut()
+                    .http()
+                    .new_response_outparam_from_callback(move |res| {
+                        let _ = tx.send(res.map_err(|code| format!("{code:?}")));
+                    })
+                    .map_err(setup)?;
+                Box::pin(async move {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    store.data().cpu.mark_entered();
+                    proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                })
+            }
+            HttpEntry::P3(pre) => {
+                let (req, request_io) =
+                    wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request);
+                Box::pin(async move {
+                    let service = pre.instantiate_async(&mut store).await?;
+                    store.data().cpu.mark_entered();
+                    store
+                        .run_concurrent(async move |accessor| {
+                            match service.handle(accessor, req).await? {
+                                Ok(res) => {
+                                    let res = accessor.with(|mut store| res.into_http(&mut store, request_io))?;
+                                    let _ = tx.send(Ok(res));
+                                }
+                                Err(code) => {
+                                    let _ = tx.send(Err(format!("{code:?}")));
+                                }
+                            }
+                            // The body is written by the guest's tasks after `handle` returned:
+                            // the store runs them until none is left, as a 0.2 guest runs on
+                            // after setting its response.
+                            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                            Ok(())
+                        })
+                        .await?
+                })
+            }
+        };
+        let guest = Metered::new(guest, meter);
         let mut running = Running { instances: instances.clone(), id: None, _slot: slot };
         let (name, after_answer) = (self.name.clone(), answered.clone());
         let (start, started) = tokio::sync::oneshot::channel::<Running>();
@@ -206,7 +243,7 @@ impl Runnable {
                     answered.store(true, Ordering::Relaxed);
                     Ok(response)
                 }
-                Ok(Err(code)) => Err(HandleError::Guest(format!("the app answered with the error {code:?}"))),
+                Ok(Err(code)) => Err(HandleError::Guest(format!("the app answered with the error {code}"))),
                 // The guest ended without setting a response: its own result says why.
                 Err(_) => Err(match task.await {
                     Ok(Ok(())) => HandleError::Guest("the app returned without setting a response".into()),

@@ -22,19 +22,48 @@ use std::time::{Duration, Instant};
 use wasmtime::component;
 use wasmtime::{ExternType, Instance, Store, Trap, UpdateDeadline, Val};
 use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 enum Linked {
     Module(wasmtime::InstancePre<SandboxState>),
     Component {
-        /// `None` when the component does not export `wasi:cli/run@0.2` (not a 0.2 command).
-        command: Option<CommandPre<SandboxState>>,
-        /// `None` when it does not export `wasi:cli/run@0.3` (not a WASI 0.3 command).
-        command3: Option<wasmtime_wasi::p3::bindings::CommandPre<SandboxState>>,
-        /// `None` when it does not export `wasi:http/incoming-handler` (not an HTTP app).
-        proxy: Option<ProxyPre<SandboxState>>,
+        /// `None` when the component exports no `wasi:cli/run` (not a command).
+        command: Option<Command>,
+        /// `None` when it exports neither `wasi:http/incoming-handler@0.2` nor
+        /// `wasi:http/handler@0.3` (not an HTTP app).
+        proxy: Option<HttpEntry>,
     },
+}
+
+/// A component's `wasi:cli/run`, of either WASI version.
+enum Command {
+    P2(wasmtime_wasi::p2::bindings::CommandPre<SandboxState>),
+    P3(wasmtime_wasi::p3::bindings::CommandPre<SandboxState>),
+}
+
+impl Command {
+    /// The component's command entry, 0.2 first (the more common; a component exporting both
+    /// runs as 0.2).
+    fn of(pre: &component::InstancePre<SandboxState>) -> Option<Command> {
+        let p3 = || wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()).ok().map(Command::P3);
+        wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).ok().map(Command::P2).or_else(p3)
+    }
+}
+
+/// A component's HTTP entry, of either WASI version.
+#[derive(Clone)]
+pub(crate) enum HttpEntry {
+    /// `wasi:http/incoming-handler@0.2`.
+    P2(wasmtime_wasi_http::p2::bindings::ProxyPre<SandboxState>),
+    /// `wasi:http/handler@0.3`.
+    P3(wasmtime_wasi_http::p3::bindings::ServicePre<SandboxState>),
+}
+
+impl HttpEntry {
+    /// 0.2 first, as for commands.
+    fn of(pre: &component::InstancePre<SandboxState>) -> Option<HttpEntry> {
+        let p3 = || wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()).ok().map(HttpEntry::P3);
+        wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).ok().map(HttpEntry::P2).or_else(p3)
+    }
 }
 
 /// A program linked once, ready to start any number of sandboxes.
@@ -82,11 +111,7 @@ impl Runnable {
                 crate::kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
                 wasmtime_wasi_config::add_to_linker(&mut linker, config_view).map_err(link_err)?;
                 let pre = linker.instantiate_pre(comp).map_err(link_err)?;
-                Linked::Component {
-                    command: CommandPre::new(pre.clone()).ok(),
-                    command3: wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()).ok(),
-                    proxy: ProxyPre::new(pre).ok(),
-                }
+                Linked::Component { command: Command::of(&pre), proxy: HttpEntry::of(&pre) }
             }
         };
         Ok(Runnable {
@@ -105,7 +130,8 @@ impl Runnable {
         self
     }
 
-    /// Whether the program is an HTTP app (exports `wasi:http/incoming-handler`).
+    /// Whether the program is an HTTP app (exports `wasi:http/incoming-handler@0.2` or
+    /// `wasi:http/handler@0.3`).
     pub fn is_http(&self) -> bool {
         matches!(&self.linked, Linked::Component { proxy: Some(_), .. })
     }
@@ -115,13 +141,13 @@ impl Runnable {
     pub fn is_command(&self) -> bool {
         match (&self.linked, &self.program.code) {
             (Linked::Module(_), ProgramCode::Module(m)) => m.get_export("_start").is_some(),
-            (Linked::Component { command, command3, .. }, _) => command.is_some() || command3.is_some(),
+            (Linked::Component { command, .. }, _) => command.is_some(),
             _ => false,
         }
     }
 
     /// The program's HTTP entry, if it has one.
-    pub(crate) fn proxy_pre(&self) -> Option<&ProxyPre<SandboxState>> {
+    pub(crate) fn http_entry(&self) -> Option<&HttpEntry> {
         match &self.linked {
             Linked::Component { proxy, .. } => proxy.as_ref(),
             Linked::Module(_) => None,
@@ -269,25 +295,12 @@ impl Runnable {
                     }
                 }
             }
-            Linked::Component { command, command3, proxy } => {
+            Linked::Component { command, proxy } => {
                 if spec.invoke.is_some() {
                     return Err(SandboxError::Unsupported(format!(
                         "calling a named export works on core modules; {} is a component — run it as a command (wasi:cli/run)",
                         self.name
                     )));
-                }
-                if let (None, Some(command3)) = (command, command3) {
-                    let command = match command3.instantiate_async(&mut *store).await {
-                        Ok(command) => command,
-                        Err(err) => return self.instantiation_failed(store, err),
-                    };
-                    store.data().cpu.mark_entered();
-                    // A WASI 0.3 run is a concurrent call: the store drives its tasks until it ends.
-                    let result = store
-                        .run_concurrent(async move |accessor| command.wasi_cli_run().call_run(accessor).await)
-                        .await
-                        .and_then(|ended| ended);
-                    return Ok((status_of(result.map(|r| if r.is_ok() { 0 } else { 1 }), store), Vec::new()));
                 }
                 let Some(command) = command else {
                     if proxy.is_some() {
@@ -299,12 +312,29 @@ impl Runnable {
                         exports: self.exported_functions(),
                     });
                 };
-                let command = match command.instantiate_async(&mut *store).await {
-                    Ok(command) => command,
-                    Err(err) => return self.instantiation_failed(store, err),
+                let result = match command {
+                    Command::P2(pre) => {
+                        let command = match pre.instantiate_async(&mut *store).await {
+                            Ok(command) => command,
+                            Err(err) => return self.instantiation_failed(store, err),
+                        };
+                        store.data().cpu.mark_entered();
+                        command.wasi_cli_run().call_run(&mut *store).await
+                    }
+                    Command::P3(pre) => {
+                        let command = match pre.instantiate_async(&mut *store).await {
+                            Ok(command) => command,
+                            Err(err) => return self.instantiation_failed(store, err),
+                        };
+                        store.data().cpu.mark_entered();
+                        // A 0.3 run is a concurrent call: the store drives the guest's tasks
+                        // until the call ends.
+                        store
+                            .run_concurrent(async move |accessor| command.wasi_cli_run().call_run(accessor).await)
+                            .await
+                            .and_then(|ended| ended)
+                    }
                 };
-                store.data().cpu.mark_entered();
-                let result = command.wasi_cli_run().call_run(&mut *store).await;
                 Ok((status_of(result.map(|r| if r.is_ok() { 0 } else { 1 }), store), Vec::new()))
             }
         }
