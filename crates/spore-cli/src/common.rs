@@ -145,7 +145,7 @@ pub fn launch_failed(err: LaunchError, file: &str) -> anyhow::Error {
                 _ => "it is a library or reactor",
             };
             anyhow::anyhow!(
-                "{program} is not an HTTP app: it does not export wasi:http/incoming-handler (the wasi:http/proxy world); {what}. Its exports: {exports}"
+                "{program} is not an HTTP app: it exports neither wasi:http/incoming-handler@0.2 (the wasi:http/proxy world) nor wasi:http/handler@0.3 (the wasi:http/service world); {what}. Its exports: {exports}"
             )
         }
         other => other.into(),
