@@ -53,6 +53,8 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<String>,
     /// Key-value store grants.
     pub key_value_stores: Vec<String>,
+    /// SQLite database grants.
+    pub sqlite_databases: Vec<String>,
     /// Environment.
     pub environment: BTreeMap<String, String>,
     /// `wasi:config` values, templates filled in.
@@ -134,6 +136,8 @@ struct RawComponent {
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     key_value_stores: Vec<String>,
+    #[serde(default)]
+    sqlite_databases: Vec<String>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -311,14 +315,29 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
                 fill(template, &values).map_err(|e| at(offset, format!("[component.{id}.variables] {k}: {e}")))?,
             );
         }
+        // Spin fills application variables into outbound hosts and the environment as well.
+        let allowed_outbound_hosts = c
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| {
+                fill(h, &values).map_err(|e| at(offset, format!("[component.{id}] allowed_outbound_hosts {h:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut environment = BTreeMap::new();
+        for (k, template) in &c.environment {
+            let value =
+                fill(template, &values).map_err(|e| at(offset, format!("[component.{id}] environment {k}: {e}")))?;
+            environment.insert(k.clone(), value);
+        }
         components.insert(
             id.clone(),
             Component {
                 source,
                 mounts,
-                allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+                allowed_outbound_hosts,
                 key_value_stores: c.key_value_stores.clone(),
-                environment: c.environment.clone(),
+                sqlite_databases: c.sqlite_databases.clone(),
+                environment,
                 variables,
             },
         );

@@ -14,9 +14,16 @@
 //! [key_value_store.local]
 //! type = "spore"
 //! path = "state/local.redb"          # relative to the file's directory
+//!
+//! [sqlite_database.default]          # Spin's SQLite (spin:sqlite), in the data dir
+//! max_bytes = "256M"                 # per app's database: past it, database-full
+//!
+//! [sqlite_database.reports]
+//! type = "spin"
+//! path = "state/reports.db"          # relative to the file's directory; one file per app
 //! ```
 //!
-//! The store `default` exists without any file (embedded). Keys Spore does not read are
+//! The store and the database `default` exist without any file. Keys Spore does not read are
 //! reported as warnings, one per key, never silently dropped.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +33,8 @@ use std::path::{Path, PathBuf};
 pub struct Declared {
     /// Stores in file order; `default` last when the file does not declare it.
     pub stores: Vec<Store>,
+    /// SQLite databases in file order (`default` is the host's even when not declared).
+    pub databases: Vec<Database>,
     /// Keys that were ignored, named.
     pub warnings: Vec<String>,
 }
@@ -40,6 +49,17 @@ pub struct Store {
     /// At most this many keys in one app's store.
     pub max_keys: Option<u64>,
     /// At most this many bytes (keys plus values) in one app's store.
+    pub max_bytes: Option<u64>,
+}
+
+/// One `[sqlite_database.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// The label apps ask for.
+    pub name: String,
+    /// Its file (resolved against the config file's directory), or the host's default place.
+    pub path: Option<PathBuf>,
+    /// At most this many bytes in one app's database.
     pub max_bytes: Option<u64>,
 }
 
@@ -69,7 +89,7 @@ pub fn read(file: &Path) -> Result<Declared, RuntimeConfigError> {
 
 /// The declarations of no file at all: the embedded `default` store.
 pub fn none() -> Declared {
-    Declared { stores: vec![default_store()], warnings: Vec::new() }
+    Declared { stores: vec![default_store()], databases: Vec::new(), warnings: Vec::new() }
 }
 
 fn default_store() -> Store {
@@ -86,6 +106,7 @@ fn declarations(text: &str, shown: &str, base: &Path) -> Result<Declared, String
     let doc: toml::Table = text.parse().map_err(|e| format!("{shown}: {e}"))?;
     let mut warnings = Vec::new();
     let mut stores = Vec::new();
+    let mut databases = Vec::new();
     for (key, value) in doc {
         match (key.as_str(), value) {
             ("key_value_store", toml::Value::Table(declared)) => {
@@ -97,13 +118,62 @@ fn declarations(text: &str, shown: &str, base: &Path) -> Result<Declared, String
                 }
             }
             ("key_value_store", _) => return Err(format!("{shown}: key_value_store must be a table of stores")),
+            ("sqlite_database", toml::Value::Table(declared)) => {
+                for (name, table) in declared {
+                    let toml::Value::Table(table) = table else {
+                        return Err(format!("{shown}: [sqlite_database.{name}] must be a table"));
+                    };
+                    databases.push(database(shown, base, name, table, &mut warnings)?);
+                }
+            }
+            ("sqlite_database", _) => return Err(format!("{shown}: sqlite_database must be a table of databases")),
             (other, _) => warnings.push(format!("{shown}: [{other}] is not supported by Spore; ignored")),
         }
     }
     if !stores.iter().any(|s| s.name == "default") {
         stores.push(default_store());
     }
-    Ok(Declared { stores, warnings })
+    Ok(Declared { stores, databases, warnings })
+}
+
+fn database(
+    shown: &str,
+    base: &Path,
+    name: String,
+    table: toml::Table,
+    warnings: &mut Vec<String>,
+) -> Result<Database, String> {
+    let here = format!("{shown}: [sqlite_database.{name}]");
+    for key in table.keys().filter(|k| !["type", "path", "max_bytes"].contains(&k.as_str())) {
+        warnings.push(format!("{here} {key} is not supported by Spore; ignored"));
+    }
+    match table.get("type") {
+        None => {}
+        Some(toml::Value::String(t)) if t == "spin" || t == "spore" => {}
+        Some(other) => {
+            return Err(format!(
+                "{here} type = {other} is not supported; Spore offers \"spin\" (an embedded SQLite file; libSQL is not offered)"
+            ));
+        }
+    }
+    let path = match table.get("path") {
+        None => None,
+        Some(toml::Value::String(p)) => Some(base.join(p)),
+        Some(other) => return Err(format!("{here} path must be a string, not {}", other.type_str())),
+    };
+    Ok(Database { name, path, max_bytes: max_bytes(&here, table.get("max_bytes"))? })
+}
+
+/// A `max_bytes` value: a whole number of bytes, or a size such as "64M".
+fn max_bytes(here: &str, value: Option<&toml::Value>) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(*n as u64)),
+        Some(toml::Value::String(s)) => {
+            Ok(Some(spore_types::parse_size(s).map_err(|e| format!("{here} max_bytes: {e}"))?))
+        }
+        Some(other) => Err(format!("{here} max_bytes must be a size such as \"64M\", not {other}")),
+    }
 }
 
 fn store(
@@ -152,12 +222,7 @@ fn store(
         Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
         Some(other) => return Err(format!("{here} max_keys must be a positive whole number, not {other}")),
     };
-    let max_bytes = match table.get("max_bytes") {
-        None => None,
-        Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
-        Some(toml::Value::String(s)) => Some(spore_types::parse_size(s).map_err(|e| format!("{here} max_bytes: {e}"))?),
-        Some(other) => return Err(format!("{here} max_bytes must be a size such as \"64M\", not {other}")),
-    };
+    let max_bytes = max_bytes(&here, table.get("max_bytes"))?;
     Ok(Store { name, backend, max_keys, max_bytes })
 }
 
@@ -180,6 +245,10 @@ mod tests {
             path = "state/local.db"
             [sqlite_database.default]
             type = "spin"
+            [sqlite_database.reports]
+            path = "state/reports.db"
+            max_bytes = "1M"
+            shape = "round"
         "#;
         let d = parse(text, "rc.toml", Path::new("app")).unwrap();
         let names: Vec<&str> = d.stores.iter().map(|s| s.name.as_str()).collect();
@@ -190,7 +259,12 @@ mod tests {
         assert_eq!(d.stores[0].backend, Backend::Redis { url: "redis://127.0.0.1:6379".into() });
         assert_eq!(d.stores[2].backend, Backend::Embedded(Some(PathBuf::from("app/state/local.db"))));
         let warnings = d.warnings.join("\n");
-        for named in ["[key_value_store.cache] colour", "[sqlite_database]", "Spin's SQLite files are not read"] {
+        let reports =
+            Database { name: "reports".into(), path: Some("app/state/reports.db".into()), max_bytes: Some(1 << 20) };
+        assert_eq!(d.databases[1], reports);
+        for named in
+            ["[key_value_store.cache] colour", "[sqlite_database.reports] shape", "Spin's SQLite files are not read"]
+        {
             assert!(warnings.contains(named), "{named}: {warnings}");
         }
         assert_eq!(none().stores, [default_store()]);
@@ -208,6 +282,10 @@ mod tests {
             ("key_value_store = 1\n", "key_value_store must be a table"),
             ("[key_value_store]\nc = 1\n", "[key_value_store.c] must be a table"),
             ("[key_value_store.c\n", "rc.toml"),
+            ("[sqlite_database.d]\ntype = \"libsql\"\n", "[sqlite_database.d] type = \"libsql\" is not supported"),
+            ("[sqlite_database.d]\npath = 1\n", "[sqlite_database.d] path must be a string"),
+            ("[sqlite_database.d]\nmax_bytes = 0\n", "[sqlite_database.d] max_bytes must be a size"),
+            ("sqlite_database = 1\n", "sqlite_database must be a table"),
         ] {
             let err = parse(text, "rc.toml", Path::new(".")).unwrap_err().to_string();
             assert!(err.contains(named) && err.starts_with("rc.toml"), "{text}: {err}");

@@ -164,11 +164,11 @@ pub fn with_fix(err: SandboxError, file: &str) -> anyhow::Error {
     anyhow::anyhow!("{err}{fix}")
 }
 
-/// The key-value stores of this machine, for `run` and `serve` (the data dir's embedded store
-/// unless a runtime config says otherwise).
+/// The stores of this machine, for `run`, `serve` and `up`: key-value (the data dir's embedded
+/// store) and SQLite databases (under the data dir), unless a runtime config says otherwise.
 pub fn kv_stores(runtime_config: Option<&Path>) -> anyhow::Result<Arc<KvStores>> {
     let data = crate::paths::daemon_paths().1;
-    let loaded = runtime_config::load(runtime_config, &data.join("kv/default.redb")).map_err(anyhow::Error::msg)?;
+    let loaded = runtime_config::load(runtime_config, &data).map_err(anyhow::Error::msg)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

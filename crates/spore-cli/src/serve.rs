@@ -158,7 +158,8 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
     stdio(&mut spec);
     // Opened only for an app granted a store: the embedded one is a locked file, and a server
     // that does not use it must not take (or fail on) the lock.
-    let stores = match spec.capabilities.key_value_stores.is_empty() {
+    let caps = &spec.capabilities;
+    let stores = match caps.key_value_stores.is_empty() && caps.sqlite_databases.is_empty() {
         true => Arc::default(),
         false => kv_stores(args.server.runtime_config.as_deref())?,
     };
@@ -211,11 +212,19 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         }));
         spec.capabilities.allowed_outbound_hosts = c.allowed_outbound_hosts.clone();
         spec.capabilities.key_value_stores = c.key_value_stores.clone();
+        spec.capabilities.sqlite_databases = c.sqlite_databases.clone();
         spec.capabilities.variables = c.variables.clone();
         for store in &c.key_value_stores {
             if !stores.has(store) {
                 bail!(
                     "[component.{id}] key_value_stores names {store:?}, which is not configured; add [key_value_store.{store}] to a runtime config (--runtime-config)"
+                );
+            }
+        }
+        for db in &c.sqlite_databases {
+            if !stores.has_database(db) {
+                bail!(
+                    "[component.{id}] sqlite_databases names {db:?}, which is not configured; add [sqlite_database.{db}] to a runtime config (--runtime-config)"
                 );
             }
         }

@@ -122,9 +122,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
     )
     .map_err(StartError::ProgramStore)?;
     let logs = logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(StartError::Logs)?;
-    let kv =
-        spore_serve::runtime_config::load(config.runtime_config.as_deref(), &config.data_dir.join("kv/default.redb"))
-            .map_err(StartError::Stores)?;
+    let kv = spore_serve::runtime_config::load(config.runtime_config.as_deref(), &config.data_dir)
+        .map_err(StartError::Stores)?;
     for w in &kv.warnings {
         tracing::warn!("{w}");
     }

@@ -10,29 +10,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "spore:host/capabilities",
-        imports: { default: async | trappable },
-        with: {
-            "wasi:keyvalue/store.bucket": super::Bucket,
-        },
-    });
-}
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::limits::Meter;
 
-use generated::wasi::keyvalue::{atomics, batch, store};
-
-/// The host's key-value stores by name (shared by every sandbox of an engine).
+/// The host's stores by name (shared by every sandbox of an engine): its key-value backends,
+/// and its SQLite databases.
 #[derive(Clone, Default)]
 pub struct KvStores {
     backends: HashMap<String, Arc<dyn Backend>>,
+    pub(crate) databases: Arc<crate::Databases>,
 }
 
 impl KvStores {
     /// Puts `name` on `backend`.
     pub fn insert(&mut self, name: &str, backend: Arc<dyn Backend>) {
         self.backends.insert(name.to_owned(), backend);
+    }
+
+    /// Puts the host's SQLite databases beside its key-value stores (none without it).
+    pub fn set_databases(&mut self, databases: crate::Databases) {
+        self.databases = Arc::new(databases);
+    }
+
+    /// Whether the host has a SQLite database by this label.
+    pub fn has_database(&self, label: &str) -> bool {
+        self.databases.has(label)
     }
 
     /// Whether the host has a store by this name.
@@ -47,10 +49,19 @@ impl std::fmt::Debug for KvStores {
     }
 }
 
-/// An open store, as the guest's `bucket` resource.
+/// An open store, as the guest's resource (wasi:keyvalue's `bucket`, Spin's `store`).
 pub struct Bucket {
-    name: String,
-    backend: Arc<dyn Backend>,
+    /// The name the backend keeps it under ([`KvGrant::backend_name`]).
+    pub(crate) name: String,
+    pub(crate) backend: Arc<dyn Backend>,
+}
+
+/// Why a guest may not open a store; each interface has its own error case for both.
+pub(crate) enum Refused {
+    /// The sandbox's spec does not grant the label.
+    Denied,
+    /// Granted, but the host has no store by that name.
+    NoSuchStore,
 }
 
 /// What one sandbox may reach: the host's stores, the names its spec grants, and whose they
@@ -72,6 +83,24 @@ impl KvGrant {
             Some(app) => format!("app:{app}/{label}"),
         }
     }
+
+    /// Opens the store `label` for the guest, or says why not — in the host's log as well,
+    /// since the interfaces' errors carry no text.
+    pub(crate) fn open(&self, label: &str) -> Result<Bucket, Refused> {
+        if !self.granted.iter().any(|g| g == label) {
+            tracing::warn!(
+                "key-value: denied opening store {label:?}: not granted to this sandbox (grant it with key_value_stores = [\"{label}\"])"
+            );
+            return Err(Refused::Denied);
+        }
+        let Some(backend) = self.stores.backends.get(label).cloned() else {
+            tracing::warn!(
+                "key-value: store {label:?} is granted but the host has no such store (configure it in runtime-config.toml [key_value_store.{label}])"
+            );
+            return Err(Refused::NoSuchStore);
+        };
+        Ok(Bucket { name: self.backend_name(label), backend })
+    }
 }
 
 /// The view the bindings work on.
@@ -81,7 +110,7 @@ pub(crate) struct KvView<'a> {
     /// The sandbox's CPU meter: a store operation's work happens off the guest's thread (on
     /// the blocking pool, or in Redis), so its wall time is charged to the guest's CPU time —
     /// a guest looping over `set` spends its own budget, not the host's.
-    pub(crate) meter: &'a crate::Meter,
+    pub(crate) meter: &'a Arc<Meter>,
 }
 
 pub(crate) struct HasKv;
@@ -90,7 +119,7 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
-/// Links the three interfaces.
+/// Links wasi:keyvalue's three interfaces.
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
     view: fn(&mut T) -> KvView<'_>,
@@ -106,7 +135,7 @@ fn other(e: spore_kv::KvError) -> store::Error {
 }
 
 /// Awaits a store operation and charges its wall time to the sandbox's CPU time.
-async fn charged<T>(meter: &crate::Meter, op: impl Future<Output = T>) -> T {
+pub(crate) async fn charged<T>(meter: &Meter, op: impl Future<Output = T>) -> T {
     let started = std::time::Instant::now();
     let out = op.await;
     meter.charge(started.elapsed());
@@ -122,19 +151,11 @@ impl KvView<'_> {
 
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        if !self.grant.granted.contains(&identifier) {
-            tracing::warn!(
-                "key-value: denied opening store {identifier:?}: not granted to this sandbox (grant it with key_value_stores = [\"{identifier}\"])"
-            );
-            return Ok(Err(store::Error::AccessDenied));
+        match self.grant.open(&identifier) {
+            Ok(bucket) => Ok(Ok(self.table.push(bucket)?)),
+            Err(Refused::Denied) => Ok(Err(store::Error::AccessDenied)),
+            Err(Refused::NoSuchStore) => Ok(Err(store::Error::NoSuchStore)),
         }
-        let Some(backend) = self.grant.stores.backends.get(&identifier).cloned() else {
-            tracing::warn!(
-                "key-value: store {identifier:?} is granted but the host has no such store (configure it in runtime-config.toml [key_value_store.{identifier}])"
-            );
-            return Ok(Err(store::Error::NoSuchStore));
-        };
-        Ok(Ok(self.table.push(Bucket { name: self.grant.backend_name(&identifier), backend })?))
     }
 }
 

@@ -13,6 +13,7 @@
 //! Depends on the engine, the spec, the image store (to read an image's root) and the key-value
 //! backends; must not know of HTTP servers, daemons or registries.
 
+mod bindings;
 mod devices;
 mod error;
 pub mod invoke_args;
@@ -26,8 +27,11 @@ mod outcome;
 mod proxy;
 mod runner;
 mod sink;
+mod spin_kv;
+mod sqlite;
 mod state;
 mod stdio;
+mod variables;
 
 pub use devices::Devices;
 pub use error::SandboxError;
@@ -37,6 +41,7 @@ pub use outcome::RunReport;
 pub use proxy::{HandleError, Instances, ProxyResponse, Slot};
 pub use runner::Runnable;
 pub use sink::{CaptureSink, OutputSink};
+pub use sqlite::Databases;
 // The spec vocabulary lives in spore-spec (no wasmtime); it is re-exported so that a front end
 // naming one crate names the whole sandbox.
 pub use spore_spec::{

@@ -11,7 +11,7 @@ use crate::invoke_args::{format_val, parse_params};
 use crate::kv::KvStores;
 use crate::limits::{CpuTimeExceeded, Meter, Metered};
 use crate::outcome::{RunReport, limiter_limit, status_of};
-use crate::state::{SandboxState, config_view, kv_view};
+use crate::state::{SandboxState, kv_view, sqlite_view, vars_view};
 use crate::stdio::{Captured, Sinks};
 use spore_engine::{Program, ProgramCode, SporeEngine};
 use spore_spec::{ExitStatus, LimitKind};
@@ -109,7 +109,9 @@ impl Runnable {
                 wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
                 wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
                 crate::kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
-                wasmtime_wasi_config::add_to_linker(&mut linker, config_view).map_err(link_err)?;
+                crate::spin_kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
+                crate::sqlite::add_to_linker(&mut linker, sqlite_view).map_err(link_err)?;
+                crate::variables::add_to_linker(&mut linker, vars_view).map_err(link_err)?;
                 let pre = linker.instantiate_pre(comp).map_err(link_err)?;
                 Linked::Component { command: Command::of(&pre), proxy: HttpEntry::of(&pre) }
             }

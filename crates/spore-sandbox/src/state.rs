@@ -7,17 +7,18 @@ use crate::kv::{KvGrant, KvView};
 use crate::limits::{Limiter, Meter};
 use crate::outbound::OutboundHooks;
 use crate::runner::Runnable;
+use crate::sqlite::{SqliteGrant, SqliteView};
 use crate::stdio::{Captured, Sinks};
+use crate::variables::{Variables, VarsView};
 use spore_engine::ProgramCode;
 use spore_spec::{ProgramSource, SandboxSpec, SpecError};
 use std::sync::Arc;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Per-store state: WASI (the p1 context also serves components), limits, the CPU meter, and
-/// the capabilities the spec grants (HTTP, key-value, config).
+/// the capabilities the spec grants (HTTP, key-value, variables).
 pub(crate) struct SandboxState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: Limiter,
@@ -28,7 +29,8 @@ pub(crate) struct SandboxState {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     kv: KvGrant,
-    config: Arc<WasiConfigVariables>,
+    sqlite: SqliteGrant,
+    variables: Arc<Variables>,
 }
 
 impl WasiView for SandboxState {
@@ -49,8 +51,13 @@ pub(crate) fn kv_view(s: &mut SandboxState) -> KvView<'_> {
     KvView { table: WasiView::ctx(wasi).table, grant: kv, meter: cpu }
 }
 
-pub(crate) fn config_view(s: &mut SandboxState) -> WasiConfig<'_> {
-    WasiConfig::new(&s.config)
+pub(crate) fn sqlite_view(s: &mut SandboxState) -> SqliteView<'_> {
+    let SandboxState { wasi, sqlite, cpu, .. } = s;
+    SqliteView { table: WasiView::ctx(wasi).table, grant: sqlite, meter: cpu }
+}
+
+pub(crate) fn vars_view(s: &mut SandboxState) -> VarsView<'_> {
+    VarsView(&s.variables)
 }
 
 impl Runnable {
@@ -133,7 +140,13 @@ impl Runnable {
                 granted: caps.key_value_stores.clone().into(),
                 namespace: caps.key_value_namespace.clone(),
             },
-            config: Arc::new(caps.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+            sqlite: SqliteGrant {
+                databases: self.kv_stores.databases.clone(),
+                granted: caps.sqlite_databases.clone().into(),
+                namespace: caps.key_value_namespace.clone(),
+                cpu_limit_ns: spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000)),
+            },
+            variables: Arc::new(caps.variables.clone()),
         };
         Ok((state, captured))
     }

@@ -34,8 +34,10 @@ pub enum StoresError {
 }
 
 /// Opens the stores `file` declares (with none, the embedded `default`); embedded stores
-/// without a path share `default_db`.
-pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, StoresError> {
+/// without a path share the data dir's `kv/default.redb`, and SQLite databases without one
+/// live under its `sqlite/`.
+pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<RuntimeConfig, StoresError> {
+    let default_db = data_dir.join("kv/default.redb");
     let declared = match file {
         Some(file) => declared::read(file)?,
         None => declared::none(),
@@ -46,7 +48,7 @@ pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, Sto
         let quota = Quota { max_keys: store.max_keys, max_bytes: store.max_bytes };
         match store.backend {
             Backend::Embedded(path) => {
-                let path = path.unwrap_or_else(|| default_db.to_path_buf());
+                let path = path.unwrap_or_else(|| default_db.clone());
                 // Opened on first use (see spore_kv::Embedded): a host whose apps use no
                 // store never takes the file's lock, and a bad file fails its store only.
                 let file = files.entry(path.clone()).or_insert_with(|| Embedded::at(&path));
@@ -59,5 +61,11 @@ pub fn load(file: Option<&Path>, default_db: &Path) -> Result<RuntimeConfig, Sto
             }
         }
     }
+    // SQLite files are opened per guest call, so nothing is opened here.
+    let mut databases = spore_sandbox::Databases::new(&data_dir.join("sqlite"));
+    for db in declared.databases {
+        databases.insert(&db.name, db.path, db.max_bytes);
+    }
+    stores.set_databases(databases);
     Ok(RuntimeConfig { stores, warnings: declared.warnings })
 }

@@ -213,13 +213,17 @@ pub struct Capabilities {
     /// `wasi:keyvalue` stores the guest may open, by name (`default`, …); the host decides
     /// where each lives.
     pub key_value_stores: Vec<String>,
-    /// `wasi:config` variables the guest can read.
+    /// SQLite databases (`spin:sqlite`) the guest may open, by label (`default`, …), as in
+    /// Spin's `sqlite_databases`; each app has its own database of a label.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sqlite_databases: Vec<String>,
+    /// The variables the guest can read (`wasi:config`, Spin's variables).
     pub variables: BTreeMap<String, String>,
     /// The host's devices (plugins its operator loaded, docs/devices.md) whose functions the
     /// guest may import, by name: `uart1`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
-    /// Whose stores a granted name opens: the app the host runs this sandbox for (the daemon
+    /// Whose stores (key-value and SQLite) a granted name opens: the app the host runs this sandbox for (the daemon
     /// gives each app its own `default`, as Spin does), or `None` where one app has the host
     /// to itself (`spore serve`, `up`). Set by the host, never by a client: not part of the
     /// stored or submitted spec.
@@ -255,11 +259,13 @@ pub enum SpecError {
         /// The name.
         name: String,
     },
-    /// A key-value store label that is not a plain name.
+    /// A key-value store or SQLite database label that is not a plain name.
     #[error(
-        "key-value store {label:?}: a store's label is letters, digits, '-' and '_' (at most 64), as in Spin's key_value_stores"
+        "{what} {label:?}: a label is letters, digits, '-' and '_' (at most 64), as in Spin's key_value_stores and sqlite_databases"
     )]
     StoreLabel {
+        /// "key-value store" or "SQLite database".
+        what: &'static str,
         /// The label.
         label: String,
     },
@@ -351,8 +357,12 @@ impl SandboxSpec {
         }
         crate::outbound::OutboundPolicy::parse(&self.capabilities.allowed_outbound_hosts)
             .map_err(SpecError::Outbound)?;
-        if let Some(label) = self.capabilities.key_value_stores.iter().find(|l| !valid_store_label(l)) {
-            return Err(SpecError::StoreLabel { label: label.clone() });
+        let caps = &self.capabilities;
+        for (what, labels) in [("key-value store", &caps.key_value_stores), ("SQLite database", &caps.sqlite_databases)]
+        {
+            if let Some(label) = labels.iter().find(|l| !valid_store_label(l)) {
+                return Err(SpecError::StoreLabel { what, label: label.clone() });
+            }
         }
         if let Some(name) = self.capabilities.devices.iter().find(|d| !spore_types::plain_name(d)) {
             return Err(SpecError::DeviceName { name: name.clone() });

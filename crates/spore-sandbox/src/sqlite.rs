@@ -1,0 +1,499 @@
+//! SQLite for guests, as Spin gives it: `fermyon:spin/sqlite@2.0.0` (spin-sdk 5) and
+//! `spin:sqlite/sqlite@3.1.0` (spin-sdk 7, with its WIT `async` functions), on an embedded
+//! SQLite file per app and label.
+//!
+//! A guest opens a database by label; it gets `access-denied` unless its spec grants the label
+//! (`sqlite_databases`) and `no-such-database` when the host has none by that name. The file
+//! is the host's choice ([`Databases`]); the guest never names a path. SQL is the guest's, so
+//! what SQL could reach beyond the file is shut: no `ATTACH` (or `VACUUM INTO`, which attaches),
+//! no pragmas but a few that only read the schema, SQLite's defensive mode on, the file capped
+//! at its size (`database-full` past it), results capped at [`MAX_RESULT_BYTES`]. A statement
+//! runs on the blocking pool, its time charged to the guest's CPU, and is interrupted when the
+//! guest's CPU time runs out or the sandbox stops waiting for it (wall-clock timeout, kill).
+
+use crate::bindings::fermyon::spin::sqlite as v2;
+use crate::bindings::spin::sqlite::sqlite as v3;
+use crate::limits::Meter;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{Value as Cell, ValueRef};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
+
+/// A database holds at most this much unless the host's runtime config says otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+/// One statement's rows, as the host holds them before the guest gets them.
+pub const MAX_RESULT_BYTES: usize = 16 << 20;
+
+/// The host's SQLite databases: where each label's file lives and how large it may grow.
+#[derive(Debug, Clone, Default)]
+pub struct Databases {
+    dir: PathBuf,
+    declared: HashMap<String, Declared>,
+}
+
+#[derive(Debug, Clone)]
+struct Declared {
+    file: Option<PathBuf>,
+    max_bytes: u64,
+}
+
+impl Databases {
+    /// Databases under `dir`, with the label `default` declared (as Spin has it).
+    pub fn new(dir: &Path) -> Databases {
+        let mut dbs = Databases { dir: dir.to_path_buf(), declared: HashMap::new() };
+        dbs.insert("default", None, None);
+        dbs
+    }
+
+    /// Declares `label`: in `file` (else a file of the host's under its directory), at most
+    /// `max_bytes` (else [`DEFAULT_MAX_BYTES`]).
+    pub fn insert(&mut self, label: &str, file: Option<PathBuf>, max_bytes: Option<u64>) {
+        let declared = Declared { file, max_bytes: max_bytes.unwrap_or(DEFAULT_MAX_BYTES) };
+        self.declared.insert(label.to_owned(), declared);
+    }
+
+    /// Whether `label` is declared.
+    pub fn has(&self, label: &str) -> bool {
+        self.declared.contains_key(label)
+    }
+
+    /// The file of `label` for the app `namespace` (`None`: the host's only app). Each app has
+    /// its own file of a label: a declared file gets the app's name in front of its own.
+    /// Labels and app names are plain names, so no two (app, label) pairs meet.
+    fn file(&self, label: &str, namespace: Option<&str>) -> Option<(PathBuf, u64)> {
+        let d = self.declared.get(label)?;
+        let file = match (&d.file, namespace) {
+            (Some(file), None) => file.clone(),
+            (Some(file), Some(app)) => {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                file.with_file_name(format!("{app}-{name}"))
+            }
+            (None, None) => self.dir.join(format!("{label}.db")),
+            (None, Some(app)) => self.dir.join("app").join(app).join(format!("{label}.db")),
+        };
+        Some((file, d.max_bytes))
+    }
+}
+
+/// What one sandbox may reach: the host's databases, the labels its spec grants, and whose.
+pub(crate) struct SqliteGrant {
+    pub(crate) databases: Arc<Databases>,
+    pub(crate) granted: Arc<[String]>,
+    pub(crate) namespace: Option<String>,
+    /// The guest's CPU limit, for interrupting a long statement.
+    pub(crate) cpu_limit_ns: Option<u64>,
+}
+
+/// An open database, as the guest's `connection` resource.
+pub struct Connection {
+    db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// Why a call failed, for either version's `error`.
+#[derive(Debug)]
+enum DbError {
+    NoSuchDatabase,
+    AccessDenied,
+    DatabaseFull,
+    Io(String),
+}
+
+/// A statement's outcome: its columns and rows.
+struct Rows {
+    columns: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+}
+
+/// The view the bindings work on.
+pub(crate) struct SqliteView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) grant: &'a SqliteGrant,
+    pub(crate) meter: &'a Arc<Meter>,
+}
+
+pub(crate) struct HasSqlite;
+
+impl HasData for HasSqlite {
+    type Data<'a> = SqliteView<'a>;
+}
+
+/// Links both versions.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> SqliteView<'_>,
+) -> wasmtime::Result<()> {
+    v2::add_to_linker::<T, HasSqlite>(linker, view)?;
+    v3::add_to_linker::<T, HasSqlite>(linker, view)?;
+    Ok(())
+}
+
+fn lock(db: &Mutex<rusqlite::Connection>) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    db.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The pragmas a guest may run: they read the schema and change nothing.
+const READ_ONLY_PRAGMAS: &[&str] =
+    &["table_info", "table_xinfo", "table_list", "index_list", "index_info", "foreign_key_list"];
+
+/// What a guest's SQL may do on its connection (see the module's doc).
+fn authorize(context: AuthContext<'_>) -> Authorization {
+    match context.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Pragma { pragma_name, .. } if !READ_ONLY_PRAGMAS.contains(&pragma_name) => Authorization::Deny,
+        _ => Authorization::Allow,
+    }
+}
+
+impl SqliteGrant {
+    /// Opens the database `label` for the guest, or says why not (in the host's log too, with
+    /// the file, which the guest is not told).
+    fn open(&self, label: &str) -> Result<Connection, DbError> {
+        if !self.granted.iter().any(|g| g == label) {
+            tracing::warn!(
+                "sqlite: denied opening database {label:?}: not granted to this sandbox (grant it with sqlite_databases = [\"{label}\"])"
+            );
+            return Err(DbError::AccessDenied);
+        }
+        let Some((file, max_bytes)) = self.databases.file(label, self.namespace.as_deref()) else {
+            tracing::warn!(
+                "sqlite: database {label:?} is granted but the host has no such database (declare it in runtime-config.toml [sqlite_database.{label}])"
+            );
+            return Err(DbError::NoSuchDatabase);
+        };
+        open_file(&file, max_bytes).map_err(|e| {
+            tracing::warn!("sqlite: database {label:?} ({}): {e}", file.display());
+            DbError::Io(format!("database {label:?} could not be opened: {e}"))
+        })
+    }
+}
+
+/// Opens (creating) `file` with the guest's SQL shut in, and checks that it is a database.
+fn open_file(file: &Path, max_bytes: u64) -> Result<Connection, String> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut db = rusqlite::Connection::open(file).map_err(|e| e.to_string())?;
+    db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(|e| e.to_string())?;
+    db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true).map_err(|e| e.to_string())?;
+    db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false).map_err(|e| e.to_string())?;
+    // A corrupt or foreign file fails here, at open, not at the guest's first statement.
+    let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    db.pragma_update(None, "max_page_count", (max_bytes / page_size.max(512) as u64).max(1) as i64)
+        .map_err(|e| e.to_string())?;
+    db.authorizer(Some(authorize)).map_err(|e| e.to_string())?;
+    Ok(Connection { db: Arc::new(Mutex::new(db)) })
+}
+
+/// Set when the guest's call is dropped (the sandbox stopped waiting): the statement stops.
+struct Abandoned(Arc<AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `statement` with `params` on the blocking pool; its time is the guest's CPU time.
+async fn execute(
+    db: Arc<Mutex<rusqlite::Connection>>,
+    statement: String,
+    params: Vec<Cell>,
+    meter: Arc<Meter>,
+    cpu_limit_ns: Option<u64>,
+) -> Result<Rows, DbError> {
+    let abandoned = Abandoned(Arc::new(AtomicBool::new(false)));
+    let (stop, charged) = (abandoned.0.clone(), meter.clone());
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking(move || {
+        let mut db = lock(&db);
+        let over = move || {
+            let spent = charged.cpu_ns().saturating_add(started.elapsed().as_nanos() as u64);
+            stop.load(Ordering::Relaxed) || cpu_limit_ns.is_some_and(|limit| spent > limit)
+        };
+        db.progress_handler(10_000, Some(over)).map_err(|e| DbError::Io(e.to_string()))?;
+        let rows = run(&db, &statement, params);
+        let _ = db.progress_handler(0, None::<fn() -> bool>);
+        rows
+    });
+    let out = run.await.unwrap_or_else(|e| Err(DbError::Io(format!("the statement failed: {e}"))));
+    meter.charge(started.elapsed());
+    drop(abandoned);
+    out
+}
+
+fn run(db: &rusqlite::Connection, statement: &str, params: Vec<Cell>) -> Result<Rows, DbError> {
+    let mut stmt = db.prepare(statement).map_err(db_error)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(db_error)?;
+    let (mut out, mut held) = (Vec::new(), 0usize);
+    while let Some(row) = rows.next().map_err(db_error)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let value = row.get_ref(i).map_err(db_error)?;
+            held += match value {
+                ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+                _ => 8,
+            };
+            values.push(Cell::try_from(value).map_err(|e| DbError::Io(e.to_string()))?);
+        }
+        if held > MAX_RESULT_BYTES {
+            return Err(DbError::Io(format!(
+                "the result is larger than {}: select fewer rows or columns",
+                spore_types::human_bytes(MAX_RESULT_BYTES as u64)
+            )));
+        }
+        out.push(values);
+    }
+    Ok(Rows { columns, rows: out })
+}
+
+fn db_error(e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => DbError::DatabaseFull,
+        Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            DbError::Io("the statement was interrupted: the app's CPU time ran out or it was stopped".into())
+        }
+        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => DbError::Io(format!(
+            "{e}: Spore does not let an app ATTACH files or run pragmas that change the connection"
+        )),
+        _ => DbError::Io(e.to_string()),
+    }
+}
+
+impl SqliteView<'_> {
+    fn open_into_table(&mut self, label: &str) -> wasmtime::Result<Result<Resource<Connection>, DbError>> {
+        match self.grant.open(label) {
+            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn db(&self, conn: &Resource<Connection>) -> wasmtime::Result<Arc<Mutex<rusqlite::Connection>>> {
+        Ok(self.table.get(conn)?.db.clone())
+    }
+}
+
+/// A call's connection, meter and CPU limit, taken from the view so the statement runs
+/// without holding the store.
+type Taken = (Arc<Mutex<rusqlite::Connection>>, Arc<Meter>, Option<u64>);
+
+fn taken(view: &SqliteView<'_>, conn: &Resource<Connection>) -> wasmtime::Result<Taken> {
+    Ok((view.db(conn)?, view.meter.clone(), view.grant.cpu_limit_ns))
+}
+
+/// The same conversions for each version's generated types.
+macro_rules! version {
+    ($v:ident) => {
+        impl From<DbError> for $v::Error {
+            fn from(e: DbError) -> Self {
+                match e {
+                    DbError::NoSuchDatabase => $v::Error::NoSuchDatabase,
+                    DbError::AccessDenied => $v::Error::AccessDenied,
+                    DbError::DatabaseFull => $v::Error::DatabaseFull,
+                    DbError::Io(why) => $v::Error::Io(why),
+                }
+            }
+        }
+
+        impl From<$v::Value> for Cell {
+            fn from(v: $v::Value) -> Cell {
+                match v {
+                    $v::Value::Integer(i) => Cell::Integer(i),
+                    $v::Value::Real(r) => Cell::Real(r),
+                    $v::Value::Text(t) => Cell::Text(t),
+                    $v::Value::Blob(b) => Cell::Blob(b),
+                    $v::Value::Null => Cell::Null,
+                }
+            }
+        }
+
+        impl From<Cell> for $v::Value {
+            fn from(c: Cell) -> $v::Value {
+                match c {
+                    Cell::Integer(i) => $v::Value::Integer(i),
+                    Cell::Real(r) => $v::Value::Real(r),
+                    Cell::Text(t) => $v::Value::Text(t),
+                    Cell::Blob(b) => $v::Value::Blob(b),
+                    Cell::Null => $v::Value::Null,
+                }
+            }
+        }
+
+        impl From<Vec<Cell>> for $v::RowResult {
+            fn from(values: Vec<Cell>) -> $v::RowResult {
+                $v::RowResult { values: values.into_iter().map(Into::into).collect() }
+            }
+        }
+
+        impl From<Rows> for $v::QueryResult {
+            fn from(r: Rows) -> $v::QueryResult {
+                $v::QueryResult { columns: r.columns, rows: r.rows.into_iter().map(Into::into).collect() }
+            }
+        }
+
+        impl $v::Host for SqliteView<'_> {}
+    };
+}
+
+version!(v2);
+version!(v3);
+
+impl v2::HostConnection for SqliteView<'_> {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v2::Error>> {
+        Ok(self.open_into_table(&database)?.map_err(Into::into))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v2::Value>,
+    ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
+        let (db, meter, limit) = taken(self, &conn)?;
+        let params = parameters.into_iter().map(Into::into).collect();
+        Ok(execute(db, statement, params, meter, limit).await.map(Into::into).map_err(Into::into))
+    }
+
+    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+impl v3::HostConnection for SqliteView<'_> {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
+        Ok(self.open_into_table(&database)?.map_err(Into::into))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
+        let (db, meter, limit) = taken(self, &conn)?;
+        let params = parameters.into_iter().map(Into::into).collect();
+        Ok(execute(db, statement, params, meter, limit).await.map(Into::into).map_err(Into::into))
+    }
+
+    async fn last_insert_rowid(&mut self, conn: Resource<Connection>) -> wasmtime::Result<i64> {
+        let db = self.db(&conn)?;
+        Ok(lock(&db).last_insert_rowid())
+    }
+
+    async fn changes(&mut self, conn: Resource<Connection>) -> wasmtime::Result<u64> {
+        let db = self.db(&conn)?;
+        Ok(lock(&db).changes())
+    }
+
+    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+impl<U: 'static> v3::HostConnectionWithStore<U> for HasSqlite {
+    async fn open_async(
+        accessor: &Accessor<U, Self>,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
+        Ok(accessor.with(|mut access| access.get().open_into_table(&database))?.map_err(Into::into))
+    }
+
+    /// The rows come as a stream and the outcome as its future; Spore runs the statement to
+    /// its end first (its rows are capped), so a failure is the call's error.
+    async fn execute_async(
+        accessor: &Accessor<U, Self>,
+        conn: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<
+        Result<(Vec<String>, StreamReader<v3::RowResult>, FutureReader<Result<(), v3::Error>>), v3::Error>,
+    > {
+        let (db, meter, limit) = accessor.with(|mut access| taken(&access.get(), &conn))?;
+        let params = parameters.into_iter().map(Into::into).collect();
+        let rows = match execute(db, statement, params, meter, limit).await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let results: Vec<v3::RowResult> = rows.rows.into_iter().map(Into::into).collect();
+        accessor.with(|mut access| {
+            let stream = StreamReader::new(&mut access, results)?;
+            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            Ok(Ok((rows.columns, stream, done)))
+        })
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<U, Self>,
+        conn: Resource<Connection>,
+    ) -> wasmtime::Result<i64> {
+        let db = accessor.with(|mut access| access.get().db(&conn))?;
+        Ok(lock(&db).last_insert_rowid())
+    }
+
+    async fn changes_async(accessor: &Accessor<U, Self>, conn: Resource<Connection>) -> wasmtime::Result<u64> {
+        let db = accessor.with(|mut access| access.get().db(&conn))?;
+        Ok(lock(&db).changes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_file(&dir.path().join("t.db"), DEFAULT_MAX_BYTES).unwrap();
+        (dir, conn)
+    }
+
+    fn sql(conn: &Connection, statement: &str) -> Result<Rows, DbError> {
+        run(&lock(&conn.db), statement, Vec::new())
+    }
+
+    #[test]
+    fn a_guests_sql_cannot_reach_past_its_file() {
+        let (dir, conn) = db();
+        let outside = dir.path().join("outside.db");
+        for attack in [
+            format!("ATTACH DATABASE '{}' AS x", outside.display()),
+            format!("VACUUM INTO '{}'", outside.display()),
+            "PRAGMA journal_mode = OFF".to_owned(),
+            "PRAGMA writable_schema = ON".to_owned(),
+        ] {
+            assert!(matches!(sql(&conn, &attack), Err(DbError::Io(_))), "{attack} ran");
+        }
+        assert!(!outside.exists(), "a file was written outside the database");
+        sql(&conn, "CREATE TABLE t (a INTEGER)").unwrap();
+        assert_eq!(sql(&conn, "PRAGMA table_info(t)").unwrap().rows.len(), 1, "schema reads still work");
+    }
+
+    #[test]
+    fn a_database_is_held_to_its_size_and_a_corrupt_file_fails_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_file(&dir.path().join("small.db"), 64 << 10).unwrap();
+        sql(&conn, "CREATE TABLE t (b BLOB)").unwrap();
+        let fill = "INSERT INTO t VALUES (zeroblob(100000))";
+        assert!(matches!(sql(&conn, fill), Err(DbError::DatabaseFull)));
+        let corrupt = dir.path().join("corrupt.db");
+        std::fs::write(&corrupt, vec![7u8; 8192]).unwrap();
+        let err = open_file(&corrupt, DEFAULT_MAX_BYTES).err().expect("a corrupt file opened");
+        assert!(err.contains("not a database"), "{err}");
+    }
+
+    #[test]
+    fn each_app_has_its_own_file_of_a_label() {
+        let mut dbs = Databases::new(Path::new("data/sqlite"));
+        dbs.insert("shared", Some(PathBuf::from("/srv/app.db")), Some(1 << 20));
+        assert_eq!(dbs.file("default", None).unwrap().0, Path::new("data/sqlite/default.db"));
+        assert_eq!(dbs.file("default", Some("a")).unwrap().0, Path::new("data/sqlite/app/a/default.db"));
+        assert_eq!(dbs.file("shared", None).unwrap(), (PathBuf::from("/srv/app.db"), 1 << 20));
+        assert_eq!(dbs.file("shared", Some("b")).unwrap().0, Path::new("/srv/b-app.db"));
+        assert!(dbs.file("other", None).is_none());
+    }
+}
