@@ -34,6 +34,20 @@ enum Linked {
     },
 }
 
+/// wasmtime's link error, led by what the app asked for when it is a Spin interface Spore does
+/// not back (llm, mqtt, mysql, postgres, redis): the app fails here, at start, not at its
+/// first call.
+fn unlinked(err: &wasmtime::Error) -> String {
+    let message = format!("{err:#}");
+    let import = message.split_once("imports instance `").and_then(|(_, rest)| rest.split_once('`')).map(|(i, _)| i);
+    match import {
+        Some(name) if name.starts_with("spin:") || name.starts_with("fermyon:spin/") => {
+            format!("it imports {name}, an interface of Spin's that Spore does not back ({message})")
+        }
+        _ => message,
+    }
+}
+
 /// A component's `wasi:cli/run`, of either WASI version.
 enum Command {
     P2(wasmtime_wasi::p2::bindings::CommandPre<SandboxState>),
@@ -90,8 +104,7 @@ impl Runnable {
         name: &str,
         devices: Arc<Devices>,
     ) -> Result<Self, SandboxError> {
-        let link_err =
-            |err: wasmtime::Error| SandboxError::Link { program: name.to_owned(), message: format!("{err:#}") };
+        let link_err = |err: wasmtime::Error| SandboxError::Link { program: name.to_owned(), message: unlinked(&err) };
         let linked = match &program.code {
             ProgramCode::Module(module) => {
                 let mut linker = wasmtime::Linker::new(engine.wasmtime());

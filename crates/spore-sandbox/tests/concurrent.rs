@@ -126,3 +126,19 @@ async fn pool_exhaustion_is_an_error_not_a_crash() {
     // The slot is free again once the runaway is gone.
     assert!(hello.run(&piped()).await.unwrap().status.success());
 }
+
+#[test]
+fn a_spin_interface_spore_does_not_back_fails_at_link_naming_the_import() {
+    let engine = SporeEngine::new(EngineConfig::default()).unwrap();
+    let component =
+        wat::parse_str(r#"(component (import "spin:mqtt/mqtt@3.0.0" (instance (export "publish" (func)))))"#).unwrap();
+    let program = engine.load(&component).unwrap();
+    let err = Runnable::new(&engine, program, "mqtt.wasm").err().expect("linked without an mqtt host");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "cannot link mqtt.wasm: it imports spin:mqtt/mqtt@3.0.0, an interface of Spin's that Spore does not back"
+        ),
+        "{text}"
+    );
+}
