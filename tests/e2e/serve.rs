@@ -348,36 +348,40 @@ fn the_daemon_serves_http_apps_through_the_same_server() {
     assert!(seen.stderr.contains("not an HTTP app"), "{seen:?}");
 }
 
-/// A Spin app built with today's SDK (spin-sdk 7: WASI 0.3, Spin 3's interfaces) under
-/// `spore up` with the spin.toml its users write: what a client of each route sees.
+/// Spin apps as Spin users build them — spin-sdk 7 (WASI 0.3, Spin 3's interfaces) and
+/// spin-sdk 5 (WASI 0.2, Spin 2's) — as two components of one spin.toml under `spore up`: what a
+/// client of each route sees. The components share the app's `default` store and database,
+/// as in Spin, whichever interface version each uses.
 #[test]
-fn up_runs_a_spin_sdk_7_app_with_its_stores_variables_and_outbound_calls() {
+fn up_runs_spin_sdk_7_and_5_apps_with_their_stores_variables_and_outbound_calls() {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("app");
     std::fs::create_dir(&app).unwrap();
-    std::fs::copy(guest("spin7"), app.join("spin7.wasm")).unwrap();
-    std::fs::write(
-        app.join("spin.toml"),
-        r#"spin_manifest_version = 2
-[application]
-name = "seven"
-[variables]
-greeting = { default = "Hello" }
-upstream_port = { required = true }
-[[trigger.http]]
-route = "/..."
-component = "seven"
-[component.seven]
-source = "spin7.wasm"
+    for sdk in ["spin7", "spin5"] {
+        std::fs::copy(guest(sdk), app.join(format!("{sdk}.wasm"))).unwrap();
+    }
+    let component = |id: &str| {
+        format!(
+            r#"[[trigger.http]]
+route = "/{id}/..."
+component = "{id}"
+[component.{id}]
+source = "{id}.wasm"
 key_value_stores = ["default"]
 sqlite_databases = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:{{ upstream_port }}"]
-[component.seven.variables]
-greeting = "{{ greeting }}"
-upstream = "http://127.0.0.1:{{ upstream_port }}/up"
-"#,
-    )
-    .unwrap();
+allowed_outbound_hosts = ["http://127.0.0.1:{{{{ upstream_port }}}}"]
+[component.{id}.variables]
+greeting = "{{{{ greeting }}}}"
+upstream = "http://127.0.0.1:{{{{ upstream_port }}}}/up"
+"#
+        )
+    };
+    let manifest = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"spin\"\n[variables]\ngreeting = {{ default = \"Hello\" }}\nupstream_port = {{ required = true }}\n{}{}",
+        component("spin7"),
+        component("spin5")
+    );
+    std::fs::write(app.join("spin.toml"), manifest).unwrap();
     let (port, _upstream) = upstream();
     let up = |extra: &[&str]| {
         let mut cmd = spore_in(dir.path());
@@ -391,20 +395,23 @@ upstream = "http://127.0.0.1:{{ upstream_port }}/up"
 
     let port_var = format!("upstream_port={port}");
     let s = Served::start(up(&["--var", &port_var, "--var", "greeting=Hi"]), dir.path());
-    assert_eq!(s.get("/hello"), (200, "Hi from spin-sdk 7\n".into()));
-    assert_eq!(s.get("/count"), (200, "1 count\n".into()));
-    assert_eq!(s.get("/count"), (200, "2 count\n".into()));
-    assert_eq!(s.get("/denied"), (200, "refused: Error::AccessDenied\n".into()));
-    assert_eq!(s.get("/fetch"), (200, "200 upstream ok".into()));
-    assert_eq!(s.get("/sql"), (200, "rows 1 hi\n".into()));
-    assert_eq!(s.get("/sql"), (200, "rows 2 hi\n".into()));
-    assert_eq!(s.get("/nope").0, 404);
+    assert_eq!(s.get("/spin7/hello"), (200, "Hi from spin-sdk 7\n".into()));
+    assert_eq!(s.get("/spin5/hello"), (200, "Hi from spin-sdk 5\n".into()));
+    assert_eq!(s.get("/spin7/count"), (200, "1 count\n".into()));
+    assert_eq!(s.get("/spin5/count"), (200, "2 count\n".into()), "one store, either interface");
+    for sdk in ["spin7", "spin5"] {
+        assert_eq!(s.get(&format!("/{sdk}/denied")), (200, "refused: Error::AccessDenied\n".into()));
+        assert_eq!(s.get(&format!("/{sdk}/fetch")), (200, "200 upstream ok".into()), "{}", s.output());
+        assert_eq!(s.get(&format!("/{sdk}/nope")).0, 404);
+    }
+    assert_eq!(s.get("/spin7/sql"), (200, "rows 1 hi\n".into()));
+    assert_eq!(s.get("/spin5/sql"), (200, "rows 2 hi\n".into()));
     assert!(dir.path().join("data/sqlite/default.db").is_file(), "the database is the data dir's");
     drop(s);
 
     // The data lives on across restarts, as Spin's does.
     let s = Served::start(up(&["--var", &port_var]), dir.path());
-    assert_eq!(s.get("/count"), (200, "3 count\n".into()));
-    assert_eq!(s.get("/sql"), (200, "rows 3 hi\n".into()));
-    assert_eq!(s.get("/hello"), (200, "Hello from spin-sdk 7\n".into()), "the default greeting");
+    assert_eq!(s.get("/spin5/count"), (200, "3 count\n".into()));
+    assert_eq!(s.get("/spin7/sql"), (200, "rows 3 hi\n".into()));
+    assert_eq!(s.get("/spin7/hello"), (200, "Hello from spin-sdk 7\n".into()), "the default greeting");
 }
