@@ -415,3 +415,35 @@ upstream = "http://127.0.0.1:{{{{ upstream_port }}}}/up"
     assert_eq!(s.get("/spin7/sql"), (200, "rows 3 hi\n".into()));
     assert_eq!(s.get("/spin7/hello"), (200, "Hello from spin-sdk 7\n".into()), "the default greeting");
 }
+
+/// The Spin apps deployed to the daemon with the CLI's grants: each app has its own store and
+/// database of a label, as in Spin.
+#[test]
+fn the_daemon_runs_spin_apps_each_with_its_own_store_and_database() {
+    let d = Daemon::start(&[]);
+    let mut addrs = Vec::new();
+    for sdk in ["spin7", "spin5"] {
+        let addr = format!("127.0.0.1:{}", peers::free_port());
+        let app = guest(sdk);
+        let grants = ["--key-value", "default", "--sqlite", "default", "--var", "greeting=Hey"];
+        let seen =
+            d.run(["deploy", "--name", sdk, "--http", &addr].into_iter().chain(grants).chain([app.to_str().unwrap()]));
+        assert_eq!(seen.code, 0, "{seen:?}");
+        addrs.push((sdk, addr));
+    }
+    for (sdk, addr) in &addrs {
+        let version = &sdk[4..];
+        assert_eq!(first_answer(addr, "/hello"), (200, format!("Hey from spin-sdk {version}\n")), "{}", d.log());
+        assert_eq!(request(addr, "GET", "/count", &[], b""), (200, "1 count\n".into()), "its own store");
+        assert_eq!(request(addr, "GET", "/sql", &[], b""), (200, "rows 1 hi\n".into()), "its own database");
+        assert_eq!(request(addr, "GET", "/sql", &[], b""), (200, "rows 2 hi\n".into()));
+    }
+    // Without the grant, the database is refused by name.
+    let addr = format!("127.0.0.1:{}", peers::free_port());
+    let seen = d.run(["deploy", "--name", "nogrant", "--http", &addr, guest("spin7").to_str().unwrap()]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let (status, body) = first_answer(&addr, "/sql");
+    assert_eq!(status, 500);
+    assert!(body.contains("AccessDenied"), "{body}");
+    assert!(d.log().contains("sqlite: denied opening database \"default\""), "{}", d.log());
+}

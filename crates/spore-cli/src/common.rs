@@ -45,6 +45,9 @@ pub struct SpecArgs {
     /// Let the app open this key-value store (`default` is the embedded one); repeatable.
     #[arg(long = "key-value", value_name = "STORE")]
     key_value: Vec<String>,
+    /// Let the app open this SQLite database (Spin's sqlite; `default` is the data dir's); repeatable.
+    #[arg(long = "sqlite", value_name = "LABEL")]
+    sqlite: Vec<String>,
     /// A wasi:config variable, KEY=VALUE; repeatable.
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = flags::parse_var)]
     vars: Vec<(String, String)>,
@@ -96,6 +99,7 @@ impl SpecArgs {
         spec.limits.max_open_files = self.max_open_files;
         spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
         spec.capabilities.key_value_stores = self.key_value.clone();
+        spec.capabilities.sqlite_databases = self.sqlite.clone();
         spec.capabilities.variables = self.vars.iter().cloned().collect();
         spec.capabilities.devices = self.devices.clone();
         for net in &self.net {
@@ -217,12 +221,15 @@ mod tests {
             "https://api.example.com",
             "--key-value",
             "default",
+            "--sqlite",
+            "default",
             "--var",
             "k=v",
             "app.wasm",
         ]);
         assert_eq!(s.capabilities.allowed_outbound_hosts, ["https://api.example.com"]);
         assert_eq!(s.capabilities.key_value_stores, ["default"]);
+        assert_eq!(s.capabilities.sqlite_databases, ["default"]);
         assert_eq!(s.capabilities.variables.get("k").map(String::as_str), Some("v"));
         let s = spec(&["--invoke", "add", "calc.wasm", "2", "3"]);
         let invoke = s.invoke.unwrap();

@@ -42,7 +42,7 @@ pub struct ServerArgs {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = Door::default().max_connections, value_name = "N")]
     max_connections: usize,
-    /// Where key-value stores live (Spin's runtime-config.toml); `default` is always there.
+    /// Where key-value stores and SQLite databases live (Spin's runtime-config.toml); `default` is always there.
     #[arg(long, value_name = "FILE")]
     runtime_config: Option<PathBuf>,
     /// No access-log line per request.
