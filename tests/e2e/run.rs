@@ -161,11 +161,23 @@ fn a_p2_component_command_runs_with_args_env_and_exit_code() {
 }
 
 #[test]
-fn a_wasi_0_3_component_command_runs() {
-    // wasi:cli/run@0.3.0, its output through a 0.3 stream (guests/hello-p3, the wasip3 crate).
+fn a_wasi_0_3_component_command_runs_with_args_env_files_and_exit_code() {
+    // wasi:cli/run@0.3.0 (guests/hello-p3, the wasip3 crate): output through a 0.3 stream, a
+    // file read through wasi:filesystem@0.3.0, its exit code through exit-with-code.
     let seen = spore_run(["run", guest("hello-p3").to_str().unwrap(), "a", "b"]);
     assert_eq!(seen.code, 0, "{seen:?}");
-    assert_eq!(seen.stdout, "Hello from WASI 0.3! args=[\"hello-p3.wasm\", \"a\", \"b\"]\n");
+    assert_eq!(seen.stdout, "Hello from WASI 0.3! args=[\"hello-p3.wasm\", \"a\", \"b\"] GREETING=-\n");
+
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("in.txt"), "from the host\n").unwrap();
+    let mount = format!("{}:/data", data.path().display());
+    let app = guest("hello-p3");
+    let seen = spore_run(["run", "-e", "GREETING=hi", "--dir", &mount, app.to_str().unwrap(), "--exit=7"]);
+    assert_eq!(seen.code, 7, "{seen:?}");
+    assert_eq!(
+        seen.stdout,
+        "Hello from WASI 0.3! args=[\"hello-p3.wasm\", \"--exit=7\"] GREETING=hi\nin.txt: from the host\n"
+    );
 }
 
 #[test]
