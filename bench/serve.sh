@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# HTTP serving side by side: wrk against `spore serve` and `wasmtime serve -Scli`, the same
-# hello component (guests/http-hello, Rust wasm32-wasip2), the same box, the same connections,
-# one server at a time. Both make a fresh instance per request. Prints a markdown table.
+# HTTP serving side by side: wrk against `spore serve` and `wasmtime serve`, the same hello
+# component, the same box, the same connections, one server at a time: the WASI 0.2 app
+# (guests/http-hello, wasi:http/proxy) and the WASI 0.3 one (guests/http-hello-p3,
+# wasi:http/service; wasmtime with -Wcomponent-model-async -Sp3). Both make a fresh instance per
+# request. Prints a markdown table.
 # Knobs: DURATION (default 10s), CONNS (default 64), THREADS (wrk threads, default 2), PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ guests/build.sh >/dev/null
 cargo build --quiet --release --locked --bin spore
 SPORE="$CARGO_TARGET_DIR/release/spore"
 app=guests/out/http-hello.wasm
+app3=guests/out/http-hello-p3.wasm
 DURATION="${DURATION:-10s}" CONNS="${CONNS:-64}" THREADS="${THREADS:-2}"
 port="${PORT:-48321}"
 work="$(mktemp -d)"
@@ -36,14 +39,20 @@ measure() {
 # Quiet servers: no per-request log line on either side.
 spore=$(measure "$SPORE" serve --quiet --addr "127.0.0.1:$port" --concurrency 256 "$app")
 wasmtime=$(measure "$WASMTIME" serve -Scli --addr "127.0.0.1:$port" "$app")
+spore3=$(measure "$SPORE" serve --quiet --addr "127.0.0.1:$port" --concurrency 256 "$app3")
+wasmtime3=$(measure "$WASMTIME" serve -Scli -Wcomponent-model-async -Sp3 --addr "127.0.0.1:$port" "$app3")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
 echo "peers: $("$WASMTIME" --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); wrk -t$THREADS -c$CONNS -d$DURATION on the same box"
 echo
-echo "| server | req/s | p50 | p99 | non-2xx | req/s vs wasmtime |"
-echo "|---|---|---|---|---|---|"
-read -r s_rps s_50 s_99 s_err <<<"$spore"
-read -r w_rps w_50 w_99 w_err <<<"$wasmtime"
-ratio=$(python3 -c "print(f'{$s_rps/$w_rps:.2f}')")
-echo "| \`spore serve\` | $s_rps | ${s_50} ms | ${s_99} ms | $s_err | ${ratio}× |"
-echo "| \`wasmtime serve -Scli\` | $w_rps | ${w_50} ms | ${w_99} ms | $w_err | 1.00× |"
+echo "| server | app | req/s | p50 | p99 | non-2xx | req/s vs wasmtime |"
+echo "|---|---|---|---|---|---|---|"
+row() { # label app spore-result wasmtime-result
+  read -r s_rps s_50 s_99 s_err <<<"$3"
+  read -r w_rps w_50 w_99 w_err <<<"$4"
+  ratio=$(python3 -c "print(f'{$s_rps/$w_rps:.2f}')")
+  echo "| \`spore serve\` | $2 | $s_rps | ${s_50} ms | ${s_99} ms | $s_err | ${ratio}× |"
+  echo "| \`wasmtime serve $1\` | $2 | $w_rps | ${w_50} ms | ${w_99} ms | $w_err | 1.00× |"
+}
+row "-Scli" "WASI 0.2" "$spore" "$wasmtime"
+row "-Scli -Wcomponent-model-async -Sp3" "WASI 0.3" "$spore3" "$wasmtime3"
