@@ -346,7 +346,12 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
     let mut routes = Vec::new();
     let mut seen = router::Router::default();
     if let Some(t) = &raw.trigger {
-        unknown(&mut warnings, "[trigger] ", &t.extra);
+        // An app with another kind of trigger would run only in part: refused, not warned.
+        if let Some(kind) = t.extra.keys().next() {
+            return Err(format!(
+                "{shown}: [[trigger.{kind}]]: Spore runs HTTP apps only ([[trigger.http]]); the {kind} trigger is not supported"
+            ));
+        }
         for trigger in &t.http {
             let tr = trigger.get_ref();
             unknown(&mut warnings, "[[trigger.http]] ", &tr.extra);
@@ -478,6 +483,18 @@ message = "{{ greeting }}, world"
             (format!("{base}files = [\"../..\"]\n"), 0, "\"../..\" is outside the app's directory"),
             (format!("{base}files = [\"escape\"]\n"), 0, "\"escape\" is outside the app's directory"),
             (base.to_owned(), 0, "no [[trigger.http]]"),
+            (
+                format!("{base}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"a\"\n"),
+                0,
+                "[[trigger.redis]]: Spore runs HTTP apps only",
+            ),
+            (
+                format!(
+                    "{base}[[trigger.http]]\nroute = \"/x\"\ncomponent = \"a\"\n[component.a.variables]\nv = \"{{{{ nope }}}}\"\n"
+                ),
+                0,
+                "{{ nope }} names no application variable",
+            ),
         ];
         for (text, line, what) in cases {
             let err = load(&write(dir.path(), &text), &Given::default()).unwrap_err().to_string();
