@@ -359,6 +359,13 @@ fn bad_requests_get_4xx_with_the_reason_and_the_daemon_lives_on() {
     assert!(body.contains("unknown field `programm`"), "{body}");
 
     let missing = format!("sha256:{}", "ab".repeat(32));
+    // The app label names files on disk (the app's SQLite databases): a path is refused.
+    let (status, body) = post(
+        "/v1/sandboxes",
+        &format!(r#"{{"spec": {{"program": {{"digest": "{missing}"}}}}, "labels": {{"spore.app": "../../x"}}}}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("label spore.app: name \"../../x\""), "{body}");
     let (status, body) = post("/v1/sandboxes", &format!(r#"{{"spec": {{"program": {{"digest": "{missing}"}}}}}}"#));
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("is not on this daemon") && body.contains("upload it first"), "{body}");

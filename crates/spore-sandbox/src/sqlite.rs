@@ -66,6 +66,13 @@ impl Databases {
     /// Labels and app names are plain names, so no two (app, label) pairs meet.
     fn file(&self, label: &str, namespace: Option<&str>) -> Option<(PathBuf, u64)> {
         let d = self.declared.get(label)?;
+        // The host names apps (the daemon checks the names it is given); a name that could
+        // lead elsewhere as a path component gets no file at all.
+        let plain =
+            |app: &str| !app.starts_with('.') && app.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if namespace.is_some_and(|app| app.is_empty() || !plain(app)) {
+            return None;
+        }
         let file = match (&d.file, namespace) {
             (Some(file), None) => file.clone(),
             (Some(file), Some(app)) => {
@@ -495,5 +502,8 @@ mod tests {
         assert_eq!(dbs.file("shared", None).unwrap(), (PathBuf::from("/srv/app.db"), 1 << 20));
         assert_eq!(dbs.file("shared", Some("b")).unwrap().0, Path::new("/srv/b-app.db"));
         assert!(dbs.file("other", None).is_none());
+        for app in ["../x", "..", "a/b", ""] {
+            assert!(dbs.file("default", Some(app)).is_none(), "{app:?} led to a file");
+        }
     }
 }

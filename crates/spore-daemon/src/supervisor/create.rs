@@ -30,6 +30,11 @@ impl Supervisor {
         // What the client asks is judged before anything is fetched or compiled.
         for req in &mut requests {
             policy.admit_request(&mut req.spec)?;
+            // The app label names the app's stores and its SQLite files on disk: a name, never
+            // a path.
+            if let Some(app) = req.labels.get(APP_LABEL) {
+                check_name(app).map_err(|e| SupError::Invalid(format!("label {APP_LABEL}: {e}")))?;
+            }
         }
         let mut reservation = self.reserve(requests.len().saturating_sub(replaced.len()))?;
         let starting = requests.iter().filter(|r| r.start).fold(0usize, |n, r| n.saturating_add(slots(&r.spec)));
