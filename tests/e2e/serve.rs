@@ -3,7 +3,7 @@
 //! outbound HTTP through the allowlist, and Spin-style manifests.
 
 use crate::support::peers::RedisServer;
-use crate::support::served::{Served, request};
+use crate::support::served::{Served, exchange, request};
 use crate::support::*;
 use std::io::{Read, Write};
 use std::process::Command;
@@ -285,6 +285,81 @@ key_value_stores = ["default"]
     let seen = spore_in(dir.path()).args(["up", "-f"]).arg(app.join("bad.toml")).seen();
     assert_eq!(seen.code, 125);
     assert!(seen.stderr.contains("bad.toml:3:") && seen.stderr.contains("nope"), "{seen:?}");
+}
+
+/// The rest of what Spin users write in a spin.toml: a base for every route, a static response,
+/// a private component, files picked by glob less `exclude_files`, a secret variable; and
+/// Spin's request headers, which a client cannot forge.
+#[test]
+fn up_serves_static_responses_private_components_a_base_and_picked_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    for (file, text) in
+        [("assets/a.txt", "a"), ("assets/b.md", "b"), ("assets/private/k.txt", "key"), ("docs/readme", "read me")]
+    {
+        std::fs::create_dir_all(app.join(file).parent().unwrap()).unwrap();
+        std::fs::write(app.join(file), text).unwrap();
+    }
+    std::fs::copy(guest("http-hello"), app.join("hello.wasm")).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        r#"spin_manifest_version = 2
+[application]
+name = "shop"
+[application.trigger.http]
+base = "/shop"
+[variables]
+token = { default = "t0ken", secret = true }
+[[trigger.http]]
+route = "/web/..."
+component = "web"
+[[trigger.http]]
+route = "/health"
+static_response = { status_code = 203, headers = { x-kind = "static" }, body = "fine" }
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+[component.web]
+source = "hello.wasm"
+files = ["assets/**/*.txt", { source = "docs", destination = "/d" }]
+exclude_files = ["assets/private/**"]
+environment = { TOKEN = "{{ token }}" }
+[component.hidden]
+source = "hello.wasm"
+"#,
+    )
+    .unwrap();
+    let staging = dir.path().join("tmp");
+    std::fs::create_dir(&staging).unwrap();
+    let mut cmd = spore_in(dir.path());
+    cmd.env("TMPDIR", &staging).args(["up", "-f"]).arg(app.join("spin.toml"));
+    let mut s = Served::start(cmd, dir.path());
+    assert_eq!(s.get("/shop/web/file/assets/a.txt"), (200, "a".into()));
+    assert_eq!(s.get("/shop/web/file/d/readme"), (200, "read me".into()));
+    assert_eq!(s.get("/shop/web/file/assets/b.md").0, 404, "not picked by the glob");
+    assert_eq!(s.get("/shop/web/file/assets/private/k.txt").0, 404, "excluded");
+    assert_eq!(s.get("/shop/web/env/TOKEN"), (200, "t0ken".into()));
+    let forged = [("spin-path-info", "/forged"), ("spin-path-match-x", "forged")];
+    let seen = |path: &str| request(&s.addr, "GET", path, &forged, b"");
+    assert_eq!(seen("/shop/web/header/spin-path-info"), (200, "/header/spin-path-info".into()));
+    assert_eq!(seen("/shop/web/header/spin-matched-route"), (200, "/shop/web/...".into()));
+    assert_eq!(seen("/shop/web/header/spin-component-route"), (200, "/shop/web".into()));
+    assert_eq!(seen("/shop/web/header/spin-path-match-x"), (200, "-".into()));
+    let (status, url) = seen("/shop/web/header/spin-full-url?q=1");
+    assert_eq!((status, url), (200, format!("http://{}/shop/web/header/spin-full-url?q=1", s.addr)));
+    let health = String::from_utf8(exchange(&s.addr, "GET", "/shop/health", &[], b"")).unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 203") && health.contains("x-kind: static") && health.ends_with("fine"),
+        "{health}"
+    );
+    // The base applies to every route; the private component has none.
+    assert_eq!(s.get("/web/file/assets/a.txt").0, 404);
+    assert_eq!(s.get("/shop/hidden").0, 404);
+    assert!(!s.output().contains("t0ken"), "a secret is never shown: {}", s.output());
+    // The copied files go with the server.
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
+    assert_eq!(s.stop(), 0);
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "the staged files are removed");
 }
 
 /// The answer to a GET of `path` once something listens at `addr` (a deployed app's server

@@ -3,8 +3,9 @@
 //! stores. Nothing here runs a guest or opens a store — the host does that with what these
 //! return — so the readers build without wasmtime and can be fuzzed on their own.
 //!
-//! Depends on `spore-types` only; must not open stores, read the environment or link wasmtime.
+//! Depends on `spore-types` (and glob matching) only; must not open stores, read the environment or link wasmtime.
 
+pub mod files;
 pub mod manifest;
 pub mod router;
 pub mod runtime_config;

@@ -5,15 +5,23 @@
 //! spin_manifest_version = 2
 //! [application]
 //! name = "shop"
+//! trigger.http.base = "/shop"                # Spin 2's prefix of every route (default /)
 //! [variables]
 //! greeting = { default = "Hello" }
-//! api_key = { required = true }
+//! api_key = { required = true, secret = true }
 //! [[trigger.http]]
 //! route = "/hello/..."
 //! component = "hello"
+//! [[trigger.http]]
+//! route = "/health"
+//! static_response = { status_code = 200, headers = { content-type = "text/plain" }, body = "ok" }
+//! [[trigger.http]]
+//! route = { private = true }                 # loaded and checked, reachable by no URL
+//! component = "worker"
 //! [component.hello]
 //! source = "hello.wasm"                      # a file (relative to the manifest) or an image
-//! files = [{ source = "static", destination = "/static" }, "assets"]
+//! files = [{ source = "static", destination = "/static" }, "assets/**/*.png"]
+//! exclude_files = ["**/*.psd"]
 //! allowed_outbound_hosts = ["https://api.example.com"]
 //! key_value_stores = ["default"]
 //! environment = { LEVEL = "debug" }
@@ -22,7 +30,8 @@
 //! ```
 //!
 //! Keys Spore does not read are warnings, one per key. Errors (an unknown component, a bad or
-//! duplicate route, a missing required variable) name the file and line.
+//! duplicate route, a missing required variable) name the file and line. A secret variable's
+//! value is never part of a message.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,10 +45,39 @@ pub struct Manifest {
     pub name: String,
     /// Components by id.
     pub components: BTreeMap<String, Component>,
-    /// `(route, component id)`, in file order.
-    pub routes: Vec<(String, String)>,
+    /// `(route, what answers it)`, in file order, the base applied. A component whose only
+    /// route is private has none.
+    pub routes: Vec<(String, Handler)>,
     /// What was ignored, named.
     pub warnings: Vec<String>,
+}
+
+/// What answers a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// The component with this id.
+    Component(String),
+    /// A response the host gives itself, no component run.
+    Static(StaticResponse),
+}
+
+/// A trigger's `static_response`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResponse {
+    /// The status (default 200).
+    #[serde(default = "ok")]
+    pub status_code: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The body (default empty).
+    #[serde(default)]
+    pub body: String,
+}
+
+fn ok() -> u16 {
+    200
 }
 
 /// One component, resolved.
@@ -47,8 +85,8 @@ pub struct Manifest {
 pub struct Component {
     /// A file path (resolved against the manifest's directory) or an image reference.
     pub source: Source,
-    /// Host directory → guest path, read-only.
-    pub mounts: Vec<(PathBuf, String)>,
+    /// Its files: directories mounted read-only, or files to copy into a root of its own.
+    pub files: Files,
     /// Outbound HTTP grants.
     pub allowed_outbound_hosts: Vec<String>,
     /// Key-value store grants.
@@ -90,6 +128,25 @@ struct Raw {
 struct RawApplication {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    trigger: Option<RawApplicationTriggers>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+/// `[application.trigger.http]`: Spin 2's settings for every HTTP trigger.
+#[derive(Deserialize)]
+struct RawApplicationTriggers {
+    #[serde(default)]
+    http: Option<RawApplicationHttp>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawApplicationHttp {
+    #[serde(default)]
+    base: Option<String>,
     #[serde(flatten)]
     extra: BTreeMap<String, toml::Value>,
 }
@@ -114,10 +171,20 @@ struct RawTriggers {
 
 #[derive(Deserialize)]
 struct RawHttpTrigger {
-    route: Spanned<String>,
-    component: Spanned<String>,
+    route: Spanned<RawRoute>,
+    #[serde(default)]
+    component: Option<Spanned<String>>,
+    #[serde(default)]
+    static_response: Option<Spanned<toml::Value>>,
     #[serde(flatten)]
     extra: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRoute {
+    Path(String),
+    Private { private: bool },
 }
 
 #[derive(Deserialize)]
@@ -132,6 +199,8 @@ struct RawComponent {
     source: toml::Value,
     #[serde(default)]
     files: Vec<RawFile>,
+    #[serde(default)]
+    exclude_files: Vec<String>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
@@ -220,16 +289,25 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
         return Err(format!("{shown}: spin_manifest_version {v} is not supported; Spore reads version 2"));
     }
     unknown(&mut warnings, "", &raw.extra);
-    let name = match &raw.application {
-        Some(app) => {
-            unknown(&mut warnings, "[application] ", &app.extra);
-            app.name.clone().unwrap_or_else(|| "app".into())
+    let (mut name, mut base) = ("app".to_owned(), "/".to_owned());
+    if let Some(app) = &raw.application {
+        unknown(&mut warnings, "[application] ", &app.extra);
+        name = app.name.clone().unwrap_or(name);
+        if let Some(t) = &app.trigger {
+            unknown(&mut warnings, "[application.trigger] ", &t.extra);
+            if let Some(http) = &t.http {
+                unknown(&mut warnings, "[application.trigger.http] ", &http.extra);
+                base = http.base.clone().unwrap_or(base);
+                if !base.starts_with('/') {
+                    return Err(format!("{shown}: [application.trigger.http] base {base:?} must start with /"));
+                }
+            }
         }
-        None => "app".into(),
-    };
+    }
 
     // Application variables: command line, then environment, then default.
     let mut values = BTreeMap::new();
+    let secrets: Vec<&str> = raw.variables.iter().filter(|(_, d)| d.secret).map(|(k, _)| k.as_str()).collect();
     for (key, decl) in &raw.variables {
         let value = given.flags.get(key).or_else(|| given.environment.get(&key.to_ascii_lowercase())).cloned();
         match value.or_else(|| decl.default.clone()) {
@@ -244,7 +322,6 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
             }
             None => {}
         }
-        let _ = decl.secret;
     }
     for key in given.flags.keys().filter(|k| !raw.variables.contains_key(*k)) {
         warnings.push(format!("--var {key}: the manifest declares no variable {key}; ignored"));
@@ -269,45 +346,16 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
                 ));
             }
         };
-        let mut mounts = Vec::new();
-        // An app's files are the app's: a manifest (perhaps someone else's) mounts nothing
-        // from outside its own directory, however it spells the path.
-        let inside = |source: &str| -> Result<PathBuf, String> {
-            let path = dir.join(source);
-            let outside = Path::new(source).is_absolute()
-                || match (std::fs::canonicalize(&path), std::fs::canonicalize(&dir)) {
-                    (Ok(real), Ok(root)) => !real.starts_with(root),
-                    _ => Path::new(source).components().any(|c| c == std::path::Component::ParentDir),
-                };
-            match outside {
-                true => Err(at(
-                    offset,
-                    format!(
-                        "[component.{id}] files: {source:?} is outside the app's directory {}; an app's files must be inside it",
-                        dir.display()
-                    ),
-                )),
-                false => Ok(path),
-            }
-        };
-        for f in &c.files {
-            match f {
-                RawFile::Map { source, destination } => mounts.push((inside(source)?, destination.clone())),
-                RawFile::Path(p) => {
-                    // Directories (or `dir/**`) are mounted where the guest expects them; single
-                    // files and other globs cannot be preopened one by one.
-                    let d = p.trim_end_matches("/**").trim_end_matches("/*");
-                    inside(d)?;
-                    if dir.join(d).is_dir() {
-                        mounts.push((dir.join(d), format!("/{}", d.trim_start_matches("./"))));
-                    } else {
-                        warnings.push(format!(
-                            "{shown}: [component.{id}] files entry {p:?} is not a directory; Spore mounts directories (write {{ source = \"DIR\", destination = \"/DIR\" }})"
-                        ));
-                    }
-                }
-            }
-        }
+        let entries: Vec<files::Entry> = c
+            .files
+            .iter()
+            .map(|f| match f {
+                RawFile::Path(p) => files::Entry::Pattern(p),
+                RawFile::Map { source, destination } => files::Entry::Map { source, destination },
+            })
+            .collect();
+        let files = files::resolve(&dir, &entries, &c.exclude_files)
+            .map_err(|e| at(offset, format!("[component.{id}] files: {e}")))?;
         let mut variables = BTreeMap::new();
         for (k, template) in &c.variables {
             variables.insert(
@@ -315,12 +363,17 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
                 fill(template, &values).map_err(|e| at(offset, format!("[component.{id}.variables] {k}: {e}")))?,
             );
         }
-        // Spin fills application variables into outbound hosts and the environment as well.
+        // Spin fills application variables into outbound hosts and the environment as well. A
+        // host is shown in logs and messages, so no secret goes into one.
         let allowed_outbound_hosts = c
             .allowed_outbound_hosts
             .iter()
             .map(|h| {
-                fill(h, &values).map_err(|e| at(offset, format!("[component.{id}] allowed_outbound_hosts {h:?}: {e}")))
+                let named = |e: String| at(offset, format!("[component.{id}] allowed_outbound_hosts {h:?}: {e}"));
+                if let Some(secret) = secrets.iter().find(|s| names(h).any(|n| n == **s)) {
+                    return Err(named(format!("{secret} is a secret variable; a host may not hold a secret")));
+                }
+                fill(h, &values).map_err(named)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut environment = BTreeMap::new();
@@ -333,7 +386,7 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
             id.clone(),
             Component {
                 source,
-                mounts,
+                files,
                 allowed_outbound_hosts,
                 key_value_stores: c.key_value_stores.clone(),
                 sqlite_databases: c.sqlite_databases.clone(),
@@ -355,19 +408,44 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
         for trigger in &t.http {
             let tr = trigger.get_ref();
             unknown(&mut warnings, "[[trigger.http]] ", &tr.extra);
-            let component = tr.component.get_ref();
-            if !components.contains_key(component) {
-                return Err(at(
-                    tr.component.span().start,
-                    format!(
-                        "[[trigger.http]] names component {component:?}, which has no [component.{component}]; components: {}",
-                        components.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-            let route = tr.route.get_ref();
-            seen.add(route, ()).map_err(|e| at(tr.route.span().start, e.to_string()))?;
-            routes.push((route.clone(), component.clone()));
+            let handler = match (&tr.component, &tr.static_response) {
+                (Some(component), None) => {
+                    let id = component.get_ref();
+                    if !components.contains_key(id) {
+                        return Err(at(
+                            component.span().start,
+                            format!(
+                                "[[trigger.http]] names component {id:?}, which has no [component.{id}]; components: {}",
+                                components.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    Handler::Component(id.clone())
+                }
+                (None, Some(response)) => Handler::Static(
+                    static_response(response.get_ref().clone())
+                        .map_err(|e| at(response.span().start, format!("[[trigger.http]] static_response: {e}")))?,
+                ),
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(at(
+                        trigger.span().start,
+                        "[[trigger.http]] needs either component or static_response (exactly one)".into(),
+                    ));
+                }
+            };
+            let route = match tr.route.get_ref() {
+                RawRoute::Path(route) => route,
+                RawRoute::Private { private: true } if matches!(handler, Handler::Component(_)) => continue,
+                RawRoute::Private { .. } => {
+                    return Err(at(
+                        tr.route.span().start,
+                        "[[trigger.http]] route = { private = true } is for a component (reachable by no URL); give a path otherwise".into(),
+                    ));
+                }
+            };
+            let route = with_base(&base, route);
+            seen.add(&route, ()).map_err(|e| at(tr.route.span().start, e.to_string()))?;
+            routes.push((route, handler));
         }
     }
     if routes.is_empty() {
@@ -378,7 +456,41 @@ fn read(text: &str, shown: &str, dir: &Path, given: &Given) -> Result<Manifest, 
     Ok(Manifest { name, components, routes, warnings })
 }
 
+use crate::files;
+pub use crate::files::Files;
 use crate::router;
+
+/// `route` under the application's `base`.
+fn with_base(base: &str, route: &str) -> String {
+    match base.trim_end_matches('/') {
+        "" => route.to_owned(),
+        base => format!("{base}{route}"),
+    }
+}
+
+/// Checks a static response: a status a response can have, headers HTTP can carry.
+fn static_response(value: toml::Value) -> Result<StaticResponse, String> {
+    let response: StaticResponse = value.try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
+    if !(100..=999).contains(&response.status_code) {
+        return Err(format!("status_code {} is not an HTTP status (100 to 999)", response.status_code));
+    }
+    for (name, value) in &response.headers {
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(format!("header name {name:?} is not a valid HTTP header name"));
+        }
+        if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(format!("header {name}'s value holds a control character"));
+        }
+    }
+    Ok(response)
+}
+
+/// The variable names a template's `{{ … }}` hold.
+fn names(template: &str) -> impl Iterator<Item = &str> {
+    template.split("{{").skip(1).filter_map(|part| part.split_once("}}").map(|(name, _)| name.trim()))
+}
 
 /// Fills `{{ name }}` from `values`.
 fn fill(template: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
@@ -435,11 +547,11 @@ message = "{{ greeting }}, world"
         );
         let m = load(&f, &Given::default()).unwrap();
         assert_eq!(m.name, "shop");
-        assert_eq!(m.routes, [("/hello/...".to_owned(), "hello".to_owned())]);
+        assert_eq!(m.routes, [("/hello/...".to_owned(), Handler::Component("hello".to_owned()))]);
         let c = &m.components["hello"];
         assert_eq!(c.source, Source::File(dir.path().join("hello.wasm")));
         assert_eq!(c.variables["message"], "Hello, world");
-        assert_eq!(c.mounts.len(), 2);
+        assert!(matches!(&c.files, Files::Mounts(m) if m.len() == 2), "{:?}", c.files);
         assert!(
             m.warnings.iter().any(|w| w.contains("authors")) && m.warnings.iter().any(|w| w.contains("build")),
             "{:?}",
@@ -457,6 +569,61 @@ message = "{{ greeting }}, world"
         assert_eq!(load(&f, &given).unwrap().components["hello"].variables["message"], "Hey, world");
         given.flags.insert("greeting".to_owned(), "Hi".to_owned());
         assert_eq!(load(&f, &given).unwrap().components["hello"].variables["message"], "Hi, world");
+    }
+
+    #[test]
+    fn static_responses_private_routes_the_base_and_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            r#"spin_manifest_version = 2
+[application]
+name = "shop"
+[application.trigger.http]
+base = "/shop/"
+[variables]
+token = { required = true, secret = true }
+host = { default = "api.example.com" }
+[[trigger.http]]
+route = "/..."
+component = "web"
+[[trigger.http]]
+route = "/health"
+static_response = { status_code = 418, headers = { x-kind = "teapot" }, body = "short and stout" }
+[[trigger.http]]
+route = { private = true }
+component = "worker"
+[component.web]
+source = "web.wasm"
+allowed_outbound_hosts = ["https://{{ host }}"]
+environment = { TOKEN = "{{ token }}" }
+[component.worker]
+source = "worker.wasm"
+"#,
+        );
+        let given = Given { flags: BTreeMap::from([("token".to_owned(), "s3cret".to_owned())]), ..Given::default() };
+        let m = load(&f, &given).unwrap();
+        let teapot = StaticResponse {
+            status_code: 418,
+            headers: BTreeMap::from([("x-kind".to_owned(), "teapot".to_owned())]),
+            body: "short and stout".to_owned(),
+        };
+        assert_eq!(
+            m.routes,
+            [
+                ("/shop/...".to_owned(), Handler::Component("web".to_owned())),
+                ("/shop/health".to_owned(), Handler::Static(teapot)),
+            ]
+        );
+        assert!(m.components.contains_key("worker"), "a private component is loaded all the same");
+        assert_eq!(m.components["web"].environment["TOKEN"], "s3cret");
+        assert_eq!(m.components["web"].allowed_outbound_hosts, ["https://api.example.com"]);
+
+        // A secret in a host would end up in messages: refused, naming the variable only.
+        let text =
+            std::fs::read_to_string(&f).unwrap().replace("https://{{ host }}", "https://{{ token }}.example.com");
+        let err = load(&write(dir.path(), &text), &given).unwrap_err().to_string();
+        assert!(err.contains("token is a secret variable") && !err.contains("s3cret"), "{err}");
     }
 
     #[test]
@@ -483,6 +650,31 @@ message = "{{ greeting }}, world"
             (format!("{base}files = [\"../..\"]\n"), 0, "\"../..\" is outside the app's directory"),
             (format!("{base}files = [\"escape\"]\n"), 0, "\"escape\" is outside the app's directory"),
             (base.to_owned(), 0, "no [[trigger.http]]"),
+            (format!("{base}[[trigger.http]]\nroute = \"/x\"\n"), 3, "needs either component or static_response"),
+            (
+                format!("{base}[[trigger.http]]\nroute = \"/x\"\nstatic_response = {{ status_code = 42 }}\n"),
+                5,
+                "status_code 42 is not an HTTP status",
+            ),
+            (
+                format!(
+                    "{base}[[trigger.http]]\nroute = \"/x\"\nstatic_response = {{ headers = {{ \"a b\" = \"c\" }} }}\n"
+                ),
+                5,
+                "header name \"a b\" is not a valid",
+            ),
+            (
+                format!("{base}[[trigger.http]]\nroute = \"/x\"\nstatic_response = {{ bdy = \"typo\" }}\n"),
+                5,
+                "unknown field `bdy`",
+            ),
+            (
+                format!("{base}[[trigger.http]]\nroute = {{ private = true }}\nstatic_response = {{ body = \"x\" }}\n"),
+                4,
+                "is for a component",
+            ),
+            ("[application.trigger.http]\nbase = \"shop\"\n".to_owned(), 0, "base \"shop\" must start with /"),
+            (format!("{base}exclude_files = [\"[\"]\n"), 1, "not a glob pattern"),
             (
                 format!("{base}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"a\"\n"),
                 0,

@@ -8,8 +8,9 @@ use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind};
 use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
 use spore_serve::door::Door;
+use spore_serve::manifest::{Files, Handler};
 use spore_serve::router::Router;
-use spore_serve::{App, Server, ServerLimits, manifest};
+use spore_serve::{App, Server, ServerLimits, Target, manifest};
 use spore_types::{ByteSize, HumanDuration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,15 +120,18 @@ fn stdio(spec: &mut SandboxSpec) {
     spec.stdio = StdioSpec { stdout: Output::Inherit, stderr: Output::Inherit, ..StdioSpec::default() };
 }
 
-fn run_server(router: Router<Arc<App>>, server: &ServerArgs) -> anyhow::Result<i32> {
+fn run_server(router: Router<Target>, server: &ServerArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&server.addr)
             .await
             .with_context(|| format!("--addr {}: cannot listen", server.addr))?;
         let addr = listener.local_addr()?;
-        for (route, app) in router.routes() {
-            eprintln!("{route:<24} → {}", app.name);
+        for (route, target) in router.routes() {
+            match target {
+                Target::App(app) => eprintln!("{route:<24} → {}", app.name),
+                Target::Static(r) => eprintln!("{route:<24} → static response {}", r.status_code),
+            }
         }
         eprintln!("Serving on http://{addr} (Ctrl-C to stop)");
         Server::new(router, limits(server), Sinks::default(), !server.quiet)
@@ -167,7 +171,7 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
     // Admitted once (its mounts pinned): a request's instance cannot redirect the next one's.
     let runnable = http_app(&engine, &name, &bytes, &mut spec, &stores)?;
     let mut router = Router::default();
-    router.add("/...", Arc::new(App { name, runnable, spec })).map_err(anyhow::Error::msg)?;
+    router.add("/...", Target::App(Arc::new(App { name, runnable, spec }))).map_err(anyhow::Error::msg)?;
     run_server(router, &args.server)
 }
 
@@ -193,6 +197,8 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
     }
     let stores = kv_stores(args.server.runtime_config.as_deref())?;
     let engine = engine(cache_dir, &args.server, 256 << 20)?;
+    // Components whose files are copied get a root each here, gone when the server stops.
+    let staging = tempfile::Builder::new().prefix("spore-up-").tempdir().context("a directory for the app's files")?;
     let mut apps = BTreeMap::new();
     for (id, c) in &m.components {
         let mut spec = SandboxSpec::default();
@@ -204,12 +210,20 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         };
         spec.argv0 = Some(id.clone());
         spec.env.extend(c.environment.clone());
-        spec.mounts.extend(c.mounts.iter().map(|(host, guest)| Mount {
-            host: host.clone(),
-            guest: guest.clone(),
+        let mount = |host: &Path, guest: &str| Mount {
+            host: host.to_owned(),
+            guest: guest.to_owned(),
             read_only: true,
             pin: None,
-        }));
+        };
+        match &c.files {
+            Files::Mounts(mounts) => spec.mounts.extend(mounts.iter().map(|(host, guest)| mount(host, guest))),
+            Files::Staged(files) => {
+                let root = staging.path().join(id);
+                stage(&root, files).with_context(|| format!("[component.{id}] files"))?;
+                spec.mounts.push(mount(&root, "/"));
+            }
+        }
         spec.capabilities.allowed_outbound_hosts = c.allowed_outbound_hosts.clone();
         spec.capabilities.key_value_stores = c.key_value_stores.clone();
         spec.capabilities.sqlite_databases = c.sqlite_databases.clone();
@@ -234,9 +248,26 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec }));
     }
     let mut router = Router::default();
-    for (route, id) in &m.routes {
-        router.add(route, apps[id].clone()).map_err(anyhow::Error::msg)?;
+    for (route, handler) in &m.routes {
+        let target = match handler {
+            Handler::Component(id) => Target::App(apps[id].clone()),
+            Handler::Static(response) => Target::Static(Arc::new(response.clone())),
+        };
+        router.add(route, target).map_err(anyhow::Error::msg)?;
     }
     eprintln!("{}: {} component(s)", m.name, apps.len());
     run_server(router, &args.server)
+}
+
+/// Copies `files` (host file → guest path) under `root`, as the guest will see them.
+fn stage(root: &Path, files: &[(PathBuf, String)]) -> anyhow::Result<()> {
+    for (host, guest) in files {
+        let to = root.join(guest.trim_start_matches('/'));
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
+        }
+        std::fs::copy(host, &to).with_context(|| format!("copying {} to {guest}", host.display()))?;
+    }
+    std::fs::create_dir_all(root)?;
+    Ok(())
 }

@@ -9,6 +9,10 @@
 //! traps or fails answers 500 with a log line saying why. One access-log line per request.
 //! Shutdown is graceful: no new connections, in-flight requests finish (up to a grace period).
 //!
+//! A request reaches its app with Spin's request headers (`spin-path-info`, `spin-full-url`,
+//! `spin-matched-route`, …, set by the server: a client's own are dropped), which Spin SDKs'
+//! routers read. A route may instead answer with a static response, no app run.
+//!
 //! The concurrency limit counts *instances*, not requests waiting for their answer: an
 //! instance that keeps running after its response holds its slot until it ends (or its spec's
 //! CPU or wall-clock limit stops it). When the server stops, every instance is ended before
@@ -20,6 +24,7 @@
 pub mod door;
 pub mod runtime_config;
 
+pub use spore_app::manifest::StaticResponse;
 pub use spore_app::{manifest, router};
 
 use bytes::Bytes;
@@ -43,6 +48,25 @@ pub struct App {
     pub runnable: Arc<Runnable>,
     /// The sandbox every request of it runs in (capabilities, env, mounts, limits).
     pub spec: SandboxSpec,
+}
+
+/// What answers a route.
+#[derive(Clone)]
+pub enum Target {
+    /// An app, run per request.
+    App(Arc<App>),
+    /// A response the server gives itself.
+    Static(Arc<StaticResponse>),
+}
+
+impl Target {
+    /// The name the access log shows.
+    fn name(&self) -> &str {
+        match self {
+            Target::App(app) => &app.name,
+            Target::Static(_) => "static",
+        }
+    }
 }
 
 /// Server limits.
@@ -78,7 +102,7 @@ impl Default for ServerLimits {
 
 /// The server: routes, limits, and where guests' output goes.
 pub struct Server {
-    router: Router<Arc<App>>,
+    router: Router<Target>,
     limits: ServerLimits,
     instances: Arc<Instances>,
     sinks: Sinks,
@@ -97,7 +121,7 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
 
 impl Server {
     /// A server for `router`, with guests' stdout/stderr going to `sinks`.
-    pub fn new(router: Router<Arc<App>>, limits: ServerLimits, sinks: Sinks, access_log: bool) -> Arc<Server> {
+    pub fn new(router: Router<Target>, limits: ServerLimits, sinks: Sinks, access_log: bool) -> Arc<Server> {
         let instances = Instances::new(limits.concurrency);
         Arc::new(Server { router, limits, instances, sinks, access_log })
     }
@@ -166,7 +190,7 @@ impl Server {
     async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let start = Instant::now();
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let (response, app) = self.dispatch(req).await;
+        let (response, app) = self.dispatch(req, remote).await;
         if self.access_log {
             eprintln!(
                 "{remote} \"{method} {uri}\" {} {:.2}ms {}",
@@ -178,10 +202,16 @@ impl Server {
         response
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> (Response<Body>, Option<&str>) {
+    async fn dispatch(&self, mut req: Request<Incoming>, remote: SocketAddr) -> (Response<Body>, Option<&str>) {
         let Some(matched) = self.router.find(req.uri().path()) else {
             return (plain(StatusCode::NOT_FOUND, format!("no route for {}", req.uri().path())), None);
         };
+        let name = Some(matched.target.name());
+        let app = match matched.target {
+            Target::App(app) => app.clone(),
+            Target::Static(response) => return (static_response(response), name),
+        };
+        spin_headers(&mut req, &matched, remote);
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.limits.max_header_bytes {
             let max = self.limits.max_header_bytes;
@@ -193,8 +223,6 @@ impl Server {
                 None,
             );
         }
-        let app = matched.target.clone();
-        let name = Some(matched.target.name.as_str());
         let max = self.limits.max_body;
         let declared = req
             .headers()
@@ -234,6 +262,51 @@ impl Server {
     }
 }
 
+/// A route's static response (its headers checked when the manifest was read).
+fn static_response(r: &StaticResponse) -> Response<Body> {
+    let body = Full::new(Bytes::from(r.body.clone())).map_err(|never| match never {}).boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(r.status_code).unwrap_or(StatusCode::OK);
+    for (name, value) in &r.headers {
+        if let (Ok(name), Ok(value)) =
+            (hyper::header::HeaderName::try_from(name.as_str()), hyper::header::HeaderValue::try_from(value.as_str()))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Sets Spin's request headers, as Spin's HTTP trigger does: which route matched and what of
+/// the path it left (`spin-path-info`, which Spin SDKs' routers read), the whole URL, each
+/// `:name` segment, the client's address. A client's own headers of these names are dropped
+/// first: the app must be able to trust them.
+fn spin_headers<B>(req: &mut Request<B>, matched: &router::Matched<'_, Target>, remote: SocketAddr) {
+    use hyper::header::{HeaderName, HeaderValue};
+    let headers = req.headers_mut();
+    let theirs: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("spin-")).cloned().collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+    let host = headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
+    let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let component_route = matched.route.strip_suffix("/...").unwrap_or(matched.route);
+    let mut set = |name: String, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            req.headers_mut().insert(name, value);
+        }
+    };
+    set("spin-full-url".into(), &full_url);
+    set("spin-path-info".into(), &matched.rest);
+    set("spin-matched-route".into(), matched.route);
+    set("spin-raw-component-route".into(), matched.route);
+    set("spin-component-route".into(), component_route);
+    set("spin-client-addr".into(), &remote.to_string());
+    for (name, value) in &matched.params {
+        set(format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+    }
+}
+
 /// Aborts every instance of a server whose future is dropped.
 struct AbortOnDrop(Arc<Instances>);
 
@@ -254,7 +327,7 @@ pub async fn serve_app(
 ) -> Result<(), String> {
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let mut router = Router::default();
-    router.add("/...", Arc::new(app)).expect("one route");
+    router.add("/...", Target::App(Arc::new(app))).expect("one route");
     Server::new(router, limits, sinks, false).serve(listener, shutdown).await;
     Ok(())
 }

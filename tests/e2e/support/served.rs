@@ -89,6 +89,11 @@ impl Drop for Served {
 
 /// A request with extra headers, on its own connection.
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    super::parse_response(&exchange(addr, method, path, headers, body))
+}
+
+/// A request with extra headers, on its own connection: the whole response, as sent.
+pub fn exchange(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
@@ -100,5 +105,5 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    super::parse_response(&raw)
+    raw
 }
