@@ -156,7 +156,7 @@ fn build_an_artifact_of_a_component_and_run_it() {
     let run = |args: &[&str]| with_store(&store).args(args).seen();
     let seen = run(&["build", "--format", "artifact", "-t", "hello-p2", ctx.to_str().unwrap()]);
     assert_eq!(seen.code, 0, "{seen:?}");
-    assert!(seen.stdout.contains("wasip2, artifact"), "{seen:?}");
+    assert!(seen.stdout.contains("wasip2/wasm, artifact"), "{seen:?}");
     assert!(seen.stderr.contains("no place for ENV"), "{seen:?}");
     let seen = run(&["run", "hello-p2", "a"]);
     assert_eq!(seen.stdout, "Hello from a component! args=[\"a\"]\n", "{seen:?}");
@@ -167,4 +167,47 @@ fn build_an_artifact_of_a_component_and_run_it() {
     let seen = run(&["build", "--format", "artifact", ctx.to_str().unwrap()]);
     assert_eq!(seen.code, 125, "{seen:?}");
     assert!(seen.stderr.contains("holds only the wasm") && seen.stderr.contains("/extra.txt"), "{seen:?}");
+}
+
+/// `--platform` names the image as Docker (`wasi/wasm`) or runwasi and Go (`wasip1/wasm`) do,
+/// or both in an index; Spore runs, saves and loads each, and refuses a name the wasm is not for.
+#[test]
+fn build_for_either_or_both_wasm_platform_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("hello"), ctx.join("hello.wasm")).unwrap();
+    std::fs::write(ctx.join("Sporefile"), "FROM scratch\nCOPY hello.wasm /hello.wasm\nENTRYPOINT [\"/hello.wasm\"]\n")
+        .unwrap();
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
+    let c = ctx.to_str().unwrap();
+    let seen = run(&["build", "--platform", "wasi/wasm", "-t", "docker-named", c]);
+    assert!(seen.code == 0 && seen.stdout.contains("wasi/wasm, compat"), "{seen:?}");
+    let seen = run(&["build", "--platform", "wasi/wasm,wasip1/wasm", "-t", "both", c]);
+    assert!(seen.code == 0 && seen.stdout.contains("wasi/wasm, wasip1/wasm, compat"), "{seen:?}");
+    for image in ["docker-named", "both"] {
+        assert_eq!(run(&["run", image]).stdout, "Hello from Spore!\n", "{image}");
+    }
+    // An index saves whole (both manifests) and loads back to the same digest.
+    let inspect = |store: &std::path::Path| {
+        let seen = with_store(store).args(["image", "inspect", "both"]).seen();
+        let v: serde_json::Value = serde_json::from_str(&seen.stdout).unwrap_or_else(|_| panic!("{seen:?}"));
+        v["Digest"].as_str().unwrap_or_default().to_owned()
+    };
+    let saved = dir.path().join("both.tar");
+    assert_eq!(run(&["save", "both", "-o", saved.to_str().unwrap()]).code, 0);
+    let other = dir.path().join("other-store");
+    let seen = with_store(&other).args(["load", "-i", saved.to_str().unwrap()]).seen();
+    assert_eq!(seen.code, 0, "{seen:?}");
+    assert_eq!(inspect(&other), inspect(&store));
+    assert_eq!(with_store(&other).args(["run", "both"]).seen().stdout, "Hello from Spore!\n");
+
+    let seen = run(&["build", "--platform", "wasip2/wasm", c]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains("--platform")
+            && seen.stderr.contains("core module wasm; name it wasi/wasm or wasip1/wasm"),
+        "{seen:?}"
+    );
 }

@@ -136,6 +136,9 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
         invoke,
         ..Default::default()
     };
+    // Spin's app variables from the pod's env, as SpinKube passes them (`SPIN_VARIABLE_NAME`,
+    // or `SPORE_VARIABLE_NAME`): values, not grants.
+    spec.capabilities.variables = spore_serve::manifest::Given::from_environment(spec.env.clone());
     let budget = MemoryBudget::read();
     spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
     let engine = engine()?;

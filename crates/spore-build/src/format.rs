@@ -46,6 +46,46 @@ pub enum FormatError {
         .0.join(", ")
     )]
     FilesBesideTheWasm(Vec<String>),
+    /// A platform the image cannot be named for.
+    #[error("platform {given:?}: {why}")]
+    Platform {
+        /// As given.
+        given: String,
+        /// What is wrong and what would do.
+        why: String,
+    },
+}
+
+/// The OS names of the platforms an image is written for, from a `--platform` list
+/// (`wasi/wasm,wasip1/wasm`); `detected` is the entrypoint's own (`wasip1` for a core module,
+/// `wasip2` for a component). Docker names every wasm platform `wasi/wasm`; runwasi and Go name
+/// a module's `wasip1/wasm`, and the Wasm OCI artifact a component's `wasip2/wasm`. A name the
+/// wasm is not for is refused.
+pub fn platforms(list: &str, detected: &str) -> Result<Vec<String>, FormatError> {
+    let allowed = ["wasi", detected];
+    let mut oses: Vec<String> = Vec::new();
+    for given in list.split(',').map(str::trim) {
+        let refuse = |why: String| FormatError::Platform { given: given.to_owned(), why };
+        let os = match given.split_once('/') {
+            Some((os, "wasm")) => os,
+            _ => return Err(refuse("write OS/wasm, as wasi/wasm or wasip1/wasm".into())),
+        };
+        if !allowed.contains(&os) {
+            return Err(refuse(format!(
+                "the entrypoint is a {} wasm; name it {}",
+                match detected {
+                    "wasip2" => "component",
+                    _ => "core module",
+                },
+                allowed.map(|os| format!("{os}/wasm")).join(" or ")
+            )));
+        }
+        if oses.iter().any(|o| o == os) {
+            return Err(refuse("named twice".into()));
+        }
+        oses.push(os.to_owned());
+    }
+    Ok(oses)
 }
 
 /// The artifact image of `planned` — its entrypoint's wasm and OS, with a component's imports
@@ -92,6 +132,22 @@ mod tests {
         let opts =
             BuildOptions { context: ctx.clone(), sporefile: ctx.join("Sporefile"), build_args: Default::default() };
         plan(&opts, &store).unwrap()
+    }
+
+    #[test]
+    fn platforms_are_the_names_the_wasm_may_go_by() {
+        assert_eq!(platforms("wasi/wasm, wasip1/wasm", "wasip1").unwrap(), ["wasi", "wasip1"]);
+        assert_eq!(platforms("wasip2/wasm", "wasip2").unwrap(), ["wasip2"]);
+        for (list, detected, why) in [
+            ("wasip2/wasm", "wasip1", "a core module wasm; name it wasi/wasm or wasip1/wasm"),
+            ("wasip1/wasm", "wasip2", "a component wasm; name it wasi/wasm or wasip2/wasm"),
+            ("linux/amd64", "wasip1", "write OS/wasm"),
+            ("wasi", "wasip1", "write OS/wasm"),
+            ("wasi/wasm,wasi/wasm", "wasip1", "named twice"),
+        ] {
+            let err = platforms(list, detected).unwrap_err().to_string();
+            assert!(err.contains(why), "{list}: {err}");
+        }
     }
 
     #[test]

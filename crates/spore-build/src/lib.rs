@@ -10,5 +10,5 @@ mod format;
 mod sporefile;
 
 pub use builder::{BuildError, BuildOptions, Planned, plan};
-pub use format::{BuildFormat, FormatError, artifact};
+pub use format::{BuildFormat, FormatError, artifact, platforms};
 pub use sporefile::{Instruction, Line, ParseError, Sporefile, substitute};

@@ -5,7 +5,7 @@ use crate::store::{open_store, resolve};
 use anyhow::{Context, anyhow};
 use clap::Args;
 use spore_build::BuildFormat;
-use spore_image::{OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
+use spore_image::{CompatImage, OpenedImage, Reference, export_layout, extract_layer, import_layout, open_image};
 use std::path::{Path, PathBuf};
 
 /// Build an image from a Sporefile (Dockerfile syntax, without RUN).
@@ -34,6 +34,12 @@ pub struct BuildArgs {
     /// artifact (the CNCF Wasm OCI artifact: the wasm alone).
     #[arg(long, default_value_t = BuildFormat::Compat, value_name = "compat|artifact")]
     format: BuildFormat,
+    /// The platform names the image goes by: wasip1/wasm (a module's, the default) or
+    /// wasip2/wasm (a component's), wasi/wasm (Docker's). Two, comma-separated, write an index
+    /// listing the image under each (for tools that match the platform; containerd 1.6's CRI
+    /// cannot pull an index).
+    #[arg(long, value_name = "OS/wasm[,OS/wasm]")]
+    platform: Option<String>,
     /// The build context: what COPY can see.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -57,35 +63,50 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
     let image = &planned.image;
     // Blobs are written before the tag names them: keep a concurrent prune off them.
     let _gc = store.gc_guard()?;
-    let written = match args.format {
-        BuildFormat::Compat => image.write(&store)?,
-        BuildFormat::Artifact => {
-            let component = match &program.code {
-                spore_engine::ProgramCode::Component(c) => {
-                    let ty = c.component_type();
-                    let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
-                    Some((
-                        names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                        names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                    ))
+    let oses = match &args.platform {
+        Some(list) => spore_build::platforms(list, &image.os).context("--platform")?,
+        None => vec![image.os.clone()],
+    };
+    let mut each = Vec::new();
+    for os in &oses {
+        let written = match args.format {
+            BuildFormat::Compat => CompatImage { os: os.clone(), ..image.clone() }.write(&store)?,
+            BuildFormat::Artifact => {
+                let component = match &program.code {
+                    spore_engine::ProgramCode::Component(c) => {
+                        let ty = c.component_type();
+                        let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
+                        Some((
+                            names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                            names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                        ))
+                    }
+                    spore_engine::ProgramCode::Module(_) => None,
+                };
+                let (mut artifact, dropped) =
+                    spore_build::artifact(&planned, component).context("--format artifact")?;
+                if !dropped.is_empty() && each.is_empty() {
+                    eprintln!(
+                        "warning: the artifact format has no place for {}; they are not in the image",
+                        dropped.join(", ")
+                    );
                 }
-                spore_engine::ProgramCode::Module(_) => None,
-            };
-            let (artifact, dropped) = spore_build::artifact(&planned, component).context("--format artifact")?;
-            if !dropped.is_empty() {
-                eprintln!(
-                    "warning: the artifact format has no place for {}; they are not in the image",
-                    dropped.join(", ")
-                );
+                artifact.os = os.clone();
+                artifact.write(&store)?
             }
-            artifact.write(&store)?
-        }
+        };
+        each.push((written, os.clone()));
+    }
+    let written = match each.len() {
+        1 => each.remove(0).0,
+        _ => spore_image::write_index(&store, &each)?,
     };
     for tag in &tags {
         store.set_ref(tag, written.manifest)?;
         println!("Tagged {tag}");
     }
-    println!("Built {} ({} bytes, {}, {})", written.manifest, written.total_size, image.os, args.format);
+    let platforms: Vec<String> = oses.iter().map(|os| format!("{os}/wasm")).collect();
+    println!("Built {} ({} bytes, {}, {})", written.manifest, written.total_size, platforms.join(", "), args.format);
     Ok(0)
 }
 

@@ -53,17 +53,18 @@ pub fn import_layout(store: &ContentStore, dir: &Path) -> Result<Vec<String>, La
             .and_then(Digest::parse)
             .ok_or_else(|| malformed(format!("bad manifest digest in {m}")))?;
         copy_tree(store, dir, digest, m["size"].as_u64(), 0)?;
-        let opened = open_image(store, digest)?;
+        // The image must open; the name goes to what the layout names (an index stays one).
+        open_image(store, digest)?;
         let name = m["annotations"][REF_NAME].as_str().map(str::to_owned);
         match name {
             Some(name) => {
                 // A bare tag (as skopeo writes for `oci:DIR:TAG`) or a full reference.
                 let full = if name.contains('/') || name.contains(':') { name } else { format!("local/image:{name}") };
                 let reference: Reference = full.parse().map_err(|e: crate::ReferenceError| malformed(e.to_string()))?;
-                store.set_ref(&reference, opened.manifest)?;
+                store.set_ref(&reference, digest)?;
                 loaded.push(reference.to_string());
             }
-            None => loaded.push(opened.manifest.to_string()),
+            None => loaded.push(digest.to_string()),
         }
     }
     Ok(loaded)
@@ -110,34 +111,49 @@ fn copy_blob(store: &ContentStore, dir: &Path, digest: Digest, size: Option<u64>
     Ok(())
 }
 
-/// Exports the image `name` points at as a layout in `dir` (created), naming it in the index.
-pub fn export_layout(store: &ContentStore, name: &Reference, manifest: Digest, dir: &Path) -> Result<(), LayoutError> {
-    let opened = open_image(store, manifest)?;
+/// Exports the image `name` points at (a manifest, or an index and the manifests it lists) as a
+/// layout in `dir` (created), naming it in the index.
+pub fn export_layout(store: &ContentStore, name: &Reference, top: Digest, dir: &Path) -> Result<(), LayoutError> {
+    // The image must open (a broken one is refused here, not written out).
+    open_image(store, top)?;
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(StoreError::from)?;
-    let manifest_bytes = store.get(&manifest)?;
-    let doc: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap_or_default();
-    let mut digests = vec![manifest];
-    digests.extend(doc["config"]["digest"].as_str().and_then(Digest::parse));
-    digests.extend(opened.tree_layers.iter().copied());
-    digests.extend(opened.wasm_layer);
-    for d in digests {
-        std::fs::copy(store.path(&d), blobs.join(d.hex())).map_err(|_| StoreError::Missing(d))?;
-    }
+    export_tree(store, top, &blobs, 0)?;
+    let top_bytes = store.get(&top)?;
+    let doc: serde_json::Value = serde_json::from_slice(&top_bytes).unwrap_or_default();
     let media_type = doc["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json");
     let index = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{
             "mediaType": media_type,
-            "digest": manifest.to_string(),
-            "size": manifest_bytes.len(),
+            "digest": top.to_string(),
+            "size": top_bytes.len(),
             "annotations": { REF_NAME: name.to_string() }
         }]
     });
     std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index).expect("json"))
         .map_err(StoreError::from)?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Copies a document and everything it names from the store into `blobs`. Only blobs the store
+/// has are named: an index may list platforms that were never pulled, and the layout keeps
+/// the index whole (its digest is the image's name) while holding what was.
+fn export_tree(store: &ContentStore, digest: Digest, blobs: &Path, depth: usize) -> Result<(), LayoutError> {
+    let copy = |d: Digest| std::fs::copy(store.path(&d), blobs.join(d.hex())).map_err(|_| StoreError::Missing(d));
+    copy(digest)?;
+    let doc = Document::parse(&store.get(&digest)?, digest)?;
+    for m in &doc.manifests {
+        let child = m.digest(digest)?;
+        if depth < MAX_NESTING && store.has(&child) {
+            export_tree(store, child, blobs, depth + 1)?;
+        }
+    }
+    for blob in doc.blobs() {
+        copy(blob.digest(digest)?)?;
+    }
     Ok(())
 }
 

@@ -18,6 +18,9 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
     let push = |image: Image| image.push(&reg, work.path());
     let pause = push(pause_image());
     let hello = push(Image::wasm("hello", "/hello.wasm", guest("hello"), &["/hello.wasm"]));
+    // Named as Docker names wasm (`spore build --platform wasi/wasm`): config `os: wasi`.
+    let docker_named =
+        push(Image { os: "wasi", ..Image::wasm("docker-named", "/hello.wasm", guest("hello"), &["/hello.wasm"]) });
     let args = push(Image::wasm("args", "/args.wasm", guest("args-env"), &["/args.wasm"]));
     let exit = push(Image::wasm("exit", "/exit.wasm", guest("exit-code"), &["/exit.wasm"]));
     let spin = push(Image::wasm("spin", "/spin.wasm", guest("spin"), &["/spin.wasm"]));
@@ -32,7 +35,7 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
     let mut client = CriClient::connect(&ctd.socket(), &work.path().join("pods"))
         .await
         .unwrap_or_else(|e| panic!("the CRI does not answer: {e}\n{}", ctd.log()));
-    for image in [&pause, &hello, &args, &exit, &spin, &membomb, &big] {
+    for image in [&pause, &hello, &docker_named, &args, &exit, &spin, &membomb, &big] {
         client.pull(image).await;
     }
 
@@ -44,6 +47,9 @@ async fn pods_with_runtime_class_spore_run_spore_images() {
         .unwrap_or_else(|e| panic!("{e}\n{}", ctd.log()));
     let done = client.wait(&pod, &id, WAIT).await;
     assert_eq!((done.exit_code, done.log.as_str()), (0, "Hello from Spore!"), "{done:?}");
+    let id = client.start(&pod, &Container { name: "docker-named", image: &docker_named, ..Default::default() }).await;
+    let done = client.wait(&pod, &id.unwrap_or_else(|e| panic!("{e}\n{}", ctd.log())), WAIT).await;
+    assert_eq!((done.exit_code, done.log.as_str()), (0, "Hello from Spore!"), "under wasi/wasm: {done:?}");
 
     // The pod's args follow the image's Entrypoint, env reaches the guest.
     let id = client

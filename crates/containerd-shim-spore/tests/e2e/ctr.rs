@@ -22,12 +22,20 @@ fn ctr(c: &Containerd, args: &[&str]) -> Ran {
 }
 
 fn pull(c: &Containerd, image: &str) {
-    let r = ctr(c, &["images", "pull", "--plain-http", "--platform", "wasip1/wasm", image]);
+    pull_as(c, "wasip1/wasm", image);
+}
+
+fn pull_as(c: &Containerd, platform: &str, image: &str) {
+    let r = ctr(c, &["images", "pull", "--plain-http", "--platform", platform, image]);
     assert_eq!(r.code, 0, "pull: {}", r.out);
 }
 
 fn run(c: &Containerd, image: &str, id: &str, args: &[&str]) -> Ran {
-    let mut all = vec!["run", "--rm", "--platform", "wasip1/wasm", "--runtime", "io.containerd.spore.v1", image, id];
+    run_as(c, "wasip1/wasm", image, id, args)
+}
+
+fn run_as(c: &Containerd, platform: &str, image: &str, id: &str, args: &[&str]) -> Ran {
+    let mut all = vec!["run", "--rm", "--platform", platform, "--runtime", "io.containerd.spore.v1", image, id];
     all.extend_from_slice(args);
     ctr(c, &all)
 }
@@ -202,6 +210,74 @@ fn ctr_runs_spore_images_with_output_exit_codes_kill_and_clear_errors() {
     let r = run(&c, &missing, "missing", &[]);
     assert_eq!(r.code, 125, "{}", r.out);
     assert!(r.out.contains("no wasm entrypoint: looked for /app.wasm"), "{}", r.out);
+}
+
+/// Docker names the wasm platform `wasi/wasm`, runwasi and Go `wasip1/wasm`: containerd finds
+/// Spore's images under either. A single manifest (the default) is not matched against the
+/// platform by containerd 1.6 (`ctr` or the CRI); an index built for both names lists a
+/// manifest under each, for the tools that do match.
+#[test]
+fn ctr_finds_spore_images_under_either_wasm_platform_name() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let hello = Image::wasm("hello", "/hello.wasm", guest("hello"), &["/hello.wasm"]).push(&reg, work.path());
+    let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
+    let c = Containerd::start_with_path(&bin);
+    pull_as(&c, "wasi/wasm", &hello);
+    let r = run_as(&c, "wasi/wasm", &hello, "pulled-as-wasi", &[]);
+    assert_eq!((r.code, r.out.trim()), (0, "Hello from Spore!"), "{}", r.out);
+
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.wasm"), guest("hello")).unwrap();
+    std::fs::write(ctx.join("Sporefile"), "FROM scratch\nCOPY hello.wasm /hello.wasm\nENTRYPOINT [\"/hello.wasm\"]\n")
+        .unwrap();
+    let both = "docker.io/library/both:v1";
+    let archive = crate::support::build_archive_for(&ctx, both, &work.path().join("both.tar"), &["wasi", "wasip1"]);
+    for platform in ["wasi/wasm", "wasip1/wasm"] {
+        let r = ctr(&c, &["images", "import", "--platform", platform, archive.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.out);
+        let listed = ctr(&c, &["images", "ls"]).out;
+        let line = listed.lines().find(|l| l.starts_with(both)).unwrap_or_else(|| panic!("not listed: {listed}"));
+        assert!(line.contains("wasi/wasm,wasip1/wasm"), "{line}");
+        let id = format!("both-{}", platform.replace('/', "-"));
+        let r = run_as(&c, platform, both, &id, &[]);
+        assert_eq!((r.code, r.out.trim()), (0, "Hello from Spore!"), "{platform}: {}", r.out);
+        assert_eq!(ctr(&c, &["images", "rm", both]).code, 0);
+    }
+}
+
+/// Spin apps as Spin users build them (spin-sdk 7: WASI 0.3; spin-sdk 5: WASI 0.2) served from
+/// a container: a variable from the env SpinKube sets, and no store or database, which a pod
+/// cannot be granted.
+#[test]
+fn ctr_serves_spin_sdk_apps_with_variables_from_the_env_and_nothing_granted() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
+    let c = Containerd::start_with_path(&bin);
+    for sdk in ["spin7", "spin5"] {
+        let path = format!("/{sdk}.wasm");
+        let entry = [path.as_str()];
+        let image = Image { os: "wasip2", ..Image::wasm(sdk, &path, guest(sdk), &entry) }.push(&reg, work.path());
+        pull_as(&c, "wasi/wasm", &image);
+        let port = crate::support::peers::free_port();
+        let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
+        let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
+        let r = ctr(&c, &[&rt[..], &["--env", "SPIN_VARIABLE_GREETING=Hey", &image, sdk]].concat());
+        assert_eq!(r.code, 0, "{}", r.out);
+        let answer = get(port, "/hello");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("Hey from spin-sdk {}\n", &sdk[4..])),
+            "{answer}"
+        );
+        let answer = get(port, "/count");
+        assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("AccessDenied"), "{answer}");
+        let answer = get(port, "/sql");
+        assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("AccessDenied"), "{answer}");
+        assert_eq!(ctr(&c, &["task", "kill", sdk]).code, 0);
+        stopped(&c, sdk);
+    }
 }
 
 #[test]

@@ -67,6 +67,12 @@ impl Image<'_> {
 /// Builds the Sporefile in `context` as `spore build` does, and saves the image as `spore save
 /// -o FILE.tar` does (an OCI layout in a tar, named `reference`): what `ctr images import` reads.
 pub fn build_archive(context: &Path, reference: &str, archive: &Path) -> PathBuf {
+    build_archive_for(context, reference, archive, &[])
+}
+
+/// As [`build_archive`], for the platforms `oses` names as `spore build --platform` does (none:
+/// the wasm's own; two or more: an index listing the image under each).
+pub fn build_archive_for(context: &Path, reference: &str, archive: &Path, oses: &[&str]) -> PathBuf {
     let store = ContentStore::open(&context.join("../build-store")).unwrap();
     let opts = spore_build::BuildOptions {
         context: context.to_owned(),
@@ -74,9 +80,20 @@ pub fn build_archive(context: &Path, reference: &str, archive: &Path) -> PathBuf
         build_args: Default::default(),
     };
     let planned = spore_build::plan(&opts, &store).unwrap_or_else(|e| panic!("spore build: {e}"));
-    let written = planned.image.write(&store).unwrap();
+    let top = match oses {
+        [] => planned.image.write(&store).unwrap().manifest,
+        _ => {
+            let each: Vec<_> = oses
+                .iter()
+                .map(|os| {
+                    (CompatImage { os: (*os).into(), ..planned.image.clone() }.write(&store).unwrap(), (*os).into())
+                })
+                .collect();
+            spore_image::write_index(&store, &each).unwrap().manifest
+        }
+    };
     let layout = tempfile::tempdir().unwrap();
-    export_layout(&store, &reference.parse::<Reference>().unwrap(), written.manifest, layout.path()).unwrap();
+    export_layout(&store, &reference.parse::<Reference>().unwrap(), top, layout.path()).unwrap();
     let mut tar = tar::Builder::new(std::fs::File::create(archive).unwrap());
     tar.append_dir_all(".", layout.path()).unwrap();
     tar.finish().unwrap();
