@@ -13,7 +13,7 @@ const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:80";
 /// (requests in flight finish; then status 0).
 pub(crate) async fn serve(name: String, runnable: Arc<Runnable>, spec: SandboxSpec) -> anyhow::Result<i32> {
     let listen = spec.env.get("SPORE_HTTP_LISTEN").cloned().unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
-    let app = spore_serve::App { name: name.clone(), runnable, spec };
+    let app = spore_serve::App { name: name.clone(), runnable, spec, spin_headers: false };
     spore_serve::serve_app(app, &listen, ServerLimits::default(), Sinks::default(), spore_serve::shutdown_signal())
         .await
         .map_err(|message| anyhow::anyhow!("{name}: {message}; set SPORE_HTTP_LISTEN in the pod's env to ADDR:PORT"))?;

@@ -171,7 +171,9 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
     // Admitted once (its mounts pinned): a request's instance cannot redirect the next one's.
     let runnable = http_app(&engine, &name, &bytes, &mut spec, &stores)?;
     let mut router = Router::default();
-    router.add("/...", Target::App(Arc::new(App { name, runnable, spec }))).map_err(anyhow::Error::msg)?;
+    router
+        .add("/...", Target::App(Arc::new(App { name, runnable, spec, spin_headers: false })))
+        .map_err(anyhow::Error::msg)?;
     run_server(router, &args.server)
 }
 
@@ -198,7 +200,12 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
     let stores = kv_stores(args.server.runtime_config.as_deref())?;
     let engine = engine(cache_dir, &args.server, 256 << 20)?;
     // Components whose files are copied get a root each here, gone when the server stops.
-    let staging = tempfile::Builder::new().prefix("spore-up-").tempdir().context("a directory for the app's files")?;
+    let staging = match m.components.values().any(|c| matches!(c.files, Files::Staged(_))) {
+        true => {
+            Some(tempfile::Builder::new().prefix("spore-up-").tempdir().context("a directory for the app's files")?)
+        }
+        false => None,
+    };
     let mut apps = BTreeMap::new();
     for (id, c) in &m.components {
         let mut spec = SandboxSpec::default();
@@ -219,7 +226,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         match &c.files {
             Files::Mounts(mounts) => spec.mounts.extend(mounts.iter().map(|(host, guest)| mount(host, guest))),
             Files::Staged(files) => {
-                let root = staging.path().join(id);
+                let root = staging.as_ref().expect("made for staged files").path().join(id);
                 stage(&root, files).with_context(|| format!("[component.{id}] files"))?;
                 spec.mounts.push(mount(&root, "/"));
             }
@@ -245,7 +252,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         stdio(&mut spec);
         let runnable =
             http_app(&engine, id, &bytes, &mut spec, &stores).with_context(|| format!("[component.{id}]"))?;
-        apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec }));
+        apps.insert(id.clone(), Arc::new(App { name: id.clone(), runnable, spec, spin_headers: true }));
     }
     let mut router = Router::default();
     for (route, handler) in &m.routes {

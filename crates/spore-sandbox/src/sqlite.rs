@@ -146,11 +146,21 @@ fn lock(db: &Mutex<rusqlite::Connection>) -> std::sync::MutexGuard<'_, rusqlite:
 const READ_ONLY_PRAGMAS: &[&str] =
     &["table_info", "table_xinfo", "table_list", "index_list", "index_info", "foreign_key_list"];
 
-/// What a guest's SQL may do on its connection (see the module's doc).
+/// What a guest's SQL may do on its connection (see the module's doc). Denied besides files
+/// and pragmas: `fts3_tokenizer`, which with a bound argument returns and registers raw
+/// function pointers (the host's addresses, then a call to one of the guest's choosing), and
+/// temporary tables, whose file is outside the database's size cap.
 fn authorize(context: AuthContext<'_>) -> Authorization {
     match context.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Pragma { pragma_name, .. } if !READ_ONLY_PRAGMAS.contains(&pragma_name) => Authorization::Deny,
+        AuthAction::Function { function_name } if function_name.eq_ignore_ascii_case("fts3_tokenizer") => {
+            Authorization::Deny
+        }
+        AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => Authorization::Deny,
         _ => Authorization::Allow,
     }
 }
@@ -185,6 +195,8 @@ fn open_file(file: &Path, max_bytes: u64) -> Result<Connection, String> {
     }
     let mut db = rusqlite::Connection::open(file).map_err(|e| e.to_string())?;
     db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(|e| e.to_string())?;
+    // No one value past the result cap: SQLite refuses to build it (`zeroblob(1e9)`).
+    db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_RESULT_BYTES as i32).map_err(|e| e.to_string())?;
     db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true).map_err(|e| e.to_string())?;
     db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false).map_err(|e| e.to_string())?;
     // A corrupt or foreign file fails here, at open, not at the guest's first statement.
@@ -241,17 +253,19 @@ fn run(db: &rusqlite::Connection, statement: &str, params: Vec<Cell>) -> Result<
         let mut values = Vec::with_capacity(columns.len());
         for i in 0..columns.len() {
             let value = row.get_ref(i).map_err(db_error)?;
-            held += match value {
-                ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
-                _ => 8,
-            };
+            // Counted before it is copied, with what a cell costs the host beside its bytes.
+            held += std::mem::size_of::<Cell>()
+                + match value {
+                    ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+                    _ => 0,
+                };
+            if held > MAX_RESULT_BYTES {
+                return Err(DbError::Io(format!(
+                    "the result is larger than {}: select fewer rows or columns",
+                    spore_types::human_bytes(MAX_RESULT_BYTES as u64)
+                )));
+            }
             values.push(Cell::try_from(value).map_err(|e| DbError::Io(e.to_string()))?);
-        }
-        if held > MAX_RESULT_BYTES {
-            return Err(DbError::Io(format!(
-                "the result is larger than {}: select fewer rows or columns",
-                spore_types::human_bytes(MAX_RESULT_BYTES as u64)
-            )));
         }
         out.push(values);
     }
@@ -265,7 +279,7 @@ fn db_error(e: rusqlite::Error) -> DbError {
             DbError::Io("the statement was interrupted: the app's CPU time ran out or it was stopped".into())
         }
         Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => DbError::Io(format!(
-            "{e}: Spore does not let an app ATTACH files or run pragmas that change the connection"
+            "{e}: Spore does not let an app ATTACH files, run pragmas that change the connection, create temporary tables or call fts3_tokenizer"
         )),
         _ => DbError::Io(e.to_string()),
     }
@@ -478,6 +492,44 @@ mod tests {
         assert!(!outside.exists(), "a file was written outside the database");
         sql(&conn, "CREATE TABLE t (a INTEGER)").unwrap();
         assert_eq!(sql(&conn, "PRAGMA table_info(t)").unwrap().rows.len(), 1, "schema reads still work");
+    }
+
+    /// FTS3's `fts3_tokenizer` hands out and takes raw function pointers when its argument is
+    /// a bound parameter (its safety switch does not cover those): a guest could learn the
+    /// host's addresses and make it call one of its choosing.
+    #[test]
+    fn a_guest_cannot_reach_host_pointers_through_fts3_tokenizer() {
+        let (_dir, conn) = db();
+        for (statement, params) in [
+            ("SELECT fts3_tokenizer(?)", vec![Cell::Text("simple".into())]),
+            ("SELECT fts3_tokenizer('t', ?)", vec![Cell::Blob(vec![0x41; 8])]),
+        ] {
+            let ran = run(&lock(&conn.db), statement, params);
+            assert!(
+                matches!(&ran, Err(DbError::Io(why)) if why.contains("not authorized")),
+                "{statement}: {:?}",
+                ran.map(|r| r.rows)
+            );
+        }
+        sql(&conn, "CREATE VIRTUAL TABLE docs USING fts3(body)").unwrap();
+        sql(&conn, "INSERT INTO docs VALUES ('full text search works')").unwrap();
+        assert_eq!(sql(&conn, "SELECT body FROM docs WHERE docs MATCH 'search'").unwrap().rows.len(), 1);
+    }
+
+    /// What a statement may make the host hold: no value past the result cap (SQLite's own
+    /// length limit, so `zeroblob(1e9)` is never built), no temporary tables (their file is
+    /// outside the database's size cap).
+    #[test]
+    fn a_statement_cannot_make_the_host_hold_more_than_the_cap() {
+        let (_dir, conn) = db();
+        for statement in [
+            "SELECT zeroblob(1000000000)",
+            "SELECT zeroblob(10000000), zeroblob(10000000)",
+            "CREATE TEMP TABLE t AS SELECT 1",
+        ] {
+            assert!(matches!(sql(&conn, statement), Err(DbError::Io(_))), "{statement} ran");
+        }
+        assert_eq!(sql(&conn, "SELECT zeroblob(1000000)").unwrap().rows.len(), 1, "a large value within the cap");
     }
 
     #[test]

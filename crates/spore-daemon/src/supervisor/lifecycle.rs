@@ -189,8 +189,12 @@ async fn run_loop(sup: Arc<Supervisor>, entry: Arc<Entry>, runnable: Arc<Runnabl
             // An HTTP app: served until stopped, a fresh instance per request (the same
             // server as `spore serve`). A stop is a graceful shutdown.
             Some(http) => {
-                let app =
-                    spore_serve::App { name: record.name.clone(), runnable: runnable.clone(), spec: spec.clone() };
+                let app = spore_serve::App {
+                    name: record.name.clone(),
+                    runnable: runnable.clone(),
+                    spec: spec.clone(),
+                    spin_headers: false,
+                };
                 let limits =
                     spore_serve::ServerLimits { concurrency: slots(&spec), ..spore_serve::ServerLimits::default() };
                 match spore_serve::serve_app(app, &http.listen, limits, sinks.clone(), stop.notified()).await {
