@@ -73,7 +73,7 @@ pub(crate) fn resolve(dir: &Path, entries: &[Entry<'_>], exclude: &[String]) -> 
                 }
             }
             Entry::Pattern(p) => {
-                place(&root, dir, p, &format!("/{}", p.trim_start_matches("./")), &excluded, &mut staged)?
+                place(&root, dir, p, &format!("/{}", p.trim_start_matches("./")), &excluded, &mut staged)?;
             }
             Entry::Map { source, destination } => place(&root, dir, source, destination, &excluded, &mut staged)?,
         }

@@ -66,9 +66,8 @@ pub fn platforms(list: &str, detected: &str) -> Result<Vec<String>, FormatError>
     let mut oses: Vec<String> = Vec::new();
     for given in list.split(',').map(str::trim) {
         let refuse = |why: String| FormatError::Platform { given: given.to_owned(), why };
-        let os = match given.split_once('/') {
-            Some((os, "wasm")) => os,
-            _ => return Err(refuse("write OS/wasm, as wasi/wasm or wasip1/wasm".into())),
+        let Some((os, "wasm")) = given.split_once('/') else {
+            return Err(refuse("write OS/wasm, as wasi/wasm or wasip1/wasm".into()));
         };
         if !allowed.contains(&os) {
             return Err(refuse(format!(

@@ -93,6 +93,10 @@ pub(crate) struct SqliteGrant {
     pub(crate) namespace: Option<String>,
     /// The guest's CPU limit, for interrupting a long statement.
     pub(crate) cpu_limit_ns: Option<u64>,
+    /// One statement (or open) of the sandbox at a time: statements run off the guest's
+    /// thread, so without it a guest running K at once would spend K times its CPU limit and
+    /// hold K of the host's blocking threads.
+    pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An open database, as the guest's `connection` resource.
@@ -166,26 +170,41 @@ fn authorize(context: AuthContext<'_>) -> Authorization {
 }
 
 impl SqliteGrant {
-    /// Opens the database `label` for the guest, or says why not (in the host's log too, with
-    /// the file, which the guest is not told).
-    fn open(&self, label: &str) -> Result<Connection, DbError> {
+    /// Where the database `label` of the guest is, or why it may not have it (in the host's
+    /// log too, with the file, which the guest is not told).
+    fn locate(&self, label: &str) -> Result<(PathBuf, u64), DbError> {
         if !self.granted.iter().any(|g| g == label) {
             tracing::warn!(
                 "sqlite: denied opening database {label:?}: not granted to this sandbox (grant it with sqlite_databases = [\"{label}\"])"
             );
             return Err(DbError::AccessDenied);
         }
-        let Some((file, max_bytes)) = self.databases.file(label, self.namespace.as_deref()) else {
+        self.databases.file(label, self.namespace.as_deref()).ok_or_else(|| {
             tracing::warn!(
                 "sqlite: database {label:?} is granted but the host has no such database (declare it in runtime-config.toml [sqlite_database.{label}])"
             );
-            return Err(DbError::NoSuchDatabase);
-        };
+            DbError::NoSuchDatabase
+        })
+    }
+}
+
+/// Opens the database `label` at `located`, on the blocking pool in the sandbox's turn (the
+/// open reads the file and may wait on another connection's lock).
+async fn open(
+    label: String,
+    located: Result<(PathBuf, u64), DbError>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+) -> Result<Connection, DbError> {
+    let (file, max_bytes) = located?;
+    let turn = turn.lock_owned().await;
+    let opened = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         open_file(&file, max_bytes).map_err(|e| {
             tracing::warn!("sqlite: database {label:?} ({}): {e}", file.display());
             DbError::Io(format!("database {label:?} could not be opened: {e}"))
         })
-    }
+    });
+    opened.await.unwrap_or_else(|e| Err(DbError::Io(format!("the open failed: {e}"))))
 }
 
 /// Opens (creating) `file` with the guest's SQL shut in, and checks that it is a database.
@@ -216,18 +235,16 @@ impl Drop for Abandoned {
     }
 }
 
-/// Runs `statement` with `params` on the blocking pool; its time is the guest's CPU time.
-async fn execute(
-    db: Arc<Mutex<rusqlite::Connection>>,
-    statement: String,
-    params: Vec<Cell>,
-    meter: Arc<Meter>,
-    cpu_limit_ns: Option<u64>,
-) -> Result<Rows, DbError> {
+/// Runs `statement` with `params` on the blocking pool, in the sandbox's turn (held until the
+/// statement has stopped, even if the guest stops waiting); its time is the guest's CPU time.
+async fn execute(taken: Taken, statement: String, params: Vec<Cell>) -> Result<Rows, DbError> {
+    let Taken { db, meter, cpu_limit_ns, turn } = taken;
     let abandoned = Abandoned(Arc::new(AtomicBool::new(false)));
     let (stop, charged) = (abandoned.0.clone(), meter.clone());
+    let turn = turn.lock_owned().await;
     let started = Instant::now();
     let run = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let mut db = lock(&db);
         let over = move || {
             let spent = charged.cpu_ns().saturating_add(started.elapsed().as_nanos() as u64);
@@ -254,7 +271,7 @@ fn run(db: &rusqlite::Connection, statement: &str, params: Vec<Cell>) -> Result<
         for i in 0..columns.len() {
             let value = row.get_ref(i).map_err(db_error)?;
             // Counted before it is copied, with what a cell costs the host beside its bytes.
-            held += std::mem::size_of::<Cell>()
+            held += size_of::<Cell>()
                 + match value {
                     ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
                     _ => 0,
@@ -286,24 +303,40 @@ fn db_error(e: rusqlite::Error) -> DbError {
 }
 
 impl SqliteView<'_> {
-    fn open_into_table(&mut self, label: &str) -> wasmtime::Result<Result<Resource<Connection>, DbError>> {
-        match self.grant.open(label) {
+    async fn open_into_table(&mut self, label: String) -> wasmtime::Result<Result<Resource<Connection>, DbError>> {
+        let located = self.grant.locate(&label);
+        match open(label, located, self.grant.turn.clone()).await {
             Ok(conn) => Ok(Ok(self.table.push(conn)?)),
             Err(e) => Ok(Err(e)),
         }
     }
-
-    fn db(&self, conn: &Resource<Connection>) -> wasmtime::Result<Arc<Mutex<rusqlite::Connection>>> {
-        Ok(self.table.get(conn)?.db.clone())
-    }
 }
 
-/// A call's connection, meter and CPU limit, taken from the view so the statement runs
-/// without holding the store.
-type Taken = (Arc<Mutex<rusqlite::Connection>>, Arc<Meter>, Option<u64>);
+/// A call's connection, meter, CPU limit and the sandbox's turn, taken from the view so the
+/// statement runs without holding the store.
+struct Taken {
+    db: Arc<Mutex<rusqlite::Connection>>,
+    meter: Arc<Meter>,
+    cpu_limit_ns: Option<u64>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
 
-fn taken(view: &SqliteView<'_>, conn: &Resource<Connection>) -> wasmtime::Result<Taken> {
-    Ok((view.db(conn)?, view.meter.clone(), view.grant.cpu_limit_ns))
+impl Taken {
+    fn of(view: &SqliteView<'_>, conn: &Resource<Connection>) -> wasmtime::Result<Taken> {
+        Ok(Taken {
+            db: view.table.get(conn)?.db.clone(),
+            meter: view.meter.clone(),
+            cpu_limit_ns: view.grant.cpu_limit_ns,
+            turn: view.grant.turn.clone(),
+        })
+    }
+
+    /// Reads the connection in the sandbox's turn (no statement of it is running then, so
+    /// its lock is free).
+    async fn read<R>(self, f: impl FnOnce(&rusqlite::Connection) -> R) -> R {
+        let _turn = self.turn.lock().await;
+        f(&lock(&self.db))
+    }
 }
 
 /// The same conversions for each version's generated types.
@@ -365,7 +398,7 @@ version!(v3);
 
 impl v2::HostConnection for SqliteView<'_> {
     async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v2::Error>> {
-        Ok(self.open_into_table(&database)?.map_err(Into::into))
+        Ok(self.open_into_table(database).await?.map_err(Into::into))
     }
 
     async fn execute(
@@ -374,9 +407,9 @@ impl v2::HostConnection for SqliteView<'_> {
         statement: String,
         parameters: Vec<v2::Value>,
     ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
-        let (db, meter, limit) = taken(self, &conn)?;
+        let taken = Taken::of(self, &conn)?;
         let params = parameters.into_iter().map(Into::into).collect();
-        Ok(execute(db, statement, params, meter, limit).await.map(Into::into).map_err(Into::into))
+        Ok(execute(taken, statement, params).await.map(Into::into).map_err(Into::into))
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
@@ -387,7 +420,7 @@ impl v2::HostConnection for SqliteView<'_> {
 
 impl v3::HostConnection for SqliteView<'_> {
     async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
-        Ok(self.open_into_table(&database)?.map_err(Into::into))
+        Ok(self.open_into_table(database).await?.map_err(Into::into))
     }
 
     async fn execute(
@@ -396,19 +429,17 @@ impl v3::HostConnection for SqliteView<'_> {
         statement: String,
         parameters: Vec<v3::Value>,
     ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
-        let (db, meter, limit) = taken(self, &conn)?;
+        let taken = Taken::of(self, &conn)?;
         let params = parameters.into_iter().map(Into::into).collect();
-        Ok(execute(db, statement, params, meter, limit).await.map(Into::into).map_err(Into::into))
+        Ok(execute(taken, statement, params).await.map(Into::into).map_err(Into::into))
     }
 
     async fn last_insert_rowid(&mut self, conn: Resource<Connection>) -> wasmtime::Result<i64> {
-        let db = self.db(&conn)?;
-        Ok(lock(&db).last_insert_rowid())
+        Ok(Taken::of(self, &conn)?.read(|db| db.last_insert_rowid()).await)
     }
 
     async fn changes(&mut self, conn: Resource<Connection>) -> wasmtime::Result<u64> {
-        let db = self.db(&conn)?;
-        Ok(lock(&db).changes())
+        Ok(Taken::of(self, &conn)?.read(|db| db.changes()).await)
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
@@ -422,7 +453,14 @@ impl<U: 'static> v3::HostConnectionWithStore<U> for HasSqlite {
         accessor: &Accessor<U, Self>,
         database: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
-        Ok(accessor.with(|mut access| access.get().open_into_table(&database))?.map_err(Into::into))
+        let (located, turn) = accessor.with(|mut access| {
+            let view = access.get();
+            (view.grant.locate(&database), view.grant.turn.clone())
+        });
+        match open(database, located, turn).await {
+            Ok(conn) => Ok(Ok(accessor.with(|mut access| access.get().table.push(conn))?)),
+            Err(e) => Ok(Err(e.into())),
+        }
     }
 
     /// The rows come as a stream and the outcome as its future; Spore runs the statement to
@@ -435,9 +473,9 @@ impl<U: 'static> v3::HostConnectionWithStore<U> for HasSqlite {
     ) -> wasmtime::Result<
         Result<(Vec<String>, StreamReader<v3::RowResult>, FutureReader<Result<(), v3::Error>>), v3::Error>,
     > {
-        let (db, meter, limit) = accessor.with(|mut access| taken(&access.get(), &conn))?;
+        let taken = accessor.with(|mut access| Taken::of(&access.get(), &conn))?;
         let params = parameters.into_iter().map(Into::into).collect();
-        let rows = match execute(db, statement, params, meter, limit).await {
+        let rows = match execute(taken, statement, params).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -453,13 +491,13 @@ impl<U: 'static> v3::HostConnectionWithStore<U> for HasSqlite {
         accessor: &Accessor<U, Self>,
         conn: Resource<Connection>,
     ) -> wasmtime::Result<i64> {
-        let db = accessor.with(|mut access| access.get().db(&conn))?;
-        Ok(lock(&db).last_insert_rowid())
+        let taken = accessor.with(|mut access| Taken::of(&access.get(), &conn))?;
+        Ok(taken.read(|db| db.last_insert_rowid()).await)
     }
 
     async fn changes_async(accessor: &Accessor<U, Self>, conn: Resource<Connection>) -> wasmtime::Result<u64> {
-        let db = accessor.with(|mut access| access.get().db(&conn))?;
-        Ok(lock(&db).changes())
+        let taken = accessor.with(|mut access| Taken::of(&access.get(), &conn))?;
+        Ok(taken.read(|db| db.changes()).await)
     }
 }
 
@@ -530,6 +568,34 @@ mod tests {
             assert!(matches!(sql(&conn, statement), Err(DbError::Io(_))), "{statement} ran");
         }
         assert_eq!(sql(&conn, "SELECT zeroblob(1000000)").unwrap().rows.len(), 1, "a large value within the cap");
+    }
+
+    /// Statements run off the guest's thread; a sandbox's run one at a time, so that running
+    /// several at once (on connections of their own) neither multiplies its CPU limit nor
+    /// takes several of the host's blocking threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sandboxs_statements_take_turns() {
+        let ((_a_dir, a), (_b_dir, b)) = (db(), db());
+        let turn: Arc<tokio::sync::Mutex<()>> = Default::default();
+        let meter: Arc<Meter> = Default::default();
+        let slow =
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000) SELECT count(*) FROM c";
+        let timed = |conn: &Connection| {
+            let taken = Taken { db: conn.db.clone(), meter: meter.clone(), cpu_limit_ns: None, turn: turn.clone() };
+            async move {
+                let start = Instant::now();
+                execute(taken, slow.to_owned(), Vec::new()).await.map_err(|e| format!("{e:?}")).unwrap();
+                (start, Instant::now())
+            }
+        };
+        let (first, second) = tokio::join!(timed(&a), timed(&b));
+        let (earlier, later) = if first.1 <= second.1 { (first, second) } else { (second, first) };
+        let alone = earlier.1 - earlier.0;
+        assert!(
+            later.1 - later.0 >= alone + alone / 2,
+            "the second statement ran beside the first: {:?} and {alone:?}",
+            later.1 - later.0
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl Runnable {
                 granted: caps.sqlite_databases.clone().into(),
                 namespace: caps.key_value_namespace.clone(),
                 cpu_limit_ns: spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000)),
+                turn: Default::default(),
             },
             variables: Arc::new(caps.variables.clone()),
         };
