@@ -245,18 +245,6 @@ impl Backend for Embedded {
         let keys = keys.to_vec();
         Box::pin(self.write(store, move |t, usage| keys.iter().try_for_each(|k| take(t, usage, k))))
     }
-
-    fn get_many<'a>(
-        &'a self,
-        store: &'a str,
-        keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, KvError>> {
-        let keys = keys.to_vec();
-        let n = keys.len();
-        Box::pin(self.read(store, vec![None; n], move |t| {
-            keys.iter().map(|k| Ok(t.get(k.as_str()).map_err(err)?.map(|v| v.value().to_vec()))).collect()
-        }))
-    }
 }
 
 /// The process holding a lock on `path`, from the kernel's lock table (`/proc/locks`:

@@ -102,13 +102,36 @@ pub trait Backend: Send + Sync + 'static {
     fn set_many<'a>(&'a self, store: &'a str, pairs: &'a [(String, Vec<u8>)]) -> BoxFuture<'a, Result<(), KvError>>;
     /// Removes several keys at once.
     fn delete_many<'a>(&'a self, store: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), KvError>>;
-    /// Values of several keys (None where absent), in order.
+    /// Values of several keys (None where absent), in order: one read each, refused once the
+    /// answer (keys and values) passes [`MAX_BATCH_BYTES`]. Asked for one large key many times
+    /// over, the host would otherwise hold its value as many times before the guest's memory
+    /// (and its limit) is reached.
     fn get_many<'a>(
         &'a self,
         store: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, KvError>>;
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, KvError>> {
+        Box::pin(async move {
+            let (mut values, mut held) = (Vec::new(), 0usize);
+            for key in keys {
+                let value = self.get(store, key).await?;
+                held = held.saturating_add(key.len() + value.as_ref().map_or(0, Vec::len));
+                if held > MAX_BATCH_BYTES {
+                    return Err(KvError(format!(
+                        "get-many of {} keys answers more than {} bytes: ask for fewer keys at a time",
+                        keys.len(),
+                        MAX_BATCH_BYTES
+                    )));
+                }
+                values.push(value);
+            }
+            Ok(values)
+        })
+    }
 }
+
+/// The most a batch read answers, keys and values together.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// The counter text a backend stores, parsed (`None`: absent).
 fn parse_counter(store: &str, key: &str, value: Option<&[u8]>) -> Result<u64, KvError> {
@@ -138,6 +161,12 @@ pub(crate) mod conformance {
         b.set_many("s", &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).await.unwrap();
         let got = b.get_many("s", &["a".into(), "zz".into(), "b".into()]).await.unwrap();
         assert_eq!(got, vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())]);
+        // One large value asked for many times over: refused, not held that many times.
+        b.set("s", "big", &vec![7u8; 1 << 20]).await.unwrap();
+        let err = b.get_many("s", &vec!["big".to_owned(); 100]).await.unwrap_err();
+        assert!(err.0.contains("get-many of 100 keys answers more than"), "{err:?}");
+        assert_eq!(b.get_many("s", &vec!["big".to_owned(); 8]).await.unwrap().len(), 8, "within the cap");
+        b.delete("s", "big").await.unwrap();
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {

@@ -282,20 +282,6 @@ impl Backend for Redis {
             Ok(())
         })
     }
-
-    fn get_many<'a>(
-        &'a self,
-        store: &'a str,
-        keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, KvError>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let keys: Vec<String> = keys.iter().map(|k| Self::key(store, k)).collect();
-            redis::cmd("MGET").arg(keys).query_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))
-        })
-    }
 }
 
 #[cfg(test)]

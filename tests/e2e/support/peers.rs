@@ -99,7 +99,14 @@ pub struct Containerd {
     pub namespace: String,
     child: Child,
     run_before: Vec<PathBuf>,
+    /// Held while it lives: its cleanup removes the shim sockets that appeared meanwhile
+    /// (`/run/containerd/s/HASH`, which name no owner), so two at once would remove each
+    /// other's live sockets.
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One containerd of this test process at a time (see `Containerd::_alone`).
+static ONE_CONTAINERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The CRI plugin's settings for [`Containerd::start_cri`].
 pub struct Cri<'a> {
@@ -174,6 +181,8 @@ impl Containerd {
     fn launch(shims: &Path, namespace: Option<&str>, plugins: impl FnOnce(&Path) -> String) -> Containerd {
         require("containerd");
         require("ctr");
+        // A test that failed while holding it poisons it; the next one may still go.
+        let alone = ONE_CONTAINERD.lock().unwrap_or_else(|p| p.into_inner());
         let run_before = run_entries();
         // Short: the socket path must fit a sockaddr_un.
         let dir = tempfile::Builder::new().prefix("ctd").tempdir_in("/tmp").unwrap();
@@ -200,7 +209,7 @@ impl Containerd {
         let namespace = namespace.map(str::to_owned).unwrap_or_else(|| {
             format!("spore-test-{}", dir.path().file_name().unwrap().to_string_lossy().to_lowercase())
         });
-        let c = Containerd { dir, namespace, child, run_before };
+        let c = Containerd { dir, namespace, child, run_before, _alone: alone };
         wait_until("containerd", &log, || c.ctr(&["version"]).status.success());
         c
     }
