@@ -27,9 +27,11 @@ fuzz_target!(|text: &str| {
     };
     let Ok(m) = manifest::parse(text, "spin.toml", dir.path(), &given) else { return };
     for c in m.components.values() {
-        for (host, _) in &c.mounts {
+        // Mounted directories and files to copy alike: none from outside the app's directory.
+        let (manifest::Files::Mounts(taken) | manifest::Files::Staged(taken)) = &c.files;
+        for (host, _) in taken {
             if let Ok(real) = host.canonicalize() {
-                assert!(real.starts_with(root), "a manifest mounted {} from outside its directory", real.display());
+                assert!(real.starts_with(root), "a manifest took {} from outside its directory", real.display());
             }
         }
     }
