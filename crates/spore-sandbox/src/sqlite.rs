@@ -209,9 +209,22 @@ async fn open(
 
 /// Opens (creating) `file` with the guest's SQL shut in, and checks that it is a database.
 fn open_file(file: &Path, max_bytes: u64) -> Result<Connection, String> {
+    // The apps' data is the user's alone, as the key-value files are (SQLite gives its journal
+    // the database file's mode).
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let mut db = rusqlite::Connection::open(file).map_err(|e| e.to_string())?;
     db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(|e| e.to_string())?;
     // No one value past the result cap: SQLite refuses to build it (`zeroblob(1e9)`).
@@ -609,6 +622,20 @@ mod tests {
         std::fs::write(&corrupt, vec![7u8; 8192]).unwrap();
         let err = open_file(&corrupt, DEFAULT_MAX_BYTES).err().expect("a corrupt file opened");
         assert!(err.contains("not a database"), "{err}");
+    }
+
+    #[test]
+    fn an_apps_database_is_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sqlite/app/a/default.db");
+        let conn = open_file(&file, DEFAULT_MAX_BYTES).unwrap();
+        sql(&conn, "CREATE TABLE t (a INTEGER)").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        for d in [dir.path().join("sqlite"), dir.path().join("sqlite/app/a")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
     }
 
     #[test]
