@@ -67,30 +67,43 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
         Some(list) => spore_build::platforms(list, &image.os).context("--platform")?,
         None => vec![image.os.clone()],
     };
+    // What the format writes, made once; then written under each platform name.
+    enum Target {
+        Compat(CompatImage),
+        Artifact(spore_image::ArtifactImage),
+    }
+    let mut target = match args.format {
+        BuildFormat::Compat => Target::Compat(image.clone()),
+        BuildFormat::Artifact => {
+            let component = match &program.code {
+                spore_engine::ProgramCode::Component(c) => {
+                    let ty = c.component_type();
+                    let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
+                    Some((
+                        names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                        names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
+                    ))
+                }
+                spore_engine::ProgramCode::Module(_) => None,
+            };
+            let (artifact, dropped) = spore_build::artifact(&planned, component).context("--format artifact")?;
+            if !dropped.is_empty() {
+                eprintln!(
+                    "warning: the artifact format has no place for {}; they are not in the image",
+                    dropped.join(", ")
+                );
+            }
+            Target::Artifact(artifact)
+        }
+    };
     let mut each = Vec::new();
     for os in &oses {
-        let written = match args.format {
-            BuildFormat::Compat => CompatImage { os: os.clone(), ..image.clone() }.write(&store)?,
-            BuildFormat::Artifact => {
-                let component = match &program.code {
-                    spore_engine::ProgramCode::Component(c) => {
-                        let ty = c.component_type();
-                        let names = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>();
-                        Some((
-                            names(&mut ty.imports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                            names(&mut ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned())),
-                        ))
-                    }
-                    spore_engine::ProgramCode::Module(_) => None,
-                };
-                let (mut artifact, dropped) =
-                    spore_build::artifact(&planned, component).context("--format artifact")?;
-                if !dropped.is_empty() && each.is_empty() {
-                    eprintln!(
-                        "warning: the artifact format has no place for {}; they are not in the image",
-                        dropped.join(", ")
-                    );
-                }
+        let written = match &mut target {
+            Target::Compat(image) => {
+                image.os = os.clone();
+                image.write(&store)?
+            }
+            Target::Artifact(artifact) => {
                 artifact.os = os.clone();
                 artifact.write(&store)?
             }
