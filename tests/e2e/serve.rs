@@ -481,12 +481,33 @@ upstream = "http://127.0.0.1:{{{{ upstream_port }}}}/up"
     }
     assert_eq!(s.get("/spin7/sql"), (200, "rows 1 hi\n".into()));
     assert_eq!(s.get("/spin5/sql"), (200, "rows 2 hi\n".into()));
+    // The same store through wasi:keyvalue@0.2.0-draft2 (spin-sdk 5's world).
+    let bad_cursor =
+        r#"Error::Other("list-keys cursor \"not-a-cursor\" is not one list-keys answered; start again with none")"#;
+    assert_eq!(
+        s.get("/spin5/wasi-kv"),
+        (
+            200,
+            format!(
+                "level -2 3; cas saw None, lost to theirs, now mine; batch b1=x,none=-,b2=y; keys count,level,word; {bad_cursor}; secret Error::AccessDenied\n"
+            )
+        )
+    );
+    assert_eq!(
+        s.get("/spin5/wasi-kv"),
+        (
+            200,
+            format!(
+                "level 1 6; cas saw Some(\"mine\"), lost to theirs, now mine; batch b1=x,none=-,b2=y; keys count,level,word; {bad_cursor}; secret Error::AccessDenied\n"
+            )
+        )
+    );
     assert!(dir.path().join("data/sqlite/default.db").is_file(), "the database is the data dir's");
     drop(s);
 
     // The data lives on across restarts, as Spin's does.
     let s = Served::start(up(&["--var", &port_var]), dir.path());
-    assert_eq!(s.get("/spin5/count"), (200, "3 count\n".into()));
+    assert_eq!(s.get("/spin5/count"), (200, "3 count,level,word\n".into()), "wasi:keyvalue's keys too");
     assert_eq!(s.get("/spin7/sql"), (200, "rows 3 hi\n".into()));
     assert_eq!(s.get("/spin7/hello"), (200, "Hello from spin-sdk 7\n".into()), "the default greeting");
 }

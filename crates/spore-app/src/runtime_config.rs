@@ -5,7 +5,7 @@
 //! [key_value_store.default]          # the embedded store (redb), in the data dir
 //! type = "spore"                     # "spin" is read as "spore"
 //! max_keys = 10000                   # per app: a write past it fails, nothing is lost
-//! max_bytes = "64M"                  # keys and values together, per app
+//! max_bytes = "64M"                  # keys and values together, per app (default 256M)
 //!
 //! [key_value_store.cache]
 //! type = "redis"
@@ -48,9 +48,14 @@ pub struct Store {
     pub backend: Backend,
     /// At most this many keys in one app's store.
     pub max_keys: Option<u64>,
-    /// At most this many bytes (keys plus values) in one app's store.
-    pub max_bytes: Option<u64>,
+    /// At most this many bytes (keys plus values) in one app's store: `max_bytes`, else
+    /// [`DEFAULT_STORE_MAX_BYTES`].
+    pub max_bytes: u64,
 }
+
+/// How much one app's store holds when the runtime config does not say: as much as its SQLite
+/// database may, so that a guest cannot fill the host's disk through a store nobody sized.
+pub const DEFAULT_STORE_MAX_BYTES: u64 = 256 << 20;
 
 /// One `[sqlite_database.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +98,12 @@ pub fn none() -> Declared {
 }
 
 fn default_store() -> Store {
-    Store { name: "default".into(), backend: Backend::Embedded(None), max_keys: None, max_bytes: None }
+    Store {
+        name: "default".into(),
+        backend: Backend::Embedded(None),
+        max_keys: None,
+        max_bytes: DEFAULT_STORE_MAX_BYTES,
+    }
 }
 
 /// Reads a runtime config's `text`, shown in messages as `shown`, whose relative paths are
@@ -222,7 +232,7 @@ fn store(
         Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
         Some(other) => return Err(format!("{here} max_keys must be a positive whole number, not {other}")),
     };
-    let max_bytes = max_bytes(&here, table.get("max_bytes"))?;
+    let max_bytes = max_bytes(&here, table.get("max_bytes"))?.unwrap_or(DEFAULT_STORE_MAX_BYTES);
     Ok(Store { name, backend, max_keys, max_bytes })
 }
 
@@ -254,7 +264,8 @@ mod tests {
         let names: Vec<&str> = d.stores.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["cache", "default", "local"], "no second default");
         let default = &d.stores[1];
-        assert_eq!((default.max_keys, default.max_bytes), (Some(100), Some(1 << 20)));
+        assert_eq!((default.max_keys, default.max_bytes), (Some(100), 1 << 20));
+        assert_eq!((d.stores[0].max_keys, d.stores[0].max_bytes), (None, 256 << 20), "sized even when not said");
         assert_eq!(default.backend, Backend::Embedded(None));
         assert_eq!(d.stores[0].backend, Backend::Redis { url: "redis://127.0.0.1:6379".into() });
         assert_eq!(d.stores[2].backend, Backend::Embedded(Some(PathBuf::from("app/state/local.db"))));
@@ -268,6 +279,7 @@ mod tests {
             assert!(warnings.contains(named), "{named}: {warnings}");
         }
         assert_eq!(none().stores, [default_store()]);
+        assert_eq!(none().stores[0].max_bytes, 256 << 20, "the store of no file at all is sized too");
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Backend for Embedded {
         }))
     }
 
-    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: u64) -> BoxFuture<'a, Result<u64, KvError>> {
+    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, KvError>> {
         let (store_name, key) = (store.to_owned(), key.to_owned());
         Box::pin(self.write(store, move |t, usage| {
             let current = {
@@ -233,6 +233,24 @@ impl Backend for Embedded {
                 .ok_or_else(|| KvError(format!("{store_name}/{key}: the counter would overflow")))?;
             put(t, usage, &key, next.to_string().as_bytes())?;
             Ok(next)
+        }))
+    }
+
+    fn swap_if<'a>(
+        &'a self,
+        store: &'a str,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, KvError>> {
+        let (key, expected, value) = (key.to_owned(), expected.map(<[u8]>::to_vec), value.to_vec());
+        Box::pin(self.write(store, move |t, usage| {
+            let current = t.get(key.as_str()).map_err(err)?.map(|v| v.value().to_vec());
+            if current != expected {
+                return Ok(false);
+            }
+            put(t, usage, &key, &value)?;
+            Ok(true)
         }))
     }
 

@@ -96,8 +96,19 @@ pub trait Backend: Send + Sync + 'static {
     fn exists<'a>(&'a self, store: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, KvError>>;
     /// A page of keys from `cursor` (None: the first page).
     fn list<'a>(&'a self, store: &'a str, cursor: Option<u64>) -> BoxFuture<'a, Result<KeyPage, KvError>>;
-    /// Adds `delta` to the counter at `key` (absent counts as 0), atomically; returns the new value.
-    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: u64) -> BoxFuture<'a, Result<u64, KvError>>;
+    /// Adds `delta` (negative: subtracts) to the counter at `key` (absent counts as 0),
+    /// atomically; returns the new value. A counter is signed 64-bit decimal text.
+    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, KvError>>;
+    /// Sets `key` to `value` only if it still holds `expected` (`None`: only if it is absent),
+    /// atomically, as one write under the store's quota; answers whether it did. The guest's
+    /// compare-and-swap: read, compute, write back unless another writer came between.
+    fn swap_if<'a>(
+        &'a self,
+        store: &'a str,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, KvError>>;
     /// Sets several keys at once (atomically where the backend can).
     fn set_many<'a>(&'a self, store: &'a str, pairs: &'a [(String, Vec<u8>)]) -> BoxFuture<'a, Result<(), KvError>>;
     /// Removes several keys at once.
@@ -134,11 +145,13 @@ pub trait Backend: Send + Sync + 'static {
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// The counter text a backend stores, parsed (`None`: absent).
-fn parse_counter(store: &str, key: &str, value: Option<&[u8]>) -> Result<u64, KvError> {
+fn parse_counter(store: &str, key: &str, value: Option<&[u8]>) -> Result<i64, KvError> {
     match value {
         None => Ok(0),
-        Some(bytes) => std::str::from_utf8(bytes).ok().and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
-            KvError(format!("{store}/{key} holds a value that is not a counter (decimal digits); increment needs one"))
+        Some(bytes) => std::str::from_utf8(bytes).ok().and_then(|s| s.trim().parse::<i64>().ok()).ok_or_else(|| {
+            KvError(format!(
+                "{store}/{key} holds a value that is not a counter (decimal digits, maybe a leading -); increment needs one"
+            ))
         }),
     }
 }
@@ -158,6 +171,23 @@ pub(crate) mod conformance {
         assert_eq!(b.increment("s", "n", 3).await.unwrap(), 5);
         assert_eq!(b.get("s", "n").await.unwrap().as_deref(), Some(&b"5"[..]));
         assert!(b.increment("s", "k", 1).await.unwrap_err().0.contains("not a counter"));
+        assert_eq!(b.increment("s", "m", -7).await.unwrap(), -7, "counters are signed");
+        assert_eq!(b.increment("s", "m", 10).await.unwrap(), 3);
+        assert_eq!(b.get("s", "m").await.unwrap().as_deref(), Some(&b"3"[..]));
+        b.set("s", "m", i64::MAX.to_string().as_bytes()).await.unwrap();
+        assert!(b.increment("s", "m", 1).await.unwrap_err().0.contains("overflow"));
+        assert_eq!(b.get("s", "m").await.unwrap(), Some(i64::MAX.to_string().into_bytes()), "unchanged");
+        b.delete("s", "m").await.unwrap();
+        // Compare-and-swap: only over the value the writer last saw.
+        assert!(b.swap_if("s", "c", None, b"first").await.unwrap(), "absent, as expected");
+        assert!(!b.swap_if("s", "c", None, b"again").await.unwrap(), "no longer absent");
+        assert!(!b.swap_if("s", "c", Some(b"stale"), b"x").await.unwrap());
+        assert_eq!(b.get("s", "c").await.unwrap().as_deref(), Some(&b"first"[..]), "a failed swap writes nothing");
+        assert!(b.swap_if("s", "c", Some(b"first"), b"second").await.unwrap());
+        assert_eq!(b.get("s", "c").await.unwrap().as_deref(), Some(&b"second"[..]));
+        b.delete("s", "c").await.unwrap();
+        assert!(!b.swap_if("s", "c", Some(b"second"), b"x").await.unwrap(), "deleted since");
+        assert!(!b.exists("s", "c").await.unwrap());
         b.set_many("s", &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).await.unwrap();
         let got = b.get_many("s", &["a".into(), "zz".into(), "b".into()]).await.unwrap();
         assert_eq!(got, vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())]);
@@ -229,9 +259,13 @@ pub(crate) mod conformance {
         assert!(err.contains("31 bytes, over its max_bytes of 30"), "deletes were counted exactly: {err}");
         // A value that is not a counter is left alone by increment, however it is spelled.
         b.delete("q", "c").await.unwrap();
-        b.set("q", "c", b"-3").await.unwrap();
+        b.set("q", "c", b"3-").await.unwrap();
         assert!(b.increment("q", "c", 1).await.unwrap_err().0.contains("not a counter"));
-        assert_eq!(b.get("q", "c").await.unwrap().as_deref(), Some(&b"-3"[..]));
+        assert_eq!(b.get("q", "c").await.unwrap().as_deref(), Some(&b"3-"[..]));
+        // A swap is a write like any other: held to the quota (n, a, c already: no fourth key).
+        assert!(b.swap_if("q", "d", None, b"1").await.unwrap_err().0.contains("max_keys of 3"));
+        assert!(!b.exists("q", "d").await.unwrap());
+        assert!(b.swap_if("q", "c", Some(b"3-"), b"4").await.unwrap(), "an overwrite within the quota");
         // Another store has its own room.
         b.set_many("r", &[pair("a", b"1"), pair("b", b"2"), pair("c", b"3")]).await.unwrap();
     }

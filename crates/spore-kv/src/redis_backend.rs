@@ -35,9 +35,18 @@ pub struct Redis {
 
 /// Sets `KEYS[2..]` to `ARGV[4..]` and keeps the usage hash `KEYS[1]`, unless the result
 /// would be over the quota (`ARGV[1]` keys, `ARGV[2]` bytes; 0: none). `ARGV[3]`: the length
-/// of the store's key prefix. Answers `{applied, keys before, bytes before, keys after, bytes
-/// after}`.
+/// of the store's key prefix. After the values, an optional guard for one key: `0` (write
+/// only if `KEYS[2]` is absent) or `1` and the value it must hold. Answers `{applied, keys
+/// before, bytes before, keys after, bytes after}`; `applied` is -3 when the guard failed,
+/// nothing changed.
 const SET_LUA: &str = r#"
+local guard = ARGV[#KEYS + 3]
+if guard then
+  local current = redis.call('GET', KEYS[2])
+  if (guard == '0' and current) or (guard == '1' and current ~= ARGV[#KEYS + 4]) then
+    return {-3, 0, 0, 0, 0}
+  end
+end
 local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local k0, b0, plen = keys, bytes, tonumber(ARGV[3])
@@ -90,11 +99,10 @@ local keys = tonumber(redis.call('HGET', KEYS[1], 'keys') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local k0, b0, k = keys, bytes, KEYS[2]
 local klen = #k - tonumber(ARGV[3])
-local existed = redis.call('EXISTS', k) == 1
-if existed then
+local current = redis.call('GET', k)
+if current then
   -- A counter is decimal digits, as the embedded store reads it; anything else is left alone.
-  local current = redis.call('GET', k)
-  if not string.match(current, '^%s*%d+%s*$') then return {-1, k0, b0, keys, bytes, ''} end
+  if not string.match(current, '^%s*-?%d+%s*$') then return {-1, k0, b0, keys, bytes, ''} end
   bytes = bytes - klen - #current
 else
   keys = keys + 1
@@ -104,7 +112,7 @@ if type(sum) == 'table' and sum.err then return {-2, k0, b0, keys, bytes, ''} en
 bytes = math.max(bytes + klen + redis.call('STRLEN', k), 0)
 local mk, mb = tonumber(ARGV[1]), tonumber(ARGV[2])
 if (mk > 0 and keys > mk and keys > k0) or (mb > 0 and bytes > mb and bytes > b0) then
-  if existed then redis.call('DECRBY', k, ARGV[4]) else redis.call('DEL', k) end
+  if current then redis.call('SET', k, current) else redis.call('DEL', k) end
   return {0, k0, b0, keys, bytes, ''}
 end
 redis.call('HSET', KEYS[1], 'keys', keys, 'bytes', bytes)
@@ -232,10 +240,8 @@ impl Backend for Redis {
         })
     }
 
-    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: u64) -> BoxFuture<'a, Result<u64, KvError>> {
+    fn increment<'a>(&'a self, store: &'a str, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, KvError>> {
         Box::pin(async move {
-            let delta =
-                i64::try_from(delta).map_err(|_| KvError(format!("{store}/{key}: delta {delta} is too large")))?;
             let result: Result<(i64, i64, i64, i64, i64, String), _> =
                 self.invoke(&INCREMENT, store, &[key]).arg(delta).invoke_async(&mut self.conn().await?).await;
             match result {
@@ -250,6 +256,29 @@ impl Backend for Redis {
                 }
                 Err(e) => Err(self.fail(e)),
             }
+        })
+    }
+
+    fn swap_if<'a>(
+        &'a self,
+        store: &'a str,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, KvError>> {
+        Box::pin(async move {
+            let mut call = self.invoke(&SET, store, &[key]);
+            call.arg(value);
+            match expected {
+                None => call.arg("0"),
+                Some(v) => call.arg("1").arg(v),
+            };
+            let answer: (i64, i64, i64, i64, i64) =
+                call.invoke_async(&mut self.conn().await?).await.map_err(|e| self.fail(e))?;
+            if answer.0 == -3 {
+                return Ok(false);
+            }
+            self.admitted(store, answer).map(|()| true)
         })
     }
 

@@ -11,7 +11,7 @@ pub enum SandboxError {
     Spec(#[from] SpecError),
     /// The program imports something Spore does not provide.
     #[error(
-        "cannot link {program}: {message}. Spore provides WASI preview 1 (`wasi_snapshot_preview1`) to modules; to components WASI 0.2 and 0.3 (cli, clocks, filesystem, io, random, sockets, http), wasi:keyvalue, wasi:config, and Spin's key-value, variables and sqlite (fermyon:spin@2.0.0, spin:*@3)"
+        "cannot link {program}: {message}. Spore provides WASI preview 1 (`wasi_snapshot_preview1`) to modules; to components WASI 0.2 and 0.3 (cli, clocks, filesystem, io, random, sockets, http), wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), wasi:config, and Spin's key-value, variables and sqlite (fermyon:spin@2.0.0, spin:*@3)"
     )]
     Link {
         /// Program name.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
-use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::bindings::wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 use crate::limits::Meter;
 
 /// The host's stores by name (shared by every sandbox of an engine): its key-value backends,
@@ -50,6 +50,7 @@ impl std::fmt::Debug for KvStores {
 }
 
 /// An open store, as the guest's resource (wasi:keyvalue's `bucket`, Spin's `store`).
+#[derive(Clone)]
 pub struct Bucket {
     /// The name the backend keeps it under ([`KvGrant::backend_name`]).
     pub(crate) name: String,
@@ -70,6 +71,8 @@ pub(crate) struct KvGrant {
     pub(crate) stores: Arc<KvStores>,
     pub(crate) granted: Arc<[String]>,
     pub(crate) namespace: Option<String>,
+    /// Bytes the sandbox's open compare-and-swap handles hold ([`crate::kv_draft2`]).
+    pub(crate) cas_held: std::sync::atomic::AtomicUsize,
 }
 
 impl KvGrant {
@@ -88,11 +91,13 @@ impl KvGrant {
     /// since the interfaces' errors carry no text.
     pub(crate) fn open(&self, label: &str) -> Result<Bucket, Refused> {
         if !self.granted.iter().any(|g| g == label) {
+            let label = spore_types::shown(label, 64);
             tracing::warn!(
-                "key-value: denied opening store {label:?}: not granted to this sandbox (grant it with key_value_stores = [\"{label}\"])"
+                "key-value: denied opening store \"{label}\": not granted to this sandbox (grant it with key_value_stores = [\"{label}\"])"
             );
             return Err(Refused::Denied);
         }
+        // Granted, so a plain name the operator wrote: safe in a line as it is.
         let Some(backend) = self.stores.backends.get(label).cloned() else {
             tracing::warn!(
                 "key-value: store {label:?} is granted but the host has no such store (configure it in runtime-config.toml [key_value_store.{label}])"
@@ -143,7 +148,9 @@ pub(crate) async fn charged<T>(meter: &Meter, op: impl Future<Output = T>) -> T 
 }
 
 impl KvView<'_> {
-    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn Backend>)> {
+    /// The backend name and backend of an open store, cloned so the view is free while the
+    /// backend is awaited.
+    pub(crate) fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn Backend>)> {
         let b = self.table.get(bucket)?;
         Ok((b.name.clone(), b.backend.clone()))
     }
@@ -214,8 +221,15 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, store::Error>> {
+        // Counters are signed (0.2.0-draft2's are); this version's are not, so a delta or a
+        // count outside what both can say is the interface's error, not a wrapped number.
+        let Ok(delta) = i64::try_from(delta) else {
+            return Ok(Err(store::Error::Other(format!("{key}: delta {delta} is larger than a counter holds"))));
+        };
         let (name, b) = self.bucket(&bucket)?;
-        Ok(charged(self.meter, b.increment(&name, &key, delta)).await.map_err(other))
+        Ok(charged(self.meter, b.increment(&name, &key, delta)).await.map_err(other).and_then(|n| {
+            u64::try_from(n).map_err(|_| store::Error::Other(format!("{key}: the counter is {n}, below zero")))
+        }))
     }
 }
 

@@ -18,6 +18,7 @@ mod devices;
 mod error;
 pub mod invoke_args;
 mod kv;
+mod kv_draft2;
 pub mod launch;
 mod limits;
 mod mounts;

@@ -122,6 +122,7 @@ impl Runnable {
                 wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
                 wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
                 crate::kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
+                crate::kv_draft2::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
                 crate::spin_kv::add_to_linker(&mut linker, kv_view).map_err(link_err)?;
                 crate::sqlite::add_to_linker(&mut linker, sqlite_view).map_err(link_err)?;
                 crate::variables::add_to_linker(&mut linker, vars_view).map_err(link_err)?;

@@ -21,11 +21,20 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     Ok(())
 }
 
-/// Every key of a store, page by page.
+/// Every key of a store, page by page — Spin's `get-keys` has no cursor, so the host gathers
+/// them all before the guest sees one; refused past [`spore_kv::MAX_BATCH_BYTES`] of keys, as
+/// a batch read is, rather than holding a store of millions of keys in host memory.
 async fn all_keys(backend: &dyn Backend, name: &str) -> Result<Vec<String>, KvError> {
-    let (mut keys, mut cursor) = (Vec::new(), None);
+    let (mut keys, mut cursor, mut held) = (Vec::new(), None, 0usize);
     loop {
         let page = backend.list(name, cursor).await?;
+        held = page.keys.iter().fold(held, |n, k| n.saturating_add(k.len()));
+        if held > spore_kv::MAX_BATCH_BYTES {
+            return Err(KvError(format!(
+                "the store's keys take more than {} bytes, more than get-keys answers at once: list them page by page with wasi:keyvalue's list-keys",
+                spore_kv::MAX_BATCH_BYTES
+            )));
+        }
         keys.extend(page.keys);
         match page.cursor {
             Some(next) => cursor = Some(next),
@@ -39,11 +48,6 @@ impl KvView<'_> {
     fn open_store<E>(&mut self, label: &str, err: fn(Refused) -> E, full: E) -> Result<Resource<Bucket>, E> {
         let bucket = self.grant.open(label).map_err(err)?;
         self.table.push(bucket).map_err(|_| full)
-    }
-
-    fn store(&self, store: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn Backend>)> {
-        let b = self.table.get(store)?;
-        Ok((b.name.clone(), b.backend.clone()))
     }
 }
 
@@ -73,7 +77,7 @@ impl v2::HostStore for KvView<'_> {
         store: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
-        let (name, b) = self.store(&store)?;
+        let (name, b) = self.bucket(&store)?;
         Ok(charged(self.meter, b.get(&name, &key)).await.map_err(|e| v2::Error::Other(e.0)))
     }
 
@@ -83,22 +87,22 @@ impl v2::HostStore for KvView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let (name, b) = self.store(&store)?;
+        let (name, b) = self.bucket(&store)?;
         Ok(charged(self.meter, b.set(&name, &key, &value)).await.map_err(|e| v2::Error::Other(e.0)))
     }
 
     async fn delete(&mut self, store: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), v2::Error>> {
-        let (name, b) = self.store(&store)?;
+        let (name, b) = self.bucket(&store)?;
         Ok(charged(self.meter, b.delete(&name, &key)).await.map_err(|e| v2::Error::Other(e.0)))
     }
 
     async fn exists(&mut self, store: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, v2::Error>> {
-        let (name, b) = self.store(&store)?;
+        let (name, b) = self.bucket(&store)?;
         Ok(charged(self.meter, b.exists(&name, &key)).await.map_err(|e| v2::Error::Other(e.0)))
     }
 
     async fn get_keys(&mut self, store: Resource<Bucket>) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        let (name, b) = self.store(&store)?;
+        let (name, b) = self.bucket(&store)?;
         Ok(charged(self.meter, all_keys(&*b, &name)).await.map_err(|e| v2::Error::Other(e.0)))
     }
 
@@ -116,7 +120,7 @@ fn taken<U>(
 ) -> wasmtime::Result<(String, Arc<dyn Backend>, Arc<crate::Meter>)> {
     accessor.with(|mut access| {
         let view = access.get();
-        let (name, backend) = view.store(store)?;
+        let (name, backend) = view.bucket(store)?;
         Ok((name, backend, view.meter.clone()))
     })
 }
@@ -192,5 +196,25 @@ impl<U: 'static> v3::HostStoreWithStore<U> for HasKv {
             let outcome = FutureReader::new(&mut access, async move { Ok::<_, wasmtime::Error>(outcome) })?;
             Ok((keys, outcome))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spin's `get-keys` answers every key at once: a store of many long keys is refused
+    /// rather than gathered whole in host memory.
+    #[tokio::test]
+    async fn get_keys_gathers_a_bounded_amount() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = spore_kv::Embedded::at(&dir.path().join("kv.redb"));
+        let pairs: Vec<(String, Vec<u8>)> =
+            (0..4200).map(|i| (format!("{i:04}{}", "k".repeat(3996)), Vec::new())).collect();
+        kv.set_many("s", &pairs[..4000]).await.unwrap();
+        assert_eq!(all_keys(&kv, "s").await.unwrap().len(), 4000, "16 000 000 bytes of keys: answered");
+        kv.set_many("s", &pairs[4000..]).await.unwrap();
+        let Err(KvError(err)) = all_keys(&kv, "s").await else { panic!("16 800 000 bytes of keys were gathered") };
+        assert!(err.contains("more than 16777216 bytes") && err.contains("list-keys"), "{err}");
     }
 }

@@ -62,8 +62,10 @@ impl Databases {
     }
 
     /// The file of `label` for the app `namespace` (`None`: the host's only app). Each app has
-    /// its own file of a label: a declared file gets the app's name in front of its own.
-    /// Labels and app names are plain names, so no two (app, label) pairs meet.
+    /// its own file of a label: for a declared file `F`, `F.apps/APP.db` — a directory of the
+    /// file's own with one file per app, so no app name and file name can spell another pair's
+    /// (as `APP-NAME` could: `a` + `b-x.db` and `a-b` + `x.db`). Labels and app names are plain
+    /// names, so no two (app, label) pairs meet.
     fn file(&self, label: &str, namespace: Option<&str>) -> Option<(PathBuf, u64)> {
         let d = self.declared.get(label)?;
         // The host names apps (the daemon checks the names it is given); a name that could
@@ -76,8 +78,9 @@ impl Databases {
         let file = match (&d.file, namespace) {
             (Some(file), None) => file.clone(),
             (Some(file), Some(app)) => {
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                file.with_file_name(format!("{app}-{name}"))
+                let mut apps = file.clone().into_os_string();
+                apps.push(".apps");
+                PathBuf::from(apps).join(format!("{app}.db"))
             }
             (None, None) => self.dir.join(format!("{label}.db")),
             (None, Some(app)) => self.dir.join("app").join(app).join(format!("{label}.db")),
@@ -174,8 +177,9 @@ impl SqliteGrant {
     /// log too, with the file, which the guest is not told).
     fn locate(&self, label: &str) -> Result<(PathBuf, u64), DbError> {
         if !self.granted.iter().any(|g| g == label) {
+            let label = spore_types::shown(label, 64);
             tracing::warn!(
-                "sqlite: denied opening database {label:?}: not granted to this sandbox (grant it with sqlite_databases = [\"{label}\"])"
+                "sqlite: denied opening database \"{label}\": not granted to this sandbox (grant it with sqlite_databases = [\"{label}\"])"
             );
             return Err(DbError::AccessDenied);
         }
@@ -518,6 +522,24 @@ impl<U: 'static> v3::HostConnectionWithStore<U> for HasSqlite {
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_app_has_its_own_file_of_a_label_and_no_two_pairs_meet() {
+        let mut dbs = Databases::new(Path::new("data/sqlite"));
+        dbs.insert("x", Some(PathBuf::from("/srv/b-x.db")), None);
+        dbs.insert("y", Some(PathBuf::from("/srv/x.db")), Some(1 << 20));
+        let file = |label, app| dbs.file(label, app).map(|(f, _)| f);
+        assert_eq!(file("default", None), Some(PathBuf::from("data/sqlite/default.db")));
+        assert_eq!(file("default", Some("shop")), Some(PathBuf::from("data/sqlite/app/shop/default.db")));
+        assert_eq!(file("x", None), Some(PathBuf::from("/srv/b-x.db")));
+        assert_eq!(file("x", Some("a")), Some(PathBuf::from("/srv/b-x.db.apps/a.db")));
+        assert_ne!(file("x", Some("a")), file("y", Some("a-b")), "app a's b-x.db is not app a-b's x.db");
+        assert_eq!(dbs.file("y", Some("a-b")), Some((PathBuf::from("/srv/x.db.apps/a-b.db"), 1 << 20)));
+        for hostile in ["", "..", ".hidden", "a/b", "a\nb"] {
+            assert_eq!(file("x", Some(hostile)), None, "{hostile:?}");
+        }
+        assert_eq!(file("undeclared", None), None);
+    }
+
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_file(&dir.path().join("t.db"), DEFAULT_MAX_BYTES).unwrap();
@@ -635,20 +657,6 @@ mod tests {
         assert_eq!(mode(&file), 0o600);
         for d in [dir.path().join("sqlite"), dir.path().join("sqlite/app/a")] {
             assert_eq!(mode(&d), 0o700, "{}", d.display());
-        }
-    }
-
-    #[test]
-    fn each_app_has_its_own_file_of_a_label() {
-        let mut dbs = Databases::new(Path::new("data/sqlite"));
-        dbs.insert("shared", Some(PathBuf::from("/srv/app.db")), Some(1 << 20));
-        assert_eq!(dbs.file("default", None).unwrap().0, Path::new("data/sqlite/default.db"));
-        assert_eq!(dbs.file("default", Some("a")).unwrap().0, Path::new("data/sqlite/app/a/default.db"));
-        assert_eq!(dbs.file("shared", None).unwrap(), (PathBuf::from("/srv/app.db"), 1 << 20));
-        assert_eq!(dbs.file("shared", Some("b")).unwrap().0, Path::new("/srv/b-app.db"));
-        assert!(dbs.file("other", None).is_none());
-        for app in ["../x", "..", "a/b", ""] {
-            assert!(dbs.file("default", Some(app)).is_none(), "{app:?} led to a file");
         }
     }
 }

@@ -139,6 +139,7 @@ impl Runnable {
                 stores: self.kv_stores.clone(),
                 granted: caps.key_value_stores.clone().into(),
                 namespace: caps.key_value_namespace.clone(),
+                cas_held: Default::default(),
             },
             sqlite: SqliteGrant {
                 databases: self.kv_stores.databases.clone(),

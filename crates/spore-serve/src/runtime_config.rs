@@ -45,7 +45,7 @@ pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<RuntimeConfig, Store
     let mut files: HashMap<PathBuf, Embedded> = HashMap::new();
     let mut stores = KvStores::default();
     for store in declared.stores {
-        let quota = Quota { max_keys: store.max_keys, max_bytes: store.max_bytes };
+        let quota = Quota { max_keys: store.max_keys, max_bytes: Some(store.max_bytes) };
         match store.backend {
             Backend::Embedded(path) => {
                 let path = path.unwrap_or_else(|| default_db.clone());

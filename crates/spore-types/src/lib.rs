@@ -20,5 +20,5 @@ pub use exit::exit_code;
 pub use pull::PullPolicy;
 pub use secret::constant_time_eq;
 pub use size::{ByteSize, SizeError, human_bytes, parse_size};
-pub use text::{escape_controls, plain_name};
+pub use text::{escape_controls, plain_name, shown};
 pub use wasm::{HeaderError, WasmKind, detect};

@@ -28,6 +28,17 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     out.into()
 }
 
+/// `text` for one line of a log or message, however long or strange its sender made it:
+/// at most `max` characters of it (then `…` and how many bytes were left out), escaped as
+/// [`escape_controls`] does. A guest that names a store in 100 MB must not write 100 MB to
+/// the host's log each time it is refused.
+pub fn shown(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => escape_controls(text).into_owned(),
+        Some((cut, _)) => format!("{}… ({} more bytes)", escape_controls(&text[..cut]), text.len() - cut),
+    }
+}
+
 /// Whether `name` is a plain name, as store labels and device names are: 1–64 ASCII letters,
 /// digits, `-` or `_` — safe in a path, a header, a log line.
 pub fn plain_name(name: &str) -> bool {
@@ -45,5 +56,14 @@ mod tests {
         assert_eq!(escape_controls("\u{9b}31m\x7f"), "\\u{9b}31m\\x7f");
         assert_eq!(escape_controls("ok\nspore: forged line"), "ok\\x0aspore: forged line");
         assert_eq!(escape_controls("abc\u{202e}fed"), "abc\\u{202e}fed");
+    }
+
+    #[test]
+    fn long_text_is_cut_for_a_line() {
+        assert_eq!(shown("short", 8), "short");
+        assert_eq!(shown("exactly8", 8), "exactly8");
+        assert_eq!(shown("ünïcode text", 3), "ünï… (9 more bytes)");
+        assert_eq!(shown("a\nb", 8), "a\\x0ab");
+        assert_eq!(shown(&"x".repeat(1 << 20), 4), format!("xxxx… ({} more bytes)", (1 << 20) - 4));
     }
 }
