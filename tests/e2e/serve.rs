@@ -534,6 +534,14 @@ fn the_daemon_runs_spin_apps_each_with_its_own_store_and_database() {
         assert_eq!(request(addr, "GET", "/sql", &[], b""), (200, "rows 1 hi\n".into()), "its own database");
         assert_eq!(request(addr, "GET", "/sql", &[], b""), (200, "rows 2 hi\n".into()));
     }
+    // wasi:keyvalue@0.2.0-draft2 in the daemon: the app's own store (spin7's keys are not in it).
+    let (status, body) = request(&addrs[1].1, "GET", "/wasi-kv", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("level -2 3; cas saw None, lost to theirs, now mine;")
+            && body.contains("keys count,level,word;"),
+        "{body}"
+    );
     // Without the grant, the database is refused by name.
     let addr = format!("127.0.0.1:{}", peers::free_port());
     let seen = d.run(["deploy", "--name", "nogrant", "--http", &addr, guest("spin7").to_str().unwrap()]);
