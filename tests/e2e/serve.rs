@@ -188,25 +188,10 @@ fn config_variables_reach_the_app() {
     assert_eq!(s.get("/missing"), (404, "unset".into()));
 }
 
-/// A local upstream answering every request with `upstream ok`.
-fn upstream() -> (u16, std::thread::JoinHandle<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nupstream ok");
-        }
-    });
-    (port, handle)
-}
-
 #[test]
 fn outbound_http_goes_only_where_it_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, _up) = upstream();
+    let (port, _up) = peers::upstream();
     let fetch = guest("http-fetch");
     let url = format!("/?url=http://127.0.0.1:{port}/x");
 
@@ -457,7 +442,7 @@ upstream = "http://127.0.0.1:{{{{ upstream_port }}}}/up"
         component("spin5")
     );
     std::fs::write(app.join("spin.toml"), manifest).unwrap();
-    let (port, _upstream) = upstream();
+    let (port, _upstream) = peers::upstream();
     let up = |extra: &[&str]| {
         let mut cmd = spore_in(dir.path());
         cmd.args(["up", "-f"]).arg(app.join("spin.toml")).args(extra);

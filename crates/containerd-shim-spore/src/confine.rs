@@ -41,38 +41,66 @@ pub struct View {
     read: Vec<PathBuf>,
     /// Writable volumes.
     write: Vec<PathBuf>,
+    /// Every mount of the container (the root, the runtime's own, the pod's volumes).
+    mounted: Vec<Mounted>,
+    /// Writable volumes the runtime keeps for itself (the stores' data dir): still writable
+    /// for the runtime's threads, not mounted for the guest.
+    hidden: Vec<PathBuf>,
 }
 
 /// A mount of this container, from `/proc/self/mountinfo`.
 #[derive(Debug, PartialEq)]
-struct Mounted {
-    point: PathBuf,
-    writable: bool,
+pub struct Mounted {
+    /// Where it is mounted.
+    pub point: PathBuf,
+    /// Whether it is mounted read-write.
+    pub writable: bool,
 }
 
 impl View {
     /// Reads the container's mounts and its root's entries; call before [`Self::enforce`].
     pub fn of_container() -> anyhow::Result<View> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
-        let volumes: Vec<Mounted> = mounts(&info).into_iter().filter(|m| is_volume(&m.point)).collect();
+        let mounted = mounts(&info);
+        let volumes = mounted.iter().filter(|m| is_volume(&m.point));
         let excluded: Vec<PathBuf> = RUNTIME_ONLY.iter().chain(SERVICE_ACCOUNT).map(PathBuf::from).collect();
         let mut read = Vec::new();
         allow_all_except(Path::new("/"), &excluded, &mut read)?;
         let mut write = Vec::new();
         for v in volumes {
             if v.writable {
-                write.push(v.point);
+                write.push(v.point.clone());
             } else {
-                read.push(v.point);
+                read.push(v.point.clone());
             }
         }
-        Ok(View { read, write })
+        Ok(View { read, write, mounted, hidden: Vec::new() })
     }
 
-    /// The guest's mounts: `/` read-only, each writable volume read-write at its place.
+    /// The pod volume `path` lies on once its symlinks are resolved, or `None` when it is the
+    /// image's own file (or does not exist) — which the image's author, not the pod's, wrote.
+    pub fn volume_of(&self, path: &Path) -> Option<&Mounted> {
+        let real = std::fs::canonicalize(path).ok()?;
+        // The innermost mount holding it; one of the runtime's own, or the root, is no volume.
+        mounts_holding(&self.mounted, &real).filter(|m| is_volume(&m.point))
+    }
+
+    /// Keeps the writable volume mounted at `point` from the guest (not among
+    /// [`Self::mounts`]), the runtime's threads still writing there; false when `point` is
+    /// no writable volume's mount point.
+    pub fn hide(&mut self, point: &Path) -> bool {
+        if !self.mounted.iter().any(|v| v.writable && v.point == point && is_volume(point)) {
+            return false;
+        }
+        self.hidden.push(point.to_path_buf());
+        true
+    }
+
+    /// The guest's mounts: `/` read-only, each writable volume read-write at its place (but
+    /// those kept for the runtime).
     pub fn mounts(&self) -> Vec<Mount> {
         let root = Mount { host: "/".into(), guest: "/".into(), read_only: true, pin: None };
-        let volumes = self.write.iter().map(|p| Mount {
+        let volumes = self.write.iter().filter(|p| !self.hidden.contains(p)).map(|p| Mount {
             host: p.clone(),
             guest: p.display().to_string(),
             read_only: false,
@@ -149,6 +177,11 @@ fn mounts(info: &str) -> Vec<Mounted> {
         .collect()
 }
 
+/// The innermost of `mounted` whose mount point holds `path`.
+fn mounts_holding<'m>(mounted: &'m [Mounted], path: &Path) -> Option<&'m Mounted> {
+    mounted.iter().filter(|m| path.starts_with(&m.point)).max_by_key(|m| m.point.components().count())
+}
+
 /// Whether a mount point is a pod volume (not the root, not the runtime's own, not the token).
 fn is_volume(point: &Path) -> bool {
     point != Path::new("/")
@@ -201,6 +234,17 @@ mod tests {
                 Mounted { point: "/config files".into(), writable: false },
             ]
         );
+    }
+
+    #[test]
+    fn a_path_is_on_the_innermost_mount_holding_it() {
+        let all = mounts(INFO);
+        let on = |p: &str| mounts_holding(&all, Path::new(p)).filter(|m| is_volume(&m.point)).map(|m| &m.point);
+        assert_eq!(on("/data/kv/x"), Some(&PathBuf::from("/data")));
+        assert_eq!(on("/config files/grants.toml"), Some(&PathBuf::from("/config files")));
+        assert_eq!(on("/etc/spore/grants.toml"), None, "the image's own file");
+        assert_eq!(on("/database"), None, "a prefix of a name is not its directory");
+        assert_eq!(on("/var/run/secrets/kubernetes.io/serviceaccount/token"), None, "the runtime's own");
     }
 
     #[test]

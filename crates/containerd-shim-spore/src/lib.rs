@@ -7,7 +7,8 @@
 //! entrypoint's wasm is loaded with Spore's engine (compiled once per node, see [`CACHE_DIR`])
 //! and run as one sandbox whose `/` is the image's root, read-only, plus the pod's volumes
 //! (and nothing the container runtime keeps beside them: see [`confine`]), with the OCI
-//! process's args and env, and the container's memory limit.
+//! process's args and env, the container's memory limit, and what the pod grants (stores,
+//! databases, outbound hosts: see [`pod`]).
 //! The binary (`src/main.rs`) is separate from `spore` so runwasi's dependencies stay out of
 //! it; it reads its environment and calls [`main`].
 //!
@@ -18,6 +19,7 @@ mod cache;
 mod confine;
 mod http;
 mod memory;
+mod pod;
 
 use cache::{CACHE_DIR, engine, open_cache_dir};
 use memory::MemoryBudget;
@@ -123,7 +125,13 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     // `spore run --invoke EXPORT`, and print what it returns.
     let func = ctx.entrypoint().func;
     let invoke = (func != "_start").then(|| Invoke { export: func, args: args.iter().skip(1).cloned().collect() });
-    let view = confine::View::of_container()?;
+    let mut view = confine::View::of_container()?;
+    // What the pod grants (stores, databases, outbound hosts): read before the spec, since the
+    // stores' data dir leaves the guest's mounts.
+    let granted = pod::read(&mut view)?;
+    for warning in &granted.warnings {
+        eprintln!("spore: warning: {}/runtime-config.toml: {warning}", pod::DIR);
+    }
     let mut spec = SandboxSpec {
         program: ProgramSource::Path(PathBuf::from(&name)),
         argv0: args.first().map(|a| a.split('#').next().unwrap_or(a).to_owned()),
@@ -139,11 +147,15 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     // Spin's app variables from the pod's env, as SpinKube passes them (`SPIN_VARIABLE_NAME`,
     // or `SPORE_VARIABLE_NAME`): values, not grants.
     spec.capabilities.variables = spore_serve::manifest::Given::from_environment(spec.env.clone());
+    let pod::Grants { key_value_stores, sqlite_databases, allowed_outbound_hosts, .. } = granted.grants;
+    spec.capabilities.key_value_stores = key_value_stores;
+    spec.capabilities.sqlite_databases = sqlite_databases;
+    spec.capabilities.allowed_outbound_hosts = allowed_outbound_hosts;
     let budget = MemoryBudget::read();
     spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
     let engine = engine()?;
     let prepared =
-        launch::prepare(&engine, &name, &bytes, &mut spec, Default::default(), None).map_err(|e| match e {
+        launch::prepare(&engine, &name, &bytes, &mut spec, Arc::new(granted.stores), None).map_err(|e| match e {
             LaunchError::Load { source, .. } => anyhow::anyhow!("{name} does not compile: {source}"),
             other => other.into(),
         })?;

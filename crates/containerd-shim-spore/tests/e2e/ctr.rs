@@ -248,36 +248,117 @@ fn ctr_finds_spore_images_under_either_wasm_platform_name() {
 }
 
 /// Spin apps as Spin users build them (spin-sdk 7: WASI 0.3; spin-sdk 5: WASI 0.2) served from
-/// a container: a variable from the env SpinKube sets, and no store or database, which a pod
-/// cannot be granted.
+/// a container: variables from the env SpinKube sets; stores, databases and outbound hosts
+/// only where the pod grants them (`/etc/spore/grants.toml` on a read-only volume), their data
+/// in the pod's data volume, which the guest does not get.
 #[test]
-fn ctr_serves_spin_sdk_apps_with_variables_from_the_env_and_nothing_granted() {
+fn ctr_serves_spin_sdk_apps_with_the_pods_grants_and_variables() {
     let work = tempfile::tempdir().unwrap();
     let reg = Registry::start(None);
     let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
     let c = Containerd::start_with_path(&bin);
+    let (upstream, _up) = crate::support::peers::upstream();
+    let grants = tempfile::tempdir().unwrap();
+    std::fs::write(
+        grants.path().join("grants.toml"),
+        format!(
+            "key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\nallowed_outbound_hosts = [\"http://127.0.0.1:{upstream}\"]\ndata_dir = \"/data\"\n"
+        ),
+    )
+    .unwrap();
+    let upstream_var = format!("SPIN_VARIABLE_UPSTREAM=http://127.0.0.1:{upstream}/up");
     for sdk in ["spin7", "spin5"] {
         let path = format!("/{sdk}.wasm");
         let entry = [path.as_str()];
         let image = Image { os: "wasip2", ..Image::wasm(sdk, &path, guest(sdk), &entry) }.push(&reg, work.path());
         pull_as(&c, "wasi/wasm", &image);
-        let port = crate::support::peers::free_port();
-        let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
-        let rt = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1", "--env", &listen];
-        let r = ctr(&c, &[&rt[..], &["--env", "SPIN_VARIABLE_GREETING=Hey", &image, sdk]].concat());
-        assert_eq!(r.code, 0, "{}", r.out);
+        let data = tempfile::tempdir().unwrap();
+        let serve = |id: &str, granted: bool| {
+            let port = crate::support::peers::free_port();
+            let listen = format!("SPORE_HTTP_LISTEN=127.0.0.1:{port}");
+            let mut args: Vec<String> = ["run", "-d", "--net-host", "--runtime", "io.containerd.spore.v1"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+            for env in [listen.as_str(), "SPIN_VARIABLE_GREETING=Hey", upstream_var.as_str()] {
+                args.extend(["--env".to_owned(), env.to_owned()]);
+            }
+            if granted {
+                args.extend([
+                    "--mount".to_owned(),
+                    format!("type=bind,src={},dst=/etc/spore,options=rbind:ro", grants.path().display()),
+                    "--mount".to_owned(),
+                    format!("type=bind,src={},dst=/data,options=rbind:rw", data.path().display()),
+                ]);
+            }
+            args.extend([image.clone(), id.to_owned()]);
+            let r = ctr(&c, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(r.code, 0, "{}", r.out);
+            port
+        };
+        // Nothing granted: variables only.
+        let port = serve(sdk, false);
         let answer = get(port, "/hello");
         assert!(
             answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("Hey from spin-sdk {}\n", &sdk[4..])),
             "{answer}"
         );
-        let answer = get(port, "/count");
-        assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("AccessDenied"), "{answer}");
-        let answer = get(port, "/sql");
-        assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("AccessDenied"), "{answer}");
+        for route in ["/count", "/sql"] {
+            let answer = get(port, route);
+            assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("AccessDenied"), "{route}: {answer}");
+        }
+        let answer = get(port, "/fetch");
+        assert!(answer.contains("HttpRequestDenied") || answer.contains("denied"), "{answer}");
         assert_eq!(ctr(&c, &["task", "kill", sdk]).code, 0);
         stopped(&c, sdk);
+
+        // Granted by the pod: the store, the database and the upstream, the data in its volume.
+        let id = format!("{sdk}-granted");
+        let port = serve(&id, true);
+        for n in 1..=2 {
+            let answer = get(port, "/count");
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("\n{n} count\n")), "{answer}");
+        }
+        let answer = get(port, "/sql");
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("rows 1 hi\n"), "{answer}");
+        let answer = get(port, "/fetch");
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("200 upstream ok"), "{answer}");
+        assert_eq!(ctr(&c, &["task", "kill", &id]).code, 0);
+        stopped(&c, &id);
+        assert!(data.path().join("kv/default.redb").is_file() && data.path().join("sqlite/default.db").is_file());
     }
+
+    // The grants are the pod's: an image carrying its own is refused, and so is a grants file
+    // on a writable volume (the guest could have written it); the data volume is not the guest's.
+    let hostile = Image {
+        files: vec![
+            ("/fs.wasm", guest("fs")),
+            ("/etc/spore/grants.toml", b"allowed_outbound_hosts = [\"http://*:*\"]\n".to_vec()),
+        ],
+        ..Image::wasm("self-granted", "/fs.wasm", Vec::new(), &["/fs.wasm"])
+    }
+    .push(&reg, work.path());
+    pull(&c, &hostile);
+    let r = run(&c, &hostile, "self-granted", &["/fs.wasm", "ls", "/"]);
+    assert_eq!(r.code, 125, "{}", r.out);
+    assert!(r.out.contains("/etc/spore/grants.toml is the image's own file, not a volume of the pod"), "{}", r.out);
+    let plain = Image::wasm("fs", "/fs.wasm", guest("fs"), &["/fs.wasm"]).push(&reg, work.path());
+    pull(&c, &plain);
+    let data = tempfile::tempdir().unwrap();
+    let with = |id: &str, grants_mode: &str, args: &[&str]| {
+        let mounts = [
+            format!("type=bind,src={},dst=/etc/spore,options=rbind:{grants_mode}", grants.path().display()),
+            format!("type=bind,src={},dst=/data,options=rbind:rw", data.path().display()),
+        ];
+        let head = ["run", "--rm", "--runtime", "io.containerd.spore.v1", "--mount", &mounts[0], "--mount", &mounts[1]];
+        ctr(&c, &[&head[..], &[plain.as_str(), id, "/fs.wasm"], args].concat())
+    };
+    let r = with("writable-grants", "rw", &["ls", "/"]);
+    assert_eq!(r.code, 125, "{}", r.out);
+    assert!(r.out.contains("is on the writable volume /etc/spore"), "{}", r.out);
+    let r = with("data-kept", "ro", &["write", "/data/planted", "x"]);
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(!data.path().join("planted").exists(), "the guest wrote in the stores' data volume");
 }
 
 #[test]
