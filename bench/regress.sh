@@ -21,6 +21,11 @@ bins="$HOME/.cache/spore/regress"
 guests/build.sh >/dev/null
 
 build() { # $1 = source dir, $2 = out dir
+  # The target dir is shared with the other tree's build, and cargo's freshness is by mtime
+  # of paths relative to the workspace: this tree's older files would pass as built when the
+  # other tree was built last, and its binaries be copied as this one's. Touched, the
+  # workspace's own crates are built again from this tree (dependencies stay shared).
+  find "$1/crates" "$1/bench/loadgen" -name '*.rs' -exec touch {} +
   (cd "$1" && cargo build --quiet --release --locked -p spore-cli -p spore-loadgen)
   mkdir -p "$2"
   cp "$CARGO_TARGET_DIR/release/spore" "$CARGO_TARGET_DIR/release/spore-loadgen" "$2/"
