@@ -211,3 +211,69 @@ fn build_for_either_or_both_wasm_platform_names() {
         "{seen:?}"
     );
 }
+
+/// `INIT` / `--init`: the entrypoint's init export runs at build time with the image's files
+/// (read-only), and its state ships in the image: a start begins where the init ended. The same
+/// inputs build the same digest; an init that is missing, traps or exits fails the build with
+/// how, and nothing is tagged.
+#[test]
+fn build_pre_initialises_the_entrypoint_reproducibly_and_refuses_an_init_that_does_not_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("preinit"), ctx.join("app.wasm")).unwrap();
+    std::fs::write(ctx.join("greeting.txt"), "Hello from the image\n").unwrap();
+    let plain = "FROM scratch\nCOPY app.wasm /app.wasm\nCOPY greeting.txt /greeting.txt\nENTRYPOINT [\"/app.wasm\"]\n";
+    std::fs::write(ctx.join("Sporefile.plain"), plain).unwrap();
+    std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT\nENTRYPOINT")).unwrap();
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
+    let c = ctx.to_str().unwrap();
+    let plain_file = ctx.join("Sporefile.plain");
+    let plain_file = plain_file.to_str().unwrap();
+
+    let seen = run(&["build", "-f", plain_file, "-t", "plain", c]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = run(&["run", "plain", "a"]);
+    assert_eq!(seen.stdout, "348425 primes below 5000000; Hello from the image; initialised at start; args [\"a\"]\n");
+
+    let digest = |tag: &str| {
+        let seen = run(&["build", "-t", tag, c]);
+        assert!(
+            seen.code == 0 && seen.stderr.contains("pre-initialised /app.wasm with `wizer.initialize`"),
+            "{seen:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&run(&["image", "inspect", tag]).stdout).unwrap();
+        assert_eq!(v["Config"]["config"]["Labels"]["dev.spore.preinit"], "wizer.initialize", "recorded");
+        v["Digest"].as_str().unwrap().to_owned()
+    };
+    let first = digest("pre");
+    assert_eq!(digest("again"), first, "the same inputs build the same image");
+    let seen = run(&["run", "pre", "a", "b"]);
+    assert_eq!(
+        seen.stdout, "348425 primes below 5000000; Hello from the image; pre-initialised; args [\"a\", \"b\"]\n",
+        "{seen:?}"
+    );
+
+    // Inits that do not return: each named, nothing tagged.
+    for (flag, said) in [
+        (
+            "--init=nope",
+            "--init: /app.wasm has no init export `nope` (a function of no arguments and no results); its exported functions: _start, __main_void, init-exit, init-spin, init-trap, wizer.initialize",
+        ),
+        ("--init=init-trap", "pre-initialising /app.wasm with `init-trap`: it must return; wasm trap"),
+        ("--init=init-exit", "pre-initialising /app.wasm with `init-exit`: it must return; exited with code 3"),
+    ] {
+        let seen = run(&["build", flag, "-t", "bad", c]);
+        assert_eq!(seen.code, 125, "{seen:?}");
+        assert!(seen.stderr.contains(said), "{flag}: {seen:?}");
+    }
+    assert!(run(&["image", "inspect", "bad"]).code != 0, "a failed init tagged nothing");
+    std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT a b\nENTRYPOINT")).unwrap();
+    let seen = run(&["build", c]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains("Sporefile line 4: INIT a b: expected INIT [EXPORT]"), "{seen:?}");
+    std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT init-exit\nENTRYPOINT")).unwrap();
+    let seen = run(&["build", c]);
+    assert!(seen.code == 125 && seen.stderr.contains("Sporefile line 4: INIT: pre-initialising"), "{seen:?}");
+}

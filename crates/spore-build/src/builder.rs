@@ -29,6 +29,11 @@ pub struct Planned {
     pub image: CompatImage,
     /// The entrypoint's wasm bytes (precompiled at build time).
     pub entry_wasm: Vec<u8>,
+    /// The entrypoint's path in the image.
+    pub entry_path: String,
+    /// `INIT`: the export to pre-initialise the entrypoint with (`None`: the default one),
+    /// and the Sporefile line that asked for it.
+    pub init: Option<(Option<String>, usize)>,
     /// Things worth telling the user.
     pub warnings: Vec<String>,
 }
@@ -63,6 +68,7 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
     let mut env: Vec<(String, String)> = Vec::new();
     let mut workdir = String::from("/");
     let mut used_args = std::collections::BTreeSet::new();
+    let mut init = None;
     for line in &file.lines {
         let n = line.number;
         match &line.instruction {
@@ -112,6 +118,7 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
             Instruction::Expose(ports) => image.exposed_ports.extend(ports.iter().map(|p| substitute(p, &vars))),
             Instruction::Entrypoint(argv) => image.entrypoint = argv.clone(),
             Instruction::Cmd(argv) => image.cmd = argv.clone(),
+            Instruction::Init(export) => init = Some((export.as_ref().map(|e| substitute(e, &vars)), n)),
             Instruction::Copy { sources, dest, add, .. } => {
                 let dest = join_abs(&workdir, &substitute(dest, &vars));
                 let mut matched: Vec<(PathBuf, PathBuf)> = Vec::new(); // (context path, path below dest)
@@ -176,7 +183,27 @@ pub fn plan(opts: &BuildOptions, store: &ContentStore) -> Result<Planned, BuildE
         Ok(spore_types::WasmKind::Component) => "wasip2".into(),
         Err(e) => return Err(BuildError::Other(format!("the entrypoint {entry_path}: {e}"))),
     };
-    Ok(Planned { image, entry_wasm, warnings })
+    Ok(Planned { image, entry_wasm, entry_path, init, warnings })
+}
+
+/// Writes `image`'s files under `dir`, as the image's root would hold them (for an init run
+/// at build time). Image paths are absolute and normalised by the build; one that is not is
+/// refused rather than written elsewhere.
+pub fn write_root(image: &CompatImage, dir: &Path) -> std::io::Result<()> {
+    for (path, (bytes, mode)) in &image.files {
+        let rel = Path::new(path.trim_start_matches('/'));
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(std::io::Error::other(format!("image path {path} is not a plain path")));
+        }
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, bytes)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode & 0o777))?;
+    }
+    Ok(())
 }
 
 /// `path` against `base` (both image paths), normalised, absolute.

@@ -9,6 +9,6 @@ mod builder;
 mod format;
 mod sporefile;
 
-pub use builder::{BuildError, BuildOptions, Planned, plan};
+pub use builder::{BuildError, BuildOptions, Planned, plan, write_root};
 pub use format::{BuildFormat, FormatError, artifact, platforms};
 pub use sporefile::{Instruction, Line, ParseError, Sporefile, substitute};

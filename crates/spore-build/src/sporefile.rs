@@ -34,6 +34,9 @@ pub enum Instruction {
     Cmd(Vec<String>),
     /// `EXPOSE PORT[/PROTO]…` (recorded in the config).
     Expose(Vec<String>),
+    /// `INIT [EXPORT]`: pre-initialise the entrypoint by running EXPORT (default
+    /// `wizer.initialize`) at build time and keeping the state it leaves.
+    Init(Option<String>),
 }
 
 /// An instruction and the line it starts on.
@@ -143,6 +146,11 @@ impl Sporefile {
                     if keyword == "ENTRYPOINT" { Instruction::Entrypoint(argv) } else { Instruction::Cmd(argv) }
                 }
                 "EXPOSE" => Instruction::Expose(rest.split_whitespace().map(str::to_owned).collect()),
+                "INIT" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                    [] => Instruction::Init(None),
+                    [export] => Instruction::Init(Some(export.to_owned())),
+                    _ => return Err(err(format!("INIT {rest}: expected INIT [EXPORT], one export name"))),
+                },
                 "RUN" => return Err(err("RUN needs a Linux kernel to execute commands, and a Spore build has none; do the work before the build (e.g. cargo build) and COPY the result".into())),
                 "SHELL" => return Err(err("SHELL: wasm images have no shell".into())),
                 "HEALTHCHECK" => return Err(err("HEALTHCHECK runs commands in the container, which needs a kernel; check health from outside (e.g. an HTTP route)".into())),
@@ -153,7 +161,7 @@ impl Sporefile {
                 "MAINTAINER" => Instruction::Label(vec![("maintainer".into(), rest.to_owned())]),
                 other => {
                     return Err(err(format!(
-                        "unknown instruction {other}; a Sporefile has FROM, COPY, ADD, ENV, ARG, WORKDIR, LABEL, ENTRYPOINT, CMD, EXPOSE"
+                        "unknown instruction {other}; a Sporefile has FROM, COPY, ADD, ENV, ARG, WORKDIR, LABEL, ENTRYPOINT, CMD, EXPOSE, INIT"
                     )));
                 }
             };
@@ -326,6 +334,8 @@ LABEL org.opencontainers.image.version=$VERSION maintainer='me'
 EXPOSE 8080 9090/udp
 ENTRYPOINT ["/app.wasm"]
 CMD ["--port", "8080"]
+INIT
+init setup
 "#;
         let f = Sporefile::parse(text).unwrap();
         let got: Vec<(usize, &Instruction)> = f.lines.iter().map(|l| (l.number, &l.instruction)).collect();
@@ -358,6 +368,8 @@ CMD ["--port", "8080"]
                 (12, &Expose(vec!["8080".into(), "9090/udp".into()])),
                 (13, &Entrypoint(vec!["/app.wasm".into()])),
                 (14, &Cmd(vec!["--port".into(), "8080".into()])),
+                (15, &Init(None)),
+                (16, &Init(Some("setup".into()))),
             ]
         );
         assert_eq!(f.warnings, vec!["line 5: --chown=1000 is accepted and ignored: wasm images have no users"]);

@@ -40,6 +40,11 @@ pub struct BuildArgs {
     /// cannot pull an index).
     #[arg(long, value_name = "OS/wasm[,OS/wasm]")]
     platform: Option<String>,
+    /// Pre-initialise the entrypoint: run EXPORT (default `wizer.initialize`) at build time,
+    /// with the image's files read-only, and ship the state it leaves (as the Sporefile's
+    /// INIT; this wins over it).
+    #[arg(long, value_name = "EXPORT", num_args = 0..=1, require_equals = true, default_missing_value = spore_sandbox::DEFAULT_INIT_EXPORT)]
+    init: Option<String>,
     /// The build context: what COPY can see.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -53,12 +58,24 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
         context: args.context.clone(),
         build_args: args.build_args.into_iter().collect(),
     };
-    let planned = spore_build::plan(&opts, &store)?;
+    let mut planned = spore_build::plan(&opts, &store)?;
     for warning in &planned.warnings {
         eprintln!("warning: {warning}");
     }
+    // Timed: an init at build time runs under a time limit.
+    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig::one_shot(Some(cache_dir), true))?;
+    let init = match (&args.init, &planned.init) {
+        (Some(export), _) => Some((export.clone(), "--init".to_owned())),
+        (None, Some((export, line))) => Some((
+            export.clone().unwrap_or_else(|| spore_sandbox::DEFAULT_INIT_EXPORT.into()),
+            format!("Sporefile line {line}: INIT"),
+        )),
+        (None, None) => None,
+    };
+    if let Some((export, asked)) = init {
+        crate::preinit::apply(&engine, &mut planned, &export).with_context(|| asked)?;
+    }
     // Compile now, so the image's first run starts from the cache.
-    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig::one_shot(Some(cache_dir), false))?;
     let program = engine.load(&planned.entry_wasm).context("precompiling the entrypoint")?;
     let image = &planned.image;
     // Blobs are written before the tag names them: keep a concurrent prune off them.

@@ -11,6 +11,7 @@ mod flags;
 mod images;
 mod logs;
 mod paths;
+mod preinit;
 mod programs;
 mod registry;
 mod run;

@@ -94,6 +94,30 @@ pub enum SandboxError {
         /// The engine's description of the count reached.
         message: String,
     },
+    /// Pre-initialisation asked for an export the module does not have, or one that is not a
+    /// function of no arguments and no results.
+    #[error(
+        "{program} has no init export `{export}` (a function of no arguments and no results); its exported functions: {exports}"
+    )]
+    NoInitExport {
+        /// Program name.
+        program: String,
+        /// The export asked for.
+        export: String,
+        /// Exported functions, comma-separated.
+        exports: String,
+    },
+    /// The init export did not return (it trapped, exited, or reached a limit), or its state
+    /// cannot be snapshotted; nothing was written.
+    #[error("pre-initialising {program} with `{export}`: {problem}")]
+    Init {
+        /// Program name.
+        program: String,
+        /// The init export.
+        export: String,
+        /// What happened.
+        problem: String,
+    },
     /// The guest could not be instantiated for a reason other than the above.
     #[error("cannot start {program}: {message}")]
     Instantiate {

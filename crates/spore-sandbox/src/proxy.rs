@@ -164,7 +164,7 @@ impl Runnable {
             return Err(HandleError::NotHttp { program: self.name.clone(), exports: self.describe_exports() });
         };
         let meter = Arc::new(Meter::default());
-        let (mut store, _captured) = self.store(spec, sinks, meter.clone()).await?;
+        let (mut store, _captured) = self.store(spec, sinks, meter.clone(), crate::state::Moment::Live).await?;
         // The response head, or the error code the guest answered with instead.
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<ProxyResponse, String>>();
         let setup = |e: wasmtime::Error| HandleError::Guest(format!("{e:#}"));

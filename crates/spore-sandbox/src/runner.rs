@@ -219,7 +219,7 @@ impl Runnable {
         self.check_devices(spec)?;
         let started = Instant::now();
         let meter = meter.clone();
-        let (store, captured) = self.store(spec, sinks, meter.clone()).await?;
+        let (store, captured) = self.store(spec, sinks, meter.clone(), crate::state::Moment::Live).await?;
         let drive = Metered::new(self.drive(store, spec), meter.clone());
         let (status, results, memory_bytes) = match spec.limits.timeout_ms {
             None => drive.await?,
@@ -252,8 +252,9 @@ impl Runnable {
         spec: &SandboxSpec,
         sinks: &Sinks,
         meter: Arc<Meter>,
+        moment: crate::state::Moment,
     ) -> Result<(Store<SandboxState>, Captured), SandboxError> {
-        let (state, captured) = self.state(spec, sinks, meter).await?;
+        let (state, captured) = self.state(spec, sinks, meter, moment).await?;
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);
         let cpu_limit_ns = spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000));
@@ -411,7 +412,7 @@ impl Runnable {
     }
 
     /// Exported function names, for messages that suggest what to run instead.
-    fn exported_functions(&self) -> String {
+    pub(crate) fn exported_functions(&self) -> String {
         let engine = self.engine.wasmtime();
         let names: Vec<String> = match &self.program.code {
             ProgramCode::Module(m) => {

@@ -67,8 +67,18 @@ impl Runnable {
         spec: &SandboxSpec,
         sinks: &Sinks,
         cpu: Arc<Meter>,
+        moment: Moment,
     ) -> Result<(SandboxState, Captured), SandboxError> {
         let mut b = WasiCtxBuilder::new();
+        if let Moment::Frozen(seed) = moment {
+            // A snapshot keeps what the init read: the same bytes for the same wasm, so the
+            // same inputs build the same image (and no host's clock or entropy is baked in).
+            b.secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()));
+            b.insecure_random(wasmtime_wasi::Deterministic::new(seed.iter().rev().copied().collect()));
+            b.insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("16 of 32 bytes")));
+            b.wall_clock(Epoch);
+            b.monotonic_clock(Ticks::default());
+        }
         b.arg(spec.argv0.clone().unwrap_or_else(|| default_argv0(spec, &self.name)));
         b.args(&spec.args);
         for (k, v) in &spec.env {
@@ -151,6 +161,44 @@ impl Runnable {
             variables: Arc::new(caps.variables.clone()),
         };
         Ok((state, captured))
+    }
+}
+
+/// The time and entropy a guest sees.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Moment {
+    /// The host's clock and entropy: every run.
+    Live,
+    /// Randomness from the seed, the wall clock at the UNIX epoch, a monotonic clock that
+    /// counts its reads: an init whose state is snapshotted at build time.
+    Frozen([u8; 32]),
+}
+
+/// A wall clock stopped at the UNIX epoch.
+struct Epoch;
+
+impl wasmtime_wasi::HostWallClock for Epoch {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// A monotonic clock that starts at zero and moves one microsecond each time it is read: it
+/// never stands still (a loop timing itself ends) and reads the same every run.
+#[derive(Default)]
+struct Ticks(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for Ticks {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

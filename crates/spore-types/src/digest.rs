@@ -48,6 +48,11 @@ impl Digest {
     pub fn from_bytes(bytes: [u8; 32]) -> Digest {
         Digest(bytes)
     }
+
+    /// The 32 bytes of the hash.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Display for Digest {
