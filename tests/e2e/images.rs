@@ -277,3 +277,31 @@ fn build_pre_initialises_the_entrypoint_reproducibly_and_refuses_an_init_that_do
     let seen = run(&["build", c]);
     assert!(seen.code == 125 && seen.stderr.contains("Sporefile line 4: INIT: pre-initialising"), "{seen:?}");
 }
+
+/// `spore compile --init`: a wasm file pre-initialised outside any image, its init reading the
+/// directories given (read-only); the result written and compiled. A bad export writes nothing.
+#[test]
+fn compile_pre_initialises_a_module_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(assets.join("greeting.txt"), "Hi from a directory\n").unwrap();
+    let out = dir.path().join("app.init.wasm");
+    let spore = |args: &[&str]| with_store(&dir.path().join("store")).args(args).seen();
+    let app = guest("preinit");
+    let (app, out_s) = (app.to_str().unwrap(), out.to_str().unwrap());
+    let mount = format!("{}:/", assets.display());
+    let seen = spore(&["compile", "--init", "--dir", &mount, app, "-o", out_s]);
+    assert!(seen.code == 0 && seen.stdout.contains("app.init.wasm: compiled module"), "{seen:?}");
+    let seen = spore(&["run", out_s]);
+    assert_eq!(seen.stdout, "348425 primes below 5000000; Hi from a directory; pre-initialised; args []\n", "{seen:?}");
+    // The plain module, run without the directory, does its own start and finds no greeting.
+    let seen = spore(&["run", app]);
+    assert!(seen.stdout.contains("(no greeting: ") && seen.stdout.contains("initialised at start"), "{seen:?}");
+    let bad = dir.path().join("bad.wasm");
+    let seen = spore(&["compile", "--init=init-trap", app, "-o", bad.to_str().unwrap()]);
+    assert!(seen.code == 125 && seen.stderr.contains("--init=init-trap: pre-initialising"), "{seen:?}");
+    assert!(!bad.exists(), "nothing written");
+    let seen = spore(&["compile", "--init", app]);
+    assert!(seen.code != 0 && seen.stderr.contains("--output"), "{seen:?}");
+}
