@@ -1188,3 +1188,30 @@ fn a_device_plugin_that_does_not_load_stops_the_daemon_at_start_naming_it() {
         "{seen:?}"
     );
 }
+
+/// A pre-initialised image (built with `INIT`) is an image like any other to the daemon: its
+/// sandbox starts where the build's init ended, with the image's files and the run's args.
+#[test]
+fn the_daemon_runs_a_pre_initialised_image() {
+    let d = Daemon::start(&[]);
+    let store = d.dir.path().join("data/store");
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("preinit"), ctx.join("app.wasm")).unwrap();
+    std::fs::write(ctx.join("greeting.txt"), "Hello from the image\n").unwrap();
+    std::fs::write(
+        ctx.join("Sporefile"),
+        "FROM scratch\nCOPY app.wasm greeting.txt /\nINIT\nENTRYPOINT [\"/app.wasm\"]\n",
+    )
+    .unwrap();
+    let seen = Seen::from(spore().env("SPORE_STORE", &store).args(["build", "-t", "pre"]).arg(&ctx).output().unwrap());
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = d.run(["deploy", "--pull", "never", "--name", "pre", "pre", "x"]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let record = d.wait_for("pre", 10, |r| r["state"] == "exited");
+    assert_eq!(record["exit"], serde_json::json!({"kind": "exited", "code": 0}), "{}", d.log());
+    assert_eq!(
+        d.run(["logs", "pre"]).stdout,
+        "348425 primes below 5000000; Hello from the image; pre-initialised; args [\"x\"]\n"
+    );
+}

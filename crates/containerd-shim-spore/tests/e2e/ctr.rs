@@ -440,3 +440,34 @@ fn a_guest_sees_its_image_read_only_and_its_volumes_but_nothing_of_the_container
     assert_eq!(ctr(&c, &["task", "kill", "linger"]).code, 0);
     stopped_within(&c, "linger", std::time::Duration::from_secs(20));
 }
+
+/// A pre-initialised module (its init run once, its state shipped, as `spore build --init`
+/// makes it) runs in a container like any other: it starts where its init ended.
+#[test]
+fn ctr_runs_a_pre_initialised_module() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let plain = guest("preinit");
+    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig::one_shot(None, true)).unwrap();
+    let runnable = spore_sandbox::Runnable::new(&engine, engine.load(&plain).unwrap(), "preinit.wasm").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let spec = spore_sandbox::SandboxSpec::default();
+    let snapshot = runtime.block_on(runnable.preinit(&plain, &spec, spore_sandbox::DEFAULT_INIT_EXPORT)).unwrap();
+    let image = Image {
+        files: vec![("/app.wasm", snapshot), ("/greeting.txt", b"Hello from the image\n".to_vec())],
+        ..Image::wasm("preinit", "/app.wasm", Vec::new(), &["/app.wasm"])
+    }
+    .push(&reg, work.path());
+    let bin = shim_dir(work.path(), env!("CARGO_BIN_EXE_containerd-shim-spore-v1").as_ref());
+    let c = Containerd::start_with_path(&bin);
+    pull(&c, &image);
+    let r = run(&c, &image, "preinit", &["/app.wasm", "x"]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    // The init ran with no files here, so its greeting is the one it could not read.
+    assert!(
+        r.out.contains("348425 primes below 5000000; (no greeting: ")
+            && r.out.contains("pre-initialised; args [\"x\"]"),
+        "{}",
+        r.out
+    );
+}
