@@ -287,7 +287,10 @@ fn compile_pre_initialises_a_module_into_a_file() {
     std::fs::create_dir_all(&assets).unwrap();
     std::fs::write(assets.join("greeting.txt"), "Hi from a directory\n").unwrap();
     let out = dir.path().join("app.init.wasm");
-    let spore = |args: &[&str]| with_store(&dir.path().join("store")).args(args).seen();
+    // A cache of its own, so the compile of the result is this test's.
+    let spore = |args: &[&str]| {
+        with_store(&dir.path().join("store")).env("SPORE_CACHE_DIR", dir.path().join("cache")).args(args).seen()
+    };
     let app = guest("preinit");
     let (app, out_s) = (app.to_str().unwrap(), out.to_str().unwrap());
     let mount = format!("{}:/", assets.display());
