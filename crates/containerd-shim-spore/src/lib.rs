@@ -30,7 +30,7 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use containerd_shim_wasm::shim::{Cli, Shim};
 use spore_sandbox::launch::{self, AppKind, LaunchError};
 use spore_sandbox::{
-    Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, human_bytes,
+    Input, Invoke, Output, ProgramSource, Runnable, SandboxError, SandboxSpec, StdioSpec, Wasm, human_bytes,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -154,8 +154,8 @@ async fn run(ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
     let budget = MemoryBudget::read();
     spec.limits.memory_bytes = budget.as_ref().map(|b| b.guest);
     let engine = engine()?;
-    let prepared =
-        launch::prepare(&engine, &name, &bytes, &mut spec, Arc::new(granted.stores), None).map_err(|e| match e {
+    let prepared = launch::prepare(&engine, &name, &Wasm::Bytes(bytes), &mut spec, Arc::new(granted.stores), None)
+        .map_err(|e| match e {
             LaunchError::Load { source, .. } => anyhow::anyhow!("{name} does not compile: {source}"),
             other => other.into(),
         })?;

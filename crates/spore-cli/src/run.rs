@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use spore_engine::{CodeKind, EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind};
-use spore_sandbox::{ExitStatus, Input, Output, OutputSink, ProgramSource, Sinks, StdioSpec};
+use spore_sandbox::{ExitStatus, Input, Output, OutputSink, ProgramSource, Sinks, StdioSpec, Wasm};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     let mut spec = args.spec(ProgramSource::Path(args.file.clone()))?;
     // FILE.wasm, or else an image (from the local store, or pulled).
     let bytes = match args.is_file() {
-        true => args.read_program()?,
+        true => Wasm::Bytes(args.read_program()?),
         false => crate::store::for_run(&args.file.to_string_lossy(), store_dir, args.pull, insecure, &mut spec)?,
     };
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };

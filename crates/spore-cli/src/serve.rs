@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use spore_engine::{EngineConfig, SporeEngine};
 use spore_sandbox::launch::{self, AppKind};
-use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec};
+use spore_sandbox::{KvStores, Mount, Output, Runnable, SandboxSpec, Sinks, StdioSpec, Wasm};
 use spore_serve::door::Door;
 use spore_serve::manifest::{Files, Handler};
 use spore_serve::router::Router;
@@ -90,16 +90,16 @@ fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::R
     Ok(SporeEngine::new(EngineConfig::server(cache_dir, slots, max_memory))?)
 }
 
-/// Loads `bytes` as an HTTP app for `spec` (admitted through the one launch path), or says
+/// Loads `wasm` as an HTTP app for `spec` (admitted through the one launch path), or says
 /// what it is instead.
 fn http_app(
     engine: &SporeEngine,
     name: &str,
-    bytes: &[u8],
+    wasm: &Wasm,
     spec: &mut SandboxSpec,
     stores: &Arc<KvStores>,
 ) -> anyhow::Result<Arc<Runnable>> {
-    let prepared = launch::prepare(engine, name, bytes, spec, stores.clone(), Some(AppKind::Http))
+    let prepared = launch::prepare(engine, name, wasm, spec, stores.clone(), Some(AppKind::Http))
         .map_err(|e| crate::common::launch_failed(e, name))?;
     Ok(prepared.runnable)
 }
@@ -152,7 +152,7 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
                 .file
                 .file_name()
                 .map_or_else(|| spec_args.file.display().to_string(), |f| f.to_string_lossy().into_owned()),
-            spec_args.read_program()?,
+            Wasm::Bytes(spec_args.read_program()?),
         ),
         false => {
             let image = spec_args.file.to_string_lossy();
@@ -211,7 +211,8 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         let mut spec = SandboxSpec::default();
         let bytes = match &c.source {
             manifest::Source::File(path) => {
-                std::fs::read(path).with_context(|| format!("[component.{id}] source {}", path.display()))?
+                let bytes = std::fs::read(path);
+                Wasm::Bytes(bytes.with_context(|| format!("[component.{id}] source {}", path.display()))?)
             }
             manifest::Source::Image(image) => crate::store::for_run(image, store_dir, args.pull, insecure, &mut spec)?,
         };

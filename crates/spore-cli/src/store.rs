@@ -94,7 +94,7 @@ pub fn for_run(
     pull: PullPolicy,
     insecure: &[String],
     spec: &mut spore_sandbox::SandboxSpec,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<spore_sandbox::Wasm> {
     let store = open_store(store_dir)?;
     let manifest = ensure(&store, image, store_dir, pull, insecure)?;
     let opened = open_image(&store, manifest)?;

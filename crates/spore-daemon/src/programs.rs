@@ -7,7 +7,7 @@
 //! under the spec by the launch path ([`spore_sandbox::launch::from_image`]). The stored
 //! record is then a plain spec: restarts need no registry.
 
-use spore_engine::Digest;
+use spore_engine::{Digest, Wasm};
 use spore_image::{ContentStore, Reference, StoreError, open_image};
 use spore_registry::{AuthFiles, Progress, PullPolicy, Registry, RegistryError, RegistryOptions};
 use spore_sandbox::{ProgramSource, SandboxSpec};
@@ -123,8 +123,15 @@ impl ProgramStore {
         // Pinned before anything depends on it, so a prune racing this create keeps it.
         self.images.pin("daemon", &digest)?;
         let wasm = spore_sandbox::launch::from_image(&self.images, &opened, spec).map_err(bad)?;
-        let program = Digest::of(&wasm).to_string();
-        self.put(&program, &wasm)?;
+        let program = wasm.digest().to_string();
+        // Stored already (an earlier create of the image): the entrypoint need not be read.
+        match self.has(&program)? {
+            true => self.touch(&program)?,
+            false => {
+                let bytes = wasm.bytes().map_err(|e| ProgramError::BadImage(format!("{image}: {e}")))?;
+                self.put(&program, &bytes)?;
+            }
+        }
         spec.program = ProgramSource::Digest(program);
         Ok(())
     }
@@ -195,6 +202,17 @@ impl ProgramStore {
         match self.store.get(&ContentStore::digest(digest)?) {
             Err(StoreError::Missing(_)) => Err(ProgramError::Missing(digest.to_owned())),
             other => Ok(other?),
+        }
+    }
+
+    /// A stored program as the engine loads it: the file, named by its digest (the store put
+    /// it there only after checking that it hashes to it), so that linking it again when its
+    /// compiled code is cached does not read it.
+    pub fn wasm(&self, digest: &str) -> Result<Wasm, ProgramError> {
+        let d = ContentStore::digest(digest)?;
+        match self.store.has(&d) {
+            true => Ok(Wasm::File { path: self.store.path(&d), digest: d }),
+            false => Err(ProgramError::Missing(digest.to_owned())),
         }
     }
 }

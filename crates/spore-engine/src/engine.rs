@@ -6,7 +6,8 @@ use crate::detect::detect;
 use crate::error::{EngineError, LoadError};
 use crate::program::{CacheOutcome, Program, ProgramCode};
 use crate::ticker;
-use spore_types::{Digest, WasmKind};
+use spore_types::{Digest, Wasm, WasmFileError, WasmKind};
+use std::borrow::Cow;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 
@@ -103,10 +104,28 @@ impl SporeEngine {
     /// Turns wasm bytes into a [`Program`]: from the cache when a trusted entry exists,
     /// otherwise compiled (and cached). Never executes an entry it could not verify.
     pub fn load(&self, bytes: &[u8]) -> Result<Program, LoadError> {
-        let kind = detect(bytes)?;
-        let digest = Digest::of(bytes);
+        self.load_as(detect(bytes)?, Digest::of(bytes), || Ok(bytes.into()))
+    }
+
+    /// [`SporeEngine::load`] for a [`Wasm`] as a front end holds it: a file with a recorded
+    /// digest is read whole only when its compiled code is not cached (and then must still
+    /// hash to that digest).
+    pub fn load_wasm(&self, wasm: &Wasm) -> Result<Program, LoadError> {
+        match wasm {
+            Wasm::Bytes(bytes) => self.load(bytes),
+            Wasm::File { digest, .. } => self.load_as(wasm.kind()?, *digest, || wasm.bytes()),
+        }
+    }
+
+    /// Loads the program `digest` of `kind`, whose bytes `read` gives when it must be compiled.
+    fn load_as<'a>(
+        &self,
+        kind: WasmKind,
+        digest: Digest,
+        read: impl FnOnce() -> Result<Cow<'a, [u8]>, WasmFileError>,
+    ) -> Result<Program, LoadError> {
         let Some(cache) = &self.cache else {
-            let code = self.compile_in_memory(kind, bytes)?;
+            let code = self.compile_in_memory(kind, &read()?)?;
             return Ok(Program { digest, kind, code, outcome: CacheOutcome::Compiled });
         };
         let outcome = match cache.lookup(&self.engine, kind, &digest) {
@@ -121,10 +140,11 @@ impl SporeEngine {
                 CacheOutcome::Rebuilt { reason }
             }
         };
+        let bytes = read()?;
         let started = std::time::Instant::now();
         let artifact = match kind {
-            WasmKind::Module => self.engine.precompile_module(bytes),
-            WasmKind::Component => self.engine.precompile_component(bytes),
+            WasmKind::Module => self.engine.precompile_module(&bytes),
+            WasmKind::Component => self.engine.precompile_component(&bytes),
         }
         .map_err(|err| invalid(kind, err))?;
         tracing::debug!(%digest, elapsed = ?started.elapsed(), "compiled");

@@ -40,6 +40,9 @@ pub enum LoadError {
     /// Not a wasm binary Spore reads (the header says so).
     #[error(transparent)]
     Header(spore_types::HeaderError),
+    /// A recorded wasm file cannot be read, or no longer holds what was recorded.
+    #[error(transparent)]
+    File(spore_types::WasmFileError),
     /// Validation or compilation failed: truncated, malformed, or uses a disabled feature.
     #[error("invalid WebAssembly {kind}: {message}")]
     Invalid {
@@ -48,4 +51,13 @@ pub enum LoadError {
         /// wasmtime's own description, which names the offset and the problem.
         message: String,
     },
+}
+
+impl From<spore_types::WasmFileError> for LoadError {
+    fn from(err: spore_types::WasmFileError) -> Self {
+        match err {
+            spore_types::WasmFileError::Header(header) => LoadError::Header(header),
+            other => LoadError::File(other),
+        }
+    }
 }

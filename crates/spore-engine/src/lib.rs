@@ -24,4 +24,4 @@ pub use detect::detect;
 pub use engine::{PoolShare, SporeEngine};
 pub use error::{EngineError, LoadError};
 pub use program::{CacheOutcome, Program, ProgramCode};
-pub use spore_types::{Digest, WasmKind};
+pub use spore_types::{Digest, Wasm, WasmKind};

@@ -129,13 +129,20 @@ impl ContentStore {
         if let Ok(roots) = std::fs::read_dir(self.root().join("rootfs")) {
             for entry in roots {
                 let entry = entry?;
-                let Some(d) = entry.file_name().to_str().and_then(|hex| Digest::parse(&format!("sha256:{hex}"))) else {
+                // A root, or the record of its entrypoint's digest beside it.
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let record = name.strip_suffix(crate::rootfs::ENTRYPOINT_DIGEST);
+                let Some(d) = Digest::parse(&format!("sha256:{}", record.unwrap_or(&name))) else {
                     pruned.leftovers += remove_if_stale(&entry)?;
                     continue;
                 };
-                if !live.contains(&d) {
-                    std::fs::remove_dir_all(entry.path())?;
-                    pruned.roots += 1;
+                match (live.contains(&d), record) {
+                    (true, _) => {}
+                    (false, Some(_)) => std::fs::remove_file(entry.path())?,
+                    (false, None) => {
+                        std::fs::remove_dir_all(entry.path())?;
+                        pruned.roots += 1;
+                    }
                 }
             }
         }
@@ -199,11 +206,14 @@ mod tests {
         let stray = Digest::of(b"stray");
         store.put(&stray, b"stray").unwrap();
         let root = open_image(&store, dropped).unwrap().rootfs(&store).unwrap();
+        let record = root.with_extension("entrypoint");
+        open_image(&store, dropped).unwrap().entrypoint_wasm(&store).unwrap();
+        assert!(record.is_file(), "reading the entrypoint records its digest");
 
         let pruned = store.prune().unwrap();
         // The dropped image's manifest, config and layer, and the stray blob.
         assert_eq!((pruned.blobs, pruned.roots), (4, 1), "{pruned:?}");
-        assert!(!root.exists() && !store.has(&dropped) && !store.has(&stray));
+        assert!(!root.exists() && !record.exists() && !store.has(&dropped) && !store.has(&stray));
         assert!(store.has(&program));
         let opened = open_image(&store, kept).unwrap();
         assert!(opened.entrypoint_wasm(&store).is_ok(), "the named image is whole");

@@ -4,27 +4,55 @@
 use crate::error::ImageError;
 use crate::open::OpenedImage;
 use crate::store::{ContentStore, StoreError};
-use std::path::PathBuf;
+use spore_types::{Digest, Wasm};
+use std::path::{Path, PathBuf};
+
+/// The suffix of the file beside an unpacked root (`rootfs/<manifest hex>`) that records its
+/// entrypoint's digest. Kept out of the root: that is the guest's `/`.
+pub(crate) const ENTRYPOINT_DIGEST: &str = ".entrypoint";
+
+/// Writes `digest` to `path` whole or not at all (a temporary file renamed over it).
+fn write_record(path: &Path, digest: &Digest) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
+    tmp.write_all(digest.to_string().as_bytes())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
 
 impl OpenedImage {
     /// The wasm to run and, for an image of files, its unpacked root: the wasm layer when the
     /// image has one, else the entrypoint's file, resolved inside the root only.
-    pub fn entrypoint_wasm(&self, store: &ContentStore) -> Result<(Vec<u8>, Option<PathBuf>), ImageError> {
+    ///
+    /// The entrypoint's digest is recorded beside the root the first time it is read (see
+    /// [`Wasm`]), so later starts whose compiled code is cached need not read the file.
+    pub fn entrypoint_wasm(&self, store: &ContentStore) -> Result<(Wasm, Option<PathBuf>), ImageError> {
         if let Some(layer) = self.wasm_layer {
-            return Ok((store.get(&layer)?, None));
+            return Ok((Wasm::Bytes(store.get(&layer)?), None));
         }
         let root = self.rootfs(store)?;
         let entry = self.argv.first().ok_or(ImageError::NoEntrypoint(self.manifest))?;
         let inside = match (entry.starts_with('/'), &self.working_dir) {
-            (false, Some(wd)) => std::path::Path::new(wd).join(entry),
+            (false, Some(wd)) => Path::new(wd).join(entry),
             _ => PathBuf::from(entry),
         };
         let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
         if let Some(link) = crate::extract::symlink_on_the_way(&root, &rel, true) {
             return Err(ImageError::EntrypointThroughSymlink { entry: entry.clone(), link });
         }
-        let wasm = std::fs::read(root.join(&rel)).map_err(|_| ImageError::EntrypointMissing(entry.clone()))?;
-        Ok((wasm, Some(root)))
+        let file = root.join(&rel);
+        let missing = || ImageError::EntrypointMissing(entry.clone());
+        let record = store.root().join("rootfs").join(format!("{}{ENTRYPOINT_DIGEST}", self.manifest.hex()));
+        if let Some(digest) = std::fs::read_to_string(&record).ok().and_then(|d| Digest::parse(d.trim())) {
+            if !file.is_file() {
+                return Err(missing());
+            }
+            return Ok((Wasm::File { path: file, digest }, Some(root)));
+        }
+        let wasm = std::fs::read(&file).map_err(|_| missing())?;
+        // Best effort: without the record the next start reads the file again.
+        let _ = write_record(&record, &Digest::of(&wasm));
+        Ok((Wasm::Bytes(wasm), Some(root)))
     }
 
     /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and

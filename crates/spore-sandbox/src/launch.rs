@@ -15,7 +15,7 @@ use crate::SandboxError;
 use crate::devices::Devices;
 use crate::kv::KvStores;
 use crate::runner::Runnable;
-use spore_engine::{LoadError, SporeEngine};
+use spore_engine::{LoadError, SporeEngine, Wasm};
 use spore_image::{ContentStore, ImageError, OpenedImage};
 use spore_spec::{Mount, SandboxSpec, SpecError};
 use std::fmt;
@@ -100,7 +100,7 @@ pub enum LaunchError {
 /// image's environment goes under the spec's; argv\[0\] is the entrypoint unless the spec
 /// names one; and the image's files, when it has any, become the read-only `/` (pinned with
 /// the other mounts by [`admit`]).
-pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxSpec) -> Result<Vec<u8>, ImageError> {
+pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxSpec) -> Result<Wasm, ImageError> {
     let (wasm, rootfs) = image.entrypoint_wasm(store)?;
     if spec.argv0.is_none() {
         spec.argv0 = image.argv.first().cloned();
@@ -129,11 +129,11 @@ pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxS
 pub fn link(
     engine: &SporeEngine,
     name: &str,
-    wasm: &[u8],
+    wasm: &Wasm,
     kv: Arc<KvStores>,
     devices: Arc<Devices>,
 ) -> Result<Prepared, LaunchError> {
-    let program = engine.load(wasm).map_err(|source| LaunchError::Load { program: name.to_owned(), source })?;
+    let program = engine.load_wasm(wasm).map_err(|source| LaunchError::Load { program: name.to_owned(), source })?;
     let runnable = Runnable::with_devices(engine, program, name, devices)?.with_kv_stores(kv);
     let kind = if runnable.is_http() {
         AppKind::Http
@@ -174,7 +174,7 @@ pub fn admit(linked: &Prepared, spec: &mut SandboxSpec, wanted: Option<AppKind>)
 pub fn prepare(
     engine: &SporeEngine,
     name: &str,
-    wasm: &[u8],
+    wasm: &Wasm,
     spec: &mut SandboxSpec,
     kv: Arc<KvStores>,
     wanted: Option<AppKind>,
@@ -208,7 +208,7 @@ mod tests {
         let image = image(&store);
 
         let mut spec = SandboxSpec::default();
-        assert_eq!(from_image(&store, &image, &mut spec).unwrap(), b"\0asm\x01\0\0\0");
+        assert_eq!(from_image(&store, &image, &mut spec).unwrap().bytes().unwrap(), &b"\0asm\x01\0\0\0"[..]);
         assert_eq!(spec.argv0.as_deref(), Some("/app.wasm"));
         assert_eq!(spec.args, ["--fixed", "--port", "80"], "Entrypoint's arguments, then Cmd");
         assert_eq!(spec.mounts[0].guest, "/");

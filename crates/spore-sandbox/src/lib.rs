@@ -52,7 +52,7 @@ pub use spore_spec::{
     Limits, Mount, MountPin, NetworkPolicy, OutboundPolicy, Output, ProgramSource, SandboxSpec, SpecError, StdioSpec,
     exit_code,
 };
-pub use spore_types::{human_bytes, parse_size};
+pub use spore_types::{Wasm, human_bytes, parse_size};
 pub use stdio::Sinks;
 
 /// The instance, table and memory ceilings for one sandbox of `engine`: its share of the pool

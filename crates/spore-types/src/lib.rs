@@ -21,4 +21,4 @@ pub use pull::PullPolicy;
 pub use secret::constant_time_eq;
 pub use size::{ByteSize, SizeError, human_bytes, parse_size};
 pub use text::{escape_controls, plain_name, shown};
-pub use wasm::{HeaderError, WasmKind, detect};
+pub use wasm::{HeaderError, Wasm, WasmFileError, WasmKind, detect};

@@ -82,6 +82,93 @@ fn looks_like(bytes: &[u8]) -> &'static str {
     }
 }
 
+/// A program's wasm as a front end holds it: the bytes, or a file whose digest is already known.
+///
+/// An image's entrypoint is the second kind (its store hashed it once, when it unpacked the
+/// image): a start whose compiled code is cached then reads eight bytes of it, not all of it.
+/// For an interpreter with a pre-initialised heap, reading and hashing tens of megabytes was
+/// most of its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wasm {
+    /// The bytes in hand (a file named on the command line, an upload).
+    Bytes(Vec<u8>),
+    /// A file and the digest its owner recorded for it.
+    File {
+        /// Where it is.
+        path: std::path::PathBuf,
+        /// What it hashed to when recorded; [`Wasm::bytes`] checks it still does.
+        digest: crate::Digest,
+    },
+}
+
+/// A [`Wasm`] file that cannot be used as recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmFileError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file no longer holds what was recorded: changed on disk since.
+    #[error(
+        "{path} changed on disk since it was recorded as {recorded} (it now hashes to {found}); remove the image and pull or build it again"
+    )]
+    Changed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The digest it was recorded with.
+        recorded: crate::Digest,
+        /// What it hashes to now.
+        found: crate::Digest,
+    },
+    /// Not a wasm binary Spore reads.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+impl Wasm {
+    /// The digest that names the program (computed for bytes, as recorded for a file).
+    pub fn digest(&self) -> crate::Digest {
+        match self {
+            Wasm::Bytes(bytes) => crate::Digest::of(bytes),
+            Wasm::File { digest, .. } => *digest,
+        }
+    }
+
+    /// Module or component, from the header alone.
+    pub fn kind(&self) -> Result<WasmKind, WasmFileError> {
+        match self {
+            Wasm::Bytes(bytes) => Ok(detect(bytes)?),
+            Wasm::File { path, .. } => {
+                use std::io::Read;
+                let read = |source| WasmFileError::Read { path: path.clone(), source };
+                let mut header = Vec::with_capacity(8);
+                std::fs::File::open(path).map_err(read)?.take(8).read_to_end(&mut header).map_err(read)?;
+                Ok(detect(&header)?)
+            }
+        }
+    }
+
+    /// All the bytes: a file is read, and refused unless it still hashes to its digest (so
+    /// the program compiled is the one the digest names).
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, WasmFileError> {
+        match self {
+            Wasm::Bytes(bytes) => Ok(bytes.into()),
+            Wasm::File { path, digest } => {
+                let bytes = std::fs::read(path).map_err(|source| WasmFileError::Read { path: path.clone(), source })?;
+                let found = crate::Digest::of(&bytes);
+                if found != *digest {
+                    return Err(WasmFileError::Changed { path: path.clone(), recorded: *digest, found });
+                }
+                Ok(bytes.into())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +189,23 @@ mod tests {
         assert!(err.contains("empty"), "{err}");
         let err = detect(b"\0asm\x02\0\0\0").unwrap_err().to_string();
         assert!(err.contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn a_recorded_file_is_read_only_as_recorded() {
+        let path = std::env::temp_dir().join(format!("spore-wasm-{}.wasm", std::process::id()));
+        std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+        let recorded = crate::Digest::of(b"\0asm\x01\0\0\0");
+        let wasm = Wasm::File { path: path.clone(), digest: recorded };
+        assert_eq!(wasm.kind().unwrap(), WasmKind::Module);
+        assert_eq!(wasm.digest(), recorded);
+        assert_eq!(&*wasm.bytes().unwrap(), b"\0asm\x01\0\0\0");
+        // Changed behind the recorder's back: the kind still reads, the bytes are refused.
+        std::fs::write(&path, b"\0asm\x01\0\0\0\x00").unwrap();
+        let err = wasm.bytes().unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("changed on disk") && err.contains(&recorded.to_string()), "{err}");
+        let err = wasm.kind().unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
     }
 }

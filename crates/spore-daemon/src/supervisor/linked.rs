@@ -48,11 +48,11 @@ impl Supervisor {
         if let Some(r) = lock(&self.runnables).get(digest) {
             return Ok(r.clone());
         }
-        let bytes = self.programs.get(digest)?;
+        let wasm = self.programs.wasm(digest)?;
         let prepared = launch::link(
             &self.engine,
             &short(digest),
-            &bytes,
+            &wasm,
             self.settings.kv_stores.clone(),
             self.settings.devices.clone(),
         )
