@@ -14,7 +14,7 @@ done
 # Guests are built with their own flags, never the host workspace's.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
 cd "$here"
-p1=(hello args-env fs exit-code trap spin membomb refdaemon nbody reactor flood hostile periodic gpio uart preinit)
+p1=(hello args-env fs exit-code trap spin membomb refdaemon nbody reactor flood hostile periodic gpio uart preinit jsinit)
 cargo build --quiet --release --locked --target wasm32-wasip1 --target-dir "$target" $(printf -- '-p %s ' "${p1[@]}")
 p2=(hello-p2 hello-p3 http-hello-p3 http-hostile-p3 spin7 spin5 netprobe http-hello http-kv http-config http-fetch http-hostile)
 cargo build --quiet --release --locked --target wasm32-wasip2 --target-dir "$target" $(printf -- '-p %s ' "${p2[@]}")

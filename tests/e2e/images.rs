@@ -278,6 +278,65 @@ fn build_pre_initialises_the_entrypoint_reproducibly_and_refuses_an_init_that_do
     assert!(seen.code == 125 && seen.stderr.contains("Sporefile line 4: INIT: pre-initialising"), "{seen:?}");
 }
 
+/// A program nobody here wrote: boa, a JavaScript engine from crates.io, whose init makes the
+/// engine's context and runs the image's `/app.js` (building a 20 000-entry table). Built with
+/// `INIT`, the image starts with all that done; built plainly, each start does it.
+#[test]
+fn a_javascript_engine_is_pre_initialised_with_its_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("jsinit"), ctx.join("js.wasm")).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests/jsinit/app.js"), ctx.join("app.js")).unwrap();
+    let plain = "FROM scratch\nCOPY js.wasm /js.wasm\nCOPY app.js /app.js\nENTRYPOINT [\"/js.wasm\"]\n";
+    std::fs::write(ctx.join("Sporefile.plain"), plain).unwrap();
+    std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT\nENTRYPOINT")).unwrap();
+    let run = |args: &[&str]| with_store(&store).args(args).seen();
+    let c = ctx.to_str().unwrap();
+    let plain_file = ctx.join("Sporefile.plain");
+    assert_eq!(run(&["build", "-f", plain_file.to_str().unwrap(), "-t", "js-plain", c]).code, 0);
+    let seen = run(&["build", "-t", "js", c]);
+    assert_eq!(seen.code, 0, "{seen:?}");
+    let seen = run(&["run", "js-plain", "w1", "nope"]);
+    assert_eq!(seen.stdout, "Hello from JavaScript: 20000 words, w1=17679 nope? (initialised at start)\n", "{seen:?}");
+    let seen = run(&["run", "js", "w1", "nope"]);
+    assert_eq!(seen.stdout, "Hello from JavaScript: 20000 words, w1=17679 nope? (pre-initialised)\n", "{seen:?}");
+}
+
+/// An image's entrypoint is read and hashed once; later starts know it by the digest recorded
+/// beside its unpacked root. Changed on disk after that, it is refused whenever it would be
+/// compiled (the code run is always the recorded program's, never the changed file's).
+#[test]
+fn an_entrypoint_changed_on_disk_after_it_was_recorded_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(guest("hello"), ctx.join("app.wasm")).unwrap();
+    std::fs::write(ctx.join("Sporefile"), "FROM scratch\nCOPY app.wasm /app.wasm\nENTRYPOINT [\"/app.wasm\"]\n")
+        .unwrap();
+    let run = |cache: &str, args: &[&str]| {
+        with_store(&store).env("SPORE_CACHE_DIR", dir.path().join(cache)).args(args).seen()
+    };
+    assert_eq!(run("cache", &["build", "-t", "app", ctx.to_str().unwrap()]).code, 0);
+    let first = run("cache", &["run", "app"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let roots = store.join("rootfs");
+    let root = std::fs::read_dir(&roots).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    assert!(root.with_extension("entrypoint").is_file(), "the first start recorded the digest");
+    // Another program's bytes in its place.
+    std::fs::write(root.join("app.wasm"), std::fs::read(guest("exit-code")).unwrap()).unwrap();
+    assert_eq!(run("cache", &["run", "app"]).stdout, first.stdout, "the recorded program's code");
+    let seen = run("cold-cache", &["run", "app"]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(
+        seen.stderr.contains("app.wasm changed on disk since it was recorded as sha256:")
+            && seen.stderr.contains("remove the image and pull or build it again"),
+        "{seen:?}"
+    );
+}
+
 /// `spore compile --init`: a wasm file pre-initialised outside any image, its init reading the
 /// directories given (read-only); the result written and compiled. A bad export writes nothing.
 #[test]
