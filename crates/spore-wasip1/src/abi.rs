@@ -158,6 +158,24 @@ pub mod errno {
     pub const OVERFLOW: i32 = 61;
     /// Invalid seek: the descriptor is a stream.
     pub const SPIPE: i32 = 70;
+    /// File exists.
+    pub const EXIST: i32 = 20;
+    /// Illegal byte sequence (a path that is not UTF-8).
+    pub const ILSEQ: i32 = 25;
+    /// Is a directory.
+    pub const ISDIR: i32 = 31;
+    /// Too many open files.
+    pub const MFILE: i32 = 33;
+    /// Name too long.
+    pub const NAMETOOLONG: i32 = 37;
+    /// No such file or directory.
+    pub const NOENT: i32 = 44;
+    /// Not a directory.
+    pub const NOTDIR: i32 = 54;
+    /// Read-only file system.
+    pub const ROFS: i32 = 69;
+    /// Outside what the guest was given (a path above its preopened directory).
+    pub const NOTCAPABLE: i32 = 76;
 }
 
 #[cfg(test)]

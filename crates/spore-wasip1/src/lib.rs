@@ -16,9 +16,11 @@
 extern crate alloc;
 
 mod abi;
+mod files;
 mod memory;
 
 pub use abi::{Func, IMPORTS, Import, MODULE, Ty, errno, signature};
+pub use files::Tree;
 pub use memory::{Fault, Guest};
 
 use alloc::vec::Vec;
@@ -95,6 +97,12 @@ pub trait Host {
     fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop>;
     /// Lets others run.
     fn yield_now(&mut self) -> Result<(), Stop>;
+    /// Reads the guest's stdin into `buf`: how many bytes, 0 at its end. A platform with no
+    /// input for its guests keeps the default: the end at once.
+    fn read_stdin(&mut self, buf: &mut [u8]) -> Result<usize, Stop> {
+        let _ = buf;
+        Ok(0)
+    }
     /// Whether the guest's turn is over, asked after each call: a host with one loop for every
     /// guest answers yes once the call (say, a large `random_get`) has taken the guest past
     /// its slice's time, since fuel counts the guest's work, not its host's. The guest then
@@ -140,6 +148,8 @@ pub struct Wasi<H> {
     pub wake_by: Option<u64>,
     /// The call a [`Stop::Park`] suspended, to be finished when the guest goes on.
     parked: Option<Parked>,
+    /// Its read-only files, when it was given a [`Tree`].
+    files: Option<files::Files>,
 }
 
 /// A call whose guest waits for its answer.
@@ -184,7 +194,13 @@ impl<H: Host> Wasi<H> {
                 pair
             })
             .collect();
-        Wasi { args, env, host, wake_by: None, parked: None }
+        Wasi { args, env, host, wake_by: None, parked: None, files: None }
+    }
+
+    /// Gives the guest `tree`, read-only, as its preopened `/` (descriptor 3).
+    pub fn with_root(mut self, tree: Tree) -> Wasi<H> {
+        self.files = Some(files::Files::new(tree));
+        self
     }
 
     /// Carries out the preview 1 function at `index` of [`IMPORTS`], with its arguments as
@@ -231,11 +247,7 @@ impl<H: Host> Wasi<H> {
                 None => Ok(errno::INVAL),
             },
             Func::fd_write => return self.fd_write(&mut mem, a(0), a(1), a(2), a(3)),
-            Func::fd_read => match a(0) {
-                // No stdin on a runner: end of file at once.
-                0 => mem.u32(a(3), 0).map(|()| errno::SUCCESS),
-                _ => Ok(errno::BADF),
-            },
+            Func::fd_read if a(0) == 0 => return self.fd_read_stdin(&mut mem, a(1), a(2), a(3)),
             Func::fd_fdstat_get => match a(0) {
                 fd @ 0..=2 => {
                     let rights = if fd == 0 { RIGHTS_IN } else { RIGHTS_OUT };
@@ -244,7 +256,7 @@ impl<H: Host> Wasi<H> {
                     stat[8..16].copy_from_slice(&rights.to_le_bytes());
                     mem.bytes(a(1), &stat).map(|()| errno::SUCCESS)
                 }
-                _ => Ok(errno::BADF),
+                fd => self.files(fd, |f| f.fdstat_get(&mut mem, fd, a(1))),
             },
             Func::fd_filestat_get => match a(0) {
                 0..=2 => {
@@ -252,14 +264,24 @@ impl<H: Host> Wasi<H> {
                     stat[16] = CHARACTER_DEVICE;
                     mem.bytes(a(1), &stat).map(|()| errno::SUCCESS)
                 }
-                _ => Ok(errno::BADF),
+                fd => self.files(fd, |f| f.filestat_get(&mut mem, fd, a(1))),
             },
-            // No preopened directories: EBADF is what ends wasi-libc's scan for them.
-            Func::fd_prestat_get | Func::fd_prestat_dir_name => Ok(errno::BADF),
-            Func::fd_close | Func::fd_sync | Func::fd_datasync | Func::fd_fdstat_set_flags => {
-                Ok(if a(0) <= 2 { errno::SUCCESS } else { errno::BADF })
+            // Without files, EBADF at once is what ends wasi-libc's scan for preopens.
+            Func::fd_prestat_get => self.files(a(0), |f| f.prestat_get(&mut mem, a(0), a(1))),
+            Func::fd_prestat_dir_name => self.files(a(0), |f| f.prestat_dir_name(&mut mem, a(0), a(1), a(2))),
+            Func::fd_close if a(0) > 2 => self.files(a(0), |f| Ok(f.close(a(0)))),
+            Func::fd_close | Func::fd_sync | Func::fd_datasync | Func::fd_fdstat_set_flags if a(0) <= 2 => {
+                Ok(errno::SUCCESS)
             }
-            Func::fd_seek | Func::fd_tell => Ok(if a(0) <= 2 { errno::SPIPE } else { errno::BADF }),
+            Func::fd_seek | Func::fd_tell if a(0) <= 2 => Ok(errno::SPIPE),
+            Func::fd_read => self.files(a(0), |f| f.read(&mut mem, a(0), a(1), a(2), None, a(3))),
+            Func::fd_pread => self.files(a(0), |f| f.read(&mut mem, a(0), a(1), a(2), Some(args[3]), a(4))),
+            Func::fd_seek => self.files(a(0), |f| f.seek(&mut mem, a(0), args[1] as i64, a(2), a(3))),
+            Func::fd_tell => self.files(a(0), |f| f.tell(&mut mem, a(0), a(1))),
+            Func::fd_readdir => self.files(a(0), |f| f.readdir(&mut mem, a(0), a(1), a(2), args[3], a(4))),
+            Func::fd_advise | Func::fd_sync | Func::fd_datasync => self.files(a(0), |_| Ok(errno::SUCCESS)),
+            Func::path_open => self.files(a(0), |f| f.path_open(&mut mem, a(0), a(2), a(3), a(4), args[5], a(8))),
+            Func::path_filestat_get => self.files(a(0), |f| f.path_filestat_get(&mut mem, a(0), a(2), a(3), a(4))),
             Func::poll_oneoff => return self.poll_oneoff(&mut mem, a(0), a(1), a(2), a(3)),
             Func::proc_exit => return Err(Stop::Exit(a(0) as i32)),
             Func::sched_yield => return self.host.yield_now().map(|()| errno::SUCCESS),
@@ -271,11 +293,46 @@ impl<H: Host> Wasi<H> {
                 })
             }
             Func::proc_raise => Ok(errno::NOSYS),
-            // Everything else names a descriptor (a file, a directory, a socket) that a guest
-            // without a filesystem or network cannot have; on 0–2 it is not supported.
-            _ => Ok(if a(0) <= 2 && has_fd_first(func) { errno::NOTSUP } else { errno::BADF }),
+            // Everything else names a descriptor: of its read-only files, it would write (or,
+            // on a file opened to read, write to it); a file, directory or socket it was not
+            // given is a bad descriptor; on 0–2 it is not supported.
+            _ => Ok(match &self.files {
+                Some(files) if has_fd_first(func) && files.has(a(0)) => match func {
+                    Func::fd_write | Func::fd_pwrite => errno::BADF,
+                    _ => files.read_only(a(0)),
+                },
+                _ if a(0) <= 2 && has_fd_first(func) => errno::NOTSUP,
+                _ => errno::BADF,
+            }),
         };
         Ok(result.unwrap_or(errno::FAULT))
+    }
+
+    /// A call on descriptor `fd` of the guest's files (`EBADF` when it has none, or `fd` is not
+    /// one of them).
+    fn files(&mut self, fd: u32, call: impl FnOnce(&mut files::Files) -> Result<i32, Fault>) -> Result<i32, Fault> {
+        match &mut self.files {
+            Some(files) if files.has(fd) => call(files),
+            _ => Ok(errno::BADF),
+        }
+    }
+
+    /// `fd_read` of descriptor 0: into the first buffer with room, what the host has (a short
+    /// read, as POSIX allows; the guest's libc reads again).
+    fn fd_read_stdin(&mut self, mem: &mut Guest<'_>, iovs: u32, count: u32, read: u32) -> Result<i32, Stop> {
+        if count > MAX_VECTORS {
+            return Ok(errno::INVAL);
+        }
+        for i in 0..count {
+            let Ok((ptr, len)) = mem.iovec(iovs, i) else { return Ok(errno::FAULT) };
+            if len == 0 {
+                continue;
+            }
+            let Ok(buf) = mem.slice_mut(ptr, len.min(MAX_WRITE)) else { return Ok(errno::FAULT) };
+            let n = self.host.read_stdin(buf)?.min(buf.len());
+            return Ok(mem.u32(read, n as u32).map_or(errno::FAULT, |()| errno::SUCCESS));
+        }
+        Ok(mem.u32(read, 0).map_or(errno::FAULT, |()| errno::SUCCESS))
     }
 
     fn fd_write(&mut self, mem: &mut Guest<'_>, fd: u32, iovs: u32, count: u32, written: u32) -> Result<i32, Stop> {

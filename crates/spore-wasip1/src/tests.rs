@@ -319,3 +319,70 @@ fn the_hosts_own_functions_are_called_after_wasis_and_may_park_like_them() {
     assert_eq!(w.host.functions()[0].signature(), "(i32, i32) -> i32");
     assert_eq!(IMPORTS[Func::proc_exit as usize].signature(), "(i32)");
 }
+
+/// Puts `path` at 900 and answers its length.
+fn path(mem: &mut [u8], path: &str) -> u64 {
+    mem[900..900 + path.len()].copy_from_slice(path.as_bytes());
+    path.len() as u64
+}
+
+#[test]
+fn a_root_tree_is_preopened_read_only_and_kept_inside() {
+    let mut tree = Tree::new();
+    tree.file("/etc/motd", b"hello, bundle");
+    tree.file("/app.js", b"js");
+    let mut w = wasi().with_root(tree);
+    let mut mem = vec![0u8; 1024];
+    // The preopen scan: 3 is "/", 4 ends it.
+    assert_eq!(call(&mut w, &mut mem, Func::fd_prestat_get, &[3, 0]), Ok(0));
+    assert_eq!((u32_at(&mem, 0), u32_at(&mem, 4)), (0, 1));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_prestat_dir_name, &[3, 8, 1]), Ok(0));
+    assert_eq!(&mem[8..9], b"/");
+    assert_eq!(call(&mut w, &mut mem, Func::fd_prestat_get, &[4, 0]), Ok(errno::BADF));
+    // Open to read (rights: fd_read), read in two pieces, seek back, read at an offset.
+    let n = path(&mut mem, "etc/../etc/./motd");
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 1, 0, 0, 16]), Ok(0));
+    let fd = u64::from(u32_at(&mem, 16));
+    assert_eq!(fd, 4);
+    for (i, v) in [500u32, 5].iter().enumerate() {
+        mem[20 + 4 * i..24 + 4 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    assert_eq!(call(&mut w, &mut mem, Func::fd_read, &[fd, 20, 1, 40]), Ok(0));
+    assert_eq!((u32_at(&mem, 40), &mem[500..505]), (5, &b"hello"[..]));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_read, &[fd, 20, 1, 40]), Ok(0));
+    assert_eq!((u32_at(&mem, 40), &mem[500..505]), (5, &b", bun"[..]));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_pread, &[fd, 20, 1, 7, 40]), Ok(0));
+    assert_eq!(&mem[500..505], b"bundl");
+    assert_eq!(call(&mut w, &mut mem, Func::fd_seek, &[fd, (-3i64) as u64, 2, 48]), Ok(0));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_read, &[fd, 20, 1, 40]), Ok(0));
+    assert_eq!((u32_at(&mem, 40), &mem[500..503]), (3, &b"dle"[..]));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_read, &[fd, 20, 1, 40]), Ok(0));
+    assert_eq!(u32_at(&mem, 40), 0, "the end of the file");
+    // Its size, by descriptor and by path.
+    assert_eq!(call(&mut w, &mut mem, Func::fd_filestat_get, &[fd, 64]), Ok(0));
+    assert_eq!((mem[64 + 16], u32_at(&mem, 64 + 32)), (4, 13));
+    let n = path(&mut mem, "app.js");
+    assert_eq!(call(&mut w, &mut mem, Func::path_filestat_get, &[3, 0, 900, n, 64]), Ok(0));
+    assert_eq!(u32_at(&mem, 64 + 32), 2);
+    // Nothing writes: not the file opened to read, not an open to write, create or truncate.
+    assert_eq!(call(&mut w, &mut mem, Func::fd_write, &[fd, 20, 1, 40]), Ok(errno::BADF));
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 6, 0, 0, 16]), Ok(errno::ROFS));
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 8, 1 << 1, 0, 0, 16]), Ok(errno::ROFS));
+    let n = path(&mut mem, "new.txt");
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 1, 1 << 1, 0, 0, 16]), Ok(errno::ROFS));
+    assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 1, 0, 0, 16]), Ok(errno::NOENT));
+    assert_eq!(call(&mut w, &mut mem, Func::path_create_directory, &[3, 900, n]), Ok(errno::ROFS));
+    assert_eq!(call(&mut w, &mut mem, Func::path_unlink_file, &[3, 900, n]), Ok(errno::ROFS));
+    // Nothing above the root, however it is spelled.
+    for above in ["..", "etc/../../x", "/etc/motd"] {
+        let n = path(&mut mem, above);
+        assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 1, 0, 0, 16]), Ok(errno::NOTCAPABLE));
+    }
+    // The root's entries; a closed descriptor is gone.
+    assert_eq!(call(&mut w, &mut mem, Func::fd_readdir, &[3, 100, 200, 0, 40]), Ok(0));
+    let used = u32_at(&mem, 40) as usize;
+    assert_eq!(used, 24 + 6 + 24 + 3);
+    assert_eq!((&mem[124..130], &mem[154..157]), (&b"app.js"[..], &b"etc"[..]));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_close, &[fd]), Ok(0));
+    assert_eq!(call(&mut w, &mut mem, Func::fd_read, &[fd, 20, 1, 40]), Ok(errno::BADF));
+}
