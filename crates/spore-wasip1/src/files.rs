@@ -256,7 +256,15 @@ impl Files {
     }
 
     /// `fd_read` (`at` None: from the descriptor's position, which moves) and `fd_pread`.
-    pub(crate) fn read(&mut self, mem: &mut Guest<'_>, fd: u32, iovs: u32, count: u32, at: Option<u64>, out: u32) -> Answer {
+    pub(crate) fn read(
+        &mut self,
+        mem: &mut Guest<'_>,
+        fd: u32,
+        iovs: u32,
+        count: u32,
+        at: Option<u64>,
+        out: u32,
+    ) -> Answer {
         let Some(open) = self.fd_mut(fd) else { return Ok(errno::BADF) };
         let Node::File(bytes) = open.node else { return Ok(errno::ISDIR) };
         if count > MAX_VECTORS {

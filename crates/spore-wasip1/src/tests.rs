@@ -376,7 +376,10 @@ fn a_root_tree_is_preopened_read_only_and_kept_inside() {
     // Nothing above the root, however it is spelled.
     for above in ["..", "etc/../../x", "/etc/motd"] {
         let n = path(&mut mem, above);
-        assert_eq!(call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 1, 0, 0, 16]), Ok(errno::NOTCAPABLE));
+        assert_eq!(
+            call(&mut w, &mut mem, Func::path_open, &[3, 0, 900, n, 0, 1 << 1, 0, 0, 16]),
+            Ok(errno::NOTCAPABLE)
+        );
     }
     // The root's entries; a closed descriptor is gone.
     assert_eq!(call(&mut w, &mut mem, Func::fd_readdir, &[3, 100, 200, 0, 40]), Ok(0));
