@@ -6,6 +6,7 @@
 mod support;
 
 mod bare;
+mod bundle;
 mod containment;
 mod crash;
 mod daemon;

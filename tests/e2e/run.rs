@@ -391,6 +391,7 @@ fn the_configuration_page_names_every_flag_and_daemon_key() {
         "serve",
         "up",
         "compile",
+        "bundle",
         "daemon",
         "deploy",
         "ps",

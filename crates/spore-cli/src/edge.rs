@@ -12,10 +12,9 @@ use anyhow::{Context, bail};
 use spore_edge::compiled::compiles_for;
 use spore_runner::client::{Client, ClientError};
 use spore_runner::link::Address;
-use spore_types::exit_code;
 use spore_wire::{
-    Backend, BackendKind, DropTarget, Exit, InstanceInfo, InstanceState, Instantiate, LimitKind, Limits, ModuleKind,
-    Outcome, StreamKind,
+    Backend, BackendKind, DropTarget, Exit, InstanceInfo, InstanceState, Instantiate, Limits, ModuleKind, Outcome,
+    StreamKind,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -283,31 +282,15 @@ fn invoke_args(wasm: &[u8], export: &str, args: &[String]) -> anyhow::Result<Vec
 
 /// The process exit code for a run's end, as `spore run` has them; says why on stderr.
 fn exit_status(exit: &Exit) -> i32 {
-    match &exit.outcome {
-        Outcome::Exited(code) => *code,
-        Outcome::Returned(values) => {
-            let shown: Vec<String> = values.iter().map(show_value).collect();
-            println!("{}", shown.join(" "));
-            0
-        }
-        Outcome::Trapped(message) => {
-            eprintln!("spore: the guest trapped: {message}");
-            exit_code::TRAP
-        }
-        Outcome::Limit { limit, message } => {
-            let (flag, code) = match limit {
-                LimitKind::Memory => ("--memory", exit_code::MEMORY),
-                LimitKind::Cpu | LimitKind::Fuel => ("--cpu-time", exit_code::CPU_TIME),
-                LimitKind::Wall => ("--timeout", exit_code::TIMEOUT),
-            };
-            eprintln!("spore: the guest {message} (raise it with {flag})");
-            code
-        }
-        Outcome::Killed => {
-            eprintln!("spore: killed");
-            exit_code::KILLED
-        }
+    if let Outcome::Returned(values) = &exit.outcome {
+        let shown: Vec<String> = values.iter().map(show_value).collect();
+        println!("{}", shown.join(" "));
     }
+    let (code, why) = spore_runner::ending::exit_code(&exit.outcome, "--");
+    if let Some(why) = why {
+        eprintln!("spore: {why}");
+    }
+    code
 }
 
 fn show_value(v: &spore_wire::Value) -> String {

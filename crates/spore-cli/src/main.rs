@@ -1,6 +1,7 @@
 //! `spore`: WebAssembly containers. This file is the edge of the program — argument parsing,
 //! logging, and the mapping from outcomes to exit codes; each command lives in its own module.
 
+mod bundle;
 mod client;
 mod common;
 mod compile;
@@ -38,6 +39,7 @@ Examples:
   spore run --memory 64M --timeout 5s app.wasm arg1 arg2
   spore run --invoke add calc.wasm 2 3       call an exported function of a reactor
   spore compile app.wasm                     precompile into the cache
+  spore bundle hello -o hello; ./hello       one executable of an image, to run without Spore
 
 Exit codes: the guest's own code; 134 trap; 137 memory limit; 152 CPU-time limit;
 124 wall-clock timeout; 125 Spore could not run the program (bad flag, file or link).";
@@ -94,6 +96,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Up(serve::UpArgs),
     Compile(compile::CompileArgs),
+    Bundle(bundle::BundleArgs),
     Daemon(daemon::DaemonArgs),
     Deploy(deploy::DeployArgs),
     /// List sandboxes.
@@ -213,6 +216,7 @@ fn local_command(
         Command::Logout(args) => registry::logout(args),
         Command::Image(command) => images::image(command, store_dir, json),
         Command::Compile(args) => compile::compile(args, cache_dir),
+        Command::Bundle(args) => bundle::bundle(args, store_dir, insecure),
         Command::Daemon(args) => daemon::daemon(args),
         command => daemon_client_command(command, host, credentials, json, store_dir),
     }

@@ -31,17 +31,8 @@ impl OpenedImage {
             return Ok((Wasm::Bytes(store.get(&layer)?), None));
         }
         let root = self.rootfs(store)?;
-        let entry = self.argv.first().ok_or(ImageError::NoEntrypoint(self.manifest))?;
-        let inside = match (entry.starts_with('/'), &self.working_dir) {
-            (false, Some(wd)) => Path::new(wd).join(entry),
-            _ => PathBuf::from(entry),
-        };
-        let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
-        if let Some(link) = crate::extract::symlink_on_the_way(&root, &rel, true) {
-            return Err(ImageError::EntrypointThroughSymlink { entry: entry.clone(), link });
-        }
-        let file = root.join(&rel);
-        let missing = || ImageError::EntrypointMissing(entry.clone());
+        let file = self.entrypoint_in(&root)?;
+        let missing = || ImageError::EntrypointMissing(self.argv[0].clone());
         let record = store.root().join("rootfs").join(format!("{}{ENTRYPOINT_DIGEST}", self.manifest.hex()));
         if let Some(digest) = std::fs::read_to_string(&record).ok().and_then(|d| Digest::parse(d.trim())) {
             if !file.is_file() {
@@ -53,6 +44,21 @@ impl OpenedImage {
         // Best effort: without the record the next start reads the file again.
         let _ = write_record(&record, &Digest::of(&wasm));
         Ok((Wasm::Bytes(wasm), Some(root)))
+    }
+
+    /// The entrypoint's file in the image's unpacked `root`, resolved inside it only (an
+    /// image without a wasm layer runs that file).
+    pub fn entrypoint_in(&self, root: &Path) -> Result<PathBuf, ImageError> {
+        let entry = self.argv.first().ok_or(ImageError::NoEntrypoint(self.manifest))?;
+        let inside = match (entry.starts_with('/'), &self.working_dir) {
+            (false, Some(wd)) => Path::new(wd).join(entry),
+            _ => PathBuf::from(entry),
+        };
+        let rel: PathBuf = inside.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+        if let Some(link) = crate::extract::symlink_on_the_way(root, &rel, true) {
+            return Err(ImageError::EntrypointThroughSymlink { entry: entry.clone(), link });
+        }
+        Ok(root.join(&rel))
     }
 
     /// Unpacks the tree layers once into `<store>/rootfs/<manifest>` (by temp directory and

@@ -10,10 +10,17 @@
 //! - [`client`]: the agent's side of the protocol, with retransmission.
 //! - [`server`] (features `wasmtime` and/or `wasmi`): the runner — sessions, the module store,
 //!   the apps.
+//! - [`bundle`] (likewise): the runner with one app attached to its executable, run once.
+//! - [`ending`]: a run's end as an exit code and a message, for the agent and for bundles.
 //!
 //! Must not depend on a compiler, an async runtime or the daemon's crates.
 
+#[cfg(any(feature = "wasmtime", feature = "wasmi"))]
+pub mod bundle;
 pub mod client;
+pub mod ending;
 pub mod link;
 #[cfg(any(feature = "wasmtime", feature = "wasmi"))]
 pub mod server;
+#[cfg(any(feature = "wasmtime", feature = "wasmi"))]
+mod system;

@@ -1,5 +1,6 @@
 //! `spore-runner`: holds and runs the apps a `spore` agent sends it, over a Unix socket, TCP or
-//! a serial line. Flags only; everything it keeps is under `--data-dir`.
+//! a serial line. Flags only; everything it keeps is under `--data-dir`. With an app attached
+//! to its executable (a bundle, `spore bundle`), it runs that app instead.
 
 use spore_runner::link::{DEFAULT_BAUD, Listener};
 use spore_runner::server::{Config, Plugin, Runner};
@@ -149,6 +150,15 @@ fn backend(name: &str) -> Result<BackendKind, String> {
 }
 
 fn main() -> ExitCode {
+    // A bundle (an app attached to this executable by `spore bundle`) runs its app instead.
+    match spore_runner::bundle::attached() {
+        Ok(Some(payload)) => std::process::exit(spore_runner::bundle::run(payload) & 0xff),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("spore-runner: {e}");
+            return ExitCode::from(spore_types::exit_code::SPORE_ERROR as u8);
+        }
+    }
     let args = match parse() {
         Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,

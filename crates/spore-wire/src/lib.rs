@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod bundle;
 mod error;
 pub mod frame;
 mod message;

@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::link::FrameWriter;
+use crate::system::Clocks;
 
 /// Output an app keeps for `logs`, bytes.
 const KEPT_OUTPUT: usize = 64 << 10;
@@ -347,11 +348,11 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
         app: Some(app.clone()),
         watcher: watcher.clone(),
         interrupt: interrupt.clone(),
-        start: started,
+        clocks: Clocks::from(started),
         deadline: app.spec.limits.wall_ms.map(|ms| started + Duration::from_millis(ms)),
         devices: Granted::new(runner.granted(&app.spec.devices)),
     };
-    let cpu_before = thread_cpu_ns().unwrap_or(0);
+    let cpu_before = crate::system::thread_cpu_ns().unwrap_or(0);
     let call = match &entry {
         Entry::Start => Call::Start,
         Entry::Export(name, args) => Call::Export { name, args },
@@ -360,7 +361,7 @@ fn run_to_end(runner: &Runner, app: &Arc<App>, entry: Entry, watcher: Option<Arc
     let Ended { outcome, fuel_used, memory_bytes } =
         ended.unwrap_or_else(|e| Ended { outcome: Outcome::Trapped(e.to_string()), fuel_used: None, memory_bytes: 0 });
     let outcome = spore_session::short(outcome);
-    let cpu_us = thread_cpu_ns().unwrap_or(0).saturating_sub(cpu_before) / 1000;
+    let cpu_us = crate::system::thread_cpu_ns().unwrap_or(0).saturating_sub(cpu_before) / 1000;
     app.cpu_us.fetch_add(cpu_us, Ordering::Relaxed);
     app.memory_bytes.store(memory_bytes, Ordering::Relaxed);
     *app.state.lock().unwrap_or_else(PoisonError::into_inner) = InstanceState::Ended(outcome.clone());
@@ -395,21 +396,13 @@ pub(crate) fn start_boot_apps(runner: &Arc<Runner>) {
     }
 }
 
-/// CPU time of the calling thread, nanoseconds.
-fn thread_cpu_ns() -> Option<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into the one we pass.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
-    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 /// WASI on a Linux runner: output to the kept log and the watching link, the system's clocks
 /// and entropy, sleeps that a kill ends.
 struct RunnerHost {
     app: Option<Arc<App>>,
     watcher: Option<Arc<Watcher>>,
     interrupt: Interrupt,
-    start: Instant,
+    clocks: Clocks,
     /// The run's wall-clock deadline: waits for credit end there.
     deadline: Option<Instant>,
     /// The devices granted to it.
@@ -462,12 +455,7 @@ impl Host for RunnerHost {
     }
 
     fn now(&mut self, clock: Clock) -> Option<u64> {
-        match clock {
-            Clock::Monotonic => Some(self.start.elapsed().as_nanos() as u64),
-            Clock::Realtime => Some(SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_nanos() as u64),
-            // A run has its thread to itself, so the thread's CPU time is the app's.
-            Clock::ThreadCputime | Clock::ProcessCputime => thread_cpu_ns(),
-        }
+        self.clocks.now(clock)
     }
 
     fn resolution(&mut self, _: Clock) -> Option<u64> {
@@ -475,29 +463,15 @@ impl Host for RunnerHost {
     }
 
     fn random(&mut self, buf: &mut [u8]) {
-        super::fill_random(buf);
+        crate::system::fill_random(buf);
     }
 
     fn sleep_until(&mut self, deadline: u64) -> Result<(), Stop> {
-        loop {
-            if self.interrupt.is_interrupted() {
-                return Err(Stop::Interrupted);
-            }
-            let now = self.start.elapsed().as_nanos() as u64;
-            if now >= deadline {
-                return Ok(());
-            }
-            // In pieces, so a kill ends a long sleep within one.
-            std::thread::sleep(Duration::from_nanos((deadline - now).min(10_000_000)));
-        }
+        self.clocks.sleep_until(deadline, &self.interrupt)
     }
 
     fn yield_now(&mut self) -> Result<(), Stop> {
-        std::thread::yield_now();
-        match self.interrupt.is_interrupted() {
-            true => Err(Stop::Interrupted),
-            false => Ok(()),
-        }
+        crate::system::yield_now(&self.interrupt)
     }
     fn functions(&self) -> &[Import] {
         self.devices.functions()

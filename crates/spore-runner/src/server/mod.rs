@@ -9,7 +9,7 @@
 #[cfg(not(all(feature = "wasmtime", feature = "wasmi")))]
 mod absent;
 mod apps;
-mod engines;
+pub(crate) mod engines;
 mod session;
 mod store;
 
@@ -167,28 +167,8 @@ fn runner_id(dir: &std::path::Path) -> Result<String, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
     let mut bytes = [0u8; 8];
-    fill_random(&mut bytes);
+    crate::system::fill_random(&mut bytes);
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     store::write_atomic(&path, id.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(id)
-}
-
-/// Fills `buf` from the kernel's entropy source (getrandom, else /dev/urandom). A machine
-/// with neither cannot run a runner: that is a fault of the platform, said and not hidden.
-pub(crate) fn fill_random(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: writes at most the rest of `buf`, which we own.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            use std::io::Read;
-            let urandom = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf[filled..]));
-            if let Err(e) = urandom {
-                panic!("spore-runner: no entropy source (getrandom and /dev/urandom failed: {e})");
-            }
-            return;
-        }
-    }
 }
