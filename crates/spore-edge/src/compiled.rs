@@ -82,6 +82,8 @@ pub struct Compiled {
     engine: wasmtime::Engine,
     kind: BackendKind,
     ticker: Arc<Ticker>,
+    /// Whether it runs code where it was mapped ([`Compiled::for_mapped`]).
+    in_place: bool,
 }
 
 /// Advances the engine's epoch every [`TICK`] while at least one instance runs.
@@ -146,14 +148,71 @@ impl Compiled {
     /// An engine for `kind` (native code for this machine, or Pulley), with the shared
     /// [`configure`]d settings.
     pub fn new(kind: BackendKind) -> Result<Compiled, EdgeError> {
+        Compiled::with(kind, |_| {})
+    }
+
+    fn with(kind: BackendKind, more: impl FnOnce(&mut Config)) -> Result<Compiled, EdgeError> {
         if kind == BackendKind::Wasmi {
             return Err(EdgeError::Invalid("wasmi is the interpreter backend, not wasmtime's".to_string()));
         }
         let mut config = Config::new();
         configure(&mut config, kind)?;
+        more(&mut config);
         let engine = wasmtime::Engine::new(&config).map_err(|e| EdgeError::Invalid(format!("{e:#}")))?;
         let ticker = Ticker::start(&engine)?;
-        Ok(Compiled { engine, kind, ticker })
+        Ok(Compiled { engine, kind, ticker, in_place: false })
+    }
+
+    /// An engine for `kind` that runs `artifact` from a file the process has mapped (a bundle
+    /// runs the one attached to its executable; load it with [`Compiled::load_mapped`]). Where
+    /// the mapping is page-aligned the code runs where it lies: nothing is copied, and only the
+    /// pages the app touches are read — for a 20 MB pre-initialised app, most of its start.
+    /// Otherwise the engine loads by copy, as [`Engine::load`] does.
+    pub fn for_mapped(kind: BackendKind, artifact: &[u8]) -> Result<Compiled, EdgeError> {
+        let aligned = (artifact.as_ptr() as usize).is_multiple_of(in_place::page_size());
+        match aligned {
+            true => Compiled::with(kind, |config| {
+                config.with_custom_code_memory(Some(Arc::new(in_place::InPlace)));
+            }),
+            false => Compiled::new(kind),
+        }
+        .map(|engine| Compiled { in_place: aligned, ..engine })
+    }
+
+    /// Loads `artifact` for an engine made by [`Compiled::for_mapped`] for it.
+    ///
+    /// # Safety
+    ///
+    /// `artifact` must be part of a private, read-only mapping of a file that stays mapped for
+    /// the rest of the process and that no one writes to (a running executable cannot be
+    /// written: `ETXTBSY`). Its code pages are made executable in place.
+    pub unsafe fn load_mapped(&self, artifact: &'static [u8]) -> Result<Module, EdgeError> {
+        if !self.in_place {
+            return self.load(artifact);
+        }
+        self.check_precompiled(artifact)?;
+        // SAFETY: as this function's contract; wasmtime checks the artifact's version,
+        // settings and target against the engine before it uses anything of it, as in `load`.
+        unsafe { Module::deserialize_raw(&self.engine, core::ptr::NonNull::from(artifact)) }
+            .map_err(|e| self.cannot_load(e))
+    }
+
+    /// Refuses what is not a wasmtime module artifact before wasmtime reads any more of it.
+    fn check_precompiled(&self, bytes: &[u8]) -> Result<(), EdgeError> {
+        match wasmtime::Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Module) => Ok(()),
+            Some(Precompiled::Component) => {
+                Err(EdgeError::Invalid("a component artifact; this runner runs core modules".to_string()))
+            }
+            None => Err(EdgeError::Invalid(format!(
+                "not a wasmtime artifact; the agent compiles modules for this backend ({})",
+                self.compat()
+            ))),
+        }
+    }
+
+    fn cannot_load(&self, e: wasmtime::Error) -> EdgeError {
+        EdgeError::Invalid(format!("an artifact this runner cannot load (it loads {}): {e:#}", self.compat()))
     }
 
     /// The target this engine's artifacts are for, as `HELLO_ACK` advertises it.
@@ -249,24 +308,11 @@ impl Engine for Compiled {
     }
 
     fn load(&self, bytes: &[u8]) -> Result<Module, EdgeError> {
-        match wasmtime::Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Module) => {}
-            Some(Precompiled::Component) => {
-                return Err(EdgeError::Invalid("a component artifact; this runner runs core modules".to_string()));
-            }
-            None => {
-                return Err(EdgeError::Invalid(format!(
-                    "not a wasmtime artifact; the agent compiles modules for this backend ({})",
-                    self.compat()
-                )));
-            }
-        }
+        self.check_precompiled(bytes)?;
         // SAFETY: an artifact is code and wasmtime trusts it once its header (version,
         // settings, target) matches this engine's; it came over an authenticated link from the
         // agent that compiled it (see the module's documentation).
-        unsafe { Module::deserialize(&self.engine, bytes) }.map_err(|e| {
-            EdgeError::Invalid(format!("an artifact this runner cannot load (it loads {}): {e:#}", self.compat()))
-        })
+        unsafe { Module::deserialize(&self.engine, bytes) }.map_err(|e| self.cannot_load(e))
     }
 
     fn check(&self, module: &Module, limits: &Limits, functions: &[Import]) -> Result<(), EdgeError> {
@@ -496,5 +542,49 @@ impl<H: Host + Send + 'static> Instance for Run<H> {
 impl<H: Host> State<H> {
     fn watch_now(&mut self) -> Option<Outcome> {
         self.watch.check(&mut self.wasi.host)
+    }
+}
+
+/// Code published where it was mapped from a file ([`Compiled::load_mapped`]): wasmtime hands
+/// over the text section's pages (page-aligned in an artifact and, by the caller's check, in
+/// memory) and they are made executable as they are. Used only by an engine that loads in
+/// place, whose code is never written after it is mapped (so no cache maintenance is due: the
+/// pages come from the file).
+mod in_place {
+    use alloc::format;
+    /// The machine's page size.
+    pub(super) fn page_size() -> usize {
+        // SAFETY: sysconf reads a constant of the system.
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+    }
+
+    pub(super) struct InPlace;
+
+    impl InPlace {
+        fn protect(ptr: *const u8, len: usize, prot: libc::c_int) -> wasmtime::Result<()> {
+            // SAFETY: wasmtime passes a page-aligned range of the module's own mapping, which
+            // it no longer writes nor runs while the protection changes.
+            match unsafe { libc::mprotect(ptr as *mut libc::c_void, len, prot) } {
+                0 => Ok(()),
+                _ => Err(wasmtime::Error::msg(format!(
+                    "cannot change the protection of the app's code: {}",
+                    std::io::Error::last_os_error()
+                ))),
+            }
+        }
+    }
+
+    impl wasmtime::CustomCodeMemory for InPlace {
+        fn required_alignment(&self) -> usize {
+            page_size()
+        }
+
+        fn publish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+            InPlace::protect(ptr, len, libc::PROT_READ | libc::PROT_EXEC)
+        }
+
+        fn unpublish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+            InPlace::protect(ptr, len, libc::PROT_READ | libc::PROT_WRITE)
+        }
     }
 }

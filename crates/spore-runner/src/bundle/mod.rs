@@ -18,7 +18,6 @@ use host::BundleHost;
 use spore_edge::{Call, Interrupt, Limits, Wasi};
 use spore_types::exit_code;
 use spore_wasip1::Tree;
-use spore_wire::{BackendKind, ModuleKind};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -64,9 +63,12 @@ pub fn run(payload: Payload) -> i32 {
 /// Loads the app and runs it to its end.
 fn start(payload: &Payload, flags: &Flags, started: Instant) -> Result<spore_edge::Outcome, String> {
     let header = &payload.header;
-    let engines = Engines::new(&[backend_of(header.kind)])?;
+    let artifact = payload.at(header.artifact);
+    let engines = Engines::for_mapped(header.kind, artifact)?;
     engines.accepts(header.kind, &header.compat).map_err(|r| r.message)?;
-    let module = engines.load(header.kind, payload.at(header.artifact)).map_err(|r| r.message)?;
+    // SAFETY: the payload is this process's read-only private mapping of its own executable,
+    // kept for the rest of the process; a running executable cannot be written (ETXTBSY).
+    let module = unsafe { engines.load_mapped(header.kind, artifact) }.map_err(|r| r.message)?;
     let limits = Limits {
         memory_bytes: flags.memory.or(header.limits.memory_bytes).or(Some(DEFAULT_MEMORY)),
         cpu_ms: flags.cpu_ms.or(header.limits.cpu_ms),
@@ -112,14 +114,6 @@ fn root(payload: &Payload) -> Tree {
     tree
 }
 
-fn backend_of(kind: ModuleKind) -> BackendKind {
-    match kind {
-        ModuleKind::Wasm => BackendKind::Wasmi,
-        ModuleKind::Native => BackendKind::Native,
-        ModuleKind::Pulley => BackendKind::Pulley,
-    }
-}
-
 /// What `--spore-info` prints.
 fn info(payload: &Payload) -> String {
     let h = &payload.header;
@@ -147,6 +141,7 @@ fn info(payload: &Payload) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spore_wire::ModuleKind;
     use spore_wire::bundle::{Bundle, Span};
 
     fn header(argv: &[&str], entrypoint_len: u32) -> Bundle {

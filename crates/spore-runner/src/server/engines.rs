@@ -77,6 +77,41 @@ impl Engines {
         Ok(Engines { wasmi, native: compiled(BackendKind::Native)?, pulley: compiled(BackendKind::Pulley)? })
     }
 
+    /// The engine for the one artifact of `kind` a process runs from a file it has mapped (a
+    /// bundle's own executable): native and Pulley code then runs where it lies
+    /// (`Compiled::for_mapped`); load it with [`Engines::load_mapped`].
+    pub(crate) fn for_mapped(kind: ModuleKind, artifact: &[u8]) -> Result<Engines, String> {
+        let backend = backend_of(kind);
+        #[cfg(feature = "wasmtime")]
+        if backend != BackendKind::Wasmi {
+            let engine = Compiled::for_mapped(backend, artifact).map_err(|e| format!("the {backend:?} engine: {e}"))?;
+            let (native, pulley) = match backend {
+                BackendKind::Pulley => (None, Some(engine)),
+                _ => (Some(engine), None),
+            };
+            return Ok(Engines { wasmi: None, native, pulley });
+        }
+        let _ = artifact;
+        Engines::new(&[backend])
+    }
+
+    /// Loads the artifact [`Engines::for_mapped`] was made for.
+    ///
+    /// # Safety
+    ///
+    /// As `Compiled::load_mapped`: `artifact` lies in a private read-only mapping of a file
+    /// that stays mapped, unwritten, for the rest of the process.
+    pub(crate) unsafe fn load_mapped(&self, kind: ModuleKind, artifact: &'static [u8]) -> Result<Loaded, Refusal> {
+        #[cfg(feature = "wasmtime")]
+        if let Some(engine) = self.compiled(backend_of(kind)) {
+            // SAFETY: as this function's contract.
+            return unsafe { engine.load_mapped(artifact) }
+                .map(|m| Loaded::Compiled(backend_of(kind), m))
+                .map_err(|e| Refusal::new(ErrorCode::INVALID_MODULE, e.to_string()));
+        }
+        self.load(kind, artifact)
+    }
+
     /// What `HELLO_ACK` advertises.
     pub(crate) fn advertised(&self) -> Vec<Backend> {
         let mut out = Vec::new();
