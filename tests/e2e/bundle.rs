@@ -308,7 +308,7 @@ fn a_bundle_for_another_machine_runs_there() {
 #[test]
 fn a_pre_initialised_javascript_engine_runs_as_a_bundle() {
     let sporefile = "FROM scratch\nCOPY js.wasm /js.wasm\nCOPY app.js /app.js\nINIT\nENTRYPOINT [\"/js.wasm\"]\n";
-    let app_js = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests/jsinit/app.js"));
+    let app_js = crate::support::source("guests/jsinit/app.js");
     let built = Built::new("js", sporefile, &[("js.wasm", guest("jsinit")), ("app.js", app_js)]);
     let there = Elsewhere::with(&built.bundle("js", "js", &[]));
     let seen = there.run(&["w1", "nope"]);

@@ -259,10 +259,12 @@ fn build_pre_initialises_the_entrypoint_reproducibly_and_refuses_an_init_that_do
     for (flag, said) in [
         (
             "--init=nope",
-            "--init: /app.wasm has no init export `nope` (a function of no arguments and no results); its exported functions: _start, __main_void, init-exit, init-spin, init-trap, wizer.initialize",
+            "--init: /app.wasm has no init export `nope` (a function of no arguments and no results); its exported functions: _start, __main_void, init-exit, init-socket, init-spin, init-trap, wizer.initialize",
         ),
         ("--init=init-trap", "pre-initialising /app.wasm with `init-trap`: it must return; wasm trap"),
         ("--init=init-exit", "pre-initialising /app.wasm with `init-exit`: it must return; exited with code 3"),
+        // It ignores the error it gets: without the refusal the build would succeed.
+        ("--init=init-socket", "pre-initialising /app.wasm with `init-socket`: it used a socket (`sock_accept`)"),
     ] {
         let seen = run(&["build", flag, "-t", "bad", c]);
         assert_eq!(seen.code, 125, "{seen:?}");
@@ -288,7 +290,7 @@ fn a_javascript_engine_is_pre_initialised_with_its_script() {
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::copy(guest("jsinit"), ctx.join("js.wasm")).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests/jsinit/app.js"), ctx.join("app.js")).unwrap();
+    std::fs::copy(crate::support::source("guests/jsinit/app.js"), ctx.join("app.js")).unwrap();
     let plain = "FROM scratch\nCOPY js.wasm /js.wasm\nCOPY app.js /app.js\nENTRYPOINT [\"/js.wasm\"]\n";
     std::fs::write(ctx.join("Sporefile.plain"), plain).unwrap();
     std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT\nENTRYPOINT")).unwrap();

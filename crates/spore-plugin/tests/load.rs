@@ -53,7 +53,7 @@ fn compile(dir: &Path, name: &str, source: &str, defines: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, source).unwrap();
     let so = dir.join(format!("lib{name}.so"));
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let include = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("include");
     let status = Command::new("cc")
         .args(["-shared", "-fPIC", "-Wall", "-o"])
         .arg(&so)

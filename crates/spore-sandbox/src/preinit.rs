@@ -5,11 +5,12 @@
 //! The init runs as any guest does: under the spec's limits (CPU, wall time, memory, open
 //! files), with the spec's mounts (a build gives it the image's files, read-only) and nothing
 //! else — no network, no capability. What a snapshot cannot keep is refused or documented
-//! (docs/sporefile.md): memory and globals are kept; open files and sockets are host state,
-//! not memory. The init sees randomness seeded by the wasm's digest and a wall clock stopped
-//! at the UNIX epoch, so what it reads is the same every build (reproducible images) and no
-//! build host's entropy or time is baked into every start. An init that exits (`proc_exit`), traps or reaches a
-//! limit fails the build with how it ended.
+//! (docs/sporefile.md): memory and globals are kept; open files are host state, not memory,
+//! and an init that touches a socket is stopped. The init sees randomness seeded by the wasm's
+//! digest and a wall clock stopped at the UNIX epoch, so what it reads is the same every build
+//! (reproducible images) and no build host's entropy or time is baked into every start. An
+//! init that exits (`proc_exit`), traps, uses a socket or reaches a limit fails the build with
+//! how it ended.
 //!
 //! Core modules only: wasmtime-wizer 48 snapshots components whose every core instance it can
 //! rewrite, which a component made from a WASI command (its adapter imports memory) is not.
@@ -55,6 +56,8 @@ impl Runnable {
         let mut linker = wasmtime::Linker::new(self.engine.wasmtime());
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut SandboxState| &mut s.wasi)
             .map_err(|e| SandboxError::Link { program: self.name.clone(), message: format!("{e:#}") })?;
+        refuse_sockets(&mut linker)
+            .map_err(|e| SandboxError::Link { program: self.name.clone(), message: format!("{e:#}") })?;
         let mut wizer = wasmtime_wizer::Wizer::new();
         wizer.init_func(export);
         let run = async {
@@ -91,6 +94,14 @@ impl Runnable {
             },
         };
         result.map_err(|err| {
+            if let Some(SocketAtInit(call)) = err.downcast_ref::<SocketAtInit>() {
+                return self.init_failed(
+                    export,
+                    format!(
+                        "it used a socket (`{call}`); a connection is host state a snapshot cannot keep — accept or connect in `main`"
+                    ),
+                );
+            }
             let status = crate::outcome::status_of(Err(err), &store);
             self.init_failed(export, format!("it must return; {status}"))
         })
@@ -99,6 +110,42 @@ impl Runnable {
     fn init_failed(&self, export: &str, problem: String) -> SandboxError {
         SandboxError::Init { program: self.name.clone(), export: export.to_owned(), problem }
     }
+}
+
+/// Why an init was stopped: it called a WASI socket function. Its connection (or the listener
+/// it accepts from) would live in the build's host, not in the snapshot's memory, so every
+/// start would hold a socket number that means nothing — and a build has no network anyway.
+#[derive(Debug)]
+struct SocketAtInit(&'static str);
+
+impl std::fmt::Display for SocketAtInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the init called `{}`", self.0)
+    }
+}
+
+impl std::error::Error for SocketAtInit {}
+
+/// Puts in place of WASI preview 1's socket functions (the only network it has: sockets handed
+/// in as descriptors) ones that stop the init with [`SocketAtInit`], rather than answering with
+/// an errno the init may ignore and so ship a snapshot that expects a socket.
+fn refuse_sockets(linker: &mut wasmtime::Linker<SandboxState>) -> wasmtime::Result<()> {
+    const WASI: &str = "wasi_snapshot_preview1";
+    linker.allow_shadowing(true);
+    linker.func_wrap(WASI, "sock_accept", |_: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+        Err(SocketAtInit("sock_accept").into())
+    })?;
+    linker.func_wrap(WASI, "sock_recv", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+        Err(SocketAtInit("sock_recv").into())
+    })?;
+    linker.func_wrap(WASI, "sock_send", |_: i32, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+        Err(SocketAtInit("sock_send").into())
+    })?;
+    linker.func_wrap(WASI, "sock_shutdown", |_: i32, _: i32| -> wasmtime::Result<i32> {
+        Err(SocketAtInit("sock_shutdown").into())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// The name the linker gives the stack pointer (global 0 of LLVM's wasm).

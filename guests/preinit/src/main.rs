@@ -3,7 +3,8 @@
 //! milliseconds) and reads `/greeting.txt` from the image; `main` prints what the state holds
 //! and whether it was already there when the process started (pre-initialised) or had to be
 //! made now. Exports that do not return, for the bad-input tests: `init-trap` (panics),
-//! `init-exit` (exits 3), `init-spin` (computes forever).
+//! `init-exit` (exits 3), `init-spin` (computes forever), `init-socket` (accepts from a
+//! socket it assumes was handed in as descriptor 3, ignoring the error it gets).
 
 use std::sync::OnceLock;
 
@@ -51,6 +52,15 @@ pub extern "C" fn init_spin() {
     loop {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
+}
+
+#[unsafe(export_name = "init-socket")]
+pub extern "C" fn init_socket() {
+    use std::os::fd::FromRawFd;
+    // SAFETY: descriptor 3 is not owned elsewhere here; the listener is forgotten, not closed.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
+    let _ = listener.accept();
+    std::mem::forget(listener);
 }
 
 fn main() {

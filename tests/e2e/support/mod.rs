@@ -7,9 +7,16 @@ use std::process::{Command, Output, Stdio};
 pub mod peers;
 pub mod served;
 
+/// A file of the source tree, found from where `cargo test` runs this (read at run time, not
+/// built in: a test binary another checkout built and cargo kept as fresh must not read that
+/// checkout's files).
+pub fn source(path: &str) -> PathBuf {
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..").join(path)
+}
+
 /// Path of a built test guest. Guests are built by `guests/build.sh` (the test script runs it).
 pub fn guest(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));
+    let path = source("guests/out").join(format!("{name}.wasm"));
     assert!(path.exists(), "test guest {} is missing: run guests/build.sh first (scripts/test does)", path.display());
     path
 }

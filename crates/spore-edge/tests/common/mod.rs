@@ -69,7 +69,9 @@ impl Host for Kept {
 }
 
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../guests/out")
+        .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the guests with guests/build.sh", path.display()))
 }
 

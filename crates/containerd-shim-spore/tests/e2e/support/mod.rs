@@ -13,7 +13,9 @@ use std::process::Command;
 
 /// A test guest built by `guests/build.sh`.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/out").join(format!("{name}.wasm"));
+    let path = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../guests/out")
+        .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|_| panic!("{} is missing: run guests/build.sh", path.display()))
 }
 
