@@ -290,7 +290,7 @@ fn a_javascript_engine_is_pre_initialised_with_its_script() {
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::copy(guest("jsinit"), ctx.join("js.wasm")).unwrap();
-    std::fs::copy(crate::support::source("guests/jsinit/app.js"), ctx.join("app.js")).unwrap();
+    std::fs::copy(source("guests/jsinit/app.js"), ctx.join("app.js")).unwrap();
     let plain = "FROM scratch\nCOPY js.wasm /js.wasm\nCOPY app.js /app.js\nENTRYPOINT [\"/js.wasm\"]\n";
     std::fs::write(ctx.join("Sporefile.plain"), plain).unwrap();
     std::fs::write(ctx.join("Sporefile"), plain.replace("ENTRYPOINT", "INIT\nENTRYPOINT")).unwrap();

@@ -385,7 +385,7 @@ fn version_and_help() {
 /// configuration, so that a knob added without its line fails here.
 #[test]
 fn the_configuration_page_names_every_flag_and_daemon_key() {
-    let doc = std::fs::read_to_string(crate::support::source("docs/configuration.md")).unwrap();
+    let doc = std::fs::read_to_string(source("docs/configuration.md")).unwrap();
     let commands = [
         "run",
         "serve",
