@@ -141,6 +141,41 @@ fn a_bundle_runs_its_image_with_its_files_where_spore_is_not_installed() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "stdin: typed in\n");
 
+    // --spore-timeout holds while the app waits on a stdin nobody writes to (a host call the
+    // engine cannot interrupt): the process ends as any timeout does.
+    let mut child = there
+        .command(&["stdin", "--spore-timeout", "1s"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _held_open = child.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("the bundle waited on stdin past --spore-timeout 1s");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("wall-clock limit of 1000 ms (raise it with --spore-timeout)"), "{said}");
+
+    // Where /proc is not mounted (a mount namespace without it), the bundle finds itself by
+    // the path it was started by, or in PATH, rather than start as a plain runner.
+    let script = r#"umount -l /proc && [ ! -e /proc/self/exe ] && "$0" cat /data/hello.txt && PATH="${0%/*}" app cat /data/hello.txt"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(&there.bundle)
+        .current_dir(there.dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the image\n".repeat(2), "{out:?}");
+
     assert_eq!(there.left_behind(), Vec::<String>::new(), "a bundle writes nothing");
     let info = there.run(&["--spore-info"]);
     assert_eq!(info.code, 0, "{info:?}");

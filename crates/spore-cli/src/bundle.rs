@@ -6,9 +6,9 @@ use crate::flags;
 use anyhow::{Context, bail};
 use clap::Args;
 use spore_edge::compiled::{compat, compiles_for, precompile};
-use spore_image::open_image;
-use spore_types::{WasmKind, human_bytes};
-use spore_wire::bundle::{Bundle, File, Span, Trailer, assemble};
+use spore_image::{Resolved, open_image};
+use spore_types::{HumanDuration, WasmKind, human_bytes};
+use spore_wire::bundle::{Bundle, File, Layout, Span, Trailer};
 use spore_wire::{BackendKind, Limits, ModuleKind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ pub fn bundle(args: BundleArgs, store_dir: &Path, insecure: &[String]) -> anyhow
         .filter(|(k, _)| !args.env.iter().any(|(set, _)| set == k))
         .collect();
     env.extend(args.env.iter().cloned());
-    let millis = |d: Option<Duration>| d.map(|d| d.as_millis().max(1) as u64);
+    let millis = |d: Option<Duration>| d.map(|d| HumanDuration(d).millis());
     let header = Bundle {
         image: args.image.clone(),
         digest: manifest.to_string(),
@@ -113,14 +113,15 @@ pub fn bundle(args: BundleArgs, store_dir: &Path, insecure: &[String]) -> anyhow
         },
         files,
     };
-    let whole = assemble(&runtime, &payload, &header).context("cannot encode the bundle's header")?;
+    let layout = Layout::new(runtime.len(), &header).context("cannot encode the bundle's header")?;
+    let whole: [&[u8]; 4] = [&runtime, &vec![0; layout.padding], &payload, &layout.tail];
     write_executable(&args.output, &whole)?;
     eprintln!(
         "Bundled {} ({manifest}) for {target} in {:.1?}: {} ({}: runtime {} from {}, app {}, {} file(s) {})",
         args.image,
         started.elapsed(),
         args.output.display(),
-        human_bytes(whole.len() as u64),
+        human_bytes(whole.iter().map(|part| part.len() as u64).sum()),
         human_bytes(runtime.len() as u64),
         runtime_path.display(),
         human_bytes(artifact.len),
@@ -186,10 +187,10 @@ fn elf_machine_of(target: &str) -> Option<u16> {
 
 /// The files under `root` (the image's unpacked root), appended to `payload`, as entries of
 /// the bundle's read-only root: directories and regular files in name order, and symbolic
-/// links that end at a file inside the root as copies of it. `entry`, the entrypoint's wasm, is
-/// left out: the bundle holds it compiled.
+/// links that end at a file inside the image (resolved with the image as `/`) as copies of it.
+/// `entry`, the entrypoint's wasm, is left out: the bundle holds it compiled.
 fn embed(root: &Path, entry: Option<&Path>, payload: &mut Vec<u8>) -> anyhow::Result<Vec<File>> {
-    let canonical_root = root.canonicalize().with_context(|| format!("the image's root {}", root.display()))?;
+    let entry = entry.and_then(|e| e.strip_prefix(root).ok());
     let mut files = Vec::new();
     for item in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let item = item.with_context(|| format!("reading the image's root {}", root.display()))?;
@@ -199,12 +200,14 @@ fn embed(root: &Path, entry: Option<&Path>, payload: &mut Vec<u8>) -> anyhow::Re
         let file = if kind.is_dir() {
             None
         } else if kind.is_file() {
-            Some(item.path().to_path_buf())
+            Some(rel.to_path_buf())
         } else if kind.is_symlink() {
-            match item.path().canonicalize() {
-                Ok(to) if to.starts_with(&canonical_root) && to.is_file() => Some(to),
+            match spore_image::resolve_in_root(root, rel) {
+                Resolved::Inside(to) if root.join(&to).is_file() => Some(to),
                 _ => {
-                    eprintln!("warning: /{path} is a link to a directory or outside the image; it is not bundled");
+                    eprintln!(
+                        "warning: /{path} is a link to a directory, to nothing or out of the image; it is not bundled"
+                    );
                     continue;
                 }
             }
@@ -215,6 +218,7 @@ fn embed(root: &Path, entry: Option<&Path>, payload: &mut Vec<u8>) -> anyhow::Re
             None => None,
             Some(f) if entry.is_some_and(|e| e == f) => continue,
             Some(f) => {
+                let f = root.join(f);
                 let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
                 let span = Span { offset: payload.len() as u64, len: bytes.len() as u64 };
                 payload.extend_from_slice(&bytes);
@@ -226,8 +230,10 @@ fn embed(root: &Path, entry: Option<&Path>, payload: &mut Vec<u8>) -> anyhow::Re
     Ok(files)
 }
 
-/// Writes `bytes` to `path` as an executable, whole or not at all.
-fn write_executable(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `parts` one after another to `path` as an executable, whole or not at all: a temporary
+/// file beside it, synced, then renamed over it (as `cp` and `go build -o`, an existing file is
+/// replaced; a running one keeps running from its old inode). Executable by whom the umask allows.
+fn write_executable(path: &Path, parts: &[&[u8]]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
@@ -235,11 +241,58 @@ fn write_executable(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     let written = (|| {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".spore-bundle")
+            .permissions(std::fs::Permissions::from_mode(0o777))
+            .tempfile_in(dir)?;
+        for part in parts {
+            tmp.write_all(part)?;
+        }
+        tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         std::io::Result::Ok(())
     })();
     written.with_context(|| format!("cannot write -o {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// Links are read with the image as `/`: an absolute one ends at the image's file (never
+    /// the host's at the same path), one to nothing in the image, a directory or above it is
+    /// left out, and the entrypoint is left out however it is reached.
+    #[test]
+    fn links_are_bundled_as_the_image_resolves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/share/zoneinfo")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("usr/share/zoneinfo/UTC"), "TZif-image").unwrap();
+        std::fs::write(root.join("app.wasm"), "wasm").unwrap();
+        symlink("/usr/share/zoneinfo/UTC", root.join("etc/localtime")).unwrap();
+        symlink("../usr/share/zoneinfo/UTC", root.join("etc/tz")).unwrap();
+        symlink("/etc/passwd", root.join("etc/passwd-link")).unwrap();
+        symlink("../../../../etc/hostname", root.join("etc/up")).unwrap();
+        symlink("/usr", root.join("usr-link")).unwrap();
+        symlink("/app.wasm", root.join("entry-link")).unwrap();
+
+        let mut payload = Vec::new();
+        let files = embed(root, Some(&root.join("app.wasm")), &mut payload).unwrap();
+        let content = |path: &str| {
+            let file = files.iter().find(|f| f.path == path)?;
+            let span = file.data?;
+            Some(
+                String::from_utf8_lossy(&payload[span.offset as usize..(span.offset + span.len) as usize]).into_owned(),
+            )
+        };
+        assert_eq!(content("etc/localtime").as_deref(), Some("TZif-image"), "{files:?}");
+        assert_eq!(content("etc/tz").as_deref(), Some("TZif-image"));
+        assert_eq!(content("usr/share/zoneinfo/UTC").as_deref(), Some("TZif-image"));
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        for left_out in ["etc/passwd-link", "etc/up", "usr-link", "entry-link", "app.wasm"] {
+            assert!(!paths.contains(&left_out), "{left_out}: {paths:?}");
+        }
+    }
 }

@@ -94,8 +94,8 @@ impl SpecArgs {
         spec.env.extend(self.env.iter().cloned());
         spec.mounts = self.dirs.clone();
         spec.limits.memory_bytes = self.memory;
-        spec.limits.cpu_time_ms = self.cpu_time.map(|d| d.as_millis().max(1) as u64);
-        spec.limits.timeout_ms = self.timeout.map(|d| d.as_millis().max(1) as u64);
+        spec.limits.cpu_time_ms = self.cpu_time.map(|d| spore_types::HumanDuration(d).millis());
+        spec.limits.timeout_ms = self.timeout.map(|d| spore_types::HumanDuration(d).millis());
         spec.limits.max_open_files = self.max_open_files;
         spec.capabilities.allowed_outbound_hosts = self.allow_outbound.clone();
         spec.capabilities.key_value_stores = self.key_value.clone();

@@ -11,17 +11,12 @@ pub use spore_sandbox::parse_size;
 
 /// `--timeout 5s`, `--cpu-time 1500ms`: a duration with a unit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 500ms, 5s, 2m"))?;
-    if d.is_zero() {
-        return Err(format!("{s:?}: a limit of zero would stop the guest before it starts"));
-    }
-    Ok(d)
+    spore_types::HumanDuration::limit(s).map(spore_types::HumanDuration::get)
 }
 
 /// A server's timeout (`--request-timeout 30s`): a duration above zero, printed back as given.
 pub fn positive_duration(s: &str) -> Result<spore_types::HumanDuration, String> {
-    parse_duration(s).map(spore_types::HumanDuration)
+    spore_types::HumanDuration::limit(s)
 }
 
 /// `--var KEY=VALUE` (a value is required, unlike `--env KEY`).
@@ -34,14 +29,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// `--env K=V` (or `--env K`, which copies the host's value, as docker does).
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
-    let (k, v) = match s.split_once('=') {
-        Some((k, v)) => (k.to_owned(), v.to_owned()),
-        None => (s.to_owned(), std::env::var(s).unwrap_or_default()),
-    };
-    if k.is_empty() || k.contains('\0') {
-        return Err(format!("{s:?} is not KEY=VALUE: the name is empty"));
-    }
-    Ok((k, v))
+    spore_types::env_setting(s, |k| std::env::var(k).ok())
 }
 
 /// `--env-file FILE`: `KEY=VALUE` lines; blank lines and `#` comments ignored.

@@ -184,8 +184,9 @@ impl Compiled {
     /// # Safety
     ///
     /// `artifact` must be part of a private, read-only mapping of a file that stays mapped for
-    /// the rest of the process and that no one writes to (a running executable cannot be
-    /// written: `ETXTBSY`). Its code pages are made executable in place.
+    /// the rest of the process, and trusted as the process's own code is: its code pages are
+    /// made executable in place, and paged in from the file as the program's own text is (the
+    /// process's own executable qualifies — whoever can change it can change the runner).
     pub unsafe fn load_mapped(&self, artifact: &'static [u8]) -> Result<Module, EdgeError> {
         if !self.in_place {
             return self.load(artifact);
@@ -583,8 +584,10 @@ mod in_place {
             InPlace::protect(ptr, len, libc::PROT_READ | libc::PROT_EXEC)
         }
 
+        /// Back to the mapping's own protection, read-only: nothing writes these pages (a
+        /// stray write faults, after the module as before it), so they never become writable.
         fn unpublish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
-            InPlace::protect(ptr, len, libc::PROT_READ | libc::PROT_WRITE)
+            InPlace::protect(ptr, len, libc::PROT_READ)
         }
     }
 }

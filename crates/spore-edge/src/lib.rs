@@ -26,7 +26,7 @@ use alloc::string::String;
 use core::fmt;
 pub use spore_wasip1::{Host, Import, Stop, Wasi};
 pub use spore_wire::{BackendKind, LimitKind, Limits, Outcome, Value};
-pub use watch::Interrupt;
+pub use watch::{Interrupt, past_wall_limit};
 
 /// The Rust target triple this crate was built for: what a runner's native artifacts must be
 /// compiled for, and what it reports as its own.

@@ -64,11 +64,7 @@ impl Watch {
             return Some(Outcome::Killed);
         }
         if passed(self.wall_deadline, Clock::Monotonic, host) {
-            let ms = self.limits.wall_ms.unwrap_or(0);
-            return Some(Outcome::Limit {
-                limit: LimitKind::Wall,
-                message: format!("ran past its wall-clock limit of {ms} ms"),
-            });
+            return Some(past_wall_limit(self.limits.wall_ms.unwrap_or(0)));
         }
         if passed(self.cpu_deadline, Clock::ThreadCputime, host) {
             let ms = self.limits.cpu_ms.unwrap_or(0);
@@ -76,6 +72,12 @@ impl Watch {
         }
         None
     }
+}
+
+/// How a run past its wall-clock limit of `ms` ends — also where a host sees the deadline pass
+/// while the guest waits in a call that does not return (a bundle's stdin).
+pub fn past_wall_limit(ms: u64) -> Outcome {
+    Outcome::Limit { limit: LimitKind::Wall, message: format!("ran past its wall-clock limit of {ms} ms") }
 }
 
 /// `ms` from the clock's now, in its nanoseconds.

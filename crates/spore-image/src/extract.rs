@@ -307,12 +307,30 @@ fn inside_target(target: &Path, base: &Path) -> Option<PathBuf> {
     Some(if relative.as_os_str().is_empty() { PathBuf::from(".") } else { relative })
 }
 
-/// Whether the symlink at `rel` inside `root` resolves inside it, following every link on the
-/// way as the kernel would (an absolute target from `root`). A loop is not an escape: it
+/// Whether the symlink at `rel` inside `root` resolves inside it. A loop is not an escape: it
 /// resolves nowhere.
 fn resolves_inside(root: &Path, rel: &Path) -> bool {
+    !matches!(resolve_in_root(root, rel), Resolved::Outside)
+}
+
+/// Where a path inside a root leads when its links are followed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// To this path below the root, which has no link on it (it may not exist).
+    Inside(PathBuf),
+    /// Out of the root (a `..` above it).
+    Outside,
+    /// Round in circles (more than 40 links).
+    Loop,
+}
+
+/// Where `rel` inside `root` leads, following every link on the way and at its end as the
+/// kernel would with `root` as `/` (an absolute target starts again from `root`), without
+/// leaving it: what an image's link means inside the image, whatever the host has at the
+/// same path.
+pub fn resolve_in_root(root: &Path, rel: &Path) -> Resolved {
     // Where resolution stands (components below `root`), and what is left to walk, last first.
-    let mut at: Vec<OsString> = rel.parent().into_iter().flat_map(|p| p.iter().map(OsString::from)).collect();
+    let mut at: Vec<OsString> = Vec::new();
     let mut todo: Vec<OsString> = Vec::new();
     let follow = |target: &Path, at: &mut Vec<OsString>, todo: &mut Vec<OsString>| {
         if target.is_absolute() {
@@ -326,13 +344,12 @@ fn resolves_inside(root: &Path, rel: &Path) -> bool {
         let parts: Vec<OsString> = parts.collect();
         todo.extend(parts.into_iter().rev());
     };
-    let Ok(target) = std::fs::read_link(root.join(rel)) else { return true };
-    follow(&target, &mut at, &mut todo);
+    follow(rel, &mut at, &mut todo);
     let mut hops = 0;
     while let Some(part) = todo.pop() {
         if part == ".." {
             if at.pop().is_none() {
-                return false;
+                return Resolved::Outside;
             }
             continue;
         }
@@ -340,13 +357,13 @@ fn resolves_inside(root: &Path, rel: &Path) -> bool {
         if let Ok(next) = std::fs::read_link(root.join(at.iter().collect::<PathBuf>())) {
             hops += 1;
             if hops > 40 {
-                return true;
+                return Resolved::Loop;
             }
             at.pop();
             follow(&next, &mut at, &mut todo);
         }
     }
-    true
+    Resolved::Inside(at.iter().collect())
 }
 
 /// Refuses `rel` if any directory on its way inside `dest` is a symlink.

@@ -26,7 +26,7 @@ pub use artifact::ArtifactImage;
 pub use compat::{CompatImage, VARIANT_ANNOTATION, Written};
 pub use doc::{Descriptor, Document, Platform};
 pub use error::ImageError;
-pub use extract::{ExtractError, ExtractLimits, Unpacker, extract_layer};
+pub use extract::{ExtractError, ExtractLimits, Resolved, Unpacker, extract_layer, resolve_in_root};
 pub use gc::{GcGuard, Pruned};
 pub use index::write_index;
 pub use layout::{LayoutError, REF_NAME, export_layout, import_layout};

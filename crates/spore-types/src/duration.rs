@@ -13,6 +13,16 @@ impl HumanDuration {
         self.0
     }
 
+    /// A limit as a flag gives it (`--timeout 5s`): a duration above zero, since a limit of
+    /// zero would stop the guest before it starts.
+    pub fn limit(s: &str) -> Result<HumanDuration, String> {
+        let d = s.parse::<HumanDuration>().map_err(|e| e.to_string())?;
+        match d.0.is_zero() {
+            true => Err(format!("{s:?}: a limit of zero would stop the guest before it starts")),
+            false => Ok(d),
+        }
+    }
+
     /// The duration in whole milliseconds (at least 1 for any duration above zero), as limits
     /// keep it.
     pub fn millis(self) -> u64 {

@@ -7,6 +7,7 @@
 
 mod digest;
 mod duration;
+mod env;
 mod exit;
 mod pull;
 mod secret;
@@ -16,6 +17,7 @@ mod wasm;
 
 pub use digest::Digest;
 pub use duration::{DurationError, HumanDuration};
+pub use env::env_setting;
 pub use exit::exit_code;
 pub use pull::PullPolicy;
 pub use secret::constant_time_eq;

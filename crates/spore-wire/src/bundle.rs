@@ -95,19 +95,26 @@ impl Trailer {
 /// the file (and in a mapping of it).
 pub const ALIGN: usize = 4096;
 
-/// A whole bundle: `runtime` (a runner's executable), zeros to [`ALIGN`], `payload`, the
-/// encoded `header` (whose spans are into `payload`) and the [`Trailer`].
-pub fn assemble(runtime: &[u8], payload: &[u8], header: &Bundle) -> Result<Vec<u8>, postcard::Error> {
-    let encoded = header.encode()?;
-    let start = runtime.len().div_ceil(ALIGN) * ALIGN;
-    let mut out = Vec::with_capacity(start + payload.len() + encoded.len() + Trailer::LEN);
-    out.extend_from_slice(runtime);
-    out.resize(start, 0);
-    out.extend_from_slice(payload);
-    out.extend_from_slice(&encoded);
-    let trailer = Trailer { payload: start as u64, header_len: encoded.len() as u64 };
-    out.extend_from_slice(&trailer.to_bytes());
-    Ok(out)
+/// How a bundle is laid out around its payload, for a writer that streams the pieces: the
+/// runtime (a runner's executable), `padding` zeros (to [`ALIGN`]), the payload, then `tail`
+/// (the encoded header, whose spans are into the payload, and the [`Trailer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Zeros between the runtime and the payload.
+    pub padding: usize,
+    /// What follows the payload.
+    pub tail: Vec<u8>,
+}
+
+impl Layout {
+    /// The layout of `header`'s bundle after a runtime of `runtime_len` bytes.
+    pub fn new(runtime_len: usize, header: &Bundle) -> Result<Layout, postcard::Error> {
+        let mut tail = header.encode()?;
+        let start = runtime_len.div_ceil(ALIGN) * ALIGN;
+        let trailer = Trailer { payload: start as u64, header_len: tail.len() as u64 };
+        tail.extend_from_slice(&trailer.to_bytes());
+        Ok(Layout { padding: start - runtime_len, tail })
+    }
 }
 
 impl Bundle {
@@ -116,9 +123,13 @@ impl Bundle {
         postcard::to_allocvec(self)
     }
 
-    /// A header from its bytes.
+    /// A header from its bytes, all of them (bytes left over mean the trailer's length is not
+    /// the header's).
     pub fn decode(bytes: &[u8]) -> Result<Bundle, postcard::Error> {
-        postcard::from_bytes(bytes)
+        match postcard::take_from_bytes(bytes)? {
+            (header, []) => Ok(header),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        }
     }
 }
 
@@ -141,6 +152,9 @@ mod tests {
             files: alloc::vec![File { path: "etc/motd".into(), data: Some(Span { offset: 10, len: 3 }) }],
         };
         assert_eq!(Bundle::decode(&bundle.encode().unwrap()).unwrap(), bundle);
+        let mut longer = bundle.encode().unwrap();
+        longer.push(0);
+        assert!(Bundle::decode(&longer).is_err(), "a header with bytes after it is not one");
         let trailer = Trailer { payload: 4096, header_len: 77 };
         assert_eq!(Trailer::parse(&trailer.to_bytes()), Some(trailer));
         let mut other = trailer.to_bytes();
@@ -148,7 +162,9 @@ mod tests {
         assert_eq!(Trailer::parse(&other), None, "no magic, no bundle");
         assert_eq!(Trailer::parse(&[0; 3]), None);
 
-        let whole = assemble(b"ELF", b"0123456789abc", &bundle).unwrap();
+        let layout = Layout::new(3, &bundle).unwrap();
+        let parts: [&[u8]; 4] = [b"ELF", &alloc::vec![0; layout.padding], b"0123456789abc", &layout.tail];
+        let whole = parts.concat();
         let trailer = Trailer::parse(&whole[whole.len() - Trailer::LEN..]).unwrap();
         assert_eq!(trailer.payload, ALIGN as u64, "the payload starts on a page");
         let header_start = whole.len() - Trailer::LEN - trailer.header_len as usize;

@@ -1,7 +1,7 @@
 //! A bundle's command line: its own flags under the reserved `--spore-` prefix, wherever they
 //! are, and everything else — the app's flags included — passed to the app untouched.
 
-use spore_types::{ByteSize, HumanDuration};
+use spore_types::{ByteSize, HumanDuration, env_setting};
 use std::ffi::OsString;
 
 /// The prefix no argument meant for the app may have.
@@ -55,12 +55,17 @@ pub(crate) fn parse(
             None => (flag, None),
         };
         let mut value = || -> Result<String, String> {
+            let needs = || format!("{PREFIX}{name} needs a value, e.g. {PREFIX}{name} {}", example(name));
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => argv
-                    .next()
-                    .and_then(|(_, v)| v.into_string().ok())
-                    .ok_or_else(|| format!("{PREFIX}{name} needs a value, e.g. {PREFIX}{name} {}", example(name))),
+                None => match argv.next() {
+                    // Another of the bundle's flags is not a value: the value was left out.
+                    Some((_, v)) if v.to_str().is_some_and(|v| v.starts_with(PREFIX)) => Err(needs()),
+                    Some((j, v)) => {
+                        v.into_string().map_err(|v| format!("{PREFIX}{name}: argument {} ({v:?}) is not UTF-8", j + 1))
+                    }
+                    None => Err(needs()),
+                },
             }
         };
         match name {
@@ -71,17 +76,7 @@ pub(crate) fn parse(
             }
             "cpu-time" => flags.cpu_ms = Some(millis("cpu-time", &value()?)?),
             "timeout" => flags.wall_ms = Some(millis("timeout", &value()?)?),
-            "env" => {
-                let v = value()?;
-                let pair = match v.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (v.clone(), lookup(&v).unwrap_or_default()),
-                };
-                if pair.0.is_empty() {
-                    return Err(format!("{PREFIX}env {v:?}: write KEY=VALUE (or KEY to copy this shell's)"));
-                }
-                flags.env.push(pair);
-            }
+            "env" => flags.env.push(env_setting(&value()?, &lookup).map_err(|e| format!("{PREFIX}env {e}"))?),
             "info" | "help" if inline.is_some() => return Err(format!("{PREFIX}{name} takes no value")),
             "info" => flags.info = true,
             "help" => flags.help = true,
@@ -107,11 +102,7 @@ fn example(name: &str) -> &'static str {
 
 /// A duration flag's value in whole milliseconds; zero is refused, as `spore run` does.
 fn millis(name: &str, v: &str) -> Result<u64, String> {
-    let d = v.parse::<HumanDuration>().map_err(|e| format!("{PREFIX}{name} {v}: {e}"))?;
-    match d.get().is_zero() {
-        true => Err(format!("{PREFIX}{name} {v}: a limit of zero would stop the app before it starts")),
-        false => Ok(d.millis()),
-    }
+    HumanDuration::limit(v).map(HumanDuration::millis).map_err(|e| format!("{PREFIX}{name} {e}"))
 }
 
 #[cfg(test)]
@@ -142,7 +133,8 @@ mod tests {
             (&["--spore-memory", "lots"][..], "--spore-memory lots"),
             (&["--spore-memory"][..], "needs a value"),
             (&["--spore-timeout", "0s"][..], "zero"),
-            (&["--spore-cpu-time=soon"][..], "--spore-cpu-time soon"),
+            (&["--spore-cpu-time=soon"][..], "--spore-cpu-time \"soon\" is not a duration"),
+            (&["--spore-env", "--spore-info"][..], "--spore-env needs a value"),
             (&["--spore-env", "=1"][..], "KEY=VALUE"),
             (&["--spore-dir", "/x"][..], "--spore-dir: not a flag of this bundle"),
             (&["--spore-info=yes"][..], "takes no value"),

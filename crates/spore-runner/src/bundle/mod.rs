@@ -19,7 +19,8 @@ use spore_edge::{Call, Interrupt, Limits, Wasi};
 use spore_types::exit_code;
 use spore_wasip1::Tree;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Memory an app gets unless the bundle or `--spore-memory` says otherwise: all a 32-bit
 /// memory can address, as `spore run` gives it.
@@ -45,7 +46,23 @@ pub fn run(payload: Payload) -> i32 {
         print!("{}", info(&payload));
         return 0;
     }
-    match start(&payload, &flags, started) {
+    let limits = Limits {
+        memory_bytes: flags.memory.or(header.limits.memory_bytes).or(Some(DEFAULT_MEMORY)),
+        cpu_ms: flags.cpu_ms.or(header.limits.cpu_ms),
+        wall_ms: flags.wall_ms.or(header.limits.wall_ms),
+        fuel: header.limits.fuel,
+    };
+    if let Some(ms) = limits.wall_ms {
+        watchdog(name.clone(), ms, started);
+    }
+    let ended = start(&payload, &flags, &limits, started);
+    if ENDED.swap(true, Ordering::AcqRel) {
+        // The watchdog is telling the end and exiting.
+        loop {
+            std::thread::park();
+        }
+    }
+    match ended {
         Ok(outcome) => {
             let (code, why) = crate::ending::exit_code(&outcome, PREFIX);
             if let Some(why) = why {
@@ -61,20 +78,15 @@ pub fn run(payload: Payload) -> i32 {
 }
 
 /// Loads the app and runs it to its end.
-fn start(payload: &Payload, flags: &Flags, started: Instant) -> Result<spore_edge::Outcome, String> {
+fn start(payload: &Payload, flags: &Flags, limits: &Limits, started: Instant) -> Result<spore_edge::Outcome, String> {
     let header = &payload.header;
     let artifact = payload.at(header.artifact);
     let engines = Engines::for_mapped(header.kind, artifact)?;
     engines.accepts(header.kind, &header.compat).map_err(|r| r.message)?;
     // SAFETY: the payload is this process's read-only private mapping of its own executable,
-    // kept for the rest of the process; a running executable cannot be written (ETXTBSY).
+    // kept for the rest of the process: its pages are trusted as the runner's own text, which
+    // the kernel pages in from the same file.
     let module = unsafe { engines.load_mapped(header.kind, artifact) }.map_err(|r| r.message)?;
-    let limits = Limits {
-        memory_bytes: flags.memory.or(header.limits.memory_bytes).or(Some(DEFAULT_MEMORY)),
-        cpu_ms: flags.cpu_ms.or(header.limits.cpu_ms),
-        wall_ms: flags.wall_ms.or(header.limits.wall_ms),
-        fuel: header.limits.fuel,
-    };
     let args = argv(header, &flags.args);
     // The image's environment, then the command line's over it.
     let env: BTreeMap<&str, &str> =
@@ -82,8 +94,37 @@ fn start(payload: &Payload, flags: &Flags, started: Instant) -> Result<spore_edg
     let interrupt = Interrupt::new();
     let host = BundleHost { clocks: Clocks::from(started), interrupt: interrupt.clone() };
     let wasi = Wasi::new(args.iter().map(String::as_str), env, host).with_root(root(payload));
-    let ended = engines.run(&module, wasi, &limits, interrupt, Call::Start).map_err(|e| e.to_string())?;
+    let ended = engines.run(&module, wasi, limits, interrupt, Call::Start).map_err(|e| e.to_string())?;
     Ok(ended.outcome)
+}
+
+/// Whether the end of the run has been told: by the main thread when the engine returns, or by
+/// the watchdog; whoever comes first, once.
+static ENDED: AtomicBool = AtomicBool::new(false);
+
+/// How long past the deadline the watchdog leaves the engine to stop the app itself.
+const GRACE: Duration = Duration::from_millis(100);
+
+/// The wall-clock limit where the engine cannot see it. The engine checks the deadline at its
+/// epoch ticks and when a host call returns, but a read of a stdin nobody writes to, or a
+/// write to a pipe nobody reads, does not return. Still running a moment past the deadline,
+/// the process ends here as the engine would have ended it: the same words, exit code 124.
+fn watchdog(name: String, ms: u64, started: Instant) {
+    let Some(deadline) = Duration::from_millis(ms).checked_add(GRACE).and_then(|d| started.checked_add(d)) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        if ENDED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (code, why) = crate::ending::exit_code(&spore_edge::past_wall_limit(ms), PREFIX);
+        let line = format!("{name}: {}\n", why.unwrap_or_default());
+        // Not through `eprintln!`: the app's own write, stuck on a full stderr, may hold its lock.
+        // SAFETY: writes `line`'s bytes, which it borrows for the call, to descriptor 2.
+        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+        std::process::exit(code & 0xff);
+    });
 }
 
 /// The app's argv as `spore run IMAGE ARGS` makes it: the image's Entrypoint, then `args` if

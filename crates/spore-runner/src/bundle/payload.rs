@@ -5,6 +5,7 @@
 use spore_wire::bundle::{Bundle, Span, Trailer};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 /// An attached app: its header, and the bytes its spans point into.
 pub struct Payload {
@@ -23,10 +24,7 @@ impl Payload {
 /// The app attached to this executable, if it is a bundle: `Ok(None)` for a plain runner.
 /// A bundle whose payload does not hold together is an error that says so.
 pub fn attached() -> Result<Option<Payload>, String> {
-    // The executable itself, even if it was renamed or removed since it started.
-    let Ok(file) = File::open("/proc/self/exe").or_else(|_| File::open(std::env::current_exe()?)) else {
-        return Ok(None);
-    };
+    let file = own_executable()?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let Some(at) = len.checked_sub(Trailer::LEN as u64) else { return Ok(None) };
     let mut last = [0u8; Trailer::LEN];
@@ -38,6 +36,30 @@ pub fn attached() -> Result<Option<Payload>, String> {
     read(whole, trailer)
         .map(Some)
         .map_err(|why| format!("this bundle is damaged ({why}); make it again with spore bundle"))
+}
+
+/// This process's executable: `/proc/self/exe`, the file itself even if it was renamed or
+/// removed since it started; where `/proc` is not mounted, the path it was started by (its
+/// `argv[0]`, looked up in `PATH` when it names no directory). Not finding itself is an error,
+/// not "no app": a bundle would otherwise take its app's arguments as a runner's flags.
+fn own_executable() -> Result<File, String> {
+    let proc = match File::open("/proc/self/exe") {
+        Ok(file) => return Ok(file),
+        Err(e) => e,
+    };
+    let argv0 = std::env::args_os().next().map(PathBuf::from).unwrap_or_default();
+    let found = match argv0.components().count() {
+        0 => None,
+        1 => std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(&argv0)).find(|p| p.is_file())),
+        _ => Some(argv0.clone()),
+    };
+    found.and_then(|path| File::open(path).ok()).ok_or_else(|| {
+        format!(
+            "cannot open its own executable to look for an attached app (/proc/self/exe: {proc}; \
+             nor {argv0:?} from its command line); mount /proc, or start it by its path"
+        )
+    })
 }
 
 /// The payload and header `trailer` points at in `whole` (the executable, trailer last).
@@ -56,6 +78,11 @@ fn read(whole: &'static [u8], trailer: Trailer) -> Result<Payload, String> {
     let fits = |s: &Span| s.offset.checked_add(s.len).is_some_and(|e| e <= bytes.len() as u64);
     if !fits(&header.artifact) || !header.files.iter().filter_map(|f| f.data.as_ref()).all(fits) {
         return Err("a part of it lies outside its payload".into());
+    }
+    // Each file's path names a place below the root, once: `a/b`, never `/a`, `a//b` or `../a`.
+    let below_root = |path: &str| path.split('/').all(|part| !matches!(part, "" | "." | ".."));
+    if let Some(bad) = header.files.iter().find(|f| !below_root(&f.path)) {
+        return Err(format!("its file {:?} is not a path inside its root", bad.path));
     }
     Ok(Payload { header, bytes })
 }
@@ -99,7 +126,9 @@ mod tests {
             limits: Limits::default(),
             files,
         };
-        let out = spore_wire::bundle::assemble(&vec![0x7f; pad], payload, &header).unwrap();
+        let layout = spore_wire::bundle::Layout::new(pad, &header).unwrap();
+        let parts: [&[u8]; 4] = [&vec![0x7f; pad], &vec![0; layout.padding], payload, &layout.tail];
+        let out = parts.concat();
         let trailer = Trailer::parse(&out[out.len() - Trailer::LEN..]).unwrap();
         (out, trailer)
     }
@@ -116,6 +145,13 @@ mod tests {
         let (whole, trailer) = bundle(100, b"ARabc", vec![past]);
         let err = read(leak(whole), trailer).err().unwrap();
         assert!(err.contains("outside its payload"), "{err}");
+
+        for path in ["", "..", "a/../../etc", "/etc/passwd", "a//b", "./a"] {
+            let odd = Entry { path: path.into(), data: None };
+            let (whole, trailer) = bundle(100, b"ARabc", vec![odd]);
+            let err = read(leak(whole), trailer).err().unwrap();
+            assert!(err.contains("not a path inside its root"), "{path:?}: {err}");
+        }
 
         let huge = Entry { path: "c".into(), data: Some(Span { offset: u64::MAX, len: 2 }) };
         let (whole, trailer) = bundle(100, b"ARabc", vec![huge]);
