@@ -106,13 +106,7 @@ pub fn from_image(store: &ContentStore, image: &OpenedImage, spec: &mut SandboxS
         spec.argv0 = image.argv.first().cloned();
     }
     if spec.invoke.is_none() {
-        let entrypoint_len = image.entrypoint_len.max(1);
-        let fixed = image.argv.iter().take(entrypoint_len).skip(1).cloned();
-        let rest: Vec<String> = match spec.args.is_empty() {
-            true => image.argv.iter().skip(entrypoint_len).cloned().collect(),
-            false => std::mem::take(&mut spec.args),
-        };
-        spec.args = fixed.chain(rest).collect();
+        spec.args = spore_types::image_args(&image.argv, image.entrypoint_len, std::mem::take(&mut spec.args));
     }
     let mut env: std::collections::BTreeMap<String, String> =
         image.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();

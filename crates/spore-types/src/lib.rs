@@ -5,6 +5,7 @@
 //! Depends on no other Spore crate; must never depend on wasmtime, tokio or anything that needs
 //! an OS beyond `std` (the bare-metal runner will use it).
 
+mod command;
 mod digest;
 mod duration;
 mod env;
@@ -15,6 +16,7 @@ mod size;
 mod text;
 mod wasm;
 
+pub use command::image_args;
 pub use digest::Digest;
 pub use duration::{DurationError, HumanDuration};
 pub use env::env_setting;

@@ -130,17 +130,9 @@ fn watchdog(name: String, ms: u64, started: Instant) {
 /// The app's argv as `spore run IMAGE ARGS` makes it: the image's Entrypoint, then `args` if
 /// any were given, else the image's Cmd.
 fn argv(header: &spore_wire::bundle::Bundle, args: &[String]) -> Vec<String> {
-    let entrypoint = (header.entrypoint_len as usize).max(1).min(header.argv.len());
-    let fixed = header.argv[..entrypoint].iter();
-    let program = match fixed.len() {
-        0 => vec![header.image.clone()],
-        _ => Vec::new(),
-    };
-    let rest = match args.is_empty() {
-        true => &header.argv[entrypoint..],
-        false => args,
-    };
-    program.into_iter().chain(fixed.cloned()).chain(rest.iter().cloned()).collect()
+    let program = header.argv.first().unwrap_or(&header.image).clone();
+    let rest = spore_types::image_args(&header.argv, header.entrypoint_len as usize, args.to_vec());
+    std::iter::once(program).chain(rest).collect()
 }
 
 /// The image's files as the app's read-only `/`.
