@@ -306,7 +306,24 @@ fn the_daemon_runs_an_image_it_pulls_itself() {
     me.build_hello(&image, "compat");
     me.ok(&["push", &image]);
 
+    // A registry on the box is pulled from only when the operator names it: the daemon's own
+    // network and logins are not a client's to point at the box's services or its LAN.
     let d = Daemon::start(&[]);
+    let seen = d.run(["deploy", "--name", "hi", image.as_str()]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    let said = format!("its registry {} is a loopback or private address", reg.addr);
+    assert!(seen.stderr.contains(&said) && seen.stderr.contains("[policy] registries"), "{seen:?}");
+    let listed = spore().env("SPORE_STORE", d.dir.path().join("data/store")).args(["images"]).seen();
+    assert!(!listed.stdout.contains("demo/hello"), "nothing was pulled: {listed:?}");
+    drop(d);
+    // Nor from a registry the operator did not list.
+    let d = Daemon::start_with_config("[policy]\nregistries = [\"ghcr.io\"]\n", &[]);
+    let seen = d.run(["deploy", "--name", "hi", image.as_str()]);
+    assert_eq!(seen.code, 125, "{seen:?}");
+    assert!(seen.stderr.contains(&format!("add {} to [policy] registries", reg.addr)), "{seen:?}");
+    drop(d);
+
+    let d = Daemon::start_with_config(&format!("[policy]\nregistries = [\"{}\"]\n", reg.addr), &[]);
     let seen = d.run(["deploy", "--name", "hi", image.as_str()]);
     assert_eq!(seen.code, 0, "{seen:?}");
     let record = d.wait_for("hi", 10, |r| r["state"] == "exited");

@@ -61,6 +61,11 @@ pub struct PolicySection {
     /// Whether a sandbox's network grants (sockets, outbound HTTP) may reach loopback,
     /// private and link-local addresses: the box's own services and its LAN's. Default: no.
     pub private_network: bool,
+    /// Registries a create may name an image from: `HOST` (any port) or `HOST:PORT`, or `*` for
+    /// any. One on a loopback, private or link-local address (or `localhost`) must be named
+    /// here, not by `*`, unless `private_network` is on: the daemon pulls with its own network
+    /// and logins. Default: any.
+    pub registries: Vec<String>,
     /// The largest image a create may have pulled, its blobs' sizes together as its manifest
     /// gives them, e.g. "4G"; judged before any layer is fetched.
     pub max_image_size: ByteSize,
@@ -89,6 +94,7 @@ impl Default for PolicySection {
             max_program_body: ByteSize(512 << 20),
             reveal_variables: false,
             private_network: false,
+            registries: vec!["*".into()],
             max_image_size: ByteSize(4 << 30),
             max_image_layers: 128,
         }
@@ -148,6 +154,9 @@ pub struct Policy {
     /// Whether sandboxes may reach non-public addresses (else their grants reach public
     /// ones only: [`spore_spec::SandboxSpec::public_network_only`]).
     pub private_network: bool,
+    /// Registries named (lower case), `HOST` or `HOST:PORT`; `any` when `*` was among them.
+    registries: Vec<String>,
+    any_registry: bool,
 }
 
 /// The most of each limit a create may ask; `None`: no cap beyond the pool's.
@@ -254,7 +263,7 @@ impl Policy {
                 ("max_memories", section.max_memories),
             ],
         };
-        let policy = Policy {
+        let mut policy = Policy {
             mount_roots,
             stdin_files: section.stdin_files,
             listen,
@@ -269,7 +278,22 @@ impl Policy {
             pool_max_memory,
             reveal_variables: section.reveal_variables,
             private_network: section.private_network,
+            registries: Vec::new(),
+            any_registry: false,
         };
+        for entry in &section.registries {
+            match entry.trim() {
+                "*" => policy.any_registry = true,
+                host if !host.is_empty() && !host.contains(['/', '@', ' ']) => {
+                    policy.registries.push(host.to_ascii_lowercase());
+                }
+                _ => {
+                    return Err(format!(
+                        "[policy] registries: {entry:?} is not a registry (HOST or HOST:PORT, e.g. \"ghcr.io\", \"10.0.0.5:5000\", or \"*\")"
+                    ));
+                }
+            }
+        }
         for (key, value) in [
             ("max_sandboxes", policy.max_sandboxes),
             ("max_batch", policy.max_batch),
@@ -373,6 +397,35 @@ impl Policy {
             if private {
                 return Err(refused(format!("capabilities.allowed_outbound_hosts {entry:?}")));
             }
+        }
+        Ok(())
+    }
+
+    /// Judges the registry of an image a create names (`registry` as the reference gives it,
+    /// `HOST[:PORT]`), before anything is fetched: it must be one `[policy] registries` names,
+    /// or any under `*` — but a registry on the box or its LAN only when named, or with
+    /// `private_network`: a client must not make the daemon's own pulls (its network, its
+    /// logins) reach the box's services or its LAN, as its sandboxes may not.
+    pub fn admit_registry(&self, image: &str, registry: &str) -> Result<(), Refusal> {
+        let registry = registry.to_ascii_lowercase();
+        let host = match registry.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => registry.rsplit_once(':').map_or(registry.as_str(), |(host, _)| host),
+        };
+        if self.registries.iter().any(|r| *r == registry || r == host) {
+            return Ok(());
+        }
+        if !self.any_registry {
+            return Err(Refusal::Forbidden(format!(
+                "image {image}: this daemon's policy allows images from {} only; add {registry} to [policy] registries",
+                if self.registries.is_empty() { "no registry".to_owned() } else { self.registries.join(", ") }
+            )));
+        }
+        let private = host == "localhost" || host.parse::<IpAddr>().is_ok_and(is_private);
+        if private && !self.private_network {
+            return Err(Refusal::Forbidden(format!(
+                "image {image}: its registry {registry} is a loopback or private address, which this daemon pulls from only when named: add it to [policy] registries (or set [policy] private_network = true)"
+            )));
         }
         Ok(())
     }
@@ -688,5 +741,35 @@ mod tests {
         assert!(policy("max_image_layers = 0").unwrap_err().contains("[policy] max_image_layers must be at least 1"));
         let err = policy("max_image_size = \"big\"").unwrap_err();
         assert!(err.contains("max_image_size") && err.contains("\"big\" is not a size"), "{err}");
+    }
+
+    #[test]
+    fn images_come_from_the_registries_the_operator_names_and_never_the_box_unnamed() {
+        let any = policy("").unwrap();
+        assert!(any.admit_registry("docker.io/library/hello", "docker.io").is_ok());
+        assert!(any.admit_registry("ghcr.io/x/y", "ghcr.io").is_ok());
+        for private in
+            ["127.0.0.1:5000", "localhost:5000", "10.0.0.5", "169.254.169.254", "[::1]:5000", "192.168.1.2:80"]
+        {
+            let err = any.admit_registry("x", private).unwrap_err().to_string();
+            assert!(err.contains("add it to [policy] registries"), "{private}: {err}");
+        }
+        let lan = policy("registries = [\"*\", \"10.0.0.5\", \"LOCALHOST:5000\"]").unwrap();
+        assert!(lan.admit_registry("x", "10.0.0.5:5000").is_ok(), "a host named allows each of its ports");
+        assert!(lan.admit_registry("x", "localhost:5000").is_ok());
+        assert!(lan.admit_registry("x", "localhost:5001").is_err(), "a port named allows that port only");
+        let open = policy("private_network = true").unwrap();
+        assert!(open.admit_registry("x", "127.0.0.1:5000").is_ok());
+
+        let only = policy("registries = [\"ghcr.io\"]").unwrap();
+        assert!(only.admit_registry("ghcr.io/x/y", "ghcr.io").is_ok());
+        let err = only.admit_registry("docker.io/library/hello", "docker.io").unwrap_err().to_string();
+        assert!(err.contains("allows images from ghcr.io only; add docker.io to [policy] registries"), "{err}");
+        let none = policy("registries = []").unwrap();
+        assert!(none.admit_registry("x", "ghcr.io").unwrap_err().to_string().contains("from no registry"));
+        for bad in ["\"\"", "\"https://ghcr.io\"", "\"ghcr.io/team\""] {
+            let err = policy(&format!("registries = [{bad}]")).unwrap_err();
+            assert!(err.contains("[policy] registries"), "{bad}: {err}");
+        }
     }
 }

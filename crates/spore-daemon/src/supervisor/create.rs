@@ -30,6 +30,13 @@ impl Supervisor {
         // What the client asks is judged before anything is fetched or compiled.
         for req in &mut requests {
             policy.admit_request(&mut req.spec)?;
+            // An image's registry too, before the pull: a reference that does not parse is
+            // refused by the pull, with its reason.
+            if let ProgramSource::Image(image) = &req.spec.program
+                && let Ok(reference) = image.parse::<spore_image::Reference>()
+            {
+                policy.admit_registry(image, &reference.registry)?;
+            }
             // The app label names the app's stores and its SQLite files on disk: a name, never
             // a path.
             if let Some(app) = req.labels.get(APP_LABEL) {
