@@ -6,6 +6,7 @@
 
 use crate::support::served::Served;
 use crate::support::*;
+use std::path::Path;
 use std::time::Duration;
 
 fn g(name: &str) -> String {
@@ -281,6 +282,36 @@ fn compiled_code_runs_only_if_this_host_made_it_for_that_wasm() {
     }
 }
 
+/// Nor may a mount contain Spore's data (the image store, every app's key-value stores and
+/// databases): a guest given `~/.local/share` would hold them all. A mount inside it is named
+/// on purpose and allowed.
+#[test]
+fn a_mount_containing_sporess_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("share/spore");
+    std::fs::create_dir_all(data.join("kv")).unwrap();
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    let store = dir.path().join("images");
+    std::fs::create_dir_all(&store).unwrap();
+    let run = |host: &Path| {
+        spore()
+            .env("SPORE_DATA_DIR", &data)
+            .env("SPORE_STORE", &store)
+            .args(["run", "--dir", &format!("{}:/h:ro", host.display())])
+            .arg(guest("fs"))
+            .args(["ls", "/h"])
+            .seen()
+    };
+    for host in [dir.path().join("share"), data.clone(), store.clone()] {
+        let seen = run(&host);
+        assert_eq!(seen.code, 125, "{}: {seen:?}", host.display());
+        assert!(seen.stderr.contains("contains Spore's data"), "{seen:?}");
+        assert_eq!(seen.stdout, "", "nothing ran");
+    }
+    assert_eq!(run(&data.join("kv")).code, 0, "a mount inside, named on purpose");
+    assert_eq!(run(&dir.path().join("elsewhere")).code, 0);
+}
+
 #[test]
 fn the_daemon_refuses_a_mount_over_its_compile_cache() {
     let d = Daemon::start_allowing_temp_mounts(&[]);
@@ -374,7 +405,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
+fn serve(dir: &Path, args: &[&str]) -> Served {
     let mut cmd = spore();
     cmd.env("SPORE_DATA_DIR", dir.join("data")).arg("serve").args(args);
     Served::start(cmd, dir)

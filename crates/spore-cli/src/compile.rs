@@ -29,8 +29,10 @@ pub struct CompileArgs {
     dirs: Vec<spore_sandbox::Mount>,
 }
 
-pub fn compile(args: CompileArgs, cache_dir: PathBuf) -> anyhow::Result<i32> {
-    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), args.init.is_some()))?;
+pub fn compile(args: CompileArgs, cache_dir: PathBuf, store_dir: &std::path::Path) -> anyhow::Result<i32> {
+    let config =
+        EngineConfig::one_shot(Some(cache_dir), args.init.is_some()).with_data_dirs(crate::paths::data_dirs(store_dir));
+    let engine = SporeEngine::new(config)?;
     let cache = engine.cache().expect("configured with a cache dir");
     // With --init, what is compiled is the pre-initialised module, written first.
     let files = match (&args.init, &args.output) {

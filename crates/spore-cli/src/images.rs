@@ -63,7 +63,9 @@ pub fn build(args: BuildArgs, store_dir: &Path, cache_dir: PathBuf) -> anyhow::R
         eprintln!("warning: {warning}");
     }
     // Timed: an init at build time runs under a time limit.
-    let engine = spore_engine::SporeEngine::new(spore_engine::EngineConfig::one_shot(Some(cache_dir), true))?;
+    let config =
+        spore_engine::EngineConfig::one_shot(Some(cache_dir), true).with_data_dirs(crate::paths::data_dirs(store_dir));
+    let engine = spore_engine::SporeEngine::new(config)?;
     let init = match (&args.init, &planned.init) {
         (Some(export), _) => Some((export.clone(), "--init".to_owned())),
         (None, Some((export, line))) => Some((

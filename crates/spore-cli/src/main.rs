@@ -215,7 +215,7 @@ fn local_command(
         Command::Login(args) => registry::login(args, insecure),
         Command::Logout(args) => registry::logout(args),
         Command::Image(command) => images::image(command, store_dir, json),
-        Command::Compile(args) => compile::compile(args, cache_dir),
+        Command::Compile(args) => compile::compile(args, cache_dir, store_dir),
         Command::Bundle(args) => bundle::bundle(args, store_dir, insecure),
         Command::Daemon(args) => daemon::daemon(args),
         command => daemon_client_command(command, host, credentials, json, store_dir),

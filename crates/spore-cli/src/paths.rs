@@ -30,6 +30,12 @@ pub fn daemon_paths() -> (PathBuf, PathBuf) {
     (socket, var("SPORE_DATA_DIR").unwrap_or(data))
 }
 
+/// Spore's own data, which no sandbox's mount may contain: the image store `store_dir` and the
+/// data directory (key-value stores, SQLite databases, the daemon's state).
+pub fn data_dirs(store_dir: &std::path::Path) -> Vec<PathBuf> {
+    vec![store_dir.to_owned(), daemon_paths().1]
+}
+
 /// Spore's credentials file (`$SPORE_AUTH_FILE`, else `$XDG_CONFIG_HOME/spore/auth.json`) and
 /// Docker's (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
 pub fn auth_files() -> AuthFiles {

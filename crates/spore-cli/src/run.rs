@@ -61,7 +61,11 @@ pub fn run(args: RunArgs, cache_dir: PathBuf, store_dir: &std::path::Path, insec
     spec.stdio = StdioSpec { stdin: Input::Inherit, stdout: Output::Inherit, stderr: Output::Inherit };
     let name = args.file.display().to_string();
     let timed = spec.limits.cpu_time_ms.is_some() || spec.limits.timeout_ms.is_some();
-    let engine = SporeEngine::new(EngineConfig::one_shot(Some(cache_dir), timed).with_code(code))?;
+    let engine = SporeEngine::new(
+        EngineConfig::one_shot(Some(cache_dir), timed)
+            .with_code(code)
+            .with_data_dirs(crate::paths::data_dirs(store_dir)),
+    )?;
     // Stores are opened only for a sandbox granted one (it costs a file open).
     let caps = &spec.capabilities;
     let kv = match caps.key_value_stores.is_empty() && caps.sqlite_databases.is_empty() {

@@ -85,9 +85,10 @@ pub struct UpArgs {
     server: ServerArgs,
 }
 
-fn engine(cache_dir: PathBuf, server: &ServerArgs, max_memory: u64) -> anyhow::Result<SporeEngine> {
+fn engine(cache_dir: PathBuf, store_dir: &Path, server: &ServerArgs, max_memory: u64) -> anyhow::Result<SporeEngine> {
     let slots = u32::try_from(server.concurrency.max(1)).unwrap_or(u32::MAX);
-    Ok(SporeEngine::new(EngineConfig::server(cache_dir, slots, max_memory))?)
+    let config = EngineConfig::server(cache_dir, slots, max_memory).with_data_dirs(crate::paths::data_dirs(store_dir));
+    Ok(SporeEngine::new(config)?)
 }
 
 /// Loads `wasm` as an HTTP app for `spec` (admitted through the one launch path), or says
@@ -167,7 +168,7 @@ pub fn serve(args: ServeArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[
         true => Arc::default(),
         false => kv_stores(args.server.runtime_config.as_deref())?,
     };
-    let engine = engine(cache_dir, &args.server, spec.limits.memory_bytes.unwrap_or(256 << 20))?;
+    let engine = engine(cache_dir, store_dir, &args.server, spec.limits.memory_bytes.unwrap_or(256 << 20))?;
     // Admitted once (its mounts pinned): a request's instance cannot redirect the next one's.
     let runnable = http_app(&engine, &name, &bytes, &mut spec, &stores)?;
     let mut router = Router::default();
@@ -198,7 +199,7 @@ pub fn up(args: UpArgs, cache_dir: PathBuf, store_dir: &Path, insecure: &[String
         eprintln!("warning: {w}");
     }
     let stores = kv_stores(args.server.runtime_config.as_deref())?;
-    let engine = engine(cache_dir, &args.server, 256 << 20)?;
+    let engine = engine(cache_dir, store_dir, &args.server, 256 << 20)?;
     // Components whose files are copied get a root each here, gone when the server stops.
     let staging = match m.components.values().any(|c| matches!(c.files, Files::Staged(_))) {
         true => {

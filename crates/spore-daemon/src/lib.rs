@@ -106,7 +106,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
 
     let engine = SporeEngine::new(
         EngineConfig::daemon(config.data_dir.join("compiled"), capacity, max_memory, tick, stack)
-            .with_code(config.engine.code),
+            .with_code(config.engine.code)
+            .with_data_dirs(vec![config.data_dir.clone()]),
     )?;
     let (db, stored) = db::Db::open(&config.data_dir.join("state.redb"))?;
     let programs = programs::ProgramStore::open(

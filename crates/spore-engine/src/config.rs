@@ -131,6 +131,9 @@ pub struct EngineConfig {
     pub max_wasm_stack: usize,
     /// What guests are compiled to.
     pub code: CodeKind,
+    /// Spore's own data directories (image store, key-value and SQLite data, the daemon's
+    /// state), which no mount may contain: see [`crate::SporeEngine::data_paths`].
+    pub data_dirs: Vec<PathBuf>,
 }
 
 /// The engine profiles Spore's front ends use: each process picks the one that fits how many
@@ -173,12 +176,19 @@ impl EngineConfig {
             async_stack_size: stack,
             max_wasm_stack: stack / 2,
             code: CodeKind::Native,
+            data_dirs: Vec::new(),
         }
     }
 
     /// The same, compiling guests to `code`.
     pub fn with_code(mut self, code: CodeKind) -> Self {
         self.code = code;
+        self
+    }
+
+    /// The same, keeping mounts from containing `dirs`, Spore's own data.
+    pub fn with_data_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.data_dirs = dirs;
         self
     }
 
@@ -200,6 +210,7 @@ impl Default for EngineConfig {
             async_stack_size: 2 << 20,
             max_wasm_stack: 1 << 20,
             code: CodeKind::Native,
+            data_dirs: Vec::new(),
         }
     }
 }

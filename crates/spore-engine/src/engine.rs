@@ -96,6 +96,14 @@ impl SporeEngine {
         &self.protected
     }
 
+    /// Spore's own data directories, which no mount may contain (a mount of one's parent, a
+    /// home directory, would hand a guest every app's stores and the unpacked images other
+    /// sandboxes start from). A mount inside one is an explicit choice and allowed: an
+    /// image's own root is one, read-only.
+    pub fn data_paths(&self) -> &[std::path::PathBuf] {
+        &self.config.data_dirs
+    }
+
     /// The compile cache, when one is configured.
     pub fn cache(&self) -> Option<&CompileCache> {
         self.cache.as_ref()

@@ -36,7 +36,8 @@ pub(crate) fn pin(mount: &mut Mount) -> Result<(), SpecError> {
 }
 
 /// Refuses a mount whose host directory contains, or lies inside, a protected path (the
-/// compile cache and its key: see [`spore_engine::SporeEngine::protected_paths`]).
+/// compile cache and its key: see [`spore_engine::SporeEngine::protected_paths`]), or that
+/// contains one of Spore's data directories ([`spore_engine::SporeEngine::data_paths`]).
 ///
 /// Compared by identity (device and inode, walking `..` up from each), not by path text: a
 /// symlink, a bind mount or a `..` in either path changes nothing, and a protected path this
@@ -45,7 +46,12 @@ pub(crate) fn pin(mount: &mut Mount) -> Result<(), SpecError> {
 ///
 /// `dir` names the mount's directory: its host path at create, the [`Opened::path`] of the
 /// checked directory at start.
-pub(crate) fn check_exposure(mount: &Mount, dir: &Path, protected: &[PathBuf]) -> Result<(), SpecError> {
+pub(crate) fn check_exposure(
+    mount: &Mount,
+    dir: &Path,
+    protected: &[PathBuf],
+    data: &[PathBuf],
+) -> Result<(), SpecError> {
     let Ok(host) = std::fs::metadata(dir) else { return Ok(()) };
     let host = (host.dev(), host.ino());
     let host_and_up = ancestry(dir);
@@ -59,6 +65,16 @@ pub(crate) fn check_exposure(mount: &Mount, dir: &Path, protected: &[PathBuf]) -
                 guest: mount.guest.clone(),
                 host: mount.host.display().to_string(),
                 protected: p.display().to_string(),
+            });
+        }
+    }
+    for d in data {
+        let Ok(meta) = std::fs::metadata(d) else { continue };
+        if (meta.dev(), meta.ino()) == host || ancestry(d).contains(&host) {
+            return Err(SpecError::MountExposesData {
+                guest: mount.guest.clone(),
+                host: mount.host.display().to_string(),
+                data: d.display().to_string(),
             });
         }
     }
@@ -217,12 +233,31 @@ mod tests {
         std::fs::create_dir_all(cache.join("abc")).unwrap();
         let protected = [cache.clone()];
         for host in [dir.path().to_owned(), dir.path().join("cache"), cache.clone(), cache.join("abc")] {
-            let err = check_exposure(&mount(&host), &host, &protected).unwrap_err().to_string();
+            let err = check_exposure(&mount(&host), &host, &protected, &[]).unwrap_err().to_string();
             assert!(err.contains("would expose Spore's compiled code"), "{err}");
         }
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let data = dir.path().join("data");
-        assert!(check_exposure(&mount(&data), &data, &protected).is_ok());
+        assert!(check_exposure(&mount(&data), &data, &protected, &[]).is_ok());
+    }
+
+    /// Spore's data may not be inside a mount (a home directory given to a guest); a mount
+    /// inside it is named on purpose, and an image's own root is one.
+    #[test]
+    fn a_mount_containing_sporess_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("share/spore");
+        let root = data.join("store/rootfs/sha256-1");
+        std::fs::create_dir_all(&root).unwrap();
+        let datas = [data.clone()];
+        for host in [dir.path().to_owned(), dir.path().join("share"), data.clone()] {
+            let err = check_exposure(&mount(&host), &host, &[], &datas).unwrap_err().to_string();
+            assert!(err.contains("contains Spore's data") && err.contains("every app's key-value stores"), "{err}");
+        }
+        assert!(check_exposure(&mount(&root), &root, &[], &datas).is_ok(), "an image's root");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        assert!(check_exposure(&mount(&elsewhere), &elsewhere, &[], &datas).is_ok());
     }
 
     #[test]

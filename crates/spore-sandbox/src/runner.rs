@@ -178,8 +178,8 @@ impl Runnable {
     /// Refuses mounts that would give the guest what decides the native code this engine runs
     /// (the compile cache, its key). Every start checks; a creator may check earlier.
     pub fn check_mounts(&self, spec: &SandboxSpec) -> Result<(), SpecError> {
-        let protected = self.engine.protected_paths();
-        spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, protected))
+        let (protected, data) = (self.engine.protected_paths(), self.engine.data_paths());
+        spec.mounts.iter().try_for_each(|m| crate::mounts::check_exposure(m, &m.host, protected, data))
     }
 
     /// Refuses a spec that grants a device this host lacks, or lacks the grant of a device

@@ -84,12 +84,12 @@ impl Runnable {
         for (k, v) in &spec.env {
             b.env(k, v);
         }
-        let protected = self.engine.protected_paths();
+        let (protected, data) = (self.engine.protected_paths(), self.engine.data_paths());
         for m in &spec.mounts {
             let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
             // The very directory pinned at create, then checked to be clear of the cache.
             let dir = crate::mounts::open(m)?;
-            crate::mounts::check_exposure(m, &dir.path(), protected)?;
+            crate::mounts::check_exposure(m, &dir.path(), protected, data)?;
             // Calls on the mount's directory (open, stat, readdir by path) run on the guest's
             // own thread instead of tokio's blocking pool, so their CPU is the guest's —
             // metered and limited: a loop of `stat`s spends the guest's budget, not the

@@ -304,6 +304,19 @@ pub enum SpecError {
         /// The protected path it overlaps.
         protected: String,
     },
+    /// A mount would hand the guest all of Spore's own data (image store, key-value stores,
+    /// databases, state): every app's data, and the unpacked images other sandboxes start.
+    #[error(
+        "mount {guest}: host directory {host} contains Spore's data ({data}: its images, every app's key-value stores and databases), which no sandbox may be given; mount a directory that does not contain it"
+    )]
+    MountExposesData {
+        /// Guest path.
+        guest: String,
+        /// Host path.
+        host: String,
+        /// The data directory it contains.
+        data: String,
+    },
     /// A mount's guest path is empty or relative in a way WASI cannot express.
     #[error("mount {host}: guest path {guest:?} must be absolute (e.g. /data) or `.`")]
     MountGuest {
