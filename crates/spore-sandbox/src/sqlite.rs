@@ -18,7 +18,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as Cell, ValueRef};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
@@ -27,6 +27,12 @@ use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTab
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 /// One statement's rows, as the host holds them before the guest gets them.
 pub const MAX_RESULT_BYTES: usize = 16 << 20;
+/// Connections one sandbox may hold open at once: each keeps a page cache of up to
+/// [`CACHE_KIB`] in host memory, outside the guest's memory limit (without a cap, its open
+/// handles — 1024 — times SQLite's default 2 MiB).
+pub const MAX_CONNECTIONS: usize = 16;
+/// Each connection's page cache, KiB (SQLite's default is 2000).
+const CACHE_KIB: i64 = 512;
 
 /// The host's SQLite databases: where each label's file lives and how large it may grow.
 #[derive(Debug, Clone, Default)]
@@ -100,11 +106,33 @@ pub(crate) struct SqliteGrant {
     /// thread, so without it a guest running K at once would spend K times its CPU limit and
     /// hold K of the host's blocking threads.
     pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
+    /// Connections the sandbox holds open, at most [`MAX_CONNECTIONS`].
+    pub(crate) connections: Arc<AtomicUsize>,
 }
 
 /// An open database, as the guest's `connection` resource.
 pub struct Connection {
     db: Arc<Mutex<rusqlite::Connection>>,
+    /// Its place among the sandbox's [`MAX_CONNECTIONS`], given back when it is closed.
+    _slot: Option<Slot>,
+}
+
+/// One of a sandbox's connections, counted while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A slot, unless the sandbox holds [`MAX_CONNECTIONS`] already.
+    fn take(held: &Arc<AtomicUsize>) -> Option<Slot> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_CONNECTIONS).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(held.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why a call failed, for either version's `error`.
@@ -239,8 +267,9 @@ fn open_file(file: &Path, max_bytes: u64) -> Result<Connection, String> {
     let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     db.pragma_update(None, "max_page_count", (max_bytes / page_size.max(512) as u64).max(1) as i64)
         .map_err(|e| e.to_string())?;
+    db.pragma_update(None, "cache_size", -CACHE_KIB).map_err(|e| e.to_string())?;
     db.authorizer(Some(authorize)).map_err(|e| e.to_string())?;
-    Ok(Connection { db: Arc::new(Mutex::new(db)) })
+    Ok(Connection { db: Arc::new(Mutex::new(db)), _slot: None })
 }
 
 /// Set when the guest's call is dropped (the sandbox stopped waiting): the statement stops.
@@ -322,8 +351,16 @@ fn db_error(e: rusqlite::Error) -> DbError {
 impl SqliteView<'_> {
     async fn open_into_table(&mut self, label: String) -> wasmtime::Result<Result<Resource<Connection>, DbError>> {
         let located = self.grant.locate(&label);
+        let Some(slot) = Slot::take(&self.grant.connections) else {
+            tracing::warn!(
+                "sqlite: denied opening database {label:?}: the sandbox holds {MAX_CONNECTIONS} connections"
+            );
+            return Ok(Err(DbError::Io(format!(
+                "this app holds {MAX_CONNECTIONS} open database connections, the most a sandbox may; close one first"
+            ))));
+        };
         match open(label, located, self.grant.turn.clone()).await {
-            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Ok(conn) => Ok(Ok(self.table.push(Connection { _slot: Some(slot), ..conn })?)),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -658,5 +695,38 @@ mod tests {
         for d in [dir.path().join("sqlite"), dir.path().join("sqlite/app/a")] {
             assert_eq!(mode(&d), 0o700, "{}", d.display());
         }
+    }
+
+    /// A sandbox holds at most MAX_CONNECTIONS connections (each a page cache of host memory
+    /// outside its limit, capped too); one closed, another may open.
+    #[tokio::test]
+    async fn a_sandbox_holds_a_bounded_number_of_connections_of_bounded_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let grant = SqliteGrant {
+            databases: Arc::new(Databases::new(dir.path())),
+            granted: vec!["default".to_owned()].into(),
+            namespace: None,
+            cpu_limit_ns: None,
+            turn: Default::default(),
+            connections: Default::default(),
+        };
+        let mut table = ResourceTable::new();
+        let meter = Arc::<Meter>::default();
+        let mut view = SqliteView { table: &mut table, grant: &grant, meter: &meter };
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            open.push(view.open_into_table("default".into()).await.unwrap().expect("within the cap"));
+        }
+        let refused = view.open_into_table("default".into()).await.unwrap().err().expect("past the cap");
+        assert!(matches!(&refused, DbError::Io(m) if m.contains("holds 16 open database connections")), "{refused:?}");
+        let first = open.remove(0);
+        let conn = view.table.delete(first).unwrap();
+        let db = conn.db.clone();
+        drop(conn);
+        assert!(view.open_into_table("default".into()).await.unwrap().is_ok(), "a closed one's place is free");
+        let mut db = lock(&db);
+        db.authorizer(None::<fn(AuthContext<'_>) -> Authorization>).unwrap();
+        let cache: i64 = db.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(cache, -CACHE_KIB);
     }
 }

@@ -157,6 +157,7 @@ impl Runnable {
                 namespace: caps.key_value_namespace.clone(),
                 cpu_limit_ns: spec.limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000)),
                 turn: Default::default(),
+                connections: Default::default(),
             },
             variables: Arc::new(caps.variables.clone()),
         };
