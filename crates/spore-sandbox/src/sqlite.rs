@@ -717,7 +717,7 @@ mod tests {
         for _ in 0..MAX_CONNECTIONS {
             open.push(view.open_into_table("default".into()).await.unwrap().expect("within the cap"));
         }
-        let refused = view.open_into_table("default".into()).await.unwrap().err().expect("past the cap");
+        let refused = view.open_into_table("default".into()).await.unwrap().expect_err("past the cap");
         assert!(matches!(&refused, DbError::Io(m) if m.contains("holds 16 open database connections")), "{refused:?}");
         let first = open.remove(0);
         let conn = view.table.delete(first).unwrap();
