@@ -121,7 +121,7 @@ fn main() {
     // The runner as a process.
     let dir = std::env::temp_dir().join(format!("spore-edge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), "bench").unwrap();
+    std::fs::write(dir.join("token"), "bench-token-of-24-chars").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let socket = dir.join("r.sock");
     let child = Command::new(runner_bin)
@@ -144,7 +144,7 @@ fn main() {
 
     // Upload throughput: a 32 MiB module, a new digest each time (commit included: sha256 and
     // wasmi's validation).
-    for (name, address, token) in [("Unix socket", &unix, ""), ("TCP", &tcp, "bench")] {
+    for (name, address, token) in [("Unix socket", &unix, ""), ("TCP", &tcp, "bench-token-of-24-chars")] {
         let mut client = Client::connect(address, "bench", token).unwrap();
         let mut best = f64::MAX;
         for round in 0..3 {

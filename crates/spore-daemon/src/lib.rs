@@ -161,12 +161,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
                 .map_err(|e| StartError::Setup(format!("--token-file {}: {e}", token_file.display())))?
                 .trim()
                 .to_owned();
-            if token.len() < 16 {
-                return Err(StartError::Setup(format!(
-                    "--token-file {}: the token must be at least 16 characters",
-                    token_file.display()
-                )));
-            }
+            spore_types::check_token(&token, &format!("--token-file {}", token_file.display()))
+                .map_err(StartError::Setup)?;
             let tls = match (&config.tls_cert, &config.tls_key) {
                 (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).map_err(StartError::Setup)?),
                 (None, None) => None,

@@ -115,9 +115,7 @@ fn parse() -> Result<Option<Args>, String> {
         (_, Some(file)) => {
             let token = std::fs::read_to_string(&file).map_err(|e| format!("--token-file {}: {e}", file.display()))?;
             let token = token.trim().to_string();
-            if token.is_empty() {
-                return Err(format!("--token-file {}: the file is empty; put a token in it", file.display()));
-            }
+            spore_types::check_token(&token, &format!("--token-file {}", file.display()))?;
             config.token = Some(token);
         }
         (None, None) => {}

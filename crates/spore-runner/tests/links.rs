@@ -190,7 +190,15 @@ fn over_a_unix_socket_every_engine_runs_the_guests() {
 fn over_tcp_with_its_token_and_not_without() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
+    // A guessable token is refused: the runner does not start.
     std::fs::write(&token, "s3cret\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spore-runner"))
+        .args(["--listen", "127.0.0.1:0", "--token-file", token.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the token must be at least 16 characters"), "{out:?}");
+    std::fs::write(&token, "s3cret-s3cret-s3cret\n").unwrap();
     let port = free_port();
     let at = format!("127.0.0.1:{port}");
     let runner = Runner::start(&["--listen", &at, "--token-file", token.to_str().unwrap()]);
@@ -210,7 +218,7 @@ fn over_tcp_with_its_token_and_not_without() {
     assert!(matches!(answer, Message::Error(e) if e.code == ErrorCode::UNAUTHORIZED));
     assert_eq!(raw.read(&mut [0u8; 16]).unwrap(), 0, "closed after the refusal");
 
-    let mut client = Client::connect(&address, "spore-test", "s3cret").unwrap();
+    let mut client = Client::connect(&address, "spore-test", "s3cret-s3cret-s3cret").unwrap();
     guests_behave(&mut client, BackendKind::Pulley);
     drop(runner);
 }

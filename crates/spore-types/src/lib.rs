@@ -22,7 +22,7 @@ pub use duration::{DurationError, HumanDuration};
 pub use env::env_setting;
 pub use exit::exit_code;
 pub use pull::PullPolicy;
-pub use secret::constant_time_eq;
+pub use secret::{MIN_TOKEN_LEN, check_token, constant_time_eq};
 pub use size::{ByteSize, SizeError, human_bytes, parse_size};
 pub use text::{escape_controls, plain_name, shown};
 pub use wasm::{HeaderError, Wasm, WasmFileError, WasmKind, detect};
