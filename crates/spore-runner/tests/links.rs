@@ -317,6 +317,23 @@ fn uploads_are_cached_by_digest_verified_and_resumed_after_a_cut() {
     let id = client.instantiate(spec(digest, "big", &["big"], Limits::default())).unwrap();
     let exit = client.run(id, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(exit.outcome, Outcome::Exited(0));
+
+    // The store is the runner's alone, and a stored file changed on disk is not loaded again.
+    use std::os::unix::fs::PermissionsExt;
+    let modules = runner.dir.path().join("data/modules");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&modules), 0o700);
+    let stored = std::fs::read_dir(&modules).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(mode(&stored), 0o600);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= b'a' ^ b'b';
+    std::fs::write(&stored, bytes).unwrap();
+    drop(client);
+    let runner = runner.restart(&[]);
+    let mut client = runner.client();
+    let err = client.instantiate(spec(digest, "big", &["big"], Limits::default())).unwrap_err().to_string();
+    assert!(err.contains("changed on disk since it was uploaded"), "{err}");
 }
 
 /// A wasm command of at least `size` bytes that prints "big".

@@ -7,6 +7,7 @@ use spore_wire::{ChunkAck, Digest, ErrorCode, Have, Message, ModuleBegin, Module
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -53,7 +54,7 @@ fn extension(kind: ModuleKind) -> &'static str {
 /// file or the new one, never half of one.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -63,8 +64,14 @@ impl Store {
     pub(crate) fn open(dir: &Path, max_bytes: u64, max_store: u64) -> Result<Store, String> {
         let modules = dir.join("modules");
         let uploads = dir.join("uploads");
+        // The runner's alone (0700): whoever writes a stored artifact chooses native code.
         for d in [&modules, &uploads] {
-            std::fs::create_dir_all(d).map_err(|e| format!("cannot make {}: {e}", d.display()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)))
+                .map_err(|e| format!("cannot make {}: {e}", d.display()))?;
         }
         // Uploads nobody came back for, and temporary files a crash left.
         for entry in std::fs::read_dir(&uploads).into_iter().flatten().flatten() {
@@ -141,7 +148,7 @@ impl Store {
             }
             uploading.insert(m.digest);
         }
-        let opened = OpenOptions::new().create(true).append(true).read(true).open(self.part(&m.digest));
+        let opened = OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(self.part(&m.digest));
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
@@ -253,6 +260,18 @@ impl Store {
         };
         let bytes = std::fs::read(&path)
             .map_err(|e| Refusal::new(ErrorCode::INTERNAL, format!("cannot read {}: {e}", path.display())))?;
+        // Checked again from disk, as at upload: a file changed since (a native artifact is
+        // code) is not loaded.
+        if spore_session::verify(&bytes, digest).is_err() {
+            eprintln!("spore-runner: {} does not hash to its name any more; not loaded", path.display());
+            return Err(Refusal::new(
+                ErrorCode::INTERNAL,
+                format!(
+                    "stored module sha256:{} changed on disk since it was uploaded; not loaded: remove it and upload it again",
+                    hex::encode(digest)
+                ),
+            ));
+        }
         let loaded = Arc::new(engines.load(kind, &bytes)?);
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, loaded.clone());
         Ok(loaded)
