@@ -664,3 +664,38 @@ fn a_pull_renews_a_bearer_token_that_ran_out() {
     let seen = me.ok(&["images", "--json"]);
     assert!(seen.stdout.contains("app"), "{seen:?}");
 }
+
+/// The daemon's pulls keep to public addresses but for the registries named: a named registry
+/// that redirects to another address of the box is not followed there.
+#[test]
+fn the_daemons_pulls_follow_no_redirect_to_the_box() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let target = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in target.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stub_addr = stub.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in stub.incoming().flatten() {
+            let _ = conn.read(&mut [0u8; 4096]);
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target_addr}/v2/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    });
+    let d = Daemon::start_with_config(&format!("[policy]\nregistries = [\"{stub_addr}\"]\n"), &[]);
+    let seen = d.run(["deploy", "--name", "x", &format!("{stub_addr}/demo/hello:v1")]);
+    assert_ne!(seen.code, 0, "{seen:?}");
+    assert!(seen.stderr.contains("a loopback or private address this daemon does not pull from"), "{seen:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was not followed");
+}

@@ -430,6 +430,20 @@ impl Policy {
         Ok(())
     }
 
+    /// The hosts whose every address the daemon's pulls may reach: `None` for any address
+    /// (`private_network`), else the registries named in `[policy] registries`, without ports
+    /// (a pull's redirects and token realm are held to public addresses but for these).
+    pub fn private_registry_hosts(&self) -> Option<Vec<String>> {
+        if self.private_network {
+            return None;
+        }
+        let host = |r: &String| match r.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6).to_owned(),
+            None => r.rsplit_once(':').map_or(r.as_str(), |(host, _)| host).to_owned(),
+        };
+        Some(self.registries.iter().map(host).collect())
+    }
+
     fn listen_refused(&self, what: &str) -> Refusal {
         let allowed: Vec<&str> = self.listen.iter().map(|r| r.text.as_str()).collect();
         Refusal::Forbidden(format!(

@@ -26,6 +26,7 @@ pub fn registry(insecure: &[String]) -> Registry {
         insecure: insecure.to_vec(),
         auth: crate::paths::auth_files(),
         limits: Default::default(),
+        reach: Default::default(),
     })
 }
 

@@ -120,6 +120,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), StartError> {
             Some(config.registries.docker_config.clone()).filter(|p| !p.as_os_str().is_empty()),
         ),
         spore_registry::PullLimits { max_layers: policy.max_image_layers, max_bytes: policy.max_image_size },
+        match policy.private_registry_hosts() {
+            None => spore_registry::Reach::Anywhere,
+            Some(named) => spore_registry::Reach::Public { named },
+        },
     )
     .map_err(StartError::ProgramStore)?;
     let logs = logs::LogHub::start(&config.data_dir.join("logs"), log_limits).map_err(StartError::Logs)?;

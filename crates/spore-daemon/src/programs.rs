@@ -58,7 +58,8 @@ impl spore_api::Classified for ProgramError {
 impl ProgramStore {
     /// Uses (and creates) the program store at `root`, taking programs of up to `max_program`
     /// bytes, and the image store at `images`; `insecure` registries are reached over plain
-    /// HTTP, with the credentials in `auth`; pulled images are held to `limits`.
+    /// HTTP, with the credentials in `auth`; pulled images are held to `limits`, their requests
+    /// to `reach`.
     pub fn open(
         root: &Path,
         max_program: u64,
@@ -66,11 +67,12 @@ impl ProgramStore {
         insecure: Vec<String>,
         auth: AuthFiles,
         limits: spore_registry::PullLimits,
+        reach: spore_registry::Reach,
     ) -> std::io::Result<Self> {
         Ok(ProgramStore {
             store: ContentStore::open(root)?.with_max_blob(max_program),
             images: ContentStore::open(images)?,
-            registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth, limits })),
+            registry: std::sync::Arc::new(Registry::new(RegistryOptions { insecure, auth, limits, reach })),
         })
     }
 

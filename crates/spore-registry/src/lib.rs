@@ -17,11 +17,13 @@ mod auth;
 mod capped;
 mod error;
 mod progress;
+mod reach;
 mod session;
 
 pub use auth::{AuthError, AuthFiles};
 pub use error::RegistryError;
 pub use progress::Progress;
+pub use reach::Reach;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -45,6 +47,8 @@ pub struct RegistryOptions {
     pub auth: AuthFiles,
     /// How big an image a pull accepts.
     pub limits: PullLimits,
+    /// Where a pull's requests may go.
+    pub reach: Reach,
 }
 
 /// How big an image a pull accepts, judged from its manifest before any layer is fetched.
@@ -124,10 +128,13 @@ impl Registry {
 
     /// A client for the requests Spore makes itself, with the same timeouts as oci-client's.
     fn http(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
             .read_timeout(std::time::Duration::from_secs(120))
-            .user_agent(concat!("spore/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("spore/", env!("CARGO_PKG_VERSION")));
+        self.options
+            .reach
+            .apply(builder)
             .build()
             .map_err(|e| RegistryError::Protocol { registry: registry.to_owned(), detail: e.to_string() })
     }
