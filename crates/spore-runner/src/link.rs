@@ -179,10 +179,51 @@ fn split_serial(f: File) -> io::Result<(RawReader, RawWriter)> {
     Ok((RawReader::Serial(f.try_clone()?, None), RawWriter::Serial(f)))
 }
 
+/// The user on the other end of a Unix socket (`SO_PEERCRED`).
+fn peer_uid(s: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large, on a
+    // descriptor `s` owns.
+    let done = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    match done {
+        0 => Ok(cred.uid),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Refuses a Unix link whose other end is neither this process's user nor root: the agent
+/// would hand a runner planted at the path its apps (and native code), and a runner would take
+/// them from another user if its socket's mode were loosened. The daemon's rule, both ends.
+fn check_peer(s: &UnixStream, path: &Path) -> io::Result<()> {
+    let peer = peer_uid(s)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match peer == me || peer == 0 {
+        true => Ok(()),
+        false => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the socket {} is held by user {peer}, neither this user ({me}) nor root; refused", path.display()),
+        )),
+    }
+}
+
 /// The agent's end: connects to a runner.
 pub fn connect(address: &Address) -> io::Result<(RawReader, RawWriter)> {
     match address {
-        Address::Unix(path) => split_unix(UnixStream::connect(path)?),
+        Address::Unix(path) => {
+            let s = UnixStream::connect(path)?;
+            check_peer(&s, path)?;
+            split_unix(s)
+        }
         Address::Tcp(at) => split_tcp(TcpStream::connect(at)?),
         Address::Serial { path, baud } => split_serial(open_serial(path, *baud)?),
     }
@@ -359,11 +400,15 @@ impl Listener {
     /// The next link, and who is on it (for the log).
     pub fn accept(&self) -> io::Result<(RawReader, RawWriter, String)> {
         match self {
-            Listener::Unix(l, path) => {
+            Listener::Unix(l, path) => loop {
                 let (s, _) = l.accept()?;
+                if let Err(e) = check_peer(&s, path) {
+                    eprintln!("spore-runner: a link on {}: {e}", path.display());
+                    continue;
+                }
                 let (r, w) = split_unix(s)?;
-                Ok((r, w, format!("unix:{}", path.display())))
-            }
+                return Ok((r, w, format!("unix:{}", path.display())));
+            },
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept()?;
                 let (r, w) = split_tcp(s)?;

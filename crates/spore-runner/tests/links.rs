@@ -186,6 +186,31 @@ fn over_a_unix_socket_every_engine_runs_the_guests() {
     }
 }
 
+/// Over a Unix socket each end checks the other is its own user or root: an agent does not
+/// hand its apps to a runner another user planted at the path.
+#[test]
+fn an_agent_refuses_a_runner_socket_held_by_another_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("r.sock");
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_spore-runner"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _runner = Runner { child, dir };
+    wait_for(|| listening(&socket));
+    let err = Client::connect(&Address::Unix(socket.clone()), "spore-test", "").err().expect("refused").to_string();
+    assert!(err.contains("is held by user 65534, neither this user") && err.contains("refused"), "{err}");
+}
+
 #[test]
 fn over_tcp_with_its_token_and_not_without() {
     let dir = tempfile::tempdir().unwrap();
