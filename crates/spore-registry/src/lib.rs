@@ -128,6 +128,10 @@ impl Registry {
 
     /// A client for the requests Spore makes itself, with the same timeouts as oci-client's.
     fn http(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
+        self.options
+            .reach
+            .check_registry(registry)
+            .map_err(|detail| RegistryError::Protocol { registry: registry.to_owned(), detail })?;
         let builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
             .read_timeout(std::time::Duration::from_secs(120))

@@ -39,6 +39,23 @@ impl Reach {
         }
     }
 
+    /// Refuses a registry outside this reach, by the host a URL makes of it: `0x7f.0.0.1` or
+    /// `2130706433` are 127.0.0.1 to the URL parser, and an address is connected to without
+    /// the resolver that would drop it.
+    pub(crate) fn check_registry(&self, registry: &str) -> Result<(), String> {
+        let Reach::Public { .. } = self else { return Ok(()) };
+        let host = reqwest::Url::parse(&format!("http://{registry}/"))
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .ok_or_else(|| format!("{registry} is not a registry's HOST[:PORT]"))?;
+        match self.allows_host(&host) {
+            true => Ok(()),
+            false => Err(format!(
+                "{registry} is {host}, a loopback or private address this daemon pulls from only when named in [policy] registries"
+            )),
+        }
+    }
+
     /// Sets up `builder` to keep to this reach: every redirect judged (to an address outside
     /// it, refused), and names resolved to the addresses it allows only.
     pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
@@ -96,5 +113,10 @@ mod tests {
             assert!(!reach.allows_host(no), "{no}");
         }
         assert!(Reach::Anywhere.allows_host("127.0.0.1"));
+        for disguised in ["0x7f.0.0.1:5000", "2130706433", "127.1", "[::ffff:127.0.0.1]:80", "LOCALHOST:5000"] {
+            let err = reach.check_registry(disguised).unwrap_err();
+            assert!(err.contains("loopback or private address"), "{disguised}: {err}");
+        }
+        assert!(reach.check_registry("ghcr.io").is_ok() && reach.check_registry("10.0.0.5:5000").is_ok());
     }
 }
