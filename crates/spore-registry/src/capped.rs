@@ -62,6 +62,7 @@ pub(crate) async fn token(
     v2: &str,
     scope: &str,
     auth: &RegistryAuth,
+    reach: &crate::Reach,
 ) -> Result<Option<String>, Failed> {
     if let RegistryAuth::Bearer(token) = auth {
         return Ok(Some(token.clone()));
@@ -77,6 +78,8 @@ pub(crate) async fn token(
     let param =
         |name: &str| bearer.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped());
     let realm = param("realm").ok_or_else(|| Failed::Malformed("its Bearer challenge names no realm".into()))?;
+    // An address is connected to without the resolver that keeps a reach: judged here.
+    reach.check_url(&realm).map_err(|e| Failed::Malformed(format!("its token service: {e}")))?;
     let mut query = vec![("scope", scope.to_owned())];
     if let Some(service) = param("service") {
         query.push(("service", service));

@@ -166,13 +166,15 @@ impl Registry {
             insecure: self.is_insecure(&reference.registry),
             token: Default::default(),
             scope: format!("repository:{}:pull", reference.repository),
+            reach: self.options.reach.clone(),
         };
         match op {
             // A pull makes its own requests, read under caps (see `capped`).
             RegistryOperation::Pull => {
-                let token = capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth)
-                    .await
-                    .map_err(|f| session.failed(f, "the registry's token service"))?;
+                let token =
+                    capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth, &session.reach)
+                        .await
+                        .map_err(|f| session.failed(f, "the registry's token service"))?;
                 *session.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
             }
             RegistryOperation::Push => {
@@ -197,21 +199,25 @@ impl Registry {
             insecure: self.is_insecure(registry),
             token: Default::default(),
             scope: "repository:spore-login-probe:pull".to_owned(),
+            reach: self.options.reach.clone(),
         };
         // A token registry checks the credentials when it issues the token; a basic-auth one
         // only when they are used, so a catalog request (which needs them) follows.
-        let checked = match capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => match capped::read(session.get("/v2/_catalog?n=1"), capped::MAX_TOKEN).await {
-                Ok(_) => Ok(()),
-                Err(failed) => match session.failed(failed, "the registry's catalog") {
-                    e @ (RegistryError::Unauthorized { .. } | RegistryError::Unreachable { .. }) => Err(e),
-                    // Some registries hide the catalog; the credentials were accepted.
-                    _ => Ok(()),
+        let checked =
+            match capped::token(&session.http, &session.url("/v2/"), &session.scope, &session.auth, &session.reach)
+                .await
+            {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => match capped::read(session.get("/v2/_catalog?n=1"), capped::MAX_TOKEN).await {
+                    Ok(_) => Ok(()),
+                    Err(failed) => match session.failed(failed, "the registry's catalog") {
+                        e @ (RegistryError::Unauthorized { .. } | RegistryError::Unreachable { .. }) => Err(e),
+                        // Some registries hide the catalog; the credentials were accepted.
+                        _ => Ok(()),
+                    },
                 },
-            },
-            Err(failed) => Err(session.failed(failed, "the registry's token service")),
-        };
+                Err(failed) => Err(session.failed(failed, "the registry's token service")),
+            };
         match checked {
             Err(RegistryError::Unauthorized { registry, detail, .. }) => {
                 return Err(RegistryError::LoginRejected { registry, detail });

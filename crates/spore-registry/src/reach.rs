@@ -56,6 +56,18 @@ impl Reach {
         }
     }
 
+    /// Refuses a URL (a token realm) whose host is outside this reach.
+    pub(crate) fn check_url(&self, url: &str) -> Result<(), String> {
+        let Reach::Public { .. } = self else { return Ok(()) };
+        let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)) else {
+            return Err(format!("{url} is not a URL"));
+        };
+        match self.allows_host(&host) {
+            true => Ok(()),
+            false => Err(format!("{url} is a loopback or private address this daemon does not reach")),
+        }
+    }
+
     /// Sets up `builder` to keep to this reach: every redirect judged (to an address outside
     /// it, refused), and names resolved to the addresses it allows only.
     pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
@@ -73,7 +85,8 @@ impl Reach {
                 attempt.follow()
             }
         });
-        builder.redirect(redirects).dns_resolver(Arc::new(PublicOnly(self.clone())))
+        // No proxy: it would resolve names where this resolver cannot judge them.
+        builder.redirect(redirects).dns_resolver(Arc::new(PublicOnly(self.clone()))).no_proxy()
     }
 }
 
@@ -118,5 +131,9 @@ mod tests {
             assert!(err.contains("loopback or private address"), "{disguised}: {err}");
         }
         assert!(reach.check_registry("ghcr.io").is_ok() && reach.check_registry("10.0.0.5:5000").is_ok());
+        assert!(reach.check_url("https://auth.docker.io/token").is_ok());
+        for realm in ["http://169.254.169.254/latest/", "http://0x7f.0.0.1/t", "http://[::1]:5/", "nonsense"] {
+            assert!(reach.check_url(realm).is_err(), "{realm}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Session {
     pub(crate) token: std::sync::Mutex<Option<String>>,
     /// What the token is for (`repository:NAME:pull`).
     pub(crate) scope: String,
+    /// Where its requests may go (the token realm is the registry's to name).
+    pub(crate) reach: crate::Reach,
 }
 
 impl Session {
@@ -54,7 +56,7 @@ impl Session {
             && !matches!(self.auth, RegistryAuth::Bearer(_));
         match capped::open(request()).await {
             Err(capped::Failed::Status(401, _)) if handshaken => {
-                let fresh = capped::token(&self.http, &self.url("/v2/"), &self.scope, &self.auth).await?;
+                let fresh = capped::token(&self.http, &self.url("/v2/"), &self.scope, &self.auth, &self.reach).await?;
                 *self.token.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
                 capped::open(request()).await
             }

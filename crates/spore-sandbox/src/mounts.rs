@@ -69,6 +69,8 @@ pub(crate) fn check_exposure(
         }
     }
     for d in data {
+        // Not made yet, it would be made where it is named: judged by what stands there now.
+        let Some(d) = d.ancestors().find(|a| a.exists()) else { continue };
         let Ok(meta) = std::fs::metadata(d) else { continue };
         if (meta.dev(), meta.ino()) == host || ancestry(d).contains(&host) {
             return Err(SpecError::MountExposesData {
@@ -255,6 +257,11 @@ mod tests {
             assert!(err.contains("contains Spore's data") && err.contains("every app's key-value stores"), "{err}");
         }
         assert!(check_exposure(&mount(&root), &root, &[], &datas).is_ok(), "an image's root");
+        // Not made yet: a guest given its parent could make it.
+        let later = [dir.path().join("home/.local/share/spore")];
+        std::fs::create_dir_all(dir.path().join("home/.local")).unwrap();
+        let home = dir.path().join("home");
+        assert!(check_exposure(&mount(&home), &home, &[], &later).is_err());
         let elsewhere = dir.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         assert!(check_exposure(&mount(&elsewhere), &elsewhere, &[], &datas).is_ok());

@@ -120,10 +120,21 @@ fn watchdog(name: String, ms: u64, started: Instant) {
         }
         let (code, why) = crate::ending::exit_code(&spore_edge::past_wall_limit(ms), PREFIX);
         let line = format!("{name}: {}\n", why.unwrap_or_default());
-        // Not through `eprintln!`: the app's own write, stuck on a full stderr, may hold its lock.
-        // SAFETY: writes `line`'s bytes, which it borrows for the call, to descriptor 2.
-        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-        std::process::exit(code & 0xff);
+        // Not through `eprintln!` (the app's own write, stuck on a full stderr, may hold its
+        // lock), and only if stderr takes it now: a full pipe there is what may have stuck the
+        // app.
+        let mut stderr = libc::pollfd { fd: 2, events: libc::POLLOUT, revents: 0 };
+        // SAFETY: polls one descriptor, `stderr`, for the call; then writes `line`'s bytes,
+        // which it borrows for the call, to descriptor 2.
+        unsafe {
+            if libc::poll(&mut stderr, 1, 0) == 1 && stderr.revents & libc::POLLOUT != 0 {
+                let _ = libc::write(2, line.as_ptr().cast(), line.len());
+            }
+        }
+        // Not `std::process::exit`: the app's thread is still running; nothing is left to
+        // flush or clean up that the kernel does not.
+        // SAFETY: ends the process at once.
+        unsafe { libc::_exit(code & 0xff) }
     });
 }
 

@@ -263,11 +263,13 @@ impl Store {
         // Checked again from disk, as at upload: a file changed since (a native artifact is
         // code) is not loaded.
         if spore_session::verify(&bytes, digest).is_err() {
-            eprintln!("spore-runner: {} does not hash to its name any more; not loaded", path.display());
+            // Removed, so the agent's next upload of it replaces it.
+            eprintln!("spore-runner: {} does not hash to its name any more; removed, not loaded", path.display());
+            let _ = std::fs::remove_file(&path);
             return Err(Refusal::new(
                 ErrorCode::INTERNAL,
                 format!(
-                    "stored module sha256:{} changed on disk since it was uploaded; not loaded: remove it and upload it again",
+                    "stored module sha256:{} changed on disk since it was uploaded; removed, not loaded: upload it again",
                     hex::encode(digest)
                 ),
             ));
