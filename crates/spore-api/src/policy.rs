@@ -408,10 +408,7 @@ impl Policy {
     /// logins) reach the box's services or its LAN, as its sandboxes may not.
     pub fn admit_registry(&self, image: &str, registry: &str) -> Result<(), Refusal> {
         let registry = registry.to_ascii_lowercase();
-        let host = match registry.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(v6),
-            None => registry.rsplit_once(':').map_or(registry.as_str(), |(host, _)| host),
-        };
+        let host = registry_host(&registry);
         if self.registries.iter().any(|r| *r == registry || r == host) {
             return Ok(());
         }
@@ -437,11 +434,7 @@ impl Policy {
         if self.private_network {
             return None;
         }
-        let host = |r: &String| match r.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(v6).to_owned(),
-            None => r.rsplit_once(':').map_or(r.as_str(), |(host, _)| host).to_owned(),
-        };
-        Some(self.registries.iter().map(host).collect())
+        Some(self.registries.iter().map(|r| registry_host(r).to_owned()).collect())
     }
 
     fn listen_refused(&self, what: &str) -> Refusal {
@@ -588,6 +581,14 @@ pub const REDACTED: &str = "(secret)";
 /// Replaces every variable's value in `spec` by [`REDACTED`].
 pub fn redact(spec: &mut SandboxSpec) {
     spec.capabilities.variables.values_mut().for_each(|v| *v = REDACTED.to_owned());
+}
+
+/// The host of a registry's `HOST[:PORT]` (an IPv6 address without its brackets).
+fn registry_host(registry: &str) -> &str {
+    match registry.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => registry.rsplit_once(':').map_or(registry, |(host, _)| host),
+    }
 }
 
 #[cfg(test)]
